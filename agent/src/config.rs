@@ -1,0 +1,230 @@
+//! Agent configuration: parsed once at start from flags, `TRELLIS_AGENT_*` environment variables
+//! and an optional TOML file (flags win over the environment, which wins over the file).
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+use serde::Deserialize;
+use trellis_proto::BrokerAddr;
+
+/// Everything the agent needs to run.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Broker to connect to.
+    pub broker: BrokerAddr,
+    /// Node id; `None` derives it from the primary MAC address.
+    pub node_id: Option<String>,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// MQTT keepalive; the broker declares the node lost after 1.5 × this (MQTT-3.1.2-24).
+    pub keepalive: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+    /// Hardware backend: `simulator` or `rppal`.
+    pub hardware: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            broker: BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1883,
+            },
+            node_id: None,
+            heartbeat_interval: Duration::from_secs(5),
+            keepalive: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+            hardware: "simulator".into(),
+        }
+    }
+}
+
+/// Command-line flags of the `trellis-agent` binary.
+#[derive(Debug, Parser)]
+#[command(name = "trellis-agent", version, about = "Trellis node agent")]
+pub struct Args {
+    /// TOML file with any of the keys below (snake_case).
+    #[arg(long, env = "TRELLIS_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Broker URL, mqtt://host:port.
+    #[arg(long, env = "TRELLIS_AGENT_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Node id (A-Z, a-z, 0-9, '-', '_'); defaults to one derived from the MAC address.
+    #[arg(long, env = "TRELLIS_AGENT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "TRELLIS_AGENT_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// MQTT keepalive in seconds.
+    #[arg(long, env = "TRELLIS_AGENT_KEEPALIVE_SECS")]
+    pub keepalive_secs: Option<u64>,
+    /// Longest wait between reconnect attempts, seconds.
+    #[arg(long, env = "TRELLIS_AGENT_MAX_BACKOFF_SECS")]
+    pub max_backoff_secs: Option<u64>,
+    /// Hardware backend: simulator or rppal.
+    #[arg(long, env = "TRELLIS_AGENT_HARDWARE")]
+    pub hardware: Option<String>,
+}
+
+/// The TOML file's keys; unknown keys are an error so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    broker_url: Option<String>,
+    node_id: Option<String>,
+    heartbeat_secs: Option<u64>,
+    keepalive_secs: Option<u64>,
+    max_backoff_secs: Option<u64>,
+    hardware: Option<String>,
+}
+
+/// Bad configuration, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A key has a value that cannot be used.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The key (flag name with underscores).
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Args {
+    /// Merges flags, environment and file into an [`AgentConfig`].
+    pub fn resolve(self) -> Result<AgentConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let mut c = AgentConfig::default();
+        if let Some(url) = self.broker_url.or(file.broker_url) {
+            c.broker = url.parse().map_err(|reason| ConfigError::Invalid {
+                key: "broker_url",
+                reason,
+            })?;
+        }
+        if let Some(id) = self.node_id.or(file.node_id) {
+            trellis_proto::validate_node_id(&id).map_err(|e| ConfigError::Invalid {
+                key: "node_id",
+                reason: e.to_string(),
+            })?;
+            c.node_id = Some(id);
+        }
+        c.heartbeat_interval = secs(
+            "heartbeat_secs",
+            self.heartbeat_secs.or(file.heartbeat_secs),
+            c.heartbeat_interval,
+        )?;
+        c.keepalive = secs(
+            "keepalive_secs",
+            self.keepalive_secs.or(file.keepalive_secs),
+            c.keepalive,
+        )?;
+        c.max_backoff = secs(
+            "max_backoff_secs",
+            self.max_backoff_secs.or(file.max_backoff_secs),
+            c.max_backoff,
+        )?;
+        if let Some(hw) = self.hardware.or(file.hardware) {
+            crate::hardware::check_name(&hw).map_err(|reason| ConfigError::Invalid {
+                key: "hardware",
+                reason,
+            })?;
+            c.hardware = hw;
+        }
+        Ok(c)
+    }
+}
+
+fn secs(key: &'static str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            reason: "must be at least 1 second".into(),
+        }),
+        Some(s) if s > 86_400 => Err(ConfigError::Invalid {
+            key,
+            reason: "must be at most 86400 seconds".into(),
+        }),
+        Some(s) => Ok(Duration::from_secs(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("trellis-agent").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "broker_url = \"mqtt://10.1.1.1:1999\"\nheartbeat_secs = 7\n",
+        )
+        .unwrap();
+        let c = args(&["--config", path.to_str().unwrap(), "--heartbeat-secs", "2"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.broker.to_string(), "mqtt://10.1.1.1:1999");
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(c.keepalive, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = args(&["--broker-url", "http://x"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid broker_url"), "{e}");
+        let e = args(&["--node-id", "a/b"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid node_id"), "{e}");
+        let e = args(&["--heartbeat-secs", "0"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid heartbeat_secs"), "{e}");
+        let e = args(&["--hardware", "gpio9000"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid hardware"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "heartbeet_secs = 7\n").unwrap();
+        let e = args(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `heartbeet_secs`"), "{e}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The hardware a node drives, behind one small trait so jobs run the same on a Raspberry Pi
+//! (`rppal`, cargo feature `rpi`) and everywhere else (a simulator with a physical model).
+
+use std::sync::Arc;
+
+pub mod simulator;
+
+#[cfg(feature = "rpi")]
+pub mod rpi;
+
+/// A failed hardware operation.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HardwareError {
+    /// The pin number is not one the board has.
+    #[error("no such pin: {0} (BCM numbering, 0-27)")]
+    NoSuchPin(u8),
+    /// A PWM duty cycle outside 0.0–1.0.
+    #[error("duty cycle {0} is outside 0.0-1.0")]
+    BadDuty(f64),
+    /// The temperature channel does not exist.
+    #[error("no temperature sensor {0}")]
+    NoSuchSensor(u8),
+    /// The backend failed (driver or permission error), with its message.
+    #[error("hardware backend error: {0}")]
+    Backend(String),
+}
+
+/// The operations jobs use. Pins use BCM numbering, as the Raspberry Pi documentation does.
+pub trait Hardware: Send + Sync {
+    /// Backend name, announced to the leader.
+    fn name(&self) -> &'static str;
+    /// Drives an output pin high or low.
+    fn write_pin(&self, pin: u8, high: bool) -> Result<(), HardwareError>;
+    /// Reads a pin's level.
+    fn read_pin(&self, pin: u8) -> Result<bool, HardwareError>;
+    /// Sets a (software) PWM duty cycle, 0.0–1.0, on a pin; 0 stops it.
+    fn set_pwm(&self, pin: u8, duty: f64) -> Result<(), HardwareError>;
+    /// Reads a temperature sensor, °C.
+    fn read_temperature(&self, sensor: u8) -> Result<f64, HardwareError>;
+}
+
+/// Backend names accepted in configuration.
+pub const BACKENDS: &[&str] = &["simulator", "rppal"];
+
+/// Checks a backend name from configuration.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if BACKENDS.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown hardware backend {name:?}; expected one of {BACKENDS:?}"
+        ))
+    }
+}
+
+/// Opens the named backend.
+pub fn open(name: &str) -> anyhow::Result<Arc<dyn Hardware>> {
+    match name {
+        "simulator" => Ok(Arc::new(simulator::Simulator::new())),
+        #[cfg(feature = "rpi")]
+        "rppal" => Ok(Arc::new(rpi::Rppal::open()?)),
+        #[cfg(not(feature = "rpi"))]
+        "rppal" => anyhow::bail!(
+            "this agent was built without the `rpi` feature; rebuild with --features rpi"
+        ),
+        other => anyhow::bail!(check_name(other).err().unwrap_or_default()),
+    }
+}
+
+pub(crate) fn check_pin(pin: u8) -> Result<(), HardwareError> {
+    if pin <= 27 {
+        Ok(())
+    } else {
+        Err(HardwareError::NoSuchPin(pin))
+    }
+}
+
+pub(crate) fn check_duty(duty: f64) -> Result<(), HardwareError> {
+    if (0.0..=1.0).contains(&duty) {
+        Ok(())
+    } else {
+        Err(HardwareError::BadDuty(duty))
+    }
+}

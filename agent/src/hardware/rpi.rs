@@ -1,0 +1,98 @@
+//! The Raspberry Pi backend: GPIO through `rppal`, temperature from DS18B20 1-wire sensors in sysfs.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use rppal::gpio::{Gpio, IoPin, Mode};
+
+use super::{Hardware, HardwareError, check_duty, check_pin};
+
+/// GPIO pins claimed so far, by BCM number.
+pub struct Rppal {
+    gpio: Gpio,
+    pins: Mutex<HashMap<u8, IoPin>>,
+}
+
+impl Rppal {
+    /// Opens `/dev/gpiomem`; fails on a machine that is not a Pi.
+    pub fn open() -> Result<Self, HardwareError> {
+        let gpio = Gpio::new().map_err(|e| HardwareError::Backend(e.to_string()))?;
+        Ok(Rppal {
+            gpio,
+            pins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn with_pin<T>(
+        &self,
+        pin: u8,
+        mode: Mode,
+        f: impl FnOnce(&mut IoPin) -> Result<T, HardwareError>,
+    ) -> Result<T, HardwareError> {
+        check_pin(pin)?;
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        if !pins.contains_key(&pin) {
+            let p = self
+                .gpio
+                .get(pin)
+                .map_err(|e| HardwareError::Backend(e.to_string()))?;
+            pins.insert(pin, p.into_io(mode));
+        }
+        let io = pins.get_mut(&pin).ok_or(HardwareError::NoSuchPin(pin))?;
+        if io.mode() != mode {
+            io.set_mode(mode);
+        }
+        f(io)
+    }
+}
+
+impl Hardware for Rppal {
+    fn name(&self) -> &'static str {
+        "rppal"
+    }
+
+    fn write_pin(&self, pin: u8, high: bool) -> Result<(), HardwareError> {
+        self.with_pin(pin, Mode::Output, |io| {
+            io.clear_pwm()
+                .map_err(|e| HardwareError::Backend(e.to_string()))?;
+            if high {
+                io.set_high()
+            } else {
+                io.set_low()
+            }
+            Ok(())
+        })
+    }
+
+    fn read_pin(&self, pin: u8) -> Result<bool, HardwareError> {
+        self.with_pin(pin, Mode::Input, |io| Ok(io.is_high()))
+    }
+
+    fn set_pwm(&self, pin: u8, duty: f64) -> Result<(), HardwareError> {
+        check_duty(duty)?;
+        self.with_pin(pin, Mode::Output, |io| {
+            // 100 Hz software PWM: enough for heaters and LEDs.
+            io.set_pwm_frequency(100.0, duty)
+                .map_err(|e| HardwareError::Backend(e.to_string()))
+        })
+    }
+
+    fn read_temperature(&self, sensor: u8) -> Result<f64, HardwareError> {
+        let mut devices: Vec<_> = std::fs::read_dir("/sys/bus/w1/devices")
+            .map_err(|e| HardwareError::Backend(format!("1-wire bus: {e}")))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("28-"))
+            .map(|e| e.path())
+            .collect();
+        devices.sort();
+        let dev = devices
+            .get(sensor as usize)
+            .ok_or(HardwareError::NoSuchSensor(sensor))?;
+        let text = std::fs::read_to_string(dev.join("temperature"))
+            .map_err(|e| HardwareError::Backend(e.to_string()))?;
+        let milli: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| HardwareError::Backend(format!("bad reading {text:?}")))?;
+        Ok(milli / 1000.0)
+    }
+}

@@ -1,0 +1,142 @@
+//! The Trellis agent: one small process per node. It announces the node over MQTT (retained), sends
+//! heartbeats with system stats, holds a last-will so the leader sees it as lost when it dies, and
+//! reconnects with capped backoff, re-subscribing and re-announcing after every reconnect (rumqttc
+//! does not resubscribe by itself: bytebeamio/rumqtt#250).
+//!
+//! The leader runs the same code as its local agent through [`run`].
+
+pub mod config;
+pub mod hardware;
+pub mod system;
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio_util::sync::CancellationToken;
+use trellis_proto::{Announce, NodeState, Status, encode, topic};
+
+pub use config::AgentConfig;
+
+/// The agent's version, as announced.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// First delay before reconnecting after a broker error; doubled per failure up to the configured cap.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Runs the agent until `shutdown` is cancelled, then publishes `offline` and disconnects cleanly
+/// (so the broker discards the last-will: MQTT-3.1.2-10).
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let hardware = hardware::open(&config.hardware)?;
+    let facts = system::facts();
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| facts.default_node_id());
+    trellis_proto::validate_node_id(&node_id)?;
+    let announce = Announce {
+        node_id: node_id.clone(),
+        hostname: facts.hostname.clone(),
+        mac: facts.mac.clone(),
+        ip_addresses: facts.ip_addresses.clone(),
+        arch: std::env::consts::ARCH.to_owned(),
+        os: facts.os.clone(),
+        model: facts.model.clone(),
+        agent_version: VERSION.to_owned(),
+        hardware: hardware.name().to_owned(),
+        heartbeat_interval_secs: config.heartbeat_interval.as_secs().max(1),
+    };
+    tracing::info!(node_id, broker = %config.broker, hardware = hardware.name(), "agent starting");
+
+    let status_topic = topic::status(&node_id);
+    let mut opts = MqttOptions::new(
+        format!("trellis-agent-{node_id}"),
+        config.broker.host.clone(),
+        config.broker.port,
+    );
+    opts.set_keep_alive(config.keepalive);
+    opts.set_clean_session(true);
+    // MQTT-3.1.2-8: the broker publishes the will when the connection ends without a DISCONNECT.
+    opts.set_last_will(LastWill::new(
+        status_topic.clone(),
+        encode(&Status {
+            state: NodeState::Lost,
+        }),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+
+    let mut stats = system::StatsSampler::new();
+    let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connected = false;
+    let mut backoff = INITIAL_BACKOFF;
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = heartbeat.tick() => {
+                let beat = stats.sample();
+                if connected {
+                    // try_publish: this task also drives the event loop, so an awaited publish on a
+                    // full request queue would deadlock; a dropped heartbeat is harmless.
+                    if let Err(e) = client.try_publish(topic::heartbeat(&node_id), QoS::AtMostOnce, false, encode(&beat)) {
+                        tracing::debug!(error = %e, "heartbeat dropped");
+                    }
+                }
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    tracing::info!(session_present = ack.session_present, "connected to broker");
+                    connected = true;
+                    backoff = INITIAL_BACKOFF;
+                    // Re-assert retained state after every (re)connect: the broker may have restarted
+                    // without persistence, or an operator may have cleared it.
+                    let online = encode(&Status { state: NodeState::Online });
+                    for (t, payload) in [(topic::announce(&node_id), encode(&announce)), (status_topic.clone(), online)] {
+                        if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, true, payload) {
+                            tracing::warn!(error = %e, "could not queue announce");
+                        }
+                    }
+                    heartbeat.reset_immediately();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    connected = false;
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker connection failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(config.max_backoff);
+                }
+            },
+        }
+    }
+
+    if connected {
+        let offline = encode(&Status {
+            state: NodeState::Offline,
+        });
+        let _ = client.try_publish(status_topic, QoS::AtLeastOnce, true, offline);
+        let _ = client.try_disconnect();
+        // Drive the event loop until the DISCONNECT is written, so the broker drops the will.
+        let drain = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Err(ConnectionError::ConnectionRefused(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(3), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("broker did not take the clean disconnect in time");
+        }
+    }
+    tracing::info!(node_id, "agent stopped");
+    Ok(())
+}

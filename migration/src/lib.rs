@@ -1,0 +1,16 @@
+//! Database migrations, run at server start-up (`trellis migrate` runs them by hand). A migration that
+//! has shipped is never edited: change the schema with a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_node;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_node::Migration)]
+    }
+}

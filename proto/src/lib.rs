@@ -1,0 +1,373 @@
+//! The MQTT wire protocol shared by the Trellis server and agent: topic builders, topic parsing and
+//! the JSON payloads. Every topic starts with [`PREFIX`], which carries the protocol version, so a
+//! future incompatible change gets a new prefix and old agents keep working on the old one.
+//!
+//! `docs/mqtt.md` documents each topic with its payload, QoS and retain flag; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+/// Root of every Trellis topic; the `v1` is the protocol version.
+pub const PREFIX: &str = "trellis/v1";
+
+/// Longest node id accepted, in bytes. Node ids are topic segments, so they are kept short and plain.
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// Why a node id or topic was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtoError {
+    /// The node id is empty, too long or holds a character outside `[A-Za-z0-9_-]`.
+    #[error(
+        "invalid node id {0:?}: use 1 to {MAX_NODE_ID_LEN} characters from A-Z, a-z, 0-9, '-' and '_'"
+    )]
+    InvalidNodeId(String),
+    /// The topic is not one of the Trellis topics.
+    #[error("not a Trellis topic: {0:?}")]
+    UnknownTopic(String),
+    /// The payload could not be decoded as the message that the topic carries.
+    #[error("malformed {kind} payload on {topic}: {reason}")]
+    Malformed {
+        /// The kind of message the topic carries.
+        kind: &'static str,
+        /// The topic the payload arrived on.
+        topic: String,
+        /// What the decoder said.
+        reason: String,
+    },
+}
+
+/// Checks that `id` can be used as a node id (and so as a topic segment).
+pub fn validate_node_id(id: &str) -> Result<(), ProtoError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_NODE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtoError::InvalidNodeId(id.to_owned()))
+    }
+}
+
+/// Topic builders. Each returns the full topic string.
+pub mod topic {
+    use super::PREFIX;
+
+    /// Retained, QoS 1: the node's [`super::Announce`], published by the agent after every connect.
+    pub fn announce(node_id: &str) -> String {
+        format!("{PREFIX}/nodes/{node_id}/announce")
+    }
+
+    /// Retained, QoS 1: the node's [`super::Status`]; the agent's last-will sets it to `lost`.
+    pub fn status(node_id: &str) -> String {
+        format!("{PREFIX}/nodes/{node_id}/status")
+    }
+
+    /// Not retained, QoS 0: periodic [`super::Heartbeat`] with system stats.
+    pub fn heartbeat(node_id: &str) -> String {
+        format!("{PREFIX}/nodes/{node_id}/heartbeat")
+    }
+
+    /// Filter matching every node topic, for the server's bridge.
+    pub fn all_nodes_filter() -> String {
+        format!("{PREFIX}/nodes/+/+")
+    }
+}
+
+/// A message on one of the node topics, decoded from its topic and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeMessage {
+    /// The node described itself.
+    Announce(Announce),
+    /// The node's liveness changed.
+    Status(Status),
+    /// The node sent its periodic stats.
+    Heartbeat(Heartbeat),
+    /// A retained message was cleared (empty payload) on this node's `kind` topic.
+    Cleared(&'static str),
+}
+
+/// Splits a Trellis node topic into the node id and the message kind.
+pub fn parse_node_topic(topic: &str) -> Result<(&str, &'static str), ProtoError> {
+    let unknown = || ProtoError::UnknownTopic(topic.to_owned());
+    let rest = topic
+        .strip_prefix(PREFIX)
+        .and_then(|r| r.strip_prefix("/nodes/"))
+        .ok_or_else(unknown)?;
+    let (node_id, kind) = rest.split_once('/').ok_or_else(unknown)?;
+    validate_node_id(node_id).map_err(|_| unknown())?;
+    let kind = match kind {
+        "announce" => "announce",
+        "status" => "status",
+        "heartbeat" => "heartbeat",
+        _ => return Err(unknown()),
+    };
+    Ok((node_id, kind))
+}
+
+/// Decodes a message received on a node topic. An empty payload is a cleared retained message.
+pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), ProtoError> {
+    let (node_id, kind) = parse_node_topic(topic)?;
+    let malformed = |e: serde_json::Error| ProtoError::Malformed {
+        kind,
+        topic: topic.to_owned(),
+        reason: e.to_string(),
+    };
+    let msg = if payload.is_empty() {
+        NodeMessage::Cleared(kind)
+    } else {
+        match kind {
+            "announce" => {
+                NodeMessage::Announce(serde_json::from_slice(payload).map_err(malformed)?)
+            }
+            "status" => NodeMessage::Status(serde_json::from_slice(payload).map_err(malformed)?),
+            _ => NodeMessage::Heartbeat(serde_json::from_slice(payload).map_err(malformed)?),
+        }
+    };
+    if let NodeMessage::Announce(a) = &msg {
+        if a.node_id != node_id {
+            return Err(ProtoError::Malformed {
+                kind,
+                topic: topic.to_owned(),
+                reason: format!("node_id {:?} does not match the topic", a.node_id),
+            });
+        }
+    }
+    Ok((node_id.to_owned(), msg))
+}
+
+/// What a node says about itself when it connects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announce {
+    /// Stable id of the node; also the topic segment.
+    pub node_id: String,
+    /// The machine's hostname.
+    pub hostname: String,
+    /// MAC address of the primary network interface, `aa:bb:cc:dd:ee:ff`, if one was found.
+    pub mac: Option<String>,
+    /// Non-loopback IP addresses of the node.
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+    /// CPU architecture, as Rust names it (`x86_64`, `aarch64`, ...).
+    pub arch: String,
+    /// Operating system, from `/etc/os-release` when present.
+    pub os: String,
+    /// Board model (`Raspberry Pi 4 Model B Rev 1.4`), when the machine says.
+    pub model: Option<String>,
+    /// Version of the agent binary.
+    pub agent_version: String,
+    /// Name of the hardware backend the agent drives (`simulator`, `rppal`).
+    #[serde(default)]
+    pub hardware: String,
+    /// Seconds between heartbeats, so the server knows when a silent node is overdue.
+    pub heartbeat_interval_secs: u64,
+}
+
+/// Liveness of a node as the node (or its last-will) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Connected and reporting.
+    Online,
+    /// Shut down cleanly.
+    Offline,
+    /// Vanished without a clean shutdown (last-will, or heartbeats overdue).
+    Lost,
+}
+
+impl NodeState {
+    /// The lowercase name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Offline => "offline",
+            NodeState::Lost => "lost",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "online" => Some(NodeState::Online),
+            "offline" => Some(NodeState::Offline),
+            "lost" => Some(NodeState::Lost),
+            _ => None,
+        }
+    }
+}
+
+/// Payload of the retained status topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The state the node is in.
+    pub state: NodeState,
+}
+
+/// Periodic system stats from a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// CPU busy share since the previous heartbeat, 0–100.
+    pub cpu_percent: f32,
+    /// Memory in use (total minus available), bytes.
+    pub mem_used_bytes: u64,
+    /// Total memory, bytes.
+    pub mem_total_bytes: u64,
+    /// SoC temperature in °C, when the machine has a sensor.
+    pub temperature_c: Option<f32>,
+    /// Seconds since the machine booted.
+    pub uptime_secs: u64,
+}
+
+/// Encodes a message as its JSON payload.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no custom impls.
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce() -> Announce {
+        Announce {
+            node_id: "pi-01".into(),
+            hostname: "pi".into(),
+            mac: Some("aa:bb:cc:dd:ee:ff".into()),
+            ip_addresses: vec!["10.0.0.2".into()],
+            arch: "aarch64".into(),
+            os: "Debian".into(),
+            model: None,
+            agent_version: "0.1.0".into(),
+            hardware: "simulator".into(),
+            heartbeat_interval_secs: 5,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_message() {
+        let a = announce();
+        let (id, msg) = decode(&topic::announce("pi-01"), &encode(&a)).expect("announce");
+        assert_eq!((id.as_str(), msg), ("pi-01", NodeMessage::Announce(a)));
+        let s = Status {
+            state: NodeState::Lost,
+        };
+        let (_, msg) = decode(&topic::status("pi-01"), &encode(&s)).expect("status");
+        assert_eq!(msg, NodeMessage::Status(s));
+        let (_, msg) = decode(&topic::status("pi-01"), b"").expect("cleared");
+        assert_eq!(msg, NodeMessage::Cleared("status"));
+    }
+
+    #[test]
+    fn rejects_bad_topics_and_payloads_with_a_reason() {
+        assert_eq!(
+            decode("trellis/v1/nodes/a+b/status", b"{}").unwrap_err(),
+            ProtoError::UnknownTopic("trellis/v1/nodes/a+b/status".into())
+        );
+        assert!(matches!(
+            decode("trellis/v1/nodes/x/other", b"{}"),
+            Err(ProtoError::UnknownTopic(_))
+        ));
+        let err = decode(&topic::heartbeat("x"), b"{not json").unwrap_err();
+        assert!(
+            err.to_string().contains("malformed heartbeat payload"),
+            "{err}"
+        );
+        let err = decode(&topic::announce("other"), &encode(&announce())).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match the topic"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_ids_are_plain_topic_segments() {
+        assert!(validate_node_id("pi-01_a").is_ok());
+        for bad in ["", "a/b", "a+", "#", &"x".repeat(65)] {
+            assert!(validate_node_id(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// An MQTT broker address parsed from `mqtt://host:port` (port defaults to 1883).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for BrokerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix("mqtt://")
+            .or_else(|| s.strip_prefix("tcp://"))
+            .ok_or_else(|| format!("broker URL {s:?} must start with mqtt://"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("broker URL {s:?} has an invalid port {p:?}"))?;
+                (h, port)
+            }
+            _ => (rest, 1883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(format!("broker URL {s:?} has no usable host"));
+        }
+        Ok(BrokerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod broker_addr_tests {
+    use super::BrokerAddr;
+
+    #[test]
+    fn parses_broker_urls_and_names_what_is_wrong() {
+        let a: BrokerAddr = "mqtt://10.0.0.1:1884".parse().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("10.0.0.1", 1884));
+        let a: BrokerAddr = "mqtt://leader.local".parse().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("leader.local", 1883));
+        let a: BrokerAddr = "mqtt://[::1]:1999".parse().unwrap();
+        assert_eq!(
+            (a.host.as_str(), a.port, a.to_string().as_str()),
+            ("::1", 1999, "mqtt://[::1]:1999")
+        );
+        assert!(
+            "http://x:1"
+                .parse::<BrokerAddr>()
+                .unwrap_err()
+                .contains("must start with mqtt://")
+        );
+        assert!(
+            "mqtt://x:99999"
+                .parse::<BrokerAddr>()
+                .unwrap_err()
+                .contains("invalid port")
+        );
+        assert!(
+            "mqtt://:1883"
+                .parse::<BrokerAddr>()
+                .unwrap_err()
+                .contains("no usable host")
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! The MQTT bridge: subscribes to every node topic, turns messages into database writes and events
+//! through the node service, and clears retained topics when a node is removed. A malformed message
+//! is logged with its topic and reason and dropped; the bridge keeps running.
+//!
+//! It re-subscribes after every reconnect (rumqttc does not: bytebeamio/rumqtt#250), and a sweeper
+//! marks nodes lost whose heartbeats are overdue, for the cases a last-will cannot cover.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use trellis_proto::{BrokerAddr, NodeMessage, NodeState, decode, topic};
+
+use crate::nodes::Nodes;
+
+/// How often overdue heartbeats are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Slack on top of three heartbeat intervals before a silent node is lost.
+const SWEEP_GRACE_SECS: i64 = 2;
+/// Longest wait between reconnect attempts to the broker.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Handle on the running bridge.
+#[derive(Clone)]
+pub struct Bridge {
+    client: AsyncClient,
+    connected: Arc<AtomicBool>,
+}
+
+impl Bridge {
+    /// Connects to `broker` and starts the bridge tasks; they stop when `shutdown` is cancelled.
+    pub fn start(broker: &BrokerAddr, nodes: Nodes, shutdown: CancellationToken) -> Bridge {
+        let client_id = format!("trellis-server-{}", uuid::Uuid::new_v4().simple());
+        let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
+        opts.set_keep_alive(Duration::from_secs(10));
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(crate::broker::MAX_PAYLOAD, crate::broker::MAX_PAYLOAD);
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let connected = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
+
+        let sub_client = client.clone();
+        let flag = connected.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let event = tokio::select! {
+                    () = stop.cancelled() => break,
+                    e = eventloop.poll() => e,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(100);
+                        if let Err(e) =
+                            sub_client.try_subscribe(topic::all_nodes_filter(), QoS::AtLeastOnce)
+                        {
+                            tracing::error!(error = %e, "cannot queue the node subscription");
+                        }
+                        flag.store(true, Ordering::SeqCst);
+                        tracing::info!("bridge connected to the broker");
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        // Back-pressure: a slow database slows reading from the broker, it does
+                        // not grow memory.
+                        if tx.send((p.topic, p.payload.to_vec())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if flag.swap(false, Ordering::SeqCst) {
+                            tracing::warn!(error = %e, "bridge lost the broker");
+                        } else {
+                            tracing::debug!(error = %e, "broker not reachable yet");
+                        }
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        });
+
+        tokio::spawn(handle_messages(rx, nodes.clone()));
+        tokio::spawn(sweep(nodes, shutdown));
+        Bridge { client, connected }
+    }
+
+    /// Whether the bridge holds a live broker connection.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// Clears a node's retained topics (an empty retained message deletes one: MQTT-3.3.1-10), so a
+    /// removed node does not come back as a ghost when the server re-subscribes.
+    pub async fn clear_retained(&self, node_id: &str) -> anyhow::Result<()> {
+        for t in [topic::announce(node_id), topic::status(node_id)] {
+            self.client
+                .publish(t, QoS::AtLeastOnce, true, Vec::new())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn handle_messages(mut rx: mpsc::Receiver<(String, Vec<u8>)>, nodes: Nodes) {
+    // A status can arrive before the announce of a node we have not seen: retained messages come
+    // in no particular order. Keep it until the announce creates the node.
+    let mut early_status: HashMap<String, NodeState> = HashMap::new();
+    while let Some((topic, payload)) = rx.recv().await {
+        let now = Utc::now();
+        let (node_id, msg) = match decode(&topic, &payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropped an MQTT message");
+                continue;
+            }
+        };
+        let result = match msg {
+            NodeMessage::Announce(a) => {
+                let early = early_status.remove(&node_id);
+                nodes.announce(&a, early, now).await.map(|_| ())
+            }
+            NodeMessage::Status(s) => match nodes.set_state(&node_id, s.state, now).await {
+                Ok(None) => {
+                    if early_status.len() < 10_000 {
+                        early_status.insert(node_id, s.state);
+                    }
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            },
+            NodeMessage::Heartbeat(h) => nodes.heartbeat(&node_id, &h, now).await.map(|_| ()),
+            NodeMessage::Cleared(_) => {
+                early_status.remove(&node_id);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(
+                error = e.log_message(),
+                topic,
+                "could not record an MQTT message"
+            );
+        }
+    }
+}
+
+async fn sweep(nodes: Nodes, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match nodes
+            .sweep_overdue(Utc::now(), chrono::Duration::seconds(SWEEP_GRACE_SECS))
+            .await
+        {
+            Ok(lost) => {
+                for n in lost {
+                    tracing::warn!(node_id = n.id, last_seen = %n.last_seen, "node heartbeats overdue: marked lost");
+                }
+            }
+            Err(e) => tracing::error!(error = e.log_message(), "overdue-heartbeat sweep failed"),
+        }
+    }
+}

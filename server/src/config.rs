@@ -1,0 +1,346 @@
+//! Server configuration, parsed once at start from flags, `TRELLIS_*` environment variables and an
+//! optional TOML file (flags win over the environment, which wins over the file, which wins over the
+//! defaults). A bad value fails start-up with the name of the key at fault.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args as ClapArgs, builder::BoolishValueParser};
+use serde::Deserialize;
+use trellis_proto::BrokerAddr;
+
+/// Where the server keeps its data unless told otherwise (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "trellis-data";
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Directory for the SQLite database and other state; created if missing.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// MQTT broker: embedded (listening on an address) or external.
+    pub broker: BrokerMode,
+    /// Whether the leader also runs a local agent (the simulator backend by default).
+    pub local_agent: bool,
+    /// Node id for the local agent; `None` derives it from the MAC address.
+    pub local_agent_node_id: Option<String>,
+    /// Heartbeat interval of the local agent.
+    pub heartbeat_interval: Duration,
+    /// Directory holding the built web app (`index.html` and its assets).
+    pub web_dir: Option<PathBuf>,
+    /// Serve GraphiQL at `/graphiql`.
+    pub graphiql: bool,
+}
+
+/// Which broker the server uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BrokerMode {
+    /// Start rumqttd in-process on this address.
+    Embedded(SocketAddr),
+    /// Connect to a broker someone else runs (Mosquitto, EMQX).
+    External(BrokerAddr),
+}
+
+impl BrokerMode {
+    /// The address clients on this machine connect to.
+    pub fn client_addr(&self) -> BrokerAddr {
+        match self {
+            BrokerMode::Embedded(addr) => {
+                let host = if addr.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    addr.ip().to_string()
+                };
+                BrokerAddr {
+                    host,
+                    port: addr.port(),
+                }
+            }
+            BrokerMode::External(b) => b.clone(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults: everything on loopback, SQLite in `./trellis-data`, embedded broker, local agent.
+    pub fn defaults_in(data_dir: PathBuf) -> Self {
+        let database_url = sqlite_url(&data_dir);
+        ServerConfig {
+            data_dir,
+            database_url,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            broker: BrokerMode::Embedded(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            local_agent: true,
+            local_agent_node_id: None,
+            heartbeat_interval: Duration::from_secs(5),
+            web_dir: default_web_dir(),
+            graphiql: true,
+        }
+    }
+}
+
+fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("trellis.db").display())
+}
+
+/// `web/` beside the executable, when it holds an `index.html`.
+fn default_web_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.join("web");
+    dir.join("index.html").is_file().then_some(dir)
+}
+
+/// Flags of `trellis serve` (and of `trellis` with no subcommand).
+#[derive(Debug, Clone, Default, ClapArgs)]
+pub struct Args {
+    /// TOML file with any of the keys below (snake_case).
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (SQLite database and state).
+    #[arg(long, env = "TRELLIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://path or postgres://user:pass@host/db.
+    #[arg(long, env = "TRELLIS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// HTTP listen address.
+    #[arg(long, env = "TRELLIS_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Listen address of the embedded MQTT broker.
+    #[arg(long, env = "TRELLIS_MQTT_LISTEN")]
+    pub mqtt_listen: Option<String>,
+    /// External broker, mqtt://host:port; when set, no embedded broker starts.
+    #[arg(long, env = "TRELLIS_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Run a local agent on the leader (true/false).
+    #[arg(long, env = "TRELLIS_LOCAL_AGENT", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub local_agent: Option<bool>,
+    /// Node id of the local agent.
+    #[arg(long, env = "TRELLIS_LOCAL_AGENT_NODE_ID")]
+    pub local_agent_node_id: Option<String>,
+    /// Heartbeat interval of the local agent, seconds.
+    #[arg(long, env = "TRELLIS_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Directory of the built web app.
+    #[arg(long, env = "TRELLIS_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Serve GraphiQL at /graphiql (true/false).
+    #[arg(long, env = "TRELLIS_GRAPHIQL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub graphiql: Option<bool>,
+}
+
+/// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    http_listen: Option<String>,
+    mqtt_listen: Option<String>,
+    broker_url: Option<String>,
+    local_agent: Option<bool>,
+    local_agent_node_id: Option<String>,
+    heartbeat_secs: Option<u64>,
+    web_dir: Option<PathBuf>,
+    graphiql: Option<bool>,
+}
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value cannot be used.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{value:?} is not an address like 127.0.0.1:8080"),
+        )
+    })
+}
+
+impl Args {
+    /// Merges flags, environment, file and defaults.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mut c = ServerConfig::defaults_in(data_dir);
+        if let Some(url) = self.database_url.or(file.database_url) {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return Err(invalid(
+                    "database_url",
+                    format!("{url:?} must start with sqlite: or postgres://"),
+                ));
+            }
+            c.database_url = url;
+        }
+        if let Some(v) = self.http_listen.or(file.http_listen) {
+            c.http_listen = addr("http_listen", &v)?;
+        }
+        let mqtt_listen = self.mqtt_listen.or(file.mqtt_listen);
+        match (self.broker_url.or(file.broker_url), mqtt_listen) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "broker_url",
+                    "cannot be combined with mqtt_listen (an external broker starts no embedded one)",
+                ));
+            }
+            (Some(url), None) => {
+                c.broker =
+                    BrokerMode::External(url.parse().map_err(|r: String| invalid("broker_url", r))?)
+            }
+            (None, Some(listen)) => c.broker = BrokerMode::Embedded(addr("mqtt_listen", &listen)?),
+            (None, None) => {}
+        }
+        if let Some(v) = self.local_agent.or(file.local_agent) {
+            c.local_agent = v;
+        }
+        if let Some(id) = self.local_agent_node_id.or(file.local_agent_node_id) {
+            trellis_proto::validate_node_id(&id)
+                .map_err(|e| invalid("local_agent_node_id", e.to_string()))?;
+            c.local_agent_node_id = Some(id);
+        }
+        if let Some(s) = self.heartbeat_secs.or(file.heartbeat_secs) {
+            if !(1..=3600).contains(&s) {
+                return Err(invalid("heartbeat_secs", "must be between 1 and 3600"));
+            }
+            c.heartbeat_interval = Duration::from_secs(s);
+        }
+        if let Some(dir) = self.web_dir.or(file.web_dir) {
+            if !dir.join("index.html").is_file() {
+                return Err(invalid(
+                    "web_dir",
+                    format!("{} has no index.html", dir.display()),
+                ));
+            }
+            c.web_dir = Some(dir);
+        }
+        if let Some(v) = self.graphiql.or(file.graphiql) {
+            c.graphiql = v;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn resolve(list: &[&str]) -> Result<ServerConfig, ConfigError> {
+        Cli::try_parse_from(std::iter::once("trellis").chain(list.iter().copied()))
+            .unwrap()
+            .args
+            .resolve()
+    }
+
+    #[test]
+    fn defaults_are_a_whole_leader_on_loopback() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.broker,
+            BrokerMode::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!(c.database_url, "sqlite://trellis-data/trellis.db");
+        assert!(c.local_agent && c.graphiql);
+    }
+
+    #[test]
+    fn file_then_flags_and_external_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trellis.toml");
+        std::fs::write(&path, "http_listen = \"127.0.0.1:9000\"\nlocal_agent = false\nbroker_url = \"mqtt://127.0.0.1:1999\"\n").unwrap();
+        let c = resolve(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:9001",
+        ])
+        .unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:9001");
+        assert!(!c.local_agent);
+        assert_eq!(c.broker.client_addr().to_string(), "mqtt://127.0.0.1:1999");
+        let c = resolve(&["--local-agent", "--data-dir", "/tmp/x"]).unwrap();
+        assert!(c.local_agent);
+        assert_eq!(c.database_url, "sqlite:///tmp/x/trellis.db");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--http-listen", "8080"], "invalid http_listen"),
+            (&["--database-url", "mysql://x"], "invalid database_url"),
+            (&["--broker-url", "tcp:/x"], "invalid broker_url"),
+            (
+                &["--broker-url", "mqtt://a:1", "--mqtt-listen", "127.0.0.1:1"],
+                "invalid broker_url",
+            ),
+            (&["--heartbeat-secs", "0"], "invalid heartbeat_secs"),
+            (
+                &["--local-agent-node-id", "a b"],
+                "invalid local_agent_node_id",
+            ),
+            (&["--web-dir", "/nonexistent"], "invalid web_dir"),
+        ];
+        for (args, want) in cases {
+            let e = resolve(args).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "http_lisen = \"x\"\n").unwrap();
+        let e = resolve(&["--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `http_lisen`"), "{e}");
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error policy of the API. Every error a client sees carries a stable
+//! `extensions.code` (`NOT_FOUND`, `BAD_REQUEST`, `INTERNAL`). Database and broker error text is
+//! logged on the server and never sent to a client: an internal failure reaches the caller only as
+//! `INTERNAL` with a generic message, so it leaks no schema, paths or credentials.
+
+use async_graphql::ErrorExtensions;
+
+/// Errors of the service layer.
+///
+/// Deliberately not `Display`: async-graphql turns any `Display` error into a client message
+/// through a blanket `From`, which would send database text to clients. The only way to a
+/// client is the `From` below, which redacts.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The thing asked for does not exist.
+    NotFound(String),
+    /// The caller's input was wrong; the message says what.
+    BadRequest(String),
+    /// The database failed.
+    Database(sea_orm::DbErr),
+    /// Anything else that is our fault.
+    Internal(String),
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::Database(e)
+    }
+}
+
+impl ApiError {
+    /// The full message, for logs (internal errors included).
+    pub fn log_message(&self) -> String {
+        match self {
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::BadRequest(m) => m.clone(),
+            ApiError::Database(e) => format!("database error: {e}"),
+            ApiError::Internal(m) => format!("internal error: {m}"),
+        }
+    }
+
+    /// The stable code sent as `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Database(_) | ApiError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        let message = match &e {
+            ApiError::Database(_) | ApiError::Internal(_) => {
+                tracing::error!(
+                    error = e.log_message(),
+                    "internal error in a GraphQL resolver"
+                );
+                "internal server error".to_owned()
+            }
+            other => other.log_message(),
+        };
+        let code = e.code();
+        async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// Result of the service layer.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,7 @@
+//! Mutation root, merged from one object per domain.
+
+mod node;
+
+/// The mutation root.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Mutation(node::NodeMutation);

@@ -1,0 +1,7 @@
+//! Subscription root, merged from one object per domain.
+
+mod node;
+
+/// The subscription root.
+#[derive(async_graphql::MergedSubscription, Default)]
+pub struct Subscription(node::NodeSubscription);

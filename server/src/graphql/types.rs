@@ -1,0 +1,152 @@
+//! GraphQL object types that wrap database models.
+
+use async_graphql::{Enum, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::node;
+
+use crate::nodes::{NodeEvent as ServiceEvent, NodeEventKind};
+
+/// Liveness of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum NodeState {
+    /// Connected and reporting.
+    Online,
+    /// Shut down cleanly.
+    Offline,
+    /// Gone without a clean shutdown: its last-will fired, or its heartbeats are overdue.
+    Lost,
+}
+
+impl NodeState {
+    fn from_db(s: &str) -> Self {
+        match trellis_proto::NodeState::parse(s) {
+            Some(trellis_proto::NodeState::Online) => NodeState::Online,
+            Some(trellis_proto::NodeState::Offline) => NodeState::Offline,
+            // An unknown stored value is shown as lost rather than failing the whole query.
+            _ => NodeState::Lost,
+        }
+    }
+}
+
+/// A user-set key/value label on a node.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Label {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// A machine in the cluster running the Trellis agent.
+pub struct Node(pub node::Model);
+
+#[Object]
+impl Node {
+    /// Stable id (from the MAC address unless configured); also its MQTT topic segment.
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// Display name: the name a user gave it, else the hostname.
+    async fn name(&self) -> &str {
+        self.0.name.as_deref().unwrap_or(&self.0.hostname)
+    }
+    /// Whether a user renamed it (so `name` is not the hostname).
+    async fn renamed(&self) -> bool {
+        self.0.name.is_some()
+    }
+    /// Liveness.
+    async fn state(&self) -> NodeState {
+        NodeState::from_db(&self.0.state)
+    }
+    /// Hostname reported by the agent.
+    async fn hostname(&self) -> &str {
+        &self.0.hostname
+    }
+    /// MAC of the primary interface.
+    async fn mac(&self) -> Option<&str> {
+        self.0.mac.as_deref()
+    }
+    /// IP addresses.
+    async fn ip_addresses(&self) -> Vec<String> {
+        serde_json::from_value(self.0.ip_addresses.clone()).unwrap_or_default()
+    }
+    /// CPU architecture.
+    async fn arch(&self) -> &str {
+        &self.0.arch
+    }
+    /// Operating system.
+    async fn os(&self) -> &str {
+        &self.0.os
+    }
+    /// Board model.
+    async fn model(&self) -> Option<&str> {
+        self.0.model.as_deref()
+    }
+    /// Agent version.
+    async fn agent_version(&self) -> &str {
+        &self.0.agent_version
+    }
+    /// Hardware backend (`simulator`, `rppal`).
+    async fn hardware(&self) -> &str {
+        &self.0.hardware
+    }
+    /// Labels, sorted by key.
+    async fn labels(&self) -> Vec<Label> {
+        let map: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(self.0.labels.clone()).unwrap_or_default();
+        map.into_iter()
+            .map(|(key, value)| Label { key, value })
+            .collect()
+    }
+    /// Seconds between heartbeats.
+    async fn heartbeat_interval_secs(&self) -> i64 {
+        self.0.heartbeat_interval_secs
+    }
+    /// CPU busy percent at the last heartbeat.
+    async fn cpu_percent(&self) -> Option<f64> {
+        self.0.cpu_percent
+    }
+    /// Memory in use at the last heartbeat, bytes.
+    async fn mem_used_bytes(&self) -> Option<i64> {
+        self.0.mem_used_bytes
+    }
+    /// Total memory, bytes.
+    async fn mem_total_bytes(&self) -> Option<i64> {
+        self.0.mem_total_bytes
+    }
+    /// SoC temperature, °C.
+    async fn temperature_c(&self) -> Option<f64> {
+        self.0.temperature_c
+    }
+    /// Uptime at the last heartbeat, seconds.
+    async fn uptime_secs(&self) -> Option<i64> {
+        self.0.uptime_secs
+    }
+    /// When the node first announced itself (leader's clock).
+    async fn first_seen(&self) -> DateTime<Utc> {
+        self.0.first_seen
+    }
+    /// When the leader last heard from it (leader's clock, so node clock skew does not matter).
+    async fn last_seen(&self) -> DateTime<Utc> {
+        self.0.last_seen
+    }
+}
+
+/// Something that happened to a node.
+pub struct NodeEvent(pub ServiceEvent);
+
+#[Object]
+impl NodeEvent {
+    /// What happened. `RESYNC` means events were missed: reload the node list.
+    async fn kind(&self) -> NodeEventKind {
+        self.0.kind
+    }
+    /// The node's id (empty for `RESYNC`).
+    async fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+    /// The node after the change; null when removed or for `RESYNC`.
+    async fn node(&self) -> Option<Node> {
+        self.0.node.clone().map(Node)
+    }
+}

@@ -1,0 +1,122 @@
+//! The Trellis leader: database, MQTT broker and bridge, GraphQL API, web app and (by default) a
+//! local agent, in one process. `main.rs` parses configuration and calls [`run`]; tests build the
+//! same router with [`app`] and the same schema with [`graphql::build_schema`].
+
+pub mod bridge;
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod nodes;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::Router;
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{BrokerMode, ServerConfig};
+pub use graphql::build_schema;
+
+/// State shared by every handler and resolver. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<ServerConfig>,
+    /// The node service.
+    pub nodes: nodes::Nodes,
+    /// The MQTT bridge.
+    pub bridge: bridge::Bridge,
+}
+
+impl AppState {
+    /// Builds the state and starts the MQTT bridge against the configured broker.
+    pub fn start(
+        config: ServerConfig,
+        db: DatabaseConnection,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let nodes = nodes::Nodes::new(db);
+        let bridge = bridge::Bridge::start(&config.broker.client_addr(), nodes.clone(), shutdown);
+        AppState {
+            config: Arc::new(config),
+            nodes,
+            bridge,
+        }
+    }
+}
+
+/// The HTTP application for `state`.
+pub fn app(state: AppState) -> Router {
+    let schema = build_schema(Some(state.clone()));
+    http::router(state, schema)
+}
+
+/// Runs a whole leader until `shutdown` is cancelled.
+pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let db = db::connect(&config.database_url).await?;
+    tracing::info!(
+        database = db::redact(&config.database_url),
+        "database ready"
+    );
+    if let BrokerMode::Embedded(listen) = config.broker {
+        broker::start_embedded(listen)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen for HTTP on {} (http_listen): {e}",
+                config.http_listen
+            )
+        })?;
+    let http_addr = listener.local_addr()?;
+
+    let agent = if config.local_agent {
+        let agent_config = trellis_agent::AgentConfig {
+            broker: config.broker.client_addr(),
+            node_id: config.local_agent_node_id.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+            max_backoff: Duration::from_secs(5),
+            ..trellis_agent::AgentConfig::default()
+        };
+        let token = shutdown.child_token();
+        Some(tokio::spawn(async move {
+            if let Err(e) = trellis_agent::run(agent_config, token).await {
+                tracing::error!(error = %e, "local agent stopped");
+            }
+        }))
+    } else {
+        None
+    };
+
+    let web = if config.web_dir.is_some() {
+        ""
+    } else {
+        " (web app not built: see README)"
+    };
+    let graphiql = if config.graphiql {
+        format!(", GraphiQL at http://{http_addr}/graphiql")
+    } else {
+        String::new()
+    };
+    let broker = match &config.broker {
+        BrokerMode::Embedded(a) => format!("embedded MQTT broker on {a}"),
+        BrokerMode::External(b) => format!("external MQTT broker {b}"),
+    };
+    let state = AppState::start(config, db, shutdown.clone());
+    tracing::info!(
+        "Trellis leader listening: web app at http://{http_addr}/{web}{graphiql}, {broker}"
+    );
+
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    if let Some(agent) = agent {
+        // Let the local agent publish `offline` before the embedded broker goes with the process.
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    }
+    Ok(())
+}

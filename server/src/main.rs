@@ -1,0 +1,111 @@
+//! `trellis`: the leader. With no subcommand (or `serve`) it runs the whole leader; `migrate` runs
+//! database migrations by hand; `schema` prints the GraphQL SDL.
+
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use trellis_server::config::Args;
+
+#[derive(Parser)]
+#[command(
+    name = "trellis",
+    version,
+    about = "Trellis leader: control plane for edge clusters",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the leader (the default).
+    Serve(Args),
+    /// Apply, revert or list database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+        #[command(flatten)]
+        args: Args,
+    },
+    /// Print the GraphQL schema (SDL); `trellis schema > schema.graphql` regenerates the committed file.
+    Schema,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the newest applied migration.
+    Down,
+    /// List applied and pending migrations.
+    Status,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rumqttd=warn,tower_http=warn")),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Some(Command::Schema) => {
+            print!("{}", trellis_server::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::Migrate { action, args }) => runtime.block_on(migrate(action, args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    trellis_server::run(config, shutdown).await
+}
+
+async fn migrate(action: MigrateAction, args: Args) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let db = trellis_server::db::open(&config.database_url).await?;
+    match action {
+        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Down => Migrator::down(&db, Some(1)).await?,
+        MigrateAction::Status => {
+            for m in Migrator::get_applied_migrations(&db).await? {
+                println!("applied  {}", m.name());
+            }
+            for m in Migrator::get_pending_migrations(&db).await? {
+                println!("pending  {}", m.name());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
