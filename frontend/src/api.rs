@@ -1,0 +1,163 @@
+//! The GraphQL client of the web app. Operations live in `operations.graphql` and are typed by
+//! `graphql_client` against the committed `schema.graphql`, so a schema change that breaks the web
+//! app fails its build. Queries and mutations go over `fetch`; subscriptions over a websocket
+//! speaking graphql-transport-ws.
+
+use futures::{SinkExt, StreamExt, channel::mpsc};
+use gloo_net::websocket::{Message, futures::WebSocket};
+use graphql_client::{GraphQLQuery, Response};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// RFC 3339 timestamps from the server.
+pub type DateTime = String;
+
+/// Every node.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Nodes;
+
+/// Node change events.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct NodeEvents;
+
+/// Rename a node.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct RenameNode;
+
+/// Remove a node.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct RemoveNode;
+
+/// The node fields every page shows.
+pub type Node = nodes::NodeFields;
+/// A node's state.
+pub type NodeState = nodes::NodeState;
+
+fn origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
+/// Runs a query or mutation; the error is the text to show the user.
+pub async fn run<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::ResponseData, String>
+where
+    Q::Variables: Serialize,
+    Q::ResponseData: DeserializeOwned,
+{
+    let body = Q::build_query(variables);
+    let resp = gloo_net::http::Request::post(&format!("{}/graphql", origin()))
+        .json(&body)
+        .map_err(|e| e.to_string())?
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the leader: {e}"))?;
+    let parsed: Response<Q::ResponseData> = resp
+        .json()
+        .await
+        .map_err(|e| format!("bad response: {e}"))?;
+    if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
+        return Err(errors
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
+    parsed.data.ok_or_else(|| "empty response".to_owned())
+}
+
+/// What the subscription task reports.
+pub enum Feed {
+    /// The socket is acknowledged: reload the list, then apply events.
+    Connected,
+    /// An event.
+    Event(node_events::NodeEventsNodeEvents),
+    /// The socket closed; it will be reopened.
+    Disconnected,
+}
+
+/// Opens the node-event subscription and forwards what happens; reconnects every 2 s after a loss.
+pub fn subscribe_node_events() -> mpsc::UnboundedReceiver<Feed> {
+    let (tx, rx) = mpsc::unbounded();
+    leptos::task::spawn_local(async move {
+        loop {
+            if let Err(e) = one_session(&tx).await {
+                leptos::logging::warn!("subscription ended: {e}");
+            }
+            if tx.unbounded_send(Feed::Disconnected).is_err() {
+                return;
+            }
+            gloo_timers::future::TimeoutFuture::new(2_000).await;
+        }
+    });
+    rx
+}
+
+async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
+    let url = origin().replacen("http", "ws", 1) + "/graphql";
+    let ws =
+        WebSocket::open_with_protocol(&url, "graphql-transport-ws").map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = ws.split();
+    let send = |v: serde_json::Value| Message::Text(v.to_string());
+    sink.send(send(
+        serde_json::json!({"type": "connection_init", "payload": {}}),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let query = NodeEvents::build_query(node_events::Variables {});
+    while let Some(msg) = stream.next().await {
+        let text = match msg.map_err(|e| e.to_string())? {
+            Message::Text(t) => t,
+            Message::Bytes(_) => continue,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        match v["type"].as_str() {
+            Some("connection_ack") => {
+                sink.send(send(
+                    serde_json::json!({"id": "1", "type": "subscribe", "payload": query}),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+                let _ = tx.unbounded_send(Feed::Connected);
+            }
+            Some("ping") => {
+                sink.send(send(serde_json::json!({"type": "pong"})))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Some("next") => {
+                let data: Response<node_events::ResponseData> =
+                    serde_json::from_value(v["payload"].clone()).map_err(|e| e.to_string())?;
+                if let Some(d) = data.data {
+                    if tx.unbounded_send(Feed::Event(d.node_events)).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Some("error") | Some("complete") => {
+                return Err(format!("server ended the subscription: {text}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Shared pieces: the live feed that keeps [`crate::Cluster`] current, and small formatters.
+
+use futures::StreamExt;
+use leptos::prelude::*;
+
+use crate::{
+    Cluster,
+    api::{self, Feed, Node},
+};
+
+/// Converts between the per-operation copies of the `NodeFields` fragment, which share one shape.
+pub fn same_shape<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: &A) -> Option<B> {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// Loads the node list, then applies subscription events; reloads after every reconnect or
+/// `RESYNC`, so nothing missed while disconnected stays wrong.
+pub fn start_live_feed(cluster: Cluster) {
+    leptos::task::spawn_local(async move {
+        let mut feed = api::subscribe_node_events();
+        while let Some(item) = feed.next().await {
+            match item {
+                Feed::Connected => {
+                    cluster.live.set(true);
+                    reload(cluster).await;
+                }
+                Feed::Disconnected => cluster.live.set(false),
+                Feed::Event(ev) => apply(cluster, ev).await,
+            }
+        }
+    });
+    leptos::task::spawn_local(async move {
+        loop {
+            gloo_timers::future::TimeoutFuture::new(1_000).await;
+            cluster.now_ms.set(js_sys::Date::now());
+        }
+    });
+}
+
+/// Reloads the whole node list.
+pub async fn reload(cluster: Cluster) {
+    match api::run::<api::Nodes>(api::nodes::Variables {}).await {
+        Ok(data) => {
+            cluster.nodes.set(data.nodes);
+            cluster.error.set(None);
+        }
+        Err(e) => cluster.error.set(Some(e)),
+    }
+}
+
+async fn apply(cluster: Cluster, ev: api::node_events::NodeEventsNodeEvents) {
+    use api::node_events::NodeEventKind as K;
+    match ev.kind {
+        K::RESYNC | K::Other(_) => reload(cluster).await,
+        K::REMOVED => cluster
+            .nodes
+            .update(|list| list.retain(|n| n.id != ev.node_id)),
+        _ => {
+            let Some(node) = ev.node.as_ref().and_then(same_shape::<_, Node>) else {
+                return;
+            };
+            cluster.nodes.update(|list| upsert(list, node));
+        }
+    }
+}
+
+/// Replaces or inserts a node, keeping the list sorted by name.
+pub fn upsert(list: &mut Vec<Node>, node: Node) {
+    match list.iter_mut().find(|n| n.id == node.id) {
+        Some(slot) => *slot = node,
+        None => list.push(node),
+    }
+    list.sort_by_key(|n| n.name.to_lowercase());
+}
+
+/// The state as a word and a CSS class.
+pub fn state_word(state: &api::NodeState) -> (&'static str, &'static str) {
+    match state {
+        api::NodeState::ONLINE => ("online", "state online"),
+        api::NodeState::OFFLINE => ("offline", "state offline"),
+        api::NodeState::LOST => ("lost", "state lost"),
+        api::NodeState::Other(_) => ("unknown", "state lost"),
+    }
+}
+
+/// "3 s ago", "5 min ago", "2 h ago", "4 d ago".
+pub fn ago(rfc3339: &str, now_ms: f64) -> String {
+    let then = js_sys::Date::parse(rfc3339);
+    if then.is_nan() {
+        return "—".into();
+    }
+    let secs = ((now_ms - then) / 1000.0).max(0.0) as u64;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// Bytes as MiB or GiB.
+pub fn bytes(b: i64) -> String {
+    let b = b as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.0} MiB", b / (1024.0 * 1024.0))
+    }
+}
+
+/// "38 % of 1.9 GiB".
+pub fn memory(node: &Node) -> String {
+    match (node.mem_used_bytes, node.mem_total_bytes) {
+        (Some(used), Some(total)) if total > 0 => {
+            format!(
+                "{:.0} % of {}",
+                used as f64 * 100.0 / total as f64,
+                bytes(total)
+            )
+        }
+        _ => "—".into(),
+    }
+}
+
+/// "12.5 %".
+pub fn cpu(node: &Node) -> String {
+    node.cpu_percent
+        .map(|c| format!("{c:.1} %"))
+        .unwrap_or_else(|| "—".into())
+}

@@ -1,0 +1,6 @@
+//! Mounts the Trellis web app.
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(trellis_frontend::App);
+}
