@@ -15,8 +15,8 @@ use std::{
 };
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use trellis_proto::{BrokerAddr, NodeMessage, NodeState, decode, topic};
 
@@ -29,11 +29,21 @@ const SWEEP_GRACE_SECS: i64 = 2;
 /// Longest wait between reconnect attempts to the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Callers waiting for the broker to acknowledge their QoS 1 publishes. rumqttc reports neither
+/// which request became which packet id nor acks per request, but it sends requests in order: the
+/// n-th queued publish is the n-th `Outgoing::Publish`, whose id its `PubAck` then carries.
+#[derive(Default)]
+struct AckWaiters {
+    queued: std::collections::VecDeque<oneshot::Sender<()>>,
+    sent: HashMap<u16, oneshot::Sender<()>>,
+}
+
 /// Handle on the running bridge.
 #[derive(Clone)]
 pub struct Bridge {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
+    acks: Arc<std::sync::Mutex<AckWaiters>>,
 }
 
 impl Bridge {
@@ -50,6 +60,8 @@ impl Bridge {
 
         let sub_client = client.clone();
         let flag = connected.clone();
+        let acks = Arc::new(std::sync::Mutex::new(AckWaiters::default()));
+        let loop_acks = acks.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -76,8 +88,26 @@ impl Bridge {
                             break;
                         }
                     }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(tx) = w.queued.pop_front() {
+                            w.sent.insert(pkid, tx);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(tx) = w.sent.remove(&ack.pkid) {
+                            let _ = tx.send(());
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => {
+                        // In-flight publishes are resent after reconnect with new ids: fail their
+                        // waiters rather than guess.
+                        {
+                            let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
+                            w.sent.clear();
+                        }
                         if flag.swap(false, Ordering::SeqCst) {
                             tracing::warn!(error = %e, "bridge lost the broker");
                         } else {
@@ -95,7 +125,11 @@ impl Bridge {
 
         tokio::spawn(handle_messages(rx, nodes.clone()));
         tokio::spawn(sweep(nodes, shutdown));
-        Bridge { client, connected }
+        Bridge {
+            client,
+            connected,
+            acks,
+        }
     }
 
     /// Whether the bridge holds a live broker connection.
@@ -105,13 +139,35 @@ impl Bridge {
 
     /// Clears a node's retained topics (an empty retained message deletes one: MQTT-3.3.1-10), so a
     /// removed node does not come back as a ghost when the server re-subscribes.
+    /// Returns once the broker has acknowledged both, so a subscriber arriving afterwards sees
+    /// nothing.
     pub async fn clear_retained(&self, node_id: &str) -> anyhow::Result<()> {
         for t in [topic::announce(node_id), topic::status(node_id)] {
-            self.client
-                .publish(t, QoS::AtLeastOnce, true, Vec::new())
-                .await?;
+            self.publish_acked(t, Vec::new(), true).await?;
         }
         Ok(())
+    }
+
+    /// Publishes at QoS 1 and waits (up to 10 s) for the broker's PUBACK.
+    async fn publish_acked(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        // Hold the lock across queueing so the waiter order matches the request order.
+        {
+            let mut w = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+            self.client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload)?;
+            w.queued.push_back(tx);
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => anyhow::bail!("broker connection lost before {topic} was acknowledged"),
+            Err(_) => anyhow::bail!("broker did not acknowledge {topic} within 10 s"),
+        }
     }
 }
 

@@ -1,1 +1,597 @@
+//! The test harness: starts real parts as separate processes (the `trellis` leader, `trellis-agent`,
+//! Mosquitto, chromedriver), gives every test its own temp directory, database and ports, and kills
+//! what it started when the test ends. Scenarios live in `tests/tests/*.rs`.
+//!
+//! The binaries are taken from the cargo target directory this test binary was built into, so
+//! build them first (`scripts/test.sh` does): `cargo build -p trellis-server -p trellis-agent`.
 
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+/// How long a test waits for something it expects before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The cargo target profile directory holding the binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf()
+}
+
+/// The cargo target directory (`target`).
+pub fn target_dir() -> PathBuf {
+    bin_dir().parent().expect("target dir").to_path_buf()
+}
+
+/// Path of a workspace binary, failing with the command to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p trellis-server -p trellis-agent` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; another process could take it, rarely).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits until `check` returns `Some`, polling every 100 ms, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child process that is killed when dropped, with its output in a log file.
+pub struct Proc {
+    child: Child,
+    /// The log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(file.try_clone().expect("clone log"))
+            .stderr(file)
+            .stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc { child, log }
+    }
+
+    /// Sends a signal (`-9`, `-TERM`, `-STOP`, `-CONT`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill {sig} failed");
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which database a test server uses.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// A SQLite file in the test's temp directory.
+    Sqlite,
+    /// A fresh Postgres database (see [`Postgres`]).
+    Postgres(String),
+}
+
+/// Which broker a test server uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Broker {
+    /// The embedded rumqttd on a free port.
+    Embedded,
+    /// An external broker on this port (a [`Mosquitto`]).
+    External(u16),
+}
+
+/// Options for [`Server::start`].
+#[derive(Debug, Clone)]
+pub struct ServerOpts {
+    /// Database.
+    pub db: Db,
+    /// Broker.
+    pub broker: Broker,
+    /// Run the leader's local agent.
+    pub local_agent: bool,
+    /// Serve this built web app.
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            db: Db::Sqlite,
+            broker: Broker::Embedded,
+            local_agent: true,
+            web_dir: None,
+        }
+    }
+}
+
+/// A running `trellis` leader process.
+pub struct Server {
+    /// The process.
+    pub proc: Proc,
+    /// Temp directory holding its data and logs.
+    pub dir: tempfile::TempDir,
+    /// HTTP port.
+    pub http_port: u16,
+    /// Broker port (embedded or external).
+    pub mqtt_port: u16,
+    opts: ServerOpts,
+    http: reqwest::Client,
+    generation: u32,
+}
+
+fn spawn_server(
+    opts: &ServerOpts,
+    dir: &Path,
+    http_port: u16,
+    mqtt_port: u16,
+    generation: u32,
+) -> Proc {
+    let mut cmd = Command::new(binary("trellis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRELLIS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("TRELLIS_LOG", "info,sqlx=warn,rumqttd=warn")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--local-agent", &opts.local_agent.to_string()])
+        .args(["--local-agent-node-id", "leader", "--heartbeat-secs", "1"]);
+    match opts.broker {
+        Broker::Embedded => cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")]),
+        Broker::External(p) => cmd.args(["--broker-url", &format!("mqtt://127.0.0.1:{p}")]),
+    };
+    if let Db::Postgres(url) = &opts.db {
+        cmd.args(["--database-url", url]);
+    }
+    if let Some(web) = &opts.web_dir {
+        cmd.arg("--web-dir").arg(web);
+    }
+    Proc::spawn(cmd, dir.join(format!("server-{generation}.log")))
+}
+
+impl Server {
+    /// Starts a leader and waits until `/readyz` says the database and broker are reachable.
+    pub async fn start(opts: ServerOpts) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let http_port = free_port();
+        let mqtt_port = match opts.broker {
+            Broker::Embedded => free_port(),
+            Broker::External(p) => p,
+        };
+        let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
+        let s = Server {
+            proc,
+            dir,
+            http_port,
+            mqtt_port,
+            opts,
+            http: reqwest::Client::new(),
+            generation: 0,
+        };
+        s.wait_ready().await;
+        s
+    }
+
+    /// Kills the leader with SIGKILL and starts it again on the same ports and database.
+    pub async fn restart(&mut self) {
+        self.proc.kill9();
+        self.generation += 1;
+        self.proc = spawn_server(
+            &self.opts,
+            self.dir.path(),
+            self.http_port,
+            self.mqtt_port,
+            self.generation,
+        );
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let url = self.url("/readyz");
+        let http = self.http.clone();
+        let log = self.proc.log.clone();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "leader not ready after {PATIENCE:?}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// A plain HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POSTs a GraphQL operation and returns the whole JSON response (`data` and `errors`).
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("POST /graphql");
+        resp.json().await.expect("GraphQL JSON")
+    }
+
+    /// A node as GraphQL returns it (`id name state hostname ...`), or `None`.
+    pub async fn node(&self, id: &str) -> Option<Value> {
+        let r = self.graphql(NODE_QUERY, json!({"id": id})).await;
+        let node = r["data"]["node"].clone();
+        (!node.is_null()).then_some(node)
+    }
+
+    /// Waits until node `id` has `state` (`ONLINE`, `LOST`, `OFFLINE`), returning the node.
+    pub async fn wait_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        wait_for(&format!("node {id} to be {state}"), timeout, || async {
+            self.node(id).await.filter(|n| n["state"] == state)
+        })
+        .await
+    }
+
+    /// The MQTT broker address, `mqtt://127.0.0.1:<port>`.
+    pub fn broker_url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+    }
+}
+
+/// The fields tests read from a node.
+pub const NODE_QUERY: &str = "query($id: String!) { node(id: $id) { id name renamed state hostname mac \
+    ipAddresses arch os model agentVersion hardware labels { key value } heartbeatIntervalSecs \
+    cpuPercent memUsedBytes memTotalBytes uptimeSecs firstSeen lastSeen } }";
+
+/// A `trellis-agent` process.
+pub struct Agent {
+    /// The process.
+    pub proc: Proc,
+    node_id: String,
+    broker: String,
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl Agent {
+    /// Starts an agent with a 1 s heartbeat and a 2 s keepalive, so a dead one is noticed quickly.
+    pub fn start(broker_url: &str, node_id: &str, dir: &Path) -> Agent {
+        let proc = spawn_agent(broker_url, node_id, dir, 0);
+        Agent {
+            proc,
+            node_id: node_id.to_owned(),
+            broker: broker_url.to_owned(),
+            dir: dir.to_path_buf(),
+            generation: 0,
+        }
+    }
+
+    /// Starts the agent again (after a kill), same node id.
+    pub fn respawn(&mut self) {
+        self.proc.kill9();
+        self.generation += 1;
+        self.proc = spawn_agent(&self.broker, &self.node_id, &self.dir, self.generation);
+    }
+}
+
+fn spawn_agent(broker: &str, node_id: &str, dir: &Path, generation: u32) -> Proc {
+    let mut cmd = Command::new(binary("trellis-agent"));
+    cmd.env("TRELLIS_LOG", "info")
+        .args(["--broker-url", broker, "--node-id", node_id])
+        .args([
+            "--heartbeat-secs",
+            "1",
+            "--keepalive-secs",
+            "2",
+            "--max-backoff-secs",
+            "1",
+        ]);
+    Proc::spawn(cmd, dir.join(format!("agent-{node_id}-{generation}.log")))
+}
+
+/// A Mosquitto broker on a free port, anonymous, no persistence; killed on drop.
+pub struct Mosquitto {
+    /// The process.
+    pub proc: Proc,
+    /// Its port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto and waits until it accepts connections.
+    pub async fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let mut cmd = Command::new("mosquitto");
+        cmd.arg("-c").arg(&conf);
+        let proc = Proc::spawn(cmd, dir.path().join("mosquitto.log"));
+        wait_for("mosquitto to listen", PATIENCE, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Mosquitto {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+/// A fresh, uniquely named Postgres database, dropped at the end of the test. The server comes
+/// from `TRELLIS_TEST_POSTGRES_URL` (an admin URL; `scripts/test.sh` starts Postgres and sets it).
+pub struct Postgres {
+    admin_url: String,
+    name: String,
+    /// URL of the new database.
+    pub url: String,
+}
+
+impl Postgres {
+    /// Creates the database.
+    pub fn create() -> Postgres {
+        let admin_url = std::env::var("TRELLIS_TEST_POSTGRES_URL").expect(
+            "TRELLIS_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts Postgres",
+        );
+        let name = format!("trellis_test_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let url = format!("{base}/{name}");
+        Postgres {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.admin_url)
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-qc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A raw MQTT client for tests that speak to the broker directly.
+pub struct MqttProbe {
+    /// The client.
+    pub client: rumqttc::AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+}
+
+impl MqttProbe {
+    /// Connects to the broker at `port` and subscribes to `filter` (if any).
+    pub async fn connect(port: u16, filter: Option<&str>) -> MqttProbe {
+        let id = format!("probe-{}", uuid::Uuid::new_v4().simple());
+        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 64);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let sub = filter.map(str::to_owned);
+        let c = client.clone();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        if let Some(f) = &sub {
+                            let _ = c.subscribe(f.clone(), rumqttc::QoS::AtLeastOnce).await;
+                        } else if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, ready_rx)
+            .await
+            .expect("MQTT probe connect")
+            .expect("probe task");
+        MqttProbe { client, rx }
+    }
+
+    /// Every message received within `window`.
+    pub async fn collect(&mut self, window: Duration) -> Vec<rumqttc::Publish> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            out.push(p);
+        }
+        out
+    }
+}
+
+/// A chromedriver process and a WebDriver session in headless Chromium.
+pub struct Browser {
+    /// The WebDriver client.
+    pub client: fantoccini::Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens headless Chromium with a fresh profile.
+    pub async fn start() -> Browser {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut cmd = Command::new("chromedriver");
+        cmd.arg(format!("--port={port}"));
+        let driver = Proc::spawn(cmd, profile.path().join("chromedriver.log"));
+        wait_for("chromedriver to listen", PATIENCE, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.path().join("profile").display())]
+            }
+        });
+        let caps = caps
+            .as_object()
+            .expect("object")
+            .clone()
+            .into_iter()
+            .collect();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session in headless Chromium");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+}
+
+/// Where browser tests save screenshots: `<target>/screenshots`.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create screenshots dir");
+    dir
+}
+
+/// The built web app (`scripts/build-web.sh` puts it in `<target>/web`).
+pub fn web_dir() -> PathBuf {
+    let dir = target_dir().join("web");
+    assert!(
+        dir.join("index.html").is_file(),
+        "{} has no web app: run scripts/build-web.sh",
+        dir.display()
+    );
+    dir
+}

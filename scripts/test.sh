@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every Trellis check and test on a Debian machine, doing all set-up first (packages, rustup
+# targets, wasm-bindgen, PostgreSQL). Safe to re-run. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+source scripts/services.sh
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (host crates, then the web app for wasm32)"
+cargo clippy --workspace --exclude trellis-frontend --all-targets -- -D warnings
+cargo clippy -p trellis-frontend --target wasm32-unknown-unknown -- -D warnings
+
+step "the Raspberry Pi backend compiles for the Pi (aarch64, rppal)"
+cargo check -p trellis-agent --target aarch64-unknown-linux-gnu --features rpi
+
+step "build the web app, the binaries, and the static leader for the container image"
+bash scripts/build-web.sh
+cargo build -p trellis-server -p trellis-agent
+cargo build --release --target x86_64-unknown-linux-musl -p trellis-server
+
+step "tests"
+status=0
+cargo test --workspace --exclude trellis-frontend || status=$?
+
+# Docker objects are labelled by the tests and removed by them; sweep any left by a killed run.
+docker ps -aq --filter label=trellis-test | xargs -r docker rm -f >/dev/null
+docker images -q --filter label=trellis-test | xargs -r docker rmi -f >/dev/null
+exit "$status"

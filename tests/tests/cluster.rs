@@ -1,0 +1,153 @@
+//! A node's whole life as a user sees it through GraphQL, on every database and broker Trellis
+//! supports: an agent process comes online with its facts and stats, is lost when killed with
+//! SIGKILL or frozen with SIGSTOP, comes back when restarted or resumed, goes offline (not lost)
+//! on a clean SIGTERM, and the leader keeps it all across its own crash and restart.
+
+use std::time::Duration;
+
+use trellis_tests::{
+    Agent, Broker, Db, Mosquitto, PATIENCE, Postgres, Server, ServerOpts, wait_for,
+};
+
+async fn node_lifecycle(db: Db, broker: Broker) {
+    let mut server = Server::start(ServerOpts {
+        db,
+        broker,
+        local_agent: false,
+        web_dir: None,
+    })
+    .await;
+    let mut agent = Agent::start(&server.broker_url(), "worker-1", server.dir.path());
+
+    let node = server.wait_state("worker-1", "ONLINE", PATIENCE).await;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(node["hostname"], hostname.trim());
+    assert_eq!(
+        node["name"],
+        hostname.trim(),
+        "an unnamed node shows its hostname"
+    );
+    assert_eq!(node["arch"], std::env::consts::ARCH);
+    assert_eq!(node["hardware"], "simulator");
+    assert_eq!(node["heartbeatIntervalSecs"], 1);
+    assert_eq!(node["agentVersion"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        node["os"].as_str().is_some_and(|os| !os.is_empty()),
+        "{node}"
+    );
+
+    // Heartbeats bring stats.
+    let node = wait_for("heartbeat stats", PATIENCE, || async {
+        server
+            .node("worker-1")
+            .await
+            .filter(|n| n["memTotalBytes"].as_i64().is_some_and(|m| m > 0))
+    })
+    .await;
+    let (used, total) = (
+        node["memUsedBytes"].as_i64().expect("used"),
+        node["memTotalBytes"].as_i64().expect("total"),
+    );
+    assert!(used > 0 && used <= total, "{node}");
+    assert!(node["uptimeSecs"].as_i64().is_some_and(|u| u > 0), "{node}");
+    let cpu = node["cpuPercent"].as_f64().expect("cpu");
+    assert!((0.0..=100.0).contains(&cpu), "{node}");
+
+    // SIGKILL: the broker publishes the last-will and the node is lost.
+    agent.proc.kill9();
+    server
+        .wait_state("worker-1", "LOST", Duration::from_secs(10))
+        .await;
+
+    // Restarted, it announces again and is online.
+    agent.respawn();
+    server.wait_state("worker-1", "ONLINE", PATIENCE).await;
+
+    // SIGSTOP: no FIN, no will at once; the keepalive (1.5 × 2 s) or the overdue sweep finds it.
+    agent.proc.signal("-STOP");
+    server
+        .wait_state("worker-1", "LOST", Duration::from_secs(15))
+        .await;
+    agent.proc.signal("-CONT");
+    server.wait_state("worker-1", "ONLINE", PATIENCE).await;
+
+    // SIGTERM: a clean shutdown says offline itself, and no will follows.
+    agent.proc.signal("-TERM");
+    assert_eq!(
+        agent.proc.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "agent log:\n{}",
+        agent.proc.log_text()
+    );
+    server
+        .wait_state("worker-1", "OFFLINE", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        server.node("worker-1").await.expect("node")["state"],
+        "OFFLINE",
+        "a clean stop must not turn into lost"
+    );
+
+    // The leader crashes and restarts: the node is still known (migrations re-run cleanly), and
+    // a restarted agent shows online again.
+    server.restart().await;
+    assert_eq!(
+        server
+            .node("worker-1")
+            .await
+            .expect("node kept across restart")["state"],
+        "OFFLINE"
+    );
+    agent.respawn();
+    server.wait_state("worker-1", "ONLINE", PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_on_sqlite_with_the_embedded_broker() {
+    node_lifecycle(Db::Sqlite, Broker::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_on_postgres_with_mosquitto() {
+    let pg = Postgres::create();
+    let mosquitto = Mosquitto::start().await;
+    node_lifecycle(
+        Db::Postgres(pg.url.clone()),
+        Broker::External(mosquitto.port),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_on_sqlite_with_mosquitto() {
+    let mosquitto = Mosquitto::start().await;
+    node_lifecycle(Db::Sqlite, Broker::External(mosquitto.port)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_on_postgres_with_the_embedded_broker() {
+    let pg = Postgres::create();
+    node_lifecycle(Db::Postgres(pg.url.clone()), Broker::Embedded).await;
+}
+
+/// A leader started after its agents still learns they are online: their status is retained.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_started_late_sees_retained_agents() {
+    let mosquitto = Mosquitto::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _agent = Agent::start(
+        &format!("mqtt://127.0.0.1:{}", mosquitto.port),
+        "early-bird",
+        dir.path(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let server = Server::start(ServerOpts {
+        broker: Broker::External(mosquitto.port),
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let node = server.wait_state("early-bird", "ONLINE", PATIENCE).await;
+    assert_eq!(node["id"], "early-bird");
+}
