@@ -116,6 +116,7 @@ fn primary_mac() -> Option<String> {
 #[derive(Debug, Default)]
 pub struct StatsSampler {
     last_cpu: Option<(u64, u64)>,
+    last_percent: f32,
 }
 
 impl StatsSampler {
@@ -127,16 +128,21 @@ impl StatsSampler {
     /// Takes a heartbeat's worth of stats. The first CPU figure is the average since boot.
     pub fn sample(&mut self) -> Heartbeat {
         let cpu = read_cpu_times();
-        let cpu_percent = match (cpu, self.last_cpu) {
-            (Some((busy, total)), Some((b0, t0))) if total > t0 => {
-                busy.saturating_sub(b0) as f32 * 100.0 / (total - t0) as f32
+        match (cpu, self.last_cpu) {
+            // Too few ticks since the last sample (two heartbeats in quick succession after a
+            // reconnect) give a meaningless ratio such as 1 of 1: keep the previous figure.
+            (Some((_, total)), Some((_, t0))) if total < t0 + MIN_CPU_TICKS => {}
+            (Some((busy, total)), Some((b0, t0))) => {
+                self.last_percent = busy.saturating_sub(b0) as f32 * 100.0 / (total - t0) as f32;
+                self.last_cpu = cpu;
             }
-            (Some((busy, total)), _) if total > 0 => busy as f32 * 100.0 / total as f32,
-            _ => 0.0,
-        };
-        if cpu.is_some() {
-            self.last_cpu = cpu;
+            (Some((busy, total)), None) if total > 0 => {
+                self.last_percent = busy as f32 * 100.0 / total as f32;
+                self.last_cpu = cpu;
+            }
+            _ => {}
         }
+        let cpu_percent = self.last_percent;
         let (mem_total_bytes, mem_used_bytes) = read_memory().unwrap_or((0, 0));
         let uptime_secs = read_trimmed("/proc/uptime")
             .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
@@ -151,6 +157,9 @@ impl StatsSampler {
         }
     }
 }
+
+/// Fewest clock ticks (summed over all CPUs, 100 per second each) between two CPU samples.
+const MIN_CPU_TICKS: u64 = 20;
 
 /// (busy, total) jiffies from the aggregate `cpu` line of `/proc/stat`.
 fn read_cpu_times() -> Option<(u64, u64)> {

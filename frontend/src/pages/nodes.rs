@@ -38,9 +38,10 @@ pub fn NodesPage() -> impl IntoView {
                                 let (word, class) = state_word(&n.state);
                                 let href = format!("/nodes/{}", n.id);
                                 let name = n.name.clone();
+                                let id = n.id.clone();
                                 view! {
                                     <tr data-node-id=n.id.clone()>
-                                        <td><A href=href>{name}</A></td>
+                                        <td><A href=href>{name}</A><small class="id">{id}</small></td>
                                         <td><span class=class>{word}</span></td>
                                         <td>{ago(&n.last_seen, now)}</td>
                                         <td class="num">{cpu(&n)}</td>
