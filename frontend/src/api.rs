@@ -90,7 +90,7 @@ pub enum Feed {
     /// The socket is acknowledged: reload the list, then apply events.
     Connected,
     /// An event.
-    Event(node_events::NodeEventsNodeEvents),
+    Event(Box<node_events::NodeEventsNodeEvents>),
     /// The socket closed; it will be reopened.
     Disconnected,
 }
@@ -147,10 +147,12 @@ async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
             Some("next") => {
                 let data: Response<node_events::ResponseData> =
                     serde_json::from_value(v["payload"].clone()).map_err(|e| e.to_string())?;
-                if let Some(d) = data.data {
-                    if tx.unbounded_send(Feed::Event(d.node_events)).is_err() {
-                        return Ok(());
-                    }
+                if let Some(d) = data.data
+                    && tx
+                        .unbounded_send(Feed::Event(Box::new(d.node_events)))
+                        .is_err()
+                {
+                    return Ok(());
                 }
             }
             Some("error") | Some("complete") => {

@@ -124,14 +124,14 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
             _ => NodeMessage::Heartbeat(serde_json::from_slice(payload).map_err(malformed)?),
         }
     };
-    if let NodeMessage::Announce(a) = &msg {
-        if a.node_id != node_id {
-            return Err(ProtoError::Malformed {
-                kind,
-                topic: topic.to_owned(),
-                reason: format!("node_id {:?} does not match the topic", a.node_id),
-            });
-        }
+    if let NodeMessage::Announce(a) = &msg
+        && a.node_id != node_id
+    {
+        return Err(ProtoError::Malformed {
+            kind,
+            topic: topic.to_owned(),
+            reason: format!("node_id {:?} does not match the topic", a.node_id),
+        });
     }
     Ok((node_id.to_owned(), msg))
 }

@@ -30,15 +30,14 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
         // Validate the URL here, so a bad one is reported as such and not as a driver panic.
         SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("invalid database_url {url:?}: {e}"))?;
-        if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = Path::new(path)
+        if let Some(path) = sqlite_path(url)
+            && let Some(dir) = Path::new(path)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
-                })?;
-            }
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
+            })?;
         }
         opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)

@@ -245,10 +245,10 @@ impl Nodes {
         for n in online {
             let allowed =
                 chrono::Duration::seconds(n.heartbeat_interval_secs.clamp(1, 86_400) * 3) + grace;
-            if now - n.last_seen > allowed {
-                if let Some(m) = self.set_state(&n.id, NodeState::Lost, now).await? {
-                    lost.push(m);
-                }
+            if now - n.last_seen > allowed
+                && let Some(m) = self.set_state(&n.id, NodeState::Lost, now).await?
+            {
+                lost.push(m);
             }
         }
         Ok(lost)

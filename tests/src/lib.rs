@@ -263,10 +263,10 @@ impl Server {
         let log = self.proc.log.clone();
         let start = Instant::now();
         loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(
                 start.elapsed() < PATIENCE,

@@ -27,7 +27,7 @@ pub fn start_live_feed(cluster: Cluster) {
                     reload(cluster).await;
                 }
                 Feed::Disconnected => cluster.live.set(false),
-                Feed::Event(ev) => apply(cluster, ev).await,
+                Feed::Event(ev) => apply(cluster, *ev).await,
             }
         }
     });
