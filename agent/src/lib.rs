@@ -5,6 +5,7 @@
 //!
 //! The leader runs the same code as its local agent through [`run`].
 
+pub mod commands;
 pub mod config;
 pub mod hardware;
 pub mod system;
@@ -71,6 +72,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
     let mut backoff = INITIAL_BACKOFF;
+    let command_topic = topic::command(&node_id);
+    let mut commands = commands::Commands::new();
 
     loop {
         tokio::select! {
@@ -90,6 +93,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     tracing::info!(session_present = ack.session_present, "connected to broker");
                     connected = true;
                     backoff = INITIAL_BACKOFF;
+                    // Subscribe on every connect: a clean session (or a broker restarted without
+                    // persistence) has forgotten it, and rumqttc does not resubscribe (rumqtt#250).
+                    if let Err(e) = client.try_subscribe(command_topic.clone(), QoS::AtLeastOnce) {
+                        tracing::warn!(error = %e, "could not queue the command subscription");
+                    }
                     // Re-assert retained state after every (re)connect: the broker may have restarted
                     // without persistence, or an operator may have cleared it.
                     let online = encode(&Status { state: NodeState::Online });
@@ -99,6 +107,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                         }
                     }
                     heartbeat.reset_immediately();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
+                    if let Some(result) = commands.handle(&p.payload) {
+                        let t = topic::command_result(&node_id);
+                        if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, false, encode(&result)) {
+                            tracing::warn!(error = %e, id = result.id, "could not queue a command result");
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {

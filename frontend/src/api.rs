@@ -47,6 +47,15 @@ pub struct RenameNode;
 )]
 pub struct RemoveNode;
 
+/// Ping a node through its agent.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct PingNode;
+
 /// The node fields every page shows.
 pub type Node = nodes::NodeFields;
 /// A node's state.

@@ -68,9 +68,23 @@ pub mod topic {
         format!("{PREFIX}/nodes/{node_id}/heartbeat")
     }
 
-    /// Filter matching every node topic, for the server's bridge.
-    pub fn all_nodes_filter() -> String {
-        format!("{PREFIX}/nodes/+/+")
+    /// QoS 1, not retained: a [`super::Command`] from the server to the node's agent.
+    pub fn command(node_id: &str) -> String {
+        format!("{PREFIX}/nodes/{node_id}/command")
+    }
+
+    /// QoS 1, not retained: the agent's [`super::CommandResult`] for a command.
+    pub fn command_result(node_id: &str) -> String {
+        format!("{PREFIX}/nodes/{node_id}/result")
+    }
+
+    /// The filters the server's bridge subscribes to: everything agents publish (not the
+    /// server's own commands).
+    pub fn server_filters() -> Vec<String> {
+        ["announce", "status", "heartbeat", "result"]
+            .iter()
+            .map(|kind| format!("{PREFIX}/nodes/+/{kind}"))
+            .collect()
     }
 }
 
@@ -83,6 +97,8 @@ pub enum NodeMessage {
     Status(Status),
     /// The node sent its periodic stats.
     Heartbeat(Heartbeat),
+    /// The node answered a command.
+    Result(CommandResult),
     /// A retained message was cleared (empty payload) on this node's `kind` topic.
     Cleared(&'static str),
 }
@@ -100,6 +116,7 @@ pub fn parse_node_topic(topic: &str) -> Result<(&str, &'static str), ProtoError>
         "announce" => "announce",
         "status" => "status",
         "heartbeat" => "heartbeat",
+        "result" => "result",
         _ => return Err(unknown()),
     };
     Ok((node_id, kind))
@@ -121,6 +138,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
                 NodeMessage::Announce(serde_json::from_slice(payload).map_err(malformed)?)
             }
             "status" => NodeMessage::Status(serde_json::from_slice(payload).map_err(malformed)?),
+            "result" => NodeMessage::Result(serde_json::from_slice(payload).map_err(malformed)?),
             _ => NodeMessage::Heartbeat(serde_json::from_slice(payload).map_err(malformed)?),
         }
     };
@@ -218,6 +236,40 @@ pub struct Heartbeat {
     pub uptime_secs: u64,
 }
 
+/// A command from the server to one node. Each carries a unique id, so an agent that receives it
+/// twice (QoS 1 is at-least-once: MQTT-4.4.0-1) runs it once and answers with the same result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Unique id, echoed in the result.
+    pub id: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Answer at once: proves the node receives commands and measures the round trip.
+    Ping,
+}
+
+/// An agent's answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The command's id.
+    pub id: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// What happened, for people.
+    pub message: String,
+}
+
+/// Decodes a command received by an agent; the error names what is wrong.
+pub fn decode_command(payload: &[u8]) -> Result<Command, String> {
+    serde_json::from_slice(payload).map_err(|e| format!("malformed command: {e}"))
+}
+
 /// Encodes a message as its JSON payload.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail: no maps with non-string keys, no custom impls.
@@ -255,6 +307,24 @@ mod tests {
         assert_eq!(msg, NodeMessage::Status(s));
         let (_, msg) = decode(&topic::status("pi-01"), b"").expect("cleared");
         assert_eq!(msg, NodeMessage::Cleared("status"));
+        let r = CommandResult {
+            id: "c1".into(),
+            ok: true,
+            message: "pong".into(),
+        };
+        let (_, msg) = decode(&topic::command_result("pi-01"), &encode(&r)).expect("result");
+        assert_eq!(msg, NodeMessage::Result(r));
+        let c = Command {
+            id: "c1".into(),
+            action: Action::Ping,
+        };
+        assert_eq!(
+            encode(&c),
+            br#"{"id":"c1","action":{"type":"ping"}}"#.to_vec()
+        );
+        assert_eq!(decode_command(&encode(&c)), Ok(c));
+        let err = decode_command(br#"{"id":"c2","action":{"type":"self_destruct"}}"#).unwrap_err();
+        assert!(err.contains("unknown variant `self_destruct`"), "{err}");
     }
 
     #[test]

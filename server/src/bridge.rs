@@ -18,7 +18,9 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use trellis_proto::{BrokerAddr, NodeMessage, NodeState, decode, topic};
+use trellis_proto::{
+    Action, BrokerAddr, Command, CommandResult, NodeMessage, NodeState, decode, encode, topic,
+};
 
 use crate::nodes::Nodes;
 
@@ -38,13 +40,28 @@ struct AckWaiters {
     sent: HashMap<u16, oneshot::Sender<()>>,
 }
 
+/// Why a command got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The command could not be handed to the broker client.
+    #[error("command not sent: {0}")]
+    NotSent(String),
+    /// The node did not answer in time.
+    #[error("the node did not answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
 /// Handle on the running bridge.
 #[derive(Clone)]
 pub struct Bridge {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
     acks: Arc<std::sync::Mutex<AckWaiters>>,
+    pending: PendingCommands,
 }
+
+/// Commands sent and not yet answered, by command id.
+type PendingCommands = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
 
 impl Bridge {
     /// Connects to `broker` and starts the bridge tasks; they stop when `shutdown` is cancelled.
@@ -73,9 +90,10 @@ impl Bridge {
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(100);
-                        if let Err(e) =
-                            sub_client.try_subscribe(topic::all_nodes_filter(), QoS::AtLeastOnce)
-                        {
+                        let filters = topic::server_filters()
+                            .into_iter()
+                            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                        if let Err(e) = sub_client.try_subscribe_many(filters) {
                             tracing::error!(error = %e, "cannot queue the node subscription");
                         }
                         flag.store(true, Ordering::SeqCst);
@@ -123,12 +141,14 @@ impl Bridge {
             }
         });
 
-        tokio::spawn(handle_messages(rx, nodes.clone()));
+        let pending = PendingCommands::default();
+        tokio::spawn(handle_messages(rx, nodes.clone(), pending.clone()));
         tokio::spawn(sweep(nodes, shutdown));
         Bridge {
             client,
             connected,
             acks,
+            pending,
         }
     }
 
@@ -146,6 +166,43 @@ impl Bridge {
             self.publish_acked(t, Vec::new(), true).await?;
         }
         Ok(())
+    }
+
+    /// Sends `action` to a node and waits up to `timeout` for its answer.
+    pub async fn command(
+        &self,
+        node_id: &str,
+        action: Action,
+        timeout: Duration,
+    ) -> Result<CommandResult, CommandError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), tx);
+        let command = Command {
+            id: id.clone(),
+            action,
+        };
+        let sent = self.client.try_publish(
+            topic::command(node_id),
+            QoS::AtLeastOnce,
+            false,
+            encode(&command),
+        );
+        let outcome = match sent {
+            Err(e) => Err(CommandError::NotSent(e.to_string())),
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(_)) | Err(_) => Err(CommandError::NoAnswer(timeout)),
+            },
+        };
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        outcome
     }
 
     /// Publishes at QoS 1 and waits (up to 10 s) for the broker's PUBACK.
@@ -171,7 +228,11 @@ impl Bridge {
     }
 }
 
-async fn handle_messages(mut rx: mpsc::Receiver<(String, Vec<u8>)>, nodes: Nodes) {
+async fn handle_messages(
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    nodes: Nodes,
+    pending: PendingCommands,
+) {
     // A status can arrive before the announce of a node we have not seen: retained messages come
     // in no particular order. Keep it until the announce creates the node.
     let mut early_status: HashMap<String, NodeState> = HashMap::new();
@@ -199,6 +260,20 @@ async fn handle_messages(mut rx: mpsc::Receiver<(String, Vec<u8>)>, nodes: Nodes
                 other => other.map(|_| ()),
             },
             NodeMessage::Heartbeat(h) => nodes.heartbeat(&node_id, &h, now).await.map(|_| ()),
+            NodeMessage::Result(r) => {
+                let waiter = pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&r.id);
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(r);
+                    }
+                    // Late (after its caller gave up) or a duplicate of an answered command.
+                    None => tracing::debug!(node_id, id = r.id, "result for no waiting command"),
+                }
+                Ok(())
+            }
             NodeMessage::Cleared(_) => {
                 early_status.remove(&node_id);
                 Ok(())

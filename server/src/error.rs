@@ -1,5 +1,5 @@
 //! The one error policy of the API. Every error a client sees carries a stable
-//! `extensions.code` (`NOT_FOUND`, `BAD_REQUEST`, `INTERNAL`). Database and broker error text is
+//! `extensions.code` (`NOT_FOUND`, `BAD_REQUEST`, `UNAVAILABLE`, `INTERNAL`). Database and broker error text is
 //! logged on the server and never sent to a client: an internal failure reaches the caller only as
 //! `INTERNAL` with a generic message, so it leaks no schema, paths or credentials.
 
@@ -16,6 +16,8 @@ pub enum ApiError {
     NotFound(String),
     /// The caller's input was wrong; the message says what.
     BadRequest(String),
+    /// A node or the broker could not do it now (not connected, no answer); worth retrying.
+    Unavailable(String),
     /// The database failed.
     Database(sea_orm::DbErr),
     /// Anything else that is our fault.
@@ -33,7 +35,7 @@ impl ApiError {
     pub fn log_message(&self) -> String {
         match self {
             ApiError::NotFound(what) => format!("{what} not found"),
-            ApiError::BadRequest(m) => m.clone(),
+            ApiError::BadRequest(m) | ApiError::Unavailable(m) => m.clone(),
             ApiError::Database(e) => format!("database error: {e}"),
             ApiError::Internal(m) => format!("internal error: {m}"),
         }
@@ -44,6 +46,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Database(_) | ApiError::Internal(_) => "INTERNAL",
         }
     }

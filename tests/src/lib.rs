@@ -314,6 +314,23 @@ impl Server {
         .await
     }
 
+    /// Pings a node through GraphQL; `Ok(message)` or `Err(error code)`.
+    pub async fn ping(&self, id: &str) -> Result<String, String> {
+        let r = self
+            .graphql(
+                "mutation($id: String!) { pingNode(id: $id) { message roundTripMs } }",
+                json!({"id": id}),
+            )
+            .await;
+        match r["data"]["pingNode"]["message"].as_str() {
+            Some(m) => Ok(m.to_owned()),
+            None => Err(r["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or("no code")
+                .to_owned()),
+        }
+    }
+
     /// The MQTT broker address, `mqtt://127.0.0.1:<port>`.
     pub fn broker_url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.mqtt_port)
@@ -391,22 +408,34 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .expect("write mosquitto.conf");
-        let mut cmd = Command::new("mosquitto");
-        cmd.arg("-c").arg(&conf);
-        let proc = Proc::spawn(cmd, dir.path().join("mosquitto.log"));
-        wait_for("mosquitto to listen", PATIENCE, || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+        let proc = spawn_mosquitto(dir.path(), port, 0).await;
         Mosquitto {
             proc,
             port,
             _dir: dir,
         }
     }
+
+    /// Kills Mosquitto with SIGKILL and starts it again on the same port. With no persistence it
+    /// comes back knowing no sessions, subscriptions or retained messages.
+    pub async fn restart(&mut self) {
+        self.proc.kill9();
+        self.proc = spawn_mosquitto(self._dir.path(), self.port, 1).await;
+    }
+}
+
+async fn spawn_mosquitto(dir: &Path, port: u16, generation: u32) -> Proc {
+    let mut cmd = Command::new("mosquitto");
+    cmd.arg("-c").arg(dir.join("mosquitto.conf"));
+    let proc = Proc::spawn(cmd, dir.join(format!("mosquitto-{generation}.log")));
+    wait_for("mosquitto to listen", PATIENCE, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    proc
 }
 
 /// A fresh, uniquely named Postgres database, dropped at the end of the test. The server comes

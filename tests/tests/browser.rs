@@ -107,5 +107,39 @@ async fn the_web_app_shows_the_cluster_live() {
     })
     .await;
     assert!(facts.contains("leader"), "{facts}");
+
+    // Ping the node from its page: the command goes through the broker to the agent and back.
+    let buttons = browser
+        .client
+        .find_all(Locator::Css("form.actions button"))
+        .await
+        .expect("buttons");
+    let mut ping = None;
+    for b in buttons {
+        if b.text().await.expect("text") == "Ping" {
+            ping = Some(b);
+        }
+    }
+    ping.expect("a Ping button")
+        .click()
+        .await
+        .expect("click Ping");
+    let message = wait_for("the ping answer", PATIENCE, || async {
+        browser
+            .client
+            .find(Locator::Css("p.message"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    })
+    .await;
+    assert!(
+        message.starts_with("The node answered “pong” in"),
+        "{message}"
+    );
+    let png = browser.client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join("node-page.png"), png).expect("save screenshot");
     browser.client.clone().close().await.expect("close browser");
 }

@@ -151,3 +151,32 @@ async fn a_leader_started_late_sees_retained_agents() {
     let node = server.wait_state("early-bird", "ONLINE", PATIENCE).await;
     assert_eq!(node["id"], "early-bird");
 }
+
+/// Mosquitto crashes and comes back empty (no persistence): the server and the agent reconnect,
+/// re-subscribe (rumqttc does not do it for them) and re-announce, so the node is online again and
+/// commands reach it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn everything_resubscribes_after_the_broker_restarts() {
+    let mut mosquitto = Mosquitto::start().await;
+    let server = Server::start(ServerOpts {
+        broker: Broker::External(mosquitto.port),
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let _agent = Agent::start(&server.broker_url(), "resub", server.dir.path());
+    server.wait_state("resub", "ONLINE", PATIENCE).await;
+    assert_eq!(server.ping("resub").await, Ok("pong".to_owned()));
+
+    mosquitto.restart().await;
+    // Both sides must be back: the agent's announce reaches the server's new subscription, and
+    // the server's command reaches the agent's new subscription.
+    wait_for(
+        "a ping to succeed after the broker restart",
+        PATIENCE,
+        || async { server.ping("resub").await.ok() },
+    )
+    .await;
+    let node = server.wait_state("resub", "ONLINE", PATIENCE).await;
+    assert_eq!(node["hostname"].as_str().map(str::is_empty), Some(false));
+}

@@ -34,6 +34,18 @@ pub fn NodePage() -> impl IntoView {
             }
         });
     };
+    let ping = move |_| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            match api::run::<api::PingNode>(api::ping_node::Variables { id }).await {
+                Ok(r) => message.set(Some(format!(
+                    "The node answered “{}” in {:.0} ms.",
+                    r.ping_node.message, r.ping_node.round_trip_ms
+                ))),
+                Err(e) => message.set(Some(e)),
+            }
+        });
+    };
     let remove = move |_| {
         let id = id();
         leptos::task::spawn_local(async move {
@@ -80,6 +92,7 @@ pub fn NodePage() -> impl IntoView {
             <input type="text" placeholder="New name" prop:value=move || new_name.get()
                 on:input=move |ev| new_name.set(event_target_value(&ev)) maxlength="64"/>
             <button type="button" on:click=rename>"Rename"</button>
+            <button type="button" on:click=ping>"Ping"</button>
             <button type="button" class="danger" on:click=remove>"Remove node"</button>
         </form>
         <Show when=move || message.get().is_some()>

@@ -1,6 +1,9 @@
 //! Node mutations: rename, label, remove.
 
-use async_graphql::{Context, InputObject, Object, Result};
+use std::time::{Duration, Instant};
+
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use trellis_proto::Action;
 
 use crate::{AppState, error::ApiError, graphql::types::Node};
 
@@ -11,6 +14,18 @@ pub struct LabelInput {
     pub key: String,
     /// Value, up to 64 characters.
     pub value: String,
+}
+
+/// How long `pingNode` waits for the node's answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node's answer to a ping.
+#[derive(SimpleObject)]
+pub struct PingResult {
+    /// What the node said.
+    pub message: String,
+    /// Time from sending the command to receiving the answer, milliseconds.
+    pub round_trip_ms: f64,
 }
 
 /// Node mutations.
@@ -54,5 +69,34 @@ impl NodeMutation {
             .into());
         }
         Ok(true)
+    }
+
+    /// Sends the node a command and waits for its answer: proves the node receives commands now.
+    /// `UNAVAILABLE` when it is not online or does not answer within 5 s.
+    async fn ping_node(&self, ctx: &Context<'_>, id: String) -> Result<PingResult> {
+        let state = ctx.data::<AppState>()?;
+        let node = state
+            .nodes
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("node {id:?}")))?;
+        if node.state != trellis_proto::NodeState::Online.as_str() {
+            return Err(ApiError::Unavailable(format!("node {id:?} is {}", node.state)).into());
+        }
+        let start = Instant::now();
+        let result = state
+            .bridge
+            .command(&id, Action::Ping, PING_TIMEOUT)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("node {id:?}: {e}")))?;
+        if !result.ok {
+            return Err(
+                ApiError::Unavailable(format!("node {id:?} refused: {}", result.message)).into(),
+            );
+        }
+        Ok(PingResult {
+            message: result.message,
+            round_trip_ms: start.elapsed().as_secs_f64() * 1000.0,
+        })
     }
 }
