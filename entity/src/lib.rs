@@ -1,3 +1,7 @@
 //! SeaORM entities for the Trellis database. The schema itself is owned by the `migration` crate.
 
+pub mod api_token;
+pub mod audit_event;
 pub mod node;
+pub mod session;
+pub mod user;

@@ -56,6 +56,60 @@ pub struct RemoveNode;
 )]
 pub struct PingNode;
 
+/// The first-start status and the caller.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Session;
+
+/// Create the first admin.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Setup;
+
+/// Log in.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Login;
+
+/// Log out.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Logout;
+
+/// The newest audit events.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct AuditLog;
+
+/// Live audit events.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct AuditEvents;
+
 /// The node fields every page shows.
 pub type Node = nodes::NodeFields;
 /// A node's state.
@@ -94,22 +148,30 @@ where
     parsed.data.ok_or_else(|| "empty response".to_owned())
 }
 
-/// What the subscription task reports.
-pub enum Feed {
-    /// The socket is acknowledged: reload the list, then apply events.
+/// What a subscription task reports.
+pub enum Feed<T> {
+    /// The socket is acknowledged: reload what the page shows, then apply events.
     Connected,
     /// An event.
-    Event(Box<node_events::NodeEventsNodeEvents>),
+    Event(Box<T>),
     /// The socket closed; it will be reopened.
     Disconnected,
 }
 
-/// Opens the node-event subscription and forwards what happens; reconnects every 2 s after a loss.
-pub fn subscribe_node_events() -> mpsc::UnboundedReceiver<Feed> {
+/// Opens a subscription and forwards what happens; reconnects every 2 s after a loss. The
+/// session cookie authenticates the socket (same origin).
+pub fn subscribe<Q: GraphQLQuery + 'static>(
+    variables: Q::Variables,
+) -> mpsc::UnboundedReceiver<Feed<Q::ResponseData>>
+where
+    Q::Variables: Serialize + 'static,
+    Q::ResponseData: DeserializeOwned + 'static,
+{
     let (tx, rx) = mpsc::unbounded();
+    let payload = serde_json::to_value(Q::build_query(variables)).unwrap_or_default();
     leptos::task::spawn_local(async move {
         loop {
-            if let Err(e) = one_session(&tx).await {
+            if let Err(e) = one_session::<Q::ResponseData>(&tx, &payload).await {
                 leptos::logging::warn!("subscription ended: {e}");
             }
             if tx.unbounded_send(Feed::Disconnected).is_err() {
@@ -121,7 +183,10 @@ pub fn subscribe_node_events() -> mpsc::UnboundedReceiver<Feed> {
     rx
 }
 
-async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
+async fn one_session<T: DeserializeOwned>(
+    tx: &mpsc::UnboundedSender<Feed<T>>,
+    query: &serde_json::Value,
+) -> Result<(), String> {
     let url = origin().replacen("http", "ws", 1) + "/graphql";
     let ws =
         WebSocket::open_with_protocol(&url, "graphql-transport-ws").map_err(|e| e.to_string())?;
@@ -132,7 +197,6 @@ async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
     ))
     .await
     .map_err(|e| e.to_string())?;
-    let query = NodeEvents::build_query(node_events::Variables {});
     while let Some(msg) = stream.next().await {
         let text = match msg.map_err(|e| e.to_string())? {
             Message::Text(t) => t,
@@ -154,12 +218,10 @@ async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
             }
             Some("next") => {
-                let data: Response<node_events::ResponseData> =
+                let data: Response<T> =
                     serde_json::from_value(v["payload"].clone()).map_err(|e| e.to_string())?;
                 if let Some(d) = data.data
-                    && tx
-                        .unbounded_send(Feed::Event(Box::new(d.node_events)))
-                        .is_err()
+                    && tx.unbounded_send(Feed::Event(Box::new(d))).is_err()
                 {
                     return Ok(());
                 }
@@ -171,4 +233,11 @@ async fn one_session(tx: &mpsc::UnboundedSender<Feed>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reloads the page at `path`: after logging in or out the app starts afresh with the new cookie.
+pub fn reload_at(path: &str) {
+    if let Some(w) = web_sys::window() {
+        let _ = w.location().assign(path);
+    }
 }

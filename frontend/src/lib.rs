@@ -1,5 +1,6 @@
 //! The Trellis web app (Leptos, client-side rendered to WASM): the cluster's nodes with their state,
-//! last contact and load, updated live through the `nodeEvents` subscription.
+//! last contact and load, updated live through the `nodeEvents` subscription; the audit log; and
+//! the first-start setup and login pages that guard them.
 
 pub mod api;
 mod components;
@@ -24,9 +25,53 @@ pub struct Cluster {
     pub now_ms: RwSignal<f64>,
 }
 
-/// The root component.
+/// Who is using the app.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionState {
+    /// Still asking the leader.
+    Loading,
+    /// The leader has no users: show the first-start setup.
+    NeedsSetup,
+    /// Not logged in.
+    LoggedOut,
+    /// Logged in as this user with this role (lowercase).
+    LoggedIn(String, String),
+    /// The leader could not be reached.
+    Unreachable(String),
+}
+
+/// The root component: asks who is logged in, then shows setup, login or the app.
 #[component]
 pub fn App() -> impl IntoView {
+    let session = RwSignal::new(SessionState::Loading);
+    leptos::task::spawn_local(async move {
+        session.set(
+            match api::run::<api::Session>(api::session::Variables {}).await {
+                Ok(d) if d.setup_status.needs_setup => SessionState::NeedsSetup,
+                Ok(d) => match d.me {
+                    Some(me) => {
+                        SessionState::LoggedIn(me.username, format!("{:?}", me.role).to_lowercase())
+                    }
+                    None => SessionState::LoggedOut,
+                },
+                Err(e) => SessionState::Unreachable(e),
+            },
+        );
+    });
+    move || match session.get() {
+        SessionState::Loading => view! { <p class="loading">"Loading…"</p> }.into_any(),
+        SessionState::NeedsSetup => view! { <pages::auth::SetupPage/> }.into_any(),
+        SessionState::LoggedOut => view! { <pages::auth::LoginPage/> }.into_any(),
+        SessionState::Unreachable(e) => {
+            view! { <p class="error" role="alert">"Cannot reach the leader: " {e}</p> }.into_any()
+        }
+        SessionState::LoggedIn(user, role) => view! { <Shell user=user role=role/> }.into_any(),
+    }
+}
+
+/// The app for a logged-in user.
+#[component]
+fn Shell(user: String, role: String) -> impl IntoView {
     let cluster = Cluster {
         nodes: RwSignal::new(Vec::new()),
         live: RwSignal::new(false),
@@ -35,6 +80,13 @@ pub fn App() -> impl IntoView {
     };
     provide_context(cluster);
     components::start_live_feed(cluster);
+    let can_audit = role != "viewer";
+    let logout = move |_| {
+        leptos::task::spawn_local(async move {
+            let _ = api::run::<api::Logout>(api::logout::Variables {}).await;
+            api::reload_at("/");
+        });
+    };
 
     view! {
         <Router>
@@ -42,11 +94,14 @@ pub fn App() -> impl IntoView {
                 <A href="/" attr:class="brand">"Trellis"</A>
                 <nav>
                     <A href="/">"Nodes"</A>
+                    <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>
                 </nav>
                 <span class="live" class:on=move || cluster.live.get()>
                     {move || if cluster.live.get() { "live" } else { "reconnecting…" }}
                 </span>
+                <span class="user">{user} " (" {role} ")"</span>
+                <button type="button" class="logout" on:click=logout>"Log out"</button>
             </header>
             <Show when=move || cluster.error.get().is_some()>
                 <p class="error" role="alert">{move || cluster.error.get().unwrap_or_default()}</p>
@@ -55,6 +110,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <h1>"Page not found"</h1><p><A href="/">"Back to the nodes"</A></p> }>
                     <Route path=path!("/") view=pages::nodes::NodesPage/>
                     <Route path=path!("/nodes/:id") view=pages::node::NodePage/>
+                    <Route path=path!("/audit") view=pages::audit::AuditPage/>
                 </Routes>
             </main>
         </Router>

@@ -32,6 +32,18 @@ pub struct ServerConfig {
     pub web_dir: Option<PathBuf>,
     /// Serve GraphiQL at `/graphiql`.
     pub graphiql: bool,
+    /// Answer introspection queries (`__schema`); turn off with GraphiQL in production.
+    pub introspection: bool,
+    /// Create this admin at start when no user exists (unattended installs): (username, password).
+    pub initial_admin: Option<(String, String)>,
+    /// Mark the session cookie `Secure` (set when the leader is served over HTTPS).
+    pub cookie_secure: bool,
+    /// Websocket clients must send `connection_init` within this time or are disconnected.
+    pub ws_init_timeout: Duration,
+    /// Longest time one HTTP request may take before it is answered 408.
+    pub request_timeout: Duration,
+    /// Origins allowed to call the API from a browser (CORS); empty allows none but the leader's own.
+    pub cors_origins: Vec<String>,
 }
 
 /// Which broker the server uses.
@@ -77,6 +89,12 @@ impl ServerConfig {
             heartbeat_interval: Duration::from_secs(5),
             web_dir: default_web_dir(),
             graphiql: true,
+            introspection: true,
+            initial_admin: None,
+            cookie_secure: false,
+            ws_init_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -128,6 +146,27 @@ pub struct Args {
     /// Serve GraphiQL at /graphiql (true/false).
     #[arg(long, env = "TRELLIS_GRAPHIQL", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub graphiql: Option<bool>,
+    /// Answer GraphQL introspection queries (true/false).
+    #[arg(long, env = "TRELLIS_INTROSPECTION", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub introspection: Option<bool>,
+    /// Username of the admin created at start when no user exists.
+    #[arg(long, env = "TRELLIS_INITIAL_ADMIN_USERNAME")]
+    pub initial_admin_username: Option<String>,
+    /// Password of that admin (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "TRELLIS_INITIAL_ADMIN_PASSWORD", hide_env_values = true)]
+    pub initial_admin_password: Option<String>,
+    /// Mark the session cookie Secure (true/false); set it when serving over HTTPS.
+    #[arg(long, env = "TRELLIS_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub cookie_secure: Option<bool>,
+    /// Seconds a websocket client has to send connection_init.
+    #[arg(long, env = "TRELLIS_WS_INIT_TIMEOUT_SECS")]
+    pub ws_init_timeout_secs: Option<u64>,
+    /// Seconds one HTTP request may take.
+    #[arg(long, env = "TRELLIS_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Browser origins allowed to call the API (comma-separated), e.g. https://lab.example.org.
+    #[arg(long, env = "TRELLIS_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
@@ -144,6 +183,13 @@ struct FileConfig {
     heartbeat_secs: Option<u64>,
     web_dir: Option<PathBuf>,
     graphiql: Option<bool>,
+    introspection: Option<bool>,
+    initial_admin_username: Option<String>,
+    initial_admin_password: Option<String>,
+    cookie_secure: Option<bool>,
+    ws_init_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    cors_origins: Option<Vec<String>>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -260,6 +306,63 @@ impl Args {
         if let Some(v) = self.graphiql.or(file.graphiql) {
             c.graphiql = v;
         }
+        if let Some(v) = self.introspection.or(file.introspection) {
+            c.introspection = v;
+        }
+        match (
+            self.initial_admin_username.or(file.initial_admin_username),
+            self.initial_admin_password.or(file.initial_admin_password),
+        ) {
+            (None, None) => {}
+            (_, None) => {
+                return Err(invalid(
+                    "initial_admin_password",
+                    "is required with initial_admin_username",
+                ));
+            }
+            (name, Some(password)) => {
+                let name = name.unwrap_or_else(|| "admin".into());
+                crate::auth::check_username(&name)
+                    .map_err(|e| invalid("initial_admin_username", e.public_message()))?;
+                crate::auth::check_password(&password)
+                    .map_err(|e| invalid("initial_admin_password", e.public_message()))?;
+                c.initial_admin = Some((name, password));
+            }
+        }
+        if let Some(v) = self.cookie_secure.or(file.cookie_secure) {
+            c.cookie_secure = v;
+        }
+        if let Some(s) = self.ws_init_timeout_secs.or(file.ws_init_timeout_secs) {
+            if !(1..=300).contains(&s) {
+                return Err(invalid("ws_init_timeout_secs", "must be between 1 and 300"));
+            }
+            c.ws_init_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = self.request_timeout_secs.or(file.request_timeout_secs) {
+            if !(1..=3600).contains(&s) {
+                return Err(invalid(
+                    "request_timeout_secs",
+                    "must be between 1 and 3600",
+                ));
+            }
+            c.request_timeout = Duration::from_secs(s);
+        }
+        if let Some(origins) = self.cors_origins.or(file.cors_origins) {
+            for o in &origins {
+                let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && o.parse::<axum::http::HeaderValue>().is_ok();
+                if !ok || o.contains('*') {
+                    return Err(invalid(
+                        "cors_origins",
+                        format!(
+                            "{o:?} is not an origin like https://lab.example.org (no wildcards, no path)"
+                        ),
+                    ));
+                }
+            }
+            c.cors_origins = origins;
+        }
         Ok(c)
     }
 }
@@ -330,6 +433,23 @@ mod tests {
                 "invalid local_agent_node_id",
             ),
             (&["--web-dir", "/nonexistent"], "invalid web_dir"),
+            (
+                &["--initial-admin-username", "root"],
+                "invalid initial_admin_password",
+            ),
+            (
+                &["--initial-admin-password", "short"],
+                "invalid initial_admin_password",
+            ),
+            (&["--cors-origins", "*"], "invalid cors_origins"),
+            (
+                &["--cors-origins", "https://ok.example,https://x.example/"],
+                "invalid cors_origins",
+            ),
+            (
+                &["--ws-init-timeout-secs", "0"],
+                "invalid ws_init_timeout_secs",
+            ),
         ];
         for (args, want) in cases {
             let e = resolve(args).unwrap_err().to_string();

@@ -1,7 +1,8 @@
-//! The one error policy of the API. Every error a client sees carries a stable
-//! `extensions.code` (`NOT_FOUND`, `BAD_REQUEST`, `UNAVAILABLE`, `INTERNAL`). Database and broker error text is
-//! logged on the server and never sent to a client: an internal failure reaches the caller only as
-//! `INTERNAL` with a generic message, so it leaks no schema, paths or credentials.
+//! The one error policy of the API. Every error a client sees carries a stable `extensions.code`:
+//! `UNAUTHENTICATED`, `FORBIDDEN`, `RATE_LIMITED`, `NOT_FOUND`, `BAD_REQUEST`, `UNAVAILABLE` or
+//! `INTERNAL`. Database and broker error text is logged on the server and never sent to a client:
+//! an internal failure reaches the caller only as `INTERNAL` with a generic message, so it leaks no
+//! schema, paths or credentials.
 
 use async_graphql::ErrorExtensions;
 
@@ -12,6 +13,12 @@ use async_graphql::ErrorExtensions;
 /// client is the `From` below, which redacts.
 #[derive(Debug)]
 pub enum ApiError {
+    /// No valid credentials were sent (or they were wrong).
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    Forbidden(String),
+    /// Too many attempts; the message says when to retry.
+    RateLimited(String),
     /// The thing asked for does not exist.
     NotFound(String),
     /// The caller's input was wrong; the message says what.
@@ -30,20 +37,38 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// What clients are told about an internal failure.
+pub const INTERNAL_MESSAGE: &str = "internal server error";
+
 impl ApiError {
     /// The full message, for logs (internal errors included).
     pub fn log_message(&self) -> String {
         match self {
             ApiError::NotFound(what) => format!("{what} not found"),
-            ApiError::BadRequest(m) | ApiError::Unavailable(m) => m.clone(),
+            ApiError::Unauthenticated(m)
+            | ApiError::Forbidden(m)
+            | ApiError::RateLimited(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Unavailable(m) => m.clone(),
             ApiError::Database(e) => format!("database error: {e}"),
             ApiError::Internal(m) => format!("internal error: {m}"),
+        }
+    }
+
+    /// The message a client may see: internal details replaced by a generic text.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Database(_) | ApiError::Internal(_) => INTERNAL_MESSAGE.to_owned(),
+            other => other.log_message(),
         }
     }
 
     /// The stable code sent as `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::BadRequest(_) => "BAD_REQUEST",
             ApiError::Unavailable(_) => "UNAVAILABLE",
@@ -54,18 +79,14 @@ impl ApiError {
 
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
-        let message = match &e {
-            ApiError::Database(_) | ApiError::Internal(_) => {
-                tracing::error!(
-                    error = e.log_message(),
-                    "internal error in a GraphQL resolver"
-                );
-                "internal server error".to_owned()
-            }
-            other => other.log_message(),
-        };
+        if matches!(e, ApiError::Database(_) | ApiError::Internal(_)) {
+            tracing::error!(
+                error = e.log_message(),
+                "internal error in a GraphQL resolver"
+            );
+        }
         let code = e.code();
-        async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code))
+        async_graphql::Error::new(e.public_message()).extend_with(|_, ext| ext.set("code", code))
     }
 }
 

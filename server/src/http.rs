@@ -3,24 +3,47 @@
 //! itself (a leader often has no internet, and the stock page loads them from a CDN), `/healthz`,
 //! `/readyz`, and the web app with client-side routes falling back to `index.html`.
 
-use std::{path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use async_graphql::parser::{parse_query, types::OperationType};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql::{
+    http::ALL_WEBSOCKET_PROTOCOLS,
+    parser::{parse_query, types::OperationType},
+};
+use async_graphql_axum::{
+    GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket, rejection::GraphQLRejection,
+};
 use axum::{
     Json, Router,
-    extract::{FromRequest, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use tower::ServiceExt;
+use futures::StreamExt;
 use tower_http::{
-    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, services::ServeDir,
-    set_header::SetResponseHeaderLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    services::ServeDir,
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
 };
 
-use crate::{AppState, graphql::TrellisSchema};
+use crate::{
+    AppState,
+    auth::{self, Principal},
+    error::ApiError,
+    graphql::{TrellisSchema, guard::RequestInfo},
+};
 
 /// Largest request body accepted, bytes. async-graphql-axum reads the body as a stream, so axum's
 /// own default limit does not apply (axum-core `DefaultBodyLimit` docs): this layer enforces it.
@@ -52,8 +75,26 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
         Some(dir) => r.fallback_service(spa(&dir)),
         None => r.fallback(no_web_app),
     };
+    // CORS: only the configured origins (never a wildcard); none by default, so only the web app
+    // served by the leader itself can call the API from a browser.
+    let origins: Vec<HeaderValue> = app
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    let timeout = app.config.request_timeout;
     r.with_state(HttpState { app, schema })
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
 }
@@ -82,8 +123,99 @@ async fn no_web_app() -> Response {
         .into_response()
 }
 
-async fn graphql_post(State(s): State<HttpState>, req: GraphQLRequest) -> GraphQLResponse {
-    s.schema.execute(req.into_inner()).await.into()
+/// Who is calling: a Bearer API token, or the session cookie. A Bearer token that is not valid
+/// is refused outright (401), so a script with a revoked token fails loudly; a stale cookie just
+/// means "not logged in".
+async fn caller(
+    app: &AppState,
+    (headers, addr): (axum::http::HeaderMap, Option<std::net::IpAddr>),
+) -> Result<(Option<Principal>, RequestInfo), Response> {
+    let session = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::session_from_cookie_header)
+        .map(str::to_owned);
+    let info = RequestInfo {
+        addr,
+        session: session.clone(),
+    };
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let principal = match token {
+            Some(t) => app
+                .auth
+                .from_api_token(t)
+                .await
+                .map_err(|e| error_response(&e))?,
+            None => None,
+        };
+        return match principal {
+            Some(p) => Ok((Some(p), info)),
+            None => Err(error_response(&ApiError::Unauthenticated(
+                "the Authorization header does not hold a valid API token (Bearer <token>)".into(),
+            ))),
+        };
+    }
+    let principal = match &session {
+        Some(t) => app
+            .auth
+            .from_session(t)
+            .await
+            .map_err(|e| error_response(&e))?,
+        None => None,
+    };
+    Ok((principal, info))
+}
+
+/// The headers and client address of a request, copied out: a `&Request` held across an await
+/// would make the handler's future `!Send` (the body is not `Sync`).
+fn caller_parts(req: &Request) -> (axum::http::HeaderMap, Option<std::net::IpAddr>) {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    (req.headers().clone(), addr)
+}
+
+/// A GraphQL-shaped error body with the HTTP status that matches its code.
+fn error_response(e: &ApiError) -> Response {
+    let status = match e {
+        ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = serde_json::json!({"errors": [{"message": e.public_message(), "extensions": {"code": e.code()}}]});
+    (status, Json(body)).into_response()
+}
+
+async fn execute(
+    s: &HttpState,
+    mut gql: async_graphql::Request,
+    principal: Option<Principal>,
+    info: RequestInfo,
+) -> Response {
+    if let Some(p) = principal {
+        gql = gql.data(p);
+    }
+    GraphQLResponse::from(s.schema.execute(gql.data(info)).await).into_response()
+}
+
+/// POST: one operation per request; a JSON array (batch) is refused with 400.
+async fn graphql_post(State(s): State<HttpState>, req: Request) -> Response {
+    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
+        Ok(gql) => execute(&s, gql.into_inner(), principal, info).await,
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
 fn is_websocket_upgrade(req: &Request) -> bool {
@@ -97,20 +229,13 @@ fn is_websocket_upgrade(req: &Request) -> bool {
 /// GraphQL-over-HTTP: "GET requests MUST NOT be used for executing mutation operations", 405.
 async fn graphql_get(State(s): State<HttpState>, req: Request) -> Response {
     if is_websocket_upgrade(&req) {
-        return match GraphQLSubscription::new(s.schema.clone())
-            .oneshot(req)
-            .await
-        {
-            Ok(resp) => resp.into_response(),
-            Err(never) => match never {},
-        };
+        return websocket(s, req).await;
     }
-    let gql = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        req,
-        &(),
-    )
-    .await
-    {
+    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
         Ok(r) => r.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
@@ -131,7 +256,108 @@ async fn graphql_get(State(s): State<HttpState>, req: Request) -> Response {
                 .into_response();
         }
     }
-    GraphQLResponse::from(s.schema.execute(gql).await).into_response()
+    execute(&s, gql, principal, info).await
+}
+
+/// Largest websocket message accepted from a client (axum's default is 64 MiB).
+const MAX_WS_MESSAGE: usize = 64 * 1024;
+
+/// Whether a browser's `Origin` may use the session cookie on a websocket: the leader's own origin
+/// or an allowed one. Browsers send cookies on cross-site websocket upgrades (no CORS applies), so
+/// without this check any page could subscribe as the logged-in user.
+fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // Not a browser: cookies there are the client's own business.
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        == Some(host);
+    own || allowed.iter().any(|a| a == origin)
+}
+
+/// A subscription session. The client must send `connection_init` within the configured time,
+/// carrying `{"token": "<API token>"}` (or `Authorization: "Bearer <token>"`), or rely on the
+/// session cookie sent with the upgrade. A bad token or no credentials closes the socket before
+/// anything is sent; a missing `connection_init` closes it when the time is up.
+async fn websocket(s: HttpState, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let cookie_principal = if origin_allowed(&parts.headers, &s.app.config.cors_origins) {
+        let session = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::session_from_cookie_header)
+            .map(str::to_owned);
+        match session {
+            Some(t) => s.app.auth.from_session(&t).await.ok().flatten(),
+            None => None,
+        }
+    } else {
+        None
+    };
+    let init_timeout = s.app.config.ws_init_timeout;
+    let auth_service = s.app.auth.clone();
+    let schema = s.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let initialised = Arc::new(AtomicBool::new(false));
+            let seen = initialised.clone();
+            // The protocol has no init timeout in async-graphql: end the input stream ourselves,
+            // which ends the session and closes the socket.
+            let deadline = async move {
+                tokio::time::sleep(init_timeout).await;
+                if seen.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let stream = stream.take_until(deadline);
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    initialised.store(true, Ordering::SeqCst);
+                    let token = payload
+                        .get("token")
+                        .and_then(|v| v.as_str())
+                        .or_else(|| {
+                            payload
+                                .get("Authorization")
+                                .and_then(|v| v.as_str())
+                                .and_then(|v| v.strip_prefix("Bearer "))
+                        })
+                        .map(str::to_owned);
+                    let principal = match token {
+                        Some(t) => auth_service.from_api_token(&t).await.ok().flatten(),
+                        None => cookie_principal,
+                    };
+                    match principal {
+                        Some(p) => {
+                            let mut data = async_graphql::Data::default();
+                            data.insert(p);
+                            Ok(data)
+                        }
+                        None => Err(async_graphql::Error::new(
+                            "unauthenticated: send a valid token in connection_init",
+                        )),
+                    }
+                })
+                .serve()
+                .await;
+        })
 }
 
 /// Ready when the database answers and the bridge holds a broker connection.

@@ -2,6 +2,8 @@
 //! local agent, in one process. `main.rs` parses configuration and calls [`run`]; tests build the
 //! same router with [`app`] and the same schema with [`graphql::build_schema`].
 
+pub mod audit;
+pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod config;
@@ -27,6 +29,10 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The node service.
     pub nodes: nodes::Nodes,
+    /// Users, sessions and tokens.
+    pub auth: auth::Auth,
+    /// The audit log.
+    pub audit: audit::Audit,
     /// The MQTT bridge.
     pub bridge: bridge::Bridge,
 }
@@ -38,11 +44,15 @@ impl AppState {
         db: DatabaseConnection,
         shutdown: CancellationToken,
     ) -> Self {
-        let nodes = nodes::Nodes::new(db);
+        let nodes = nodes::Nodes::new(db.clone());
         let bridge = bridge::Bridge::start(&config.broker.client_addr(), nodes.clone(), shutdown);
+        let auth = auth::Auth::new(db.clone());
+        let audit = audit::Audit::new(db);
         AppState {
             config: Arc::new(config),
             nodes,
+            auth,
+            audit,
             bridge,
         }
     }
@@ -57,6 +67,7 @@ pub fn app(state: AppState) -> Router {
 /// Runs a whole leader until `shutdown` is cancelled.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = db::connect(&config.database_url).await?;
+    bootstrap_admin(&config, &db).await?;
     tracing::info!(
         database = db::redact(&config.database_url),
         "database ready"
@@ -111,12 +122,48 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         "Trellis leader listening: web app at http://{http_addr}/{web}{graphiql}, {broker}"
     );
 
-    axum::serve(listener, app(state))
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     if let Some(agent) = agent {
         // Let the local agent publish `offline` before the embedded broker goes with the process.
         let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    }
+    Ok(())
+}
+
+/// Creates the configured initial admin when no user exists yet, and says how to get started
+/// when there is neither a user nor an initial admin.
+async fn bootstrap_admin(config: &ServerConfig, db: &DatabaseConnection) -> anyhow::Result<()> {
+    let auth = auth::Auth::new(db.clone());
+    let needs_setup = auth
+        .needs_setup()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.log_message()))?;
+    match (&config.initial_admin, needs_setup) {
+        (Some((name, password)), true) => {
+            auth.create_user(name, password, auth::Role::Admin)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot create the initial admin: {}", e.log_message())
+                })?;
+            audit::Audit::new(db.clone())
+                .record(
+                    "system",
+                    "createUser",
+                    Some(name),
+                    "ok",
+                    Some("initial admin from configuration".into()),
+                )
+                .await;
+            tracing::info!(
+                username = name,
+                "created the initial admin from configuration"
+            );
+        }
+        (None, true) => tracing::info!("no users yet: open the web app to create the first admin"),
+        _ => {}
     }
     Ok(())
 }

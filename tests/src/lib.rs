@@ -14,6 +14,9 @@ use std::{
 
 use serde_json::{Value, json};
 
+/// Password of the admin every test leader starts with (unless `bootstrap_admin` is off).
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
 /// How long a test waits for something it expects before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -160,6 +163,9 @@ pub struct ServerOpts {
     pub local_agent: bool,
     /// Serve this built web app.
     pub web_dir: Option<PathBuf>,
+    /// Start with an admin `admin`/[`ADMIN_PASSWORD`] and log the harness in as it; off, the
+    /// leader starts with no users, as on a real first start.
+    pub bootstrap_admin: bool,
 }
 
 impl Default for ServerOpts {
@@ -169,6 +175,7 @@ impl Default for ServerOpts {
             broker: Broker::Embedded,
             local_agent: true,
             web_dir: None,
+            bootstrap_admin: true,
         }
     }
 }
@@ -186,6 +193,19 @@ pub struct Server {
     opts: ServerOpts,
     http: reqwest::Client,
     generation: u32,
+    /// The admin's session cookie (`trellis_session=...`), when logged in.
+    pub admin_cookie: Option<String>,
+}
+
+/// Credentials a request carries.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// None.
+    Anonymous,
+    /// A `Cookie` header value.
+    Cookie(String),
+    /// An API token sent as `Authorization: Bearer`.
+    Bearer(String),
 }
 
 fn spawn_server(
@@ -201,7 +221,12 @@ fn spawn_server(
             cmd.env_remove(k);
         }
     }
+    if opts.bootstrap_admin {
+        cmd.env("TRELLIS_INITIAL_ADMIN_USERNAME", "admin")
+            .env("TRELLIS_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    }
     cmd.env("TRELLIS_LOG", "info,sqlx=warn,rumqttd=warn")
+        .env("TRELLIS_WS_INIT_TIMEOUT_SECS", "2")
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
@@ -230,7 +255,7 @@ impl Server {
             Broker::External(p) => p,
         };
         let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
-        let s = Server {
+        let mut s = Server {
             proc,
             dir,
             http_port,
@@ -238,8 +263,16 @@ impl Server {
             opts,
             http: reqwest::Client::new(),
             generation: 0,
+            admin_cookie: None,
         };
         s.wait_ready().await;
+        if s.opts.bootstrap_admin {
+            let cookie = s
+                .login("admin", ADMIN_PASSWORD)
+                .await
+                .unwrap_or_else(|e| panic!("admin login failed: {e}"));
+            s.admin_cookie = Some(cookie);
+        }
         s
     }
 
@@ -289,14 +322,57 @@ impl Server {
 
     /// POSTs a GraphQL operation and returns the whole JSON response (`data` and `errors`).
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let resp = self
+        let auth = self
+            .admin_cookie
+            .clone()
+            .map(Auth::Cookie)
+            .unwrap_or(Auth::Anonymous);
+        self.graphql_as(&auth, query, variables).await.1
+    }
+
+    /// POSTs a GraphQL operation with the given credentials; returns the status, the JSON body and
+    /// the `Set-Cookie` header's `name=value`, if any.
+    pub async fn graphql_full(
+        &self,
+        auth: &Auth,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value, Option<String>) {
+        let mut req = self
             .http
             .post(self.url("/graphql"))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .expect("POST /graphql");
-        resp.json().await.expect("GraphQL JSON")
+            .json(&json!({"query": query, "variables": variables}));
+        req = match auth {
+            Auth::Anonymous => req,
+            Auth::Cookie(c) => req.header("Cookie", c),
+            Auth::Bearer(t) => req.header("Authorization", format!("Bearer {t}")),
+        };
+        let resp = req.send().await.expect("POST /graphql");
+        let status = resp.status().as_u16();
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned());
+        (status, resp.json().await.expect("GraphQL JSON"), cookie)
+    }
+
+    /// Like [`Server::graphql_full`] without the cookie.
+    pub async fn graphql_as(&self, auth: &Auth, query: &str, variables: Value) -> (u16, Value) {
+        let (status, body, _) = self.graphql_full(auth, query, variables).await;
+        (status, body)
+    }
+
+    /// Logs in; returns the session cookie (`trellis_session=...`) or the error body.
+    pub async fn login(&self, username: &str, password: &str) -> Result<String, Value> {
+        let q = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { username role } }";
+        let (_, body, cookie) = self
+            .graphql_full(&Auth::Anonymous, q, json!({"u": username, "p": password}))
+            .await;
+        match cookie {
+            Some(c) if body["errors"].is_null() && c.starts_with("trellis_session=") => Ok(c),
+            _ => Err(body),
+        }
     }
 
     /// A node as GraphQL returns it (`id name state hostname ...`), or `None`.

@@ -1,13 +1,48 @@
-//! The web app in headless Chromium, as a new user first sees it: the leader's own node listed
-//! online with its load, then a second node appearing and going lost live, without a reload.
+//! The web app in headless Chromium, as a new user first meets it: the first-start setup page,
+//! then the leader's own node listed online with its load, a second node appearing and going lost
+//! live without a reload, a ping from the node page, the audit log, and logging out and in again.
 //! Screenshots go to `<target>/screenshots/`.
 
 use std::time::Duration;
 
 use fantoccini::Locator;
 use trellis_tests::{
-    Agent, Browser, PATIENCE, Server, ServerOpts, screenshot_dir, wait_for, web_dir,
+    Agent, Auth, Browser, PATIENCE, Server, ServerOpts, screenshot_dir, wait_for, web_dir,
 };
+
+async fn text_of(browser: &Browser, css: &str) -> Option<String> {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+async fn type_into(browser: &Browser, css: &str, text: &str) {
+    let input = browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    input.send_keys(text).await.expect("type");
+}
+
+async fn click(browser: &Browser, css: &str) {
+    let el = browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    el.click().await.expect("click");
+}
+
+async fn save_screenshot(browser: &Browser, name: &str) {
+    let png = browser.client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(name), png).expect("save screenshot");
+}
 
 async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
     let row = browser
@@ -22,16 +57,33 @@ async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
 async fn the_web_app_shows_the_cluster_live() {
     let server = Server::start(ServerOpts {
         web_dir: Some(web_dir()),
+        bootstrap_admin: false,
         ..ServerOpts::default()
     })
     .await;
-    server.wait_state("leader", "ONLINE", PATIENCE).await;
     let browser = Browser::start().await;
     browser
         .client
         .goto(&server.url("/"))
         .await
         .expect("open the web app");
+
+    // First start: the setup page, and nothing else.
+    let heading = wait_for("the setup page", PATIENCE, || async {
+        let t = text_of(&browser, "h1").await?;
+        (t == "Welcome to Trellis").then_some(t)
+    })
+    .await;
+    assert_eq!(heading, "Welcome to Trellis");
+    let (status, body) = server
+        .graphql_as(&Auth::Anonymous, "{ nodes { id } }", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    type_into(&browser, "input[name=password]", "first-admin-password").await;
+    type_into(&browser, "input[name=confirm]", "first-admin-password").await;
+    save_screenshot(&browser, "setup.png").await;
+    click(&browser, "form.auth-form button").await;
 
     let row = wait_for(
         "the leader's row to show online with its CPU and memory",
@@ -141,5 +193,64 @@ async fn the_web_app_shows_the_cluster_live() {
     );
     let png = browser.client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join("node-page.png"), png).expect("save screenshot");
+
+    // The audit log shows what was done, live.
+    browser
+        .client
+        .goto(&server.url("/audit"))
+        .await
+        .expect("open the audit log");
+    let audit = wait_for(
+        "the audit log with the setup and the ping",
+        PATIENCE,
+        || async {
+            let t = text_of(&browser, "table.audit").await?;
+            (t.contains("setup") && t.contains("pingNode")).then_some(t)
+        },
+    )
+    .await;
+    assert!(audit.contains("user:admin"), "{audit}");
+    save_screenshot(&browser, "audit.png").await;
+
+    // Log out, fail a login, log in again.
+    click(&browser, "button.logout").await;
+    wait_for("the login page", PATIENCE, || async {
+        browser
+            .client
+            .find(Locator::Css(
+                "input[name=password][autocomplete=current-password]",
+            ))
+            .await
+            .ok()
+    })
+    .await;
+    type_into(&browser, "input[name=username]", "admin").await;
+    type_into(&browser, "input[name=password]", "not-the-password").await;
+    click(&browser, "form.auth-form button").await;
+    let error = wait_for("the login error", PATIENCE, || async {
+        text_of(&browser, "p.error").await
+    })
+    .await;
+    assert_eq!(error, "wrong username or password");
+    save_screenshot(&browser, "login-failed.png").await;
+    browser.client.refresh().await.expect("reload");
+    wait_for("the login page again", PATIENCE, || async {
+        browser
+            .client
+            .find(Locator::Css(
+                "input[name=password][autocomplete=current-password]",
+            ))
+            .await
+            .ok()
+    })
+    .await;
+    type_into(&browser, "input[name=username]", "admin").await;
+    type_into(&browser, "input[name=password]", "first-admin-password").await;
+    click(&browser, "form.auth-form button").await;
+    let user = wait_for("the app after logging in", PATIENCE, || async {
+        text_of(&browser, "header .user").await
+    })
+    .await;
+    assert_eq!(user, "admin (admin)");
     browser.client.clone().close().await.expect("close browser");
 }

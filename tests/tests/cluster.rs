@@ -14,7 +14,7 @@ async fn node_lifecycle(db: Db, broker: Broker) {
         db,
         broker,
         local_agent: false,
-        web_dir: None,
+        ..ServerOpts::default()
     })
     .await;
     let mut agent = Agent::start(&server.broker_url(), "worker-1", server.dir.path());

@@ -187,6 +187,7 @@ async fn rename_label_and_remove_a_node() {
         .http()
         .get(server.url("/graphql"))
         .query(&[("query", "{ nodes { id } }")])
+        .header("Cookie", server.admin_cookie.clone().expect("logged in"))
         .send()
         .await
         .expect("GET");
@@ -289,6 +290,10 @@ async fn ws_connect(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_str(protocol).expect("header"),
     );
+    if let Some(cookie) = &server.admin_cookie {
+        req.headers_mut()
+            .insert("Cookie", HeaderValue::from_str(cookie).expect("cookie"));
+    }
     let (ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .expect("websocket");

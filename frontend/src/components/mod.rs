@@ -19,7 +19,7 @@ pub fn same_shape<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: &A) ->
 /// `RESYNC`, so nothing missed while disconnected stays wrong.
 pub fn start_live_feed(cluster: Cluster) {
     leptos::task::spawn_local(async move {
-        let mut feed = api::subscribe_node_events();
+        let mut feed = api::subscribe::<api::NodeEvents>(api::node_events::Variables {});
         while let Some(item) = feed.next().await {
             match item {
                 Feed::Connected => {
@@ -27,7 +27,7 @@ pub fn start_live_feed(cluster: Cluster) {
                     reload(cluster).await;
                 }
                 Feed::Disconnected => cluster.live.set(false),
-                Feed::Event(ev) => apply(cluster, *ev).await,
+                Feed::Event(ev) => apply(cluster, ev.node_events).await,
             }
         }
     });

@@ -1,4 +1,6 @@
 //! One module per page.
 
+pub mod audit;
+pub mod auth;
 pub mod node;
 pub mod nodes;

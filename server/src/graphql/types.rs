@@ -1,6 +1,8 @@
 //! GraphQL object types that wrap database models.
 
 use async_graphql::{Enum, Object, SimpleObject};
+
+use crate::auth::Role;
 use chrono::{DateTime, Utc};
 use entity::node;
 
@@ -148,5 +150,118 @@ impl NodeEvent {
     /// The node after the change; null when removed or for `RESYNC`.
     async fn node(&self) -> Option<Node> {
         self.0.node.clone().map(Node)
+    }
+}
+
+/// A user.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct User {
+    /// Id.
+    pub id: String,
+    /// Login name.
+    pub username: String,
+    /// Role (for `me` through an API token: the token's role).
+    pub role: Role,
+    /// When the user was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<entity::user::Model> for User {
+    fn from(u: entity::user::Model) -> Self {
+        User {
+            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
+            id: u.id,
+            username: u.username,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// First-start status.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SetupStatus {
+    /// True until the first admin is created.
+    pub needs_setup: bool,
+}
+
+/// An API token (never the secret itself).
+pub struct ApiToken(pub entity::api_token::Model);
+
+#[Object]
+impl ApiToken {
+    /// Id.
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// What it is for.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Its role.
+    async fn role(&self) -> Role {
+        Role::parse(&self.0.role).unwrap_or(Role::Viewer)
+    }
+    /// The first characters of the token, to tell it apart.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    /// The user who created it.
+    async fn owner_id(&self) -> &str {
+        &self.0.user_id
+    }
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// When it expires, if ever.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    /// When it was revoked.
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+    /// When it was last used.
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+    /// Whether it works now (not revoked, not expired).
+    async fn active(&self) -> bool {
+        self.0.revoked_at.is_none() && self.0.expires_at.is_none_or(|e| e > Utc::now())
+    }
+}
+
+/// One audit log entry.
+pub struct AuditEvent(pub entity::audit_event::Model);
+
+#[Object]
+impl AuditEvent {
+    /// Increasing id.
+    async fn id(&self) -> i64 {
+        self.0.id
+    }
+    /// When (leader's clock).
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// Who: `user:<name>`, `token:<name> (<user>)` or `anonymous`.
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// What: the operation.
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    /// What it acted on.
+    async fn target(&self) -> Option<&str> {
+        self.0.target.as_deref()
+    }
+    /// `ok`, or the error code.
+    async fn outcome(&self) -> &str {
+        &self.0.outcome
+    }
+    /// More detail (the error message for a refused operation).
+    async fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
     }
 }

@@ -1,7 +1,8 @@
 //! Mutation root, merged from one object per domain.
 
+mod auth;
 mod node;
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Mutation(node::NodeMutation);
+pub struct Mutation(auth::AuthMutation, node::NodeMutation);

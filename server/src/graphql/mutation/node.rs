@@ -5,7 +5,15 @@ use std::time::{Duration, Instant};
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use trellis_proto::Action;
 
-use crate::{AppState, error::ApiError, graphql::types::Node};
+use crate::{
+    AppState,
+    auth::Role,
+    error::ApiError,
+    graphql::{
+        guard::{RoleGuard, audited},
+        types::Node,
+    },
+};
 
 /// A label to set.
 #[derive(InputObject)]
@@ -35,6 +43,7 @@ pub struct NodeMutation;
 #[Object]
 impl NodeMutation {
     /// Gives a node a display name; null or blank goes back to the hostname.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn rename_node(
         &self,
         ctx: &Context<'_>,
@@ -42,10 +51,13 @@ impl NodeMutation {
         name: Option<String>,
     ) -> Result<Node> {
         let state = ctx.data::<AppState>()?;
-        Ok(Node(state.nodes.rename(&id, name).await?))
+        Ok(Node(
+            audited(ctx, "renameNode", Some(&id), state.nodes.rename(&id, name)).await?,
+        ))
     }
 
     /// Replaces a node's labels.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn set_node_labels(
         &self,
         ctx: &Context<'_>,
@@ -54,49 +66,68 @@ impl NodeMutation {
     ) -> Result<Node> {
         let state = ctx.data::<AppState>()?;
         let labels = labels.into_iter().map(|l| (l.key, l.value)).collect();
-        Ok(Node(state.nodes.set_labels(&id, labels).await?))
+        Ok(Node(
+            audited(
+                ctx,
+                "setNodeLabels",
+                Some(&id),
+                state.nodes.set_labels(&id, labels),
+            )
+            .await?,
+        ))
     }
 
     /// Removes a node and clears its retained MQTT topics, so it does not come back as a ghost.
     /// A node whose agent still runs appears again when that agent next connects.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn remove_node(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
-        state.nodes.remove(&id).await?;
-        if let Err(e) = state.bridge.clear_retained(&id).await {
-            return Err(ApiError::Internal(format!(
-                "node removed but its retained topics were not cleared: {e}"
-            ))
-            .into());
-        }
+        let work = async {
+            state.nodes.remove(&id).await?;
+            state.bridge.clear_retained(&id).await.map_err(|e| {
+                ApiError::Internal(format!(
+                    "node removed but its retained topics were not cleared: {e}"
+                ))
+            })
+        };
+        audited(ctx, "removeNode", Some(&id), work).await?;
         Ok(true)
     }
 
     /// Sends the node a command and waits for its answer: proves the node receives commands now.
     /// `UNAVAILABLE` when it is not online or does not answer within 5 s.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn ping_node(&self, ctx: &Context<'_>, id: String) -> Result<PingResult> {
         let state = ctx.data::<AppState>()?;
-        let node = state
-            .nodes
-            .get(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("node {id:?}")))?;
-        if node.state != trellis_proto::NodeState::Online.as_str() {
-            return Err(ApiError::Unavailable(format!("node {id:?} is {}", node.state)).into());
-        }
-        let start = Instant::now();
-        let result = state
-            .bridge
-            .command(&id, Action::Ping, PING_TIMEOUT)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("node {id:?}: {e}")))?;
-        if !result.ok {
-            return Err(
-                ApiError::Unavailable(format!("node {id:?} refused: {}", result.message)).into(),
-            );
-        }
-        Ok(PingResult {
-            message: result.message,
-            round_trip_ms: start.elapsed().as_secs_f64() * 1000.0,
-        })
+        let work = async {
+            let node = state
+                .nodes
+                .get(&id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("node {id:?}")))?;
+            if node.state != trellis_proto::NodeState::Online.as_str() {
+                return Err(ApiError::Unavailable(format!(
+                    "node {id:?} is {}",
+                    node.state
+                )));
+            }
+            let start = Instant::now();
+            let result = state
+                .bridge
+                .command(&id, Action::Ping, PING_TIMEOUT)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("node {id:?}: {e}")))?;
+            if !result.ok {
+                return Err(ApiError::Unavailable(format!(
+                    "node {id:?} refused: {}",
+                    result.message
+                )));
+            }
+            Ok(PingResult {
+                message: result.message,
+                round_trip_ms: start.elapsed().as_secs_f64() * 1000.0,
+            })
+        };
+        audited(ctx, "pingNode", Some(&id), work).await
     }
 }

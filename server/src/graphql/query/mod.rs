@@ -1,7 +1,9 @@
 //! Query root, merged from one object per domain.
 
+mod audit;
+mod auth;
 mod node;
 
 /// The query root.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Query(node::NodeQuery);
+pub struct Query(audit::AuditQuery, auth::AuthQuery, node::NodeQuery);

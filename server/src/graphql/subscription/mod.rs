@@ -1,7 +1,8 @@
 //! Subscription root, merged from one object per domain.
 
+mod audit;
 mod node;
 
 /// The subscription root.
 #[derive(async_graphql::MergedSubscription, Default)]
-pub struct Subscription(node::NodeSubscription);
+pub struct Subscription(audit::AuditSubscription, node::NodeSubscription);

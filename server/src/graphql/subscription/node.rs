@@ -7,6 +7,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     AppState,
+    auth::Role,
+    graphql::guard::RoleGuard,
     graphql::types::NodeEvent,
     nodes::{NodeEvent as ServiceEvent, NodeEventKind},
 };
@@ -18,6 +20,7 @@ pub struct NodeSubscription;
 #[Subscription]
 impl NodeSubscription {
     /// Every change to any node: online, heartbeat, lost, offline, updated, removed.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn node_events(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = NodeEvent>> {
         let state = ctx.data::<AppState>()?;
         let rx = state.nodes.subscribe();

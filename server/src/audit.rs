@@ -1,0 +1,85 @@
+//! The audit log: every mutation, login attempt and node command, with who, what, when and the
+//! outcome. Stored in the database, queryable, and streamed live to subscribers.
+
+use chrono::Utc;
+use entity::audit_event::{self, Entity as AuditEvent};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tokio::sync::broadcast;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Most events one query returns.
+pub const MAX_PAGE: u64 = 500;
+
+/// The audit service.
+#[derive(Clone)]
+pub struct Audit {
+    db: DatabaseConnection,
+    events: broadcast::Sender<audit_event::Model>,
+}
+
+impl Audit {
+    /// A service over `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        let (events, _) = broadcast::channel(256);
+        Audit { db, events }
+    }
+
+    /// A receiver of every event recorded from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<audit_event::Model> {
+        self.events.subscribe()
+    }
+
+    /// Records one event. A failure to record is logged, never hidden from the operator's log,
+    /// and does not undo what was done.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+        detail: Option<String>,
+    ) {
+        let row = audit_event::ActiveModel {
+            id: Default::default(),
+            at: Set(Utc::now()),
+            actor: Set(actor.to_owned()),
+            action: Set(action.to_owned()),
+            target: Set(target.map(str::to_owned)),
+            outcome: Set(outcome.to_owned()),
+            detail: Set(detail),
+        };
+        match row.insert(&self.db).await {
+            Ok(saved) => {
+                tracing::info!(actor, action, target, outcome, "audit");
+                let _ = self.events.send(saved);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, actor, action, target, outcome, "could not write the audit log")
+            }
+        }
+    }
+
+    /// The newest events, newest first; `before` pages back from an id.
+    pub async fn list(
+        &self,
+        limit: u64,
+        before: Option<i64>,
+    ) -> ApiResult<Vec<audit_event::Model>> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let mut q = AuditEvent::find()
+            .order_by_desc(audit_event::Column::Id)
+            .limit(limit);
+        if let Some(id) = before {
+            q = q.filter(audit_event::Column::Id.lt(id));
+        }
+        Ok(q.all(&self.db).await?)
+    }
+}
