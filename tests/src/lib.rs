@@ -166,6 +166,8 @@ pub struct ServerOpts {
     /// Start with an admin `admin`/[`ADMIN_PASSWORD`] and log the harness in as it; off, the
     /// leader starts with no users, as on a real first start.
     pub bootstrap_admin: bool,
+    /// More `trellis` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOpts {
@@ -176,6 +178,7 @@ impl Default for ServerOpts {
             local_agent: true,
             web_dir: None,
             bootstrap_admin: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -242,6 +245,7 @@ fn spawn_server(
     if let Some(web) = &opts.web_dir {
         cmd.arg("--web-dir").arg(web);
     }
+    cmd.args(&opts.extra_args);
     Proc::spawn(cmd, dir.join(format!("server-{generation}.log")))
 }
 
@@ -699,4 +703,62 @@ pub fn web_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A websocket client connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a websocket on `/graphql` with a subprotocol and, optionally, a `Cookie` header.
+pub async fn ws_connect(server: &Server, protocol: &str, cookie: Option<&str>) -> Ws {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+    let mut req = format!("ws://127.0.0.1:{}/graphql", server.http_port)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(protocol).expect("header"),
+    );
+    if let Some(c) = cookie {
+        req.headers_mut()
+            .insert("Cookie", HeaderValue::from_str(c).expect("cookie"));
+    }
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+/// The next text message as JSON; panics when the socket closes or nothing comes in time.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
+/// Everything the server sends until it closes the socket (or `limit` passes): the text messages,
+/// and whether the socket was closed by then.
+pub async fn until_closed(ws: &mut Ws, limit: Duration) -> (Vec<String>, bool) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return (texts, false),
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return (texts, true),
+            Ok(Some(Ok(Message::Text(t)))) => texts.push(t.to_string()),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }

@@ -4,10 +4,13 @@
 
 use std::{process::Command, time::Duration};
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
-use trellis_tests::{Agent, MqttProbe, PATIENCE, Server, ServerOpts, binary, wait_for, web_dir};
+use tokio_tungstenite::tungstenite::Message;
+use trellis_tests::{
+    Agent, MqttProbe, PATIENCE, Server, ServerOpts, binary, next_json, wait_for, web_dir,
+    ws_connect,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_with_no_configuration_is_a_cluster_of_one() {
@@ -279,44 +282,6 @@ async fn malformed_mqtt_messages_are_dropped_and_everything_keeps_running() {
     );
 }
 
-async fn ws_connect(
-    server: &Server,
-    protocol: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://127.0.0.1:{}/graphql", server.http_port)
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_str(protocol).expect("header"),
-    );
-    if let Some(cookie) = &server.admin_cookie {
-        req.headers_mut()
-            .insert("Cookie", HeaderValue::from_str(cookie).expect("cookie"));
-    }
-    let (ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket");
-    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
-    ws
-}
-
-async fn next_json<S>(ws: &mut S) -> Value
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("message in time")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).expect("json");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_stream_node_events_over_both_websocket_protocols() {
     let server = Server::start(ServerOpts::default()).await;
@@ -324,7 +289,12 @@ async fn subscriptions_stream_node_events_over_both_websocket_protocols() {
     let query = "subscription { nodeEvents { kind nodeId node { state cpuPercent } } }";
 
     // graphql-transport-ws (the current protocol).
-    let mut ws = ws_connect(&server, "graphql-transport-ws").await;
+    let mut ws = ws_connect(
+        &server,
+        "graphql-transport-ws",
+        server.admin_cookie.as_deref(),
+    )
+    .await;
     ws.send(Message::text(
         json!({"type": "connection_init"}).to_string(),
     ))
@@ -347,7 +317,7 @@ async fn subscriptions_stream_node_events_over_both_websocket_protocols() {
     assert_eq!(ev["node"]["state"], "ONLINE");
 
     // graphql-ws (the older subscriptions-transport-ws protocol), for old clients.
-    let mut ws = ws_connect(&server, "graphql-ws").await;
+    let mut ws = ws_connect(&server, "graphql-ws", server.admin_cookie.as_deref()).await;
     ws.send(Message::text(
         json!({"type": "connection_init", "payload": {}}).to_string(),
     ))
