@@ -1,0 +1,210 @@
+//! The API's limits, as an attacker or a buggy client would meet them: nested and expensive
+//! queries refused before anything runs, batches and oversized bodies refused, introspection and
+//! GraphiQL switchable off, CORS only for listed origins, and database failures reported by code
+//! alone.
+
+use serde_json::{Value, json};
+use trellis_tests::{Auth, Db, PATIENCE, Postgres, Server, ServerOpts};
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("no code")
+}
+
+/// graphql-js's `getIntrospectionQuery()`, which GraphiQL sends on load.
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } \
+    subscriptionType { name } types { ...FullType } directives { name description locations args { ...InputValue } } } }
+    fragment FullType on __Type { kind name description fields(includeDeprecated: true) { name description \
+    args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason } inputFields { ...InputValue } \
+    interfaces { ...TypeRef } enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } \
+    possibleTypes { ...TypeRef } }
+    fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+    fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name \
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } } }";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_expensive_and_batched_queries_are_refused() {
+    let server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+
+    // What GraphiQL needs works.
+    let r = server.graphql(INTROSPECTION, json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["__schema"]["queryType"]["name"], "Query");
+
+    // Too deep: refused, nothing executed.
+    let deep = format!(
+        "{{ __schema {{ types {{ {}name{} }} }} }}",
+        "ofType { ".repeat(30),
+        " }".repeat(30)
+    );
+    let r = server.graphql(&deep, json!({})).await;
+    assert_eq!(
+        r["errors"][0]["message"], "Query is nested too deep.",
+        "{r}"
+    );
+    assert!(r["data"].is_null());
+
+    // Too expensive: 1200 aliased fields. A mutation that would run is refused whole.
+    let wide: String = (0..1200)
+        .map(|i| format!("a{i}: nodes {{ id }} "))
+        .collect();
+    let r = server.graphql(&format!("{{ {wide} }}"), json!({})).await;
+    assert_eq!(
+        r["errors"][0]["message"],
+        "Query is too complex.",
+        "{}",
+        r.to_string().chars().take(300).collect::<String>()
+    );
+    let renames: String = (0..1200)
+        .map(|i| format!("r{i}: renameNode(id: \"leader\", name: \"n{i}\") {{ id }} "))
+        .collect();
+    let r = server
+        .graphql(&format!("mutation {{ {renames} }}"), json!({}))
+        .await;
+    assert_eq!(r["errors"][0]["message"], "Query is too complex.");
+    assert_eq!(
+        server.node("leader").await.expect("node")["renamed"],
+        false,
+        "nothing ran"
+    );
+
+    // Batches are refused.
+    let batch: Vec<Value> = (0..1000)
+        .map(|_| json!({"query": "{ nodes { id } }"}))
+        .collect();
+    let resp = server
+        .http()
+        .post(server.url("/graphql"))
+        .header("Cookie", server.admin_cookie.clone().expect("cookie"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 400);
+
+    // Bodies over 1 MiB are refused by their Content-Length.
+    let big = json!({"query": format!("{{ nodes {{ id }} }} # {}", "x".repeat(3 * 1024 * 1024))});
+    let resp = server
+        .http()
+        .post(server.url("/graphql"))
+        .json(&big)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_settings_turn_off_introspection_and_graphiql() {
+    let server = Server::start(ServerOpts {
+        extra_args: ["--introspection", "false", "--graphiql", "false"]
+            .map(String::from)
+            .to_vec(),
+        ..ServerOpts::default()
+    })
+    .await;
+    // async-graphql answers introspection with null rather than an error: nothing is revealed.
+    let q = "{ __schema { queryType { name } } __type(name: \"Node\") { name } }";
+    let r = server.graphql(q, json!({})).await;
+    assert_eq!(r["data"], json!({"__schema": null, "__type": null}), "{r}");
+    let resp = server
+        .http()
+        .get(server.url("/graphiql"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 404);
+    // The API itself still works.
+    let r = server.graphql("{ me { username } }", json!({})).await;
+    assert_eq!(r["data"]["me"]["username"], "admin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_answers_only_listed_origins() {
+    let server = Server::start(ServerOpts {
+        extra_args: vec!["--cors-origins".into(), "https://dash.lab.example".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        server
+            .http()
+            .request(reqwest::Method::OPTIONS, server.url("/graphql"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "content-type,authorization",
+            )
+            .send()
+    };
+    let resp = preflight("https://evil.example").await.expect("OPTIONS");
+    assert!(
+        resp.headers().get("access-control-allow-origin").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+    let resp = preflight("https://dash.lab.example")
+        .await
+        .expect("OPTIONS");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://dash.lab.example"
+    );
+    assert!(
+        resp.headers()
+            .get("access-control-allow-credentials")
+            .is_none(),
+        "no credentials across origins"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_failure_reaches_the_client_only_as_a_code() {
+    let pg = Postgres::create();
+    let server = Server::start(ServerOpts {
+        db: Db::Postgres(pg.url.clone()),
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    // Break the database behind the leader's back.
+    let out = std::process::Command::new("psql")
+        .arg(&pg.url)
+        .args(["-qc", "DROP TABLE node"])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = server.graphql("{ nodes { id } }", json!({})).await;
+    assert_eq!(code(&r), "INTERNAL");
+    assert_eq!(r["errors"][0]["message"], "internal server error");
+    let text = r.to_string();
+    assert!(
+        !text.contains("relation") && !text.contains("node\"") && !text.contains("postgres"),
+        "{text}"
+    );
+    // The operator's log has the real reason.
+    let log = server.proc.log_text();
+    assert!(
+        log.contains("internal error in a GraphQL resolver") && log.contains("does not exist"),
+        "{log}"
+    );
+    // Everything else keeps working.
+    let (status, r) = server
+        .graphql_as(
+            &Auth::Anonymous,
+            "{ setupStatus { needsSetup } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, r["data"]["setupStatus"]["needsSetup"].as_bool()),
+        (200, Some(false))
+    );
+}
