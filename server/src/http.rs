@@ -72,8 +72,15 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
             .route("/graphiql/assets/{file}", get(graphiql_asset));
     } else {
         // Answer 404 here, not the web app's index.html, so it is plain that GraphiQL is off.
-        let off = || async { (StatusCode::NOT_FOUND, "GraphiQL is turned off on this leader\n") };
-        r = r.route("/graphiql", get(off)).route("/graphiql/{*rest}", get(off));
+        let off = || async {
+            (
+                StatusCode::NOT_FOUND,
+                "GraphiQL is turned off on this leader\n",
+            )
+        };
+        r = r
+            .route("/graphiql", get(off))
+            .route("/graphiql/{*rest}", get(off));
     }
     let r = match web_dir {
         Some(dir) => r.fallback_service(spa(&dir)),
