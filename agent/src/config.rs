@@ -22,6 +22,13 @@ pub struct AgentConfig {
     pub max_backoff: Duration,
     /// Hardware backend: `simulator` or `rppal`.
     pub hardware: String,
+    /// Join token to enroll with when the node has no credentials yet.
+    pub join_token: Option<String>,
+    /// Where the node's credentials are kept; `None` keeps nothing.
+    pub state_dir: Option<PathBuf>,
+    /// MQTT username and password to use as they are (the leader's local agent, or a broker
+    /// whose accounts are managed elsewhere).
+    pub credentials: Option<(String, String)>,
 }
 
 impl Default for AgentConfig {
@@ -36,6 +43,9 @@ impl Default for AgentConfig {
             keepalive: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             hardware: "simulator".into(),
+            join_token: None,
+            state_dir: None,
+            credentials: None,
         }
     }
 }
@@ -65,7 +75,22 @@ pub struct Args {
     /// Hardware backend: simulator or rppal.
     #[arg(long, env = "TRELLIS_AGENT_HARDWARE")]
     pub hardware: Option<String>,
+    /// Join token from the leader (`createJoinToken`), used once to enroll this node.
+    #[arg(long, env = "TRELLIS_AGENT_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Directory for the node's credentials.
+    #[arg(long, env = "TRELLIS_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// MQTT username, for brokers whose accounts are managed outside Trellis.
+    #[arg(long, env = "TRELLIS_AGENT_USERNAME")]
+    pub username: Option<String>,
+    /// MQTT password that goes with --username.
+    #[arg(long, env = "TRELLIS_AGENT_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
+
+/// Where the agent keeps its credentials unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis-agent";
 
 /// The TOML file's keys; unknown keys are an error so typos do not pass silently.
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +102,10 @@ struct FileConfig {
     keepalive_secs: Option<u64>,
     max_backoff_secs: Option<u64>,
     hardware: Option<String>,
+    join_token: Option<String>,
+    state_dir: Option<PathBuf>,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 /// Bad configuration, naming the key at fault.
@@ -145,6 +174,34 @@ impl Args {
             self.max_backoff_secs.or(file.max_backoff_secs),
             c.max_backoff,
         )?;
+        c.join_token = self
+            .join_token
+            .or(file.join_token)
+            .filter(|t| !t.is_empty());
+        c.state_dir = Some(
+            self.state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        );
+        match (
+            self.username.or(file.username),
+            self.password.or(file.password),
+        ) {
+            (Some(u), Some(p)) => c.credentials = Some((u, p)),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "password",
+                    reason: "is required with username".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "username",
+                    reason: "is required with password".into(),
+                });
+            }
+        }
         if let Some(hw) = self.hardware.or(file.hardware) {
             crate::hardware::check_name(&hw).map_err(|reason| ConfigError::Invalid {
                 key: "hardware",

@@ -7,12 +7,16 @@
 
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod hardware;
 pub mod system;
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
+    Packet, QoS,
+};
 use tokio_util::sync::CancellationToken;
 use trellis_proto::{Announce, NodeState, Status, encode, topic};
 
@@ -26,6 +30,10 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Runs the agent until `shutdown` is cancelled, then publishes `offline` and disconnects cleanly
 /// (so the broker discards the last-will: MQTT-3.1.2-10).
+///
+/// Credentials come from the configuration, else from the state directory, else by enrolling
+/// with the join token. When the broker refuses stored credentials (the node was removed) and a
+/// join token is configured, the agent forgets them and enrolls again.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hardware = hardware::open(&config.hardware)?;
     let facts = system::facts();
@@ -47,8 +55,54 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         heartbeat_interval_secs: config.heartbeat_interval.as_secs().max(1),
     };
     tracing::info!(node_id, broker = %config.broker, hardware = hardware.name(), "agent starting");
+    loop {
+        let (login, stored) = match &config.credentials {
+            Some(c) => (Some(c.clone()), false),
+            None => match credentials::load(config.state_dir.as_deref(), &node_id)? {
+                Some(c) => (Some(c), true),
+                None => match &config.join_token {
+                    Some(token) => {
+                        match credentials::enroll(&config, &announce, token, &shutdown).await? {
+                            Some(c) => (Some(c), true),
+                            None => return Ok(()), // shut down while waiting for approval
+                        }
+                    }
+                    None => (None, false),
+                },
+            },
+        };
+        match session(&config, &announce, login, &shutdown).await? {
+            Ended::Shutdown => return Ok(()),
+            Ended::Refused if stored && config.join_token.is_some() => {
+                tracing::warn!(
+                    node_id,
+                    "the broker refused this node's credentials (removed?): enrolling again"
+                );
+                credentials::forget(config.state_dir.as_deref())?;
+            }
+            Ended::Refused => {}
+        }
+    }
+}
 
-    let status_topic = topic::status(&node_id);
+/// Why a broker session ended.
+enum Ended {
+    /// Shut down on request.
+    Shutdown,
+    /// The broker refused the credentials.
+    Refused,
+}
+
+/// One broker session with fixed credentials: reconnects by itself until shut down, or until the
+/// broker refuses stored credentials.
+async fn session(
+    config: &AgentConfig,
+    announce: &Announce,
+    login: Option<(String, String)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Ended> {
+    let node_id = announce.node_id.as_str();
+    let status_topic = topic::status(node_id);
     let mut opts = MqttOptions::new(
         format!("trellis-agent-{node_id}"),
         config.broker.host.clone(),
@@ -56,6 +110,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     );
     opts.set_keep_alive(config.keepalive);
     opts.set_clean_session(true);
+    if let Some((user, password)) = &login {
+        opts.set_credentials(user.clone(), password.clone());
+    }
     // MQTT-3.1.2-8: the broker publishes the will when the connection ends without a DISCONNECT.
     opts.set_last_will(LastWill::new(
         status_topic.clone(),
@@ -72,8 +129,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
     let mut backoff = INITIAL_BACKOFF;
-    let command_topic = topic::command(&node_id);
+    let command_topic = topic::command(node_id);
     let mut commands = commands::Commands::new();
+    let mut refusals = 0u32;
 
     loop {
         tokio::select! {
@@ -83,7 +141,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                 if connected {
                     // try_publish: this task also drives the event loop, so an awaited publish on a
                     // full request queue would deadlock; a dropped heartbeat is harmless.
-                    if let Err(e) = client.try_publish(topic::heartbeat(&node_id), QoS::AtMostOnce, false, encode(&beat)) {
+                    if let Err(e) = client.try_publish(topic::heartbeat(node_id), QoS::AtMostOnce, false, encode(&beat)) {
                         tracing::debug!(error = %e, "heartbeat dropped");
                     }
                 }
@@ -93,6 +151,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     tracing::info!(session_present = ack.session_present, "connected to broker");
                     connected = true;
                     backoff = INITIAL_BACKOFF;
+                    refusals = 0;
                     // Subscribe on every connect: a clean session (or a broker restarted without
                     // persistence) has forgotten it, and rumqttc does not resubscribe (rumqtt#250).
                     if let Err(e) = client.try_subscribe(command_topic.clone(), QoS::AtLeastOnce) {
@@ -101,7 +160,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     // Re-assert retained state after every (re)connect: the broker may have restarted
                     // without persistence, or an operator may have cleared it.
                     let online = encode(&Status { state: NodeState::Online });
-                    for (t, payload) in [(topic::announce(&node_id), encode(&announce)), (status_topic.clone(), online)] {
+                    for (t, payload) in [(topic::announce(node_id), encode(announce)), (status_topic.clone(), online)] {
                         if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, true, payload) {
                             tracing::warn!(error = %e, "could not queue announce");
                         }
@@ -110,7 +169,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
                     if let Some(result) = commands.handle(&p.payload) {
-                        let t = topic::command_result(&node_id);
+                        let t = topic::command_result(node_id);
                         if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, false, encode(&result)) {
                             tracing::warn!(error = %e, id = result.id, "could not queue a command result");
                         }
@@ -119,9 +178,20 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                 Ok(_) => {}
                 Err(e) => {
                     connected = false;
+                    if let ConnectionError::ConnectionRefused(
+                        code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
+                    ) = &e
+                    {
+                        refusals += 1;
+                        tracing::error!(?code, "the broker refused this agent's credentials");
+                        // Twice in a row, so one refusal during a leader restart is not fatal.
+                        if refusals >= 2 && config.join_token.is_some() {
+                            return Ok(Ended::Refused);
+                        }
+                    }
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker connection failed");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return Ok(Ended::Shutdown),
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(config.max_backoff);
@@ -140,8 +210,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         let drain = async {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
-                    Err(ConnectionError::ConnectionRefused(_)) | Err(_) => break,
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
@@ -154,5 +223,5 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         }
     }
     tracing::info!(node_id, "agent stopped");
-    Ok(())
+    Ok(Ended::Shutdown)
 }

@@ -2,6 +2,9 @@
 
 pub mod api_token;
 pub mod audit_event;
+pub mod enrollment;
+pub mod join_token;
 pub mod node;
+pub mod node_credential;
 pub mod session;
 pub mod user;

@@ -110,6 +110,42 @@ pub struct AuditLog;
 )]
 pub struct AuditEvents;
 
+/// `Pending` (see operations.graphql).
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct Pending;
+
+/// `ApproveNode` (see operations.graphql).
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct ApproveNode;
+
+/// `RejectNode` (see operations.graphql).
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct RejectNode;
+
+/// `CreateJoinToken` (see operations.graphql).
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct CreateJoinToken;
+
 /// The node fields every page shows.
 pub type Node = nodes::NodeFields;
 /// A node's state.

@@ -23,6 +23,10 @@ pub struct Cluster {
     pub error: RwSignal<Option<String>>,
     /// Now, in ms since the epoch, ticking every second (for "5 s ago").
     pub now_ms: RwSignal<f64>,
+    /// Nodes waiting for approval.
+    pub pending: RwSignal<Vec<api::pending::PendingPendingNodes>>,
+    /// Whether the user may change things (operator or admin).
+    pub can_operate: bool,
 }
 
 /// Who is using the app.
@@ -77,6 +81,8 @@ fn Shell(user: String, role: String) -> impl IntoView {
         live: RwSignal::new(false),
         error: RwSignal::new(None),
         now_ms: RwSignal::new(js_sys::Date::now()),
+        pending: RwSignal::new(Vec::new()),
+        can_operate: role != "viewer",
     };
     provide_context(cluster);
     components::start_live_feed(cluster);

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_node;
 mod m20261121_000002_create_auth_and_audit;
+mod m20261121_000003_create_enrollment;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_node::Migration),
             Box::new(m20261121_000002_create_auth_and_audit::Migration),
+            Box::new(m20261121_000003_create_enrollment::Migration),
         ]
     }
 }

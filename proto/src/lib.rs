@@ -78,12 +78,24 @@ pub mod topic {
         format!("{PREFIX}/nodes/{node_id}/result")
     }
 
+    /// QoS 1, not retained: an [`super::EnrollRequest`] from an agent holding a join token.
+    pub fn enroll_request(node_id: &str) -> String {
+        format!("{PREFIX}/enroll/{node_id}/request")
+    }
+
+    /// QoS 1, retained until the node first logs in: the [`super::EnrollResponse`] with the
+    /// node's MQTT credentials.
+    pub fn enroll_response(node_id: &str) -> String {
+        format!("{PREFIX}/enroll/{node_id}/response")
+    }
+
     /// The filters the server's bridge subscribes to: everything agents publish (not the
     /// server's own commands).
     pub fn server_filters() -> Vec<String> {
         ["announce", "status", "heartbeat", "result"]
             .iter()
             .map(|kind| format!("{PREFIX}/nodes/+/{kind}"))
+            .chain(std::iter::once(format!("{PREFIX}/enroll/+/request")))
             .collect()
     }
 }
@@ -263,6 +275,31 @@ pub struct CommandResult {
     pub ok: bool,
     /// What happened, for people.
     pub message: String,
+}
+
+/// An agent asking to join, sent with its join token as the MQTT password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// What the node says about itself (its `node_id` must match the topic).
+    pub announce: Announce,
+}
+
+/// The leader's answer once an operator (or the auto-approve list) approved the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// MQTT username (the node id).
+    pub username: String,
+    /// MQTT password; the agent stores it and uses it from then on.
+    pub password: String,
+}
+
+/// The node id in an enroll request topic, if it is one.
+pub fn parse_enroll_request_topic(topic: &str) -> Option<&str> {
+    let id = topic
+        .strip_prefix(PREFIX)?
+        .strip_prefix("/enroll/")?
+        .strip_suffix("/request")?;
+    validate_node_id(id).ok().map(|()| id)
 }
 
 /// Decodes a command received by an agent; the error names what is wrong.

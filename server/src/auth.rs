@@ -106,7 +106,7 @@ pub struct Auth {
 }
 
 /// A new random token with a recognisable prefix (so secret scanners and people can spot it).
-fn new_token(prefix: &str) -> String {
+pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -58,18 +58,30 @@ pub struct Bridge {
     connected: Arc<AtomicBool>,
     acks: Arc<std::sync::Mutex<AckWaiters>>,
     pending: PendingCommands,
+    first_login: FirstLogin,
 }
+
+/// Nodes whose retained enroll response is cleared once they log in with their credentials.
+type FirstLogin = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// Commands sent and not yet answered, by command id.
 type PendingCommands = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
 
 impl Bridge {
     /// Connects to `broker` and starts the bridge tasks; they stop when `shutdown` is cancelled.
-    pub fn start(broker: &BrokerAddr, nodes: Nodes, shutdown: CancellationToken) -> Bridge {
+    pub fn start(
+        broker: &BrokerAddr,
+        login: Option<(String, String)>,
+        nodes: Nodes,
+        shutdown: CancellationToken,
+    ) -> Bridge {
         let client_id = format!("trellis-server-{}", uuid::Uuid::new_v4().simple());
         let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
         opts.set_keep_alive(Duration::from_secs(10));
         opts.set_clean_session(true);
+        if let Some((user, password)) = login {
+            opts.set_credentials(user, password);
+        }
         opts.set_max_packet_size(crate::broker::MAX_PAYLOAD, crate::broker::MAX_PAYLOAD);
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let connected = Arc::new(AtomicBool::new(false));
@@ -142,13 +154,22 @@ impl Bridge {
         });
 
         let pending = PendingCommands::default();
-        tokio::spawn(handle_messages(rx, nodes.clone(), pending.clone()));
+        let first_login = FirstLogin::default();
+        let message_client = client.clone();
+        tokio::spawn(handle_messages(
+            rx,
+            nodes.clone(),
+            pending.clone(),
+            first_login.clone(),
+            message_client,
+        ));
         tokio::spawn(sweep(nodes, shutdown));
         Bridge {
             client,
             connected,
             acks,
             pending,
+            first_login,
         }
     }
 
@@ -205,6 +226,22 @@ impl Bridge {
         outcome
     }
 
+    /// Publishes a node's enroll response (retained, so an agent that reconnects still gets it;
+    /// only that enrolling agent may read the topic), and clears it when the node next says it is
+    /// online, which proves it logged in with the credentials.
+    pub async fn send_enroll_response(&self, node_id: &str, password: &str) -> anyhow::Result<()> {
+        let response = trellis_proto::EnrollResponse {
+            username: node_id.to_owned(),
+            password: password.to_owned(),
+        };
+        self.first_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node_id.to_owned());
+        self.publish_acked(topic::enroll_response(node_id), encode(&response), true)
+            .await
+    }
+
     /// Publishes at QoS 1 and waits (up to 10 s) for the broker's PUBACK.
     async fn publish_acked(
         &self,
@@ -232,6 +269,8 @@ async fn handle_messages(
     mut rx: mpsc::Receiver<(String, Vec<u8>)>,
     nodes: Nodes,
     pending: PendingCommands,
+    first_login: FirstLogin,
+    client: AsyncClient,
 ) {
     // A status can arrive before the announce of a node we have not seen: retained messages come
     // in no particular order. Keep it until the announce creates the node.
@@ -245,6 +284,19 @@ async fn handle_messages(
                 continue;
             }
         };
+        if let NodeMessage::Status(st) = &msg
+            && st.state == NodeState::Online
+            && first_login
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&node_id)
+        {
+            // The node logged in with its credentials: its enroll response has done its job.
+            let t = topic::enroll_response(&node_id);
+            if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, true, Vec::new()) {
+                tracing::warn!(error = %e, node_id, "could not clear the enroll response");
+            }
+        }
         let result = match msg {
             NodeMessage::Announce(a) => {
                 let early = early_status.remove(&node_id);

@@ -1,20 +1,26 @@
 //! The embedded MQTT broker (rumqttd), so one binary is a whole leader. It runs on its own threads
-//! (rumqttd brings its own runtimes); the server talks to it over TCP like any other client, so the
-//! embedded and an external broker behave the same.
+//! (rumqttd brings its own runtimes) and listens on a loopback port that only the MQTT gate
+//! (`mqtt_gate`) can log in to, with a password made at start; clients reach it through the gate,
+//! which enforces who may publish and subscribe where.
 
 use std::{collections::HashMap, net::SocketAddr};
 
+use rumqttc::mqttbytes::v4::Login;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 /// Largest MQTT payload the embedded broker accepts, bytes.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
 
-/// Starts rumqttd listening on `listen` (MQTT 3.1.1). Fails at once when the address is taken,
-/// instead of leaving a broker thread that logs the error and serves nothing.
-pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<()> {
-    // rumqttd binds on its own thread and only logs a bind failure; probe the address first.
-    std::net::TcpListener::bind(listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen for MQTT on {listen} (mqtt_listen): {e}"))?;
+/// Username the gate logs in to rumqttd with.
+const INTERNAL_USER: &str = "trellis-gate";
+
+/// Starts rumqttd (MQTT 3.1.1) on a free loopback port; returns the address and the login that
+/// rumqttd accepts (nothing else is accepted).
+pub fn start_embedded() -> anyhow::Result<(SocketAddr, Login)> {
+    // rumqttd binds on its own thread and only logs a bind failure: pick a port that is free now.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let password = crate::auth::new_token("");
+    let login = Login::new(INTERNAL_USER, password.clone());
     let mut v4 = HashMap::new();
     v4.insert(
         "trellis".to_owned(),
@@ -27,7 +33,7 @@ pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<()> {
                 connection_timeout_ms: 10_000,
                 max_payload_size: MAX_PAYLOAD,
                 max_inflight_count: 100,
-                auth: None,
+                auth: Some(HashMap::from([(INTERNAL_USER.to_owned(), password)])),
                 external_auth: None,
                 dynamic_filters: true,
             },
@@ -54,6 +60,6 @@ pub fn start_embedded(listen: SocketAddr) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         })?;
-    tracing::info!(%listen, "embedded MQTT broker started");
-    Ok(())
+    tracing::debug!(%listen, "embedded MQTT broker started");
+    Ok((listen, login))
 }

@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Origins allowed to call the API from a browser (CORS); empty allows none but the leader's own.
     pub cors_origins: Vec<String>,
+    /// MAC addresses whose enrollment requests are approved without an operator (as Grape does).
+    pub auto_approve_macs: Vec<String>,
+    /// Username and password for an external broker.
+    pub broker_login: Option<(String, String)>,
 }
 
 /// Which broker the server uses.
@@ -95,6 +99,8 @@ impl ServerConfig {
             ws_init_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            auto_approve_macs: Vec::new(),
+            broker_login: None,
         }
     }
 }
@@ -167,6 +173,15 @@ pub struct Args {
     /// Browser origins allowed to call the API (comma-separated), e.g. https://lab.example.org.
     #[arg(long, env = "TRELLIS_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// MAC addresses approved without an operator when they ask to join (comma-separated).
+    #[arg(long, env = "TRELLIS_AUTO_APPROVE_MACS", value_delimiter = ',')]
+    pub auto_approve_macs: Option<Vec<String>>,
+    /// Username for an external broker (with --broker-url).
+    #[arg(long, env = "TRELLIS_BROKER_USERNAME")]
+    pub broker_username: Option<String>,
+    /// Password for an external broker.
+    #[arg(long, env = "TRELLIS_BROKER_PASSWORD", hide_env_values = true)]
+    pub broker_password: Option<String>,
 }
 
 /// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
@@ -190,6 +205,9 @@ struct FileConfig {
     ws_init_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     cors_origins: Option<Vec<String>>,
+    auto_approve_macs: Option<Vec<String>>,
+    broker_username: Option<String>,
+    broker_password: Option<String>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -363,6 +381,48 @@ impl Args {
             }
             c.cors_origins = origins;
         }
+        if let Some(macs) = self.auto_approve_macs.or(file.auto_approve_macs) {
+            for m in &macs {
+                let ok = m.len() == 17
+                    && m.split(':').count() == 6
+                    && m.split(':')
+                        .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
+                if !ok {
+                    return Err(invalid(
+                        "auto_approve_macs",
+                        format!("{m:?} is not a MAC address like b8:27:eb:01:02:03"),
+                    ));
+                }
+            }
+            c.auto_approve_macs = macs.into_iter().map(|m| m.to_lowercase()).collect();
+        }
+        match (
+            self.broker_username.or(file.broker_username),
+            self.broker_password.or(file.broker_password),
+        ) {
+            (None, None) => {}
+            (Some(u), Some(p)) => {
+                if !matches!(c.broker, BrokerMode::External(_)) {
+                    return Err(invalid(
+                        "broker_username",
+                        "only applies with broker_url (the embedded broker makes its own)",
+                    ));
+                }
+                c.broker_login = Some((u, p));
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "broker_password",
+                    "is required with broker_username",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "broker_username",
+                    "is required with broker_password",
+                ));
+            }
+        }
         Ok(c)
     }
 }
@@ -449,6 +509,14 @@ mod tests {
             (
                 &["--ws-init-timeout-secs", "0"],
                 "invalid ws_init_timeout_secs",
+            ),
+            (
+                &["--auto-approve-macs", "b8:27:eb:01:02"],
+                "invalid auto_approve_macs",
+            ),
+            (
+                &["--broker-username", "u", "--broker-password", "p"],
+                "invalid broker_username",
             ),
         ];
         for (args, want) in cases {

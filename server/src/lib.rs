@@ -8,9 +8,11 @@ pub mod bridge;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod enroll;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod mqtt_gate;
 pub mod nodes;
 
 use std::{sync::Arc, time::Duration};
@@ -35,18 +37,31 @@ pub struct AppState {
     pub audit: audit::Audit,
     /// The MQTT bridge.
     pub bridge: bridge::Bridge,
+    /// Join tokens, pending nodes and node credentials.
+    pub enroll: enroll::Enroll,
+    /// Live MQTT connections of nodes (through the gate), to cut off removed nodes.
+    pub mqtt_connections: mqtt_gate::Connections,
 }
 
 impl AppState {
-    /// Builds the state and starts the MQTT bridge against the configured broker.
+    /// Builds the state and starts the MQTT bridge against the configured broker, logging in
+    /// with `mqtt_login`.
     pub fn start(
         config: ServerConfig,
         db: DatabaseConnection,
         shutdown: CancellationToken,
+        mqtt_login: Option<(String, String)>,
+        mqtt_connections: mqtt_gate::Connections,
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
-        let bridge = bridge::Bridge::start(&config.broker.client_addr(), nodes.clone(), shutdown);
+        let bridge = bridge::Bridge::start(
+            &config.broker.client_addr(),
+            mqtt_login,
+            nodes.clone(),
+            shutdown,
+        );
         let auth = auth::Auth::new(db.clone());
+        let enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
         let audit = audit::Audit::new(db);
         AppState {
             config: Arc::new(config),
@@ -54,6 +69,61 @@ impl AppState {
             auth,
             audit,
             bridge,
+            enroll,
+            mqtt_connections,
+        }
+    }
+
+    /// Approves a pending node: issues its credentials and sends them to its agent.
+    pub async fn approve_node(&self, node_id: &str) -> error::ApiResult<()> {
+        let password = self.enroll.approve(node_id).await?;
+        self.bridge
+            .send_enroll_response(node_id, &password)
+            .await
+            .map_err(|e| {
+                error::ApiError::Unavailable(format!(
+                    "approved, but the credentials could not be sent: {e}"
+                ))
+            })
+    }
+
+    /// Records an agent's request to join, and approves it at once when its MAC is listed.
+    async fn enroll_request(&self, announce: trellis_proto::Announce, join_token_id: String) {
+        let node_id = announce.node_id.clone();
+        let actor = format!("node:{node_id}");
+        match self.enroll.request(&announce, &join_token_id).await {
+            Ok(auto) => {
+                self.audit
+                    .record(
+                        &actor,
+                        "requestToJoin",
+                        Some(&node_id),
+                        "ok",
+                        announce.mac.clone(),
+                    )
+                    .await;
+                self.nodes.notify(nodes::NodeEventKind::Pending, &node_id);
+                if auto {
+                    let outcome = match self.approve_node(&node_id).await {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => e.code().to_owned(),
+                    };
+                    self.audit
+                        .record(
+                            "system",
+                            "approveNode",
+                            Some(&node_id),
+                            &outcome,
+                            Some("MAC on the auto-approve list".into()),
+                        )
+                        .await;
+                }
+            }
+            Err(e) => tracing::error!(
+                node_id,
+                error = e.log_message(),
+                "could not record an enroll request"
+            ),
         }
     }
 }
@@ -72,9 +142,36 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         database = db::redact(&config.database_url),
         "database ready"
     );
-    if let BrokerMode::Embedded(listen) = config.broker {
-        broker::start_embedded(listen)?;
-    }
+    // The embedded broker sits behind the MQTT gate, which checks every client's credentials and
+    // topics; an external broker does its own checking (see README).
+    let mqtt_connections = mqtt_gate::Connections::default();
+    let enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
+    let (mqtt_login, enroll_rx) = match config.broker {
+        BrokerMode::Embedded(listen) => {
+            let (internal, broker_login) = broker::start_embedded()?;
+            let gate_listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for MQTT on {listen} (mqtt_listen): {e}")
+            })?;
+            let server_password = auth::new_token("trellis_m_");
+            let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(64);
+            let gate = mqtt_gate::Gate {
+                auth: mqtt_gate::GateAuth {
+                    server_password: server_password.clone(),
+                    enroll: enroll.clone(),
+                },
+                broker: internal,
+                broker_login,
+                connections: mqtt_connections.clone(),
+                enroll_requests: enroll_tx,
+            };
+            tokio::spawn(gate.serve(gate_listener, shutdown.clone()));
+            (
+                Some((mqtt_gate::SERVER_USERNAME.to_owned(), server_password)),
+                Some(enroll_rx),
+            )
+        }
+        BrokerMode::External(_) => (config.broker_login.clone(), None),
+    };
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| {
@@ -86,9 +183,25 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let http_addr = listener.local_addr()?;
 
     let agent = if config.local_agent {
+        // The leader's own node is enrolled automatically: it gets fresh credentials each start.
+        let node_id = config
+            .local_agent_node_id
+            .clone()
+            .unwrap_or_else(|| trellis_agent::system::facts().default_node_id());
+        let credentials = match config.broker {
+            BrokerMode::Embedded(_) => {
+                let password = enroll
+                    .issue_credential(&node_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.log_message()))?;
+                Some((node_id.clone(), password))
+            }
+            BrokerMode::External(_) => config.broker_login.clone(),
+        };
         let agent_config = trellis_agent::AgentConfig {
             broker: config.broker.client_addr(),
-            node_id: config.local_agent_node_id.clone(),
+            node_id: Some(node_id),
+            credentials,
             heartbeat_interval: config.heartbeat_interval,
             max_backoff: Duration::from_secs(5),
             ..trellis_agent::AgentConfig::default()
@@ -117,7 +230,15 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         BrokerMode::Embedded(a) => format!("embedded MQTT broker on {a}"),
         BrokerMode::External(b) => format!("external MQTT broker {b}"),
     };
-    let state = AppState::start(config, db, shutdown.clone());
+    let state = AppState::start(config, db, shutdown.clone(), mqtt_login, mqtt_connections);
+    if let Some(mut rx) = enroll_rx {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while let Some((announce, token_id)) = rx.recv().await {
+                state.enroll_request(announce, token_id).await;
+            }
+        });
+    }
     tracing::info!(
         "Trellis leader listening: web app at http://{http_addr}/{web}{graphiql}, {broker}"
     );

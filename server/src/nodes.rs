@@ -36,6 +36,8 @@ pub enum NodeEventKind {
     Removed,
     /// The subscriber fell behind and missed events: reload the whole list.
     Resync,
+    /// A new node asks to join and waits for approval (see `pendingNodes`).
+    Pending,
 }
 
 /// An event for subscribers, with the node as it is after the change (`None` once removed).
@@ -82,6 +84,15 @@ impl Nodes {
             kind,
             node_id: node.id.clone(),
             node: Some(node.clone()),
+        });
+    }
+
+    /// Sends an event that carries no node row (a pending node, for instance).
+    pub fn notify(&self, kind: NodeEventKind, node_id: &str) {
+        let _ = self.events.send(NodeEvent {
+            kind,
+            node_id: node_id.to_owned(),
+            node: None,
         });
     }
 

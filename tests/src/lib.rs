@@ -430,30 +430,61 @@ pub struct Agent {
     broker: String,
     dir: PathBuf,
     generation: u32,
+    join_token: Option<String>,
 }
 
 impl Agent {
     /// Starts an agent with a 1 s heartbeat and a 2 s keepalive, so a dead one is noticed quickly.
+    /// Its state (credentials) lives in `<dir>/state-<node id>`. With a join token it enrolls.
     pub fn start(broker_url: &str, node_id: &str, dir: &Path) -> Agent {
-        let proc = spawn_agent(broker_url, node_id, dir, 0);
+        Agent::start_with_token(broker_url, node_id, dir, None)
+    }
+
+    /// Like [`Agent::start`], enrolling with `join_token` when it has no credentials.
+    pub fn start_with_token(
+        broker_url: &str,
+        node_id: &str,
+        dir: &Path,
+        join_token: Option<&str>,
+    ) -> Agent {
+        let join_token = join_token.map(str::to_owned);
+        let proc = spawn_agent(broker_url, node_id, dir, 0, join_token.as_deref());
         Agent {
             proc,
             node_id: node_id.to_owned(),
             broker: broker_url.to_owned(),
             dir: dir.to_path_buf(),
             generation: 0,
+            join_token,
         }
     }
 
-    /// Starts the agent again (after a kill), same node id.
+    /// Starts the agent again (after a kill), same node id and state.
     pub fn respawn(&mut self) {
         self.proc.kill9();
         self.generation += 1;
-        self.proc = spawn_agent(&self.broker, &self.node_id, &self.dir, self.generation);
+        self.proc = spawn_agent(
+            &self.broker,
+            &self.node_id,
+            &self.dir,
+            self.generation,
+            self.join_token.as_deref(),
+        );
+    }
+
+    /// The agent's state directory (where it keeps its credentials).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(format!("state-{}", self.node_id))
     }
 }
 
-fn spawn_agent(broker: &str, node_id: &str, dir: &Path, generation: u32) -> Proc {
+fn spawn_agent(
+    broker: &str,
+    node_id: &str,
+    dir: &Path,
+    generation: u32,
+    join_token: Option<&str>,
+) -> Proc {
     let mut cmd = Command::new(binary("trellis-agent"));
     cmd.env("TRELLIS_LOG", "info")
         .args(["--broker-url", broker, "--node-id", node_id])
@@ -464,8 +495,74 @@ fn spawn_agent(broker: &str, node_id: &str, dir: &Path, generation: u32) -> Proc
             "2",
             "--max-backoff-secs",
             "1",
-        ]);
+        ])
+        .arg("--state-dir")
+        .arg(dir.join(format!("state-{node_id}")));
+    if let Some(t) = join_token {
+        cmd.args(["--join-token", t]);
+    }
     Proc::spawn(cmd, dir.join(format!("agent-{node_id}-{generation}.log")))
+}
+
+impl Server {
+    /// Starts an agent process that joins this leader as a user would: on the embedded broker it
+    /// enrolls with a new join token and the admin approves it; on an external (anonymous test)
+    /// broker it just connects.
+    pub async fn join_agent(&self, node_id: &str) -> Agent {
+        if matches!(self.opts.broker, Broker::External(_)) {
+            return Agent::start(&self.broker_url(), node_id, self.dir.path());
+        }
+        let r = self
+            .graphql(
+                "mutation($n: String!) { createJoinToken(name: $n) { token } }",
+                json!({"n": format!("test {node_id}")}),
+            )
+            .await;
+        let token = r["data"]["createJoinToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("join token: {r}"))
+            .to_owned();
+        let agent =
+            Agent::start_with_token(&self.broker_url(), node_id, self.dir.path(), Some(&token));
+        self.approve(node_id, &agent).await;
+        agent
+    }
+
+    /// Waits for `node_id` to ask to join, then approves it.
+    pub async fn approve(&self, node_id: &str, agent: &Agent) {
+        wait_for(&format!("{node_id} to ask to join"), PATIENCE, || async {
+            let r = self.graphql("{ pendingNodes { nodeId } }", json!({})).await;
+            let pending = r["data"]["pendingNodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            pending.iter().any(|p| p["nodeId"] == node_id).then_some(())
+        })
+        .await;
+        let r = self
+            .graphql(
+                "mutation($id: String!) { approveNode(id: $id) }",
+                json!({"id": node_id}),
+            )
+            .await;
+        assert_eq!(
+            r["data"]["approveNode"],
+            true,
+            "approve {node_id}: {r}\nagent log:\n{}",
+            agent.proc.log_text()
+        );
+    }
+}
+
+/// The MQTT username and password an enrolled agent stored in its state directory.
+pub fn agent_credentials(agent: &Agent) -> (String, String) {
+    let path = agent.state_dir().join("credentials.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).expect("credentials JSON");
+    (
+        v["username"].as_str().expect("username").to_owned(),
+        v["password"].as_str().expect("password").to_owned(),
+    )
 }
 
 /// A Mosquitto broker on a free port, anonymous, no persistence; killed on drop.
@@ -581,14 +678,30 @@ pub struct MqttProbe {
 }
 
 impl MqttProbe {
-    /// Connects to the broker at `port` and subscribes to `filter` (if any).
+    /// Connects anonymously to the broker at `port` and subscribes to `filter` (if any).
     pub async fn connect(port: u16, filter: Option<&str>) -> MqttProbe {
         let id = format!("probe-{}", uuid::Uuid::new_v4().simple());
-        let mut opts = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        MqttProbe::connect_as(port, &id, None, filter)
+            .await
+            .unwrap_or_else(|e| panic!("MQTT probe connect: {e}"))
+    }
+
+    /// Connects with a client id and optional login; `Err` says how the broker refused (the
+    /// CONNACK code, or "SUBACK failure" when the subscription was denied).
+    pub async fn connect_as(
+        port: u16,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+        filter: Option<&str>,
+    ) -> Result<MqttProbe, String> {
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(5));
+        if let Some((u, p)) = login {
+            opts.set_credentials(u, p);
+        }
         let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 64);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let sub = filter.map(str::to_owned);
         let c = client.clone();
         tokio::spawn(async move {
@@ -599,12 +712,20 @@ impl MqttProbe {
                         if let Some(f) = &sub {
                             let _ = c.subscribe(f.clone(), rumqttc::QoS::AtLeastOnce).await;
                         } else if let Some(r) = ready.take() {
-                            let _ = r.send(());
+                            let _ = r.send(Ok(()));
                         }
                     }
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack))) => {
+                        let denied = ack
+                            .return_codes
+                            .iter()
+                            .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
                         if let Some(r) = ready.take() {
-                            let _ = r.send(());
+                            let _ = r.send(if denied {
+                                Err("SUBACK failure".into())
+                            } else {
+                                Ok(())
+                            });
                         }
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
@@ -613,15 +734,30 @@ impl MqttProbe {
                         }
                     }
                     Ok(_) => {}
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(Err(format!("{code:?}")));
+                        }
+                        return;
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         });
-        tokio::time::timeout(PATIENCE, ready_rx)
+        match tokio::time::timeout(PATIENCE, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(MqttProbe { client, rx }),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err("probe task ended".into()),
+            Err(_) => Err("no answer from the broker".into()),
+        }
+    }
+
+    /// Publishes at QoS 1.
+    pub async fn publish(&self, topic: &str, payload: &[u8], retain: bool) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload.to_vec())
             .await
-            .expect("MQTT probe connect")
-            .expect("probe task");
-        MqttProbe { client, rx }
+            .expect("publish");
     }
 
     /// Every message received within `window`.

@@ -55,7 +55,7 @@ async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_app_shows_the_cluster_live() {
-    let server = Server::start(ServerOpts {
+    let mut server = Server::start(ServerOpts {
         web_dir: Some(web_dir()),
         bootstrap_admin: false,
         ..ServerOpts::default()
@@ -109,8 +109,41 @@ async fn the_web_app_shows_the_cluster_live() {
     let png = browser.client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join("cluster.png"), png).expect("save screenshot");
 
-    // A second node joins and is killed: the page follows through the subscription alone.
-    let mut agent = Agent::start(&server.broker_url(), "field-cam", server.dir.path());
+    // The harness logs in too, to approve the next node.
+    server.admin_cookie = Some(
+        server
+            .login("admin", "first-admin-password")
+            .await
+            .expect("login"),
+    );
+
+    // A second node asks to join; the operator approves it on the page; it comes online and is
+    // then killed: the page follows through the subscription alone.
+    let r = server
+        .graphql(
+            "mutation { createJoinToken(name: \"field\") { token } }",
+            serde_json::json!({}),
+        )
+        .await;
+    let token = r["data"]["createJoinToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut agent = Agent::start_with_token(
+        &server.broker_url(),
+        "field-cam",
+        server.dir.path(),
+        Some(&token),
+    );
+    let pending = wait_for(
+        "field-cam waiting to join in the page",
+        PATIENCE,
+        || async { text_of(&browser, "tr[data-pending-id='field-cam']").await },
+    )
+    .await;
+    assert!(pending.contains("Approve"), "{pending}");
+    save_screenshot(&browser, "pending-node.png").await;
+    click(&browser, "tr[data-pending-id='field-cam'] button.approve").await;
     wait_for("field-cam online in the page", PATIENCE, || async {
         row_text(&browser, "field-cam")
             .await

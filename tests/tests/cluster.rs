@@ -17,7 +17,7 @@ async fn node_lifecycle(db: Db, broker: Broker) {
         ..ServerOpts::default()
     })
     .await;
-    let mut agent = Agent::start(&server.broker_url(), "worker-1", server.dir.path());
+    let mut agent = server.join_agent("worker-1").await;
 
     let node = server.wait_state("worker-1", "ONLINE", PATIENCE).await;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");

@@ -8,8 +8,8 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
-    Agent, MqttProbe, PATIENCE, Server, ServerOpts, binary, next_json, wait_for, web_dir,
-    ws_connect,
+    Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, binary,
+    next_json, wait_for, web_dir, ws_connect,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,12 +107,15 @@ async fn graphiql_is_served_with_its_own_assets() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rename_label_and_remove_a_node() {
+    // On Mosquitto (anonymous in this test), so a probe can watch the retained topics directly.
+    let mosquitto = Mosquitto::start().await;
     let server = Server::start(ServerOpts {
+        broker: Broker::External(mosquitto.port),
         local_agent: false,
         ..ServerOpts::default()
     })
     .await;
-    let mut agent = Agent::start(&server.broker_url(), "bench-3", server.dir.path());
+    let mut agent = server.join_agent("bench-3").await;
     let node = server.wait_state("bench-3", "ONLINE", PATIENCE).await;
     let hostname = node["hostname"].as_str().expect("hostname").to_owned();
 
@@ -233,19 +236,28 @@ async fn rename_label_and_remove_a_node() {
 async fn malformed_mqtt_messages_are_dropped_and_everything_keeps_running() {
     let server = Server::start(ServerOpts::default()).await;
     server.wait_state("leader", "ONLINE", PATIENCE).await;
-    let probe = MqttProbe::connect(server.mqtt_port, None).await;
+    // A real node whose credentials then send garbage on its own topics.
+    let mut agent = server.join_agent("junk").await;
+    server.wait_state("junk", "ONLINE", PATIENCE).await;
+    agent.proc.kill9();
+    let (user, password) = agent_credentials(&agent);
+    let probe = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-agent-junk",
+        Some((&user, &password)),
+        None,
+    )
+    .await
+    .expect("the node's own credentials connect");
     let junk: [(&str, &[u8]); 5] = [
-        ("trellis/v1/nodes/leader/heartbeat", b"{not json"),
+        ("trellis/v1/nodes/junk/heartbeat", b"{not json"),
+        ("trellis/v1/nodes/junk/status", b"{\"state\":\"exploded\"}"),
         (
-            "trellis/v1/nodes/leader/status",
-            b"{\"state\":\"exploded\"}",
-        ),
-        (
-            "trellis/v1/nodes/leader/announce",
+            "trellis/v1/nodes/junk/announce",
             b"{\"node_id\":\"someone-else\"}",
         ),
-        ("trellis/v1/nodes/leader/unknown", b"{}"),
-        ("trellis/v1/nodes/leader/heartbeat", &[0xff, 0xfe, 0x00]),
+        ("trellis/v1/nodes/junk/unknown", b"{}"),
+        ("trellis/v1/nodes/junk/heartbeat", &[0xff, 0xfe, 0x00]),
     ];
     for (topic, payload) in junk {
         probe
@@ -264,7 +276,7 @@ async fn malformed_mqtt_messages_are_dropped_and_everything_keeps_running() {
     )
     .await;
     assert!(
-        log.contains("malformed heartbeat payload on trellis/v1/nodes/leader/heartbeat"),
+        log.contains("malformed heartbeat payload on trellis/v1/nodes/junk/heartbeat"),
         "{log}"
     );
     // Still running, still recording heartbeats from the real agent.

@@ -39,7 +39,7 @@ pub fn start_live_feed(cluster: Cluster) {
     });
 }
 
-/// Reloads the whole node list.
+/// Reloads the whole node list and the nodes waiting to join.
 pub async fn reload(cluster: Cluster) {
     match api::run::<api::Nodes>(api::nodes::Variables {}).await {
         Ok(data) => {
@@ -48,12 +48,21 @@ pub async fn reload(cluster: Cluster) {
         }
         Err(e) => cluster.error.set(Some(e)),
     }
+    reload_pending(cluster).await;
+}
+
+/// Reloads the nodes waiting to join.
+pub async fn reload_pending(cluster: Cluster) {
+    if let Ok(data) = api::run::<api::Pending>(api::pending::Variables {}).await {
+        cluster.pending.set(data.pending_nodes);
+    }
 }
 
 async fn apply(cluster: Cluster, ev: api::node_events::NodeEventsNodeEvents) {
     use api::node_events::NodeEventKind as K;
     match ev.kind {
         K::RESYNC | K::Other(_) => reload(cluster).await,
+        K::PENDING => reload_pending(cluster).await,
         K::REMOVED => cluster
             .nodes
             .update(|list| list.retain(|n| n.id != ev.node_id)),

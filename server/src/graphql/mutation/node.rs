@@ -84,6 +84,9 @@ impl NodeMutation {
         let state = ctx.data::<AppState>()?;
         let work = async {
             state.nodes.remove(&id).await?;
+            // Its credentials go with it, and any live connection is cut.
+            state.enroll.revoke_credential(&id).await?;
+            state.mqtt_connections.disconnect(&id);
             state.bridge.clear_retained(&id).await.map_err(|e| {
                 ApiError::Internal(format!(
                     "node removed but its retained topics were not cleared: {e}"

@@ -1,0 +1,185 @@
+//! Node enrollment and MQTT credentials.
+//!
+//! A new agent connects with a join token as its MQTT password (username `enroll:<node id>`) and
+//! asks to join; the node waits as pending until an operator approves it, or at once when its MAC
+//! address is on the configured auto-approve list. Approval issues the node its own MQTT password
+//! (256 random bits; only its SHA-256 is kept), sent to the agent on its enroll response topic.
+//! Removing a node deletes its credential, so it can no longer connect.
+
+use chrono::{DateTime, Utc};
+use entity::{enrollment, join_token, node_credential};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder,
+};
+use trellis_proto::Announce;
+
+use crate::{
+    auth::{new_token, token_hash},
+    error::{ApiError, ApiResult},
+};
+
+/// The enrollment service.
+#[derive(Clone)]
+pub struct Enroll {
+    db: DatabaseConnection,
+    auto_approve_macs: Vec<String>,
+}
+
+impl Enroll {
+    /// A service over `db`; nodes whose MAC is in `auto_approve_macs` are approved on request.
+    pub fn new(db: DatabaseConnection, auto_approve_macs: Vec<String>) -> Self {
+        let auto_approve_macs = auto_approve_macs
+            .into_iter()
+            .map(|m| m.to_lowercase())
+            .collect();
+        Enroll {
+            db,
+            auto_approve_macs,
+        }
+    }
+
+    /// Creates a join token; returns it and the plaintext (shown once).
+    pub async fn create_join_token(
+        &self,
+        name: &str,
+        created_by: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> ApiResult<(join_token::Model, String)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ApiError::BadRequest(
+                "join token name must be 1-64 characters".into(),
+            ));
+        }
+        let token = new_token("trellis_j_");
+        let model = join_token::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().simple().to_string()),
+            name: Set(name.to_owned()),
+            token_hash: Set(token_hash(&token)),
+            created_by: Set(created_by.to_owned()),
+            created_at: Set(Utc::now()),
+            expires_at: Set(expires_at),
+            revoked_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok((model, token))
+    }
+
+    /// Every join token, newest first.
+    pub async fn join_tokens(&self) -> ApiResult<Vec<join_token::Model>> {
+        Ok(join_token::Entity::find()
+            .order_by_desc(join_token::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Revokes a join token. Nodes already approved keep their own credentials.
+    pub async fn revoke_join_token(&self, id: &str) -> ApiResult<join_token::Model> {
+        let t = join_token::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("join token {id:?}")))?;
+        if t.revoked_at.is_some() {
+            return Ok(t);
+        }
+        let mut m = t.into_active_model();
+        m.revoked_at = Set(Some(Utc::now()));
+        Ok(m.update(&self.db).await?)
+    }
+
+    /// The join token behind a plaintext, if it is usable now.
+    pub async fn valid_join_token(&self, token: &str) -> ApiResult<Option<join_token::Model>> {
+        let t = join_token::Entity::find()
+            .filter(join_token::Column::TokenHash.eq(token_hash(token)))
+            .one(&self.db)
+            .await?;
+        let now = Utc::now();
+        Ok(t.filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)))
+    }
+
+    /// Whether `password` is node `node_id`'s MQTT password.
+    pub async fn check_node_password(&self, node_id: &str, password: &str) -> ApiResult<bool> {
+        let c = node_credential::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?;
+        Ok(c.is_some_and(|c| c.password_hash == token_hash(password)))
+    }
+
+    /// Records (or refreshes) a pending node. Returns whether it is on the auto-approve list.
+    pub async fn request(&self, announce: &Announce, join_token_id: &str) -> ApiResult<bool> {
+        let row = enrollment::ActiveModel {
+            node_id: Set(announce.node_id.clone()),
+            facts: Set(serde_json::to_value(announce).unwrap_or_default()),
+            join_token_id: Set(join_token_id.to_owned()),
+            requested_at: Set(Utc::now()),
+        };
+        match enrollment::Entity::find_by_id(announce.node_id.clone())
+            .one(&self.db)
+            .await?
+        {
+            Some(_) => row.update(&self.db).await?,
+            None => row.insert(&self.db).await?,
+        };
+        let mac = announce.mac.as_deref().unwrap_or_default().to_lowercase();
+        Ok(!mac.is_empty() && self.auto_approve_macs.contains(&mac))
+    }
+
+    /// Nodes waiting for approval, oldest first.
+    pub async fn pending(&self) -> ApiResult<Vec<enrollment::Model>> {
+        Ok(enrollment::Entity::find()
+            .order_by_asc(enrollment::Column::RequestedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Approves a pending node: removes the request and issues a fresh password, returned in
+    /// plaintext for the enroll response.
+    pub async fn approve(&self, node_id: &str) -> ApiResult<String> {
+        let res = enrollment::Entity::delete_by_id(node_id.to_owned())
+            .exec(&self.db)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(ApiError::NotFound(format!("pending node {node_id:?}")));
+        }
+        self.issue_credential(node_id).await
+    }
+
+    /// Refuses a pending node.
+    pub async fn reject(&self, node_id: &str) -> ApiResult<()> {
+        let res = enrollment::Entity::delete_by_id(node_id.to_owned())
+            .exec(&self.db)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(ApiError::NotFound(format!("pending node {node_id:?}")));
+        }
+        Ok(())
+    }
+
+    /// Issues (or replaces) a node's MQTT password and returns it.
+    pub async fn issue_credential(&self, node_id: &str) -> ApiResult<String> {
+        let password = new_token("trellis_n_");
+        let row = node_credential::ActiveModel {
+            node_id: Set(node_id.to_owned()),
+            password_hash: Set(token_hash(&password)),
+            created_at: Set(Utc::now()),
+        };
+        match node_credential::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+        {
+            Some(_) => row.update(&self.db).await?,
+            None => row.insert(&self.db).await?,
+        };
+        Ok(password)
+    }
+
+    /// Deletes a node's credential (the node is removed).
+    pub async fn revoke_credential(&self, node_id: &str) -> ApiResult<()> {
+        node_credential::Entity::delete_by_id(node_id.to_owned())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Join tokens and the approval of new nodes. Every mutation is audited.
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use chrono::Utc;
+
+use crate::{
+    AppState,
+    auth::{Principal, Role},
+    error::ApiError,
+    graphql::{
+        guard::{RoleGuard, audited},
+        types::JoinToken,
+    },
+};
+
+/// A new join token. `token` is shown this once and never again.
+#[derive(SimpleObject)]
+pub struct CreatedJoinToken {
+    /// Pass it to the agent: `trellis-agent --join-token <token>`.
+    pub token: String,
+    /// The stored token's details.
+    pub join_token: JoinToken,
+}
+
+/// Enrollment mutations.
+#[derive(Default)]
+pub struct EnrollMutation;
+
+#[Object]
+impl EnrollMutation {
+    /// Creates a join token for new agents, optionally expiring (1-365 days).
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn create_join_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        expires_in_days: Option<i32>,
+    ) -> Result<CreatedJoinToken> {
+        let state = ctx.data::<AppState>()?;
+        let actor = ctx
+            .data_opt::<Principal>()
+            .map(Principal::actor)
+            .unwrap_or_default();
+        let work = async {
+            let expires_at = match expires_in_days {
+                None => None,
+                Some(d) if (1..=365).contains(&d) => {
+                    Some(Utc::now() + chrono::Duration::days(i64::from(d)))
+                }
+                Some(_) => return Err(ApiError::BadRequest("expiresInDays must be 1-365".into())),
+            };
+            state
+                .enroll
+                .create_join_token(&name, &actor, expires_at)
+                .await
+        };
+        let (model, token) = audited(ctx, "createJoinToken", Some(&name), work).await?;
+        Ok(CreatedJoinToken {
+            token,
+            join_token: JoinToken(model),
+        })
+    }
+
+    /// Revokes a join token. Nodes that already joined keep their own credentials.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn revoke_join_token(&self, ctx: &Context<'_>, id: String) -> Result<JoinToken> {
+        let state = ctx.data::<AppState>()?;
+        Ok(JoinToken(
+            audited(
+                ctx,
+                "revokeJoinToken",
+                Some(&id),
+                state.enroll.revoke_join_token(&id),
+            )
+            .await?,
+        ))
+    }
+
+    /// Approves a pending node: it gets its own MQTT credentials and comes online.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn approve_node(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        audited(ctx, "approveNode", Some(&id), state.approve_node(&id)).await?;
+        Ok(true)
+    }
+
+    /// Refuses a pending node.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn reject_node(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        audited(ctx, "rejectNode", Some(&id), state.enroll.reject(&id)).await?;
+        Ok(true)
+    }
+}

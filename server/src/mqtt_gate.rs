@@ -1,0 +1,409 @@
+//! The MQTT gate: the listener agents connect to. rumqttd can authenticate a client but cannot
+//! restrict topics per client, so the gate sits in front of it, in the server process. It reads
+//! each client's CONNECT, checks the credentials, the client id and the will, then relays the
+//! connection to rumqttd on a loopback port that only the gate can log in to. Every PUBLISH and
+//! SUBSCRIBE from the client is checked against the client's rights on the way:
+//!
+//! - the server (`trellis-server`): everything;
+//! - a node (username = its node id): publish its own announce, status, heartbeat and result
+//!   topics, subscribe to its own command topic, will only on its own status topic, client id
+//!   `trellis-agent-<node id>` (so it cannot take over another client's session: MQTT-3.1.4-2);
+//! - an enrolling agent (`enroll:<node id>`, password = a join token): publish its enroll request,
+//!   subscribe to its enroll response.
+//!
+//! Anonymous clients and bad credentials get CONNACK "not authorised". A denied PUBLISH is dropped
+//! and, at QoS 1, still acknowledged (as Mosquitto does), so the client is not wedged; a denied
+//! SUBSCRIBE gets SUBACK failure (0x80). A node's connections are closed when the node is removed.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::{
+    self, QoS,
+    v4::{ConnAck, ConnectReturnCode, Login, Packet, PubAck, SubAck, SubscribeReasonCode},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tokio_util::sync::CancellationToken;
+use trellis_proto::{Announce, EnrollRequest, topic};
+
+use crate::enroll::Enroll;
+
+/// Largest packet relayed, bytes (the broker's payload limit plus headers).
+const MAX_PACKET: usize = crate::broker::MAX_PAYLOAD + 4096;
+/// A client must send CONNECT within this time.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// MQTT username of the server's own client.
+pub const SERVER_USERNAME: &str = "trellis-server";
+
+/// Who an MQTT client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttPrincipal {
+    /// The leader's own bridge.
+    Server,
+    /// An approved node.
+    Node(String),
+    /// An agent asking to join, with the id of the join token it used.
+    Enroll(String, String),
+}
+
+impl MqttPrincipal {
+    /// Whether this client may publish on `t`.
+    pub fn may_publish(&self, t: &str) -> bool {
+        match self {
+            MqttPrincipal::Server => true,
+            MqttPrincipal::Node(n) => [
+                topic::announce(n),
+                topic::status(n),
+                topic::heartbeat(n),
+                topic::command_result(n),
+            ]
+            .iter()
+            .any(|allowed| allowed == t),
+            MqttPrincipal::Enroll(n, _) => t == topic::enroll_request(n),
+        }
+    }
+
+    /// Whether this client may subscribe to `filter` (exact topics only for nodes: no wildcards).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        match self {
+            MqttPrincipal::Server => true,
+            MqttPrincipal::Node(n) => filter == topic::command(n),
+            MqttPrincipal::Enroll(n, _) => filter == topic::enroll_response(n),
+        }
+    }
+
+    /// Whether this client may connect with this client id and will topic.
+    pub fn may_connect(&self, client_id: &str, will_topic: Option<&str>) -> bool {
+        match self {
+            MqttPrincipal::Server => client_id.starts_with("trellis-server-"),
+            MqttPrincipal::Node(n) => {
+                client_id == format!("trellis-agent-{n}")
+                    && will_topic.is_none_or(|w| w == topic::status(n))
+            }
+            MqttPrincipal::Enroll(n, _) => {
+                client_id == format!("trellis-enroll-{n}") && will_topic.is_none()
+            }
+        }
+    }
+}
+
+/// Credentials the gate checks.
+#[derive(Clone)]
+pub struct GateAuth {
+    /// The server's own password (random per process).
+    pub server_password: String,
+    /// Node credentials and join tokens.
+    pub enroll: Enroll,
+}
+
+impl GateAuth {
+    /// Who `username`/`password` are, if anyone.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Option<MqttPrincipal> {
+        if username == SERVER_USERNAME {
+            return (password == self.server_password).then_some(MqttPrincipal::Server);
+        }
+        if let Some(node) = username.strip_prefix("enroll:") {
+            trellis_proto::validate_node_id(node).ok()?;
+            let token = self.enroll.valid_join_token(password).await.ok()??;
+            return Some(MqttPrincipal::Enroll(node.to_owned(), token.id));
+        }
+        trellis_proto::validate_node_id(username).ok()?;
+        match self.enroll.check_node_password(username, password).await {
+            Ok(true) => Some(MqttPrincipal::Node(username.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// Live node connections, so removing a node can cut it off at once.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Mutex<HashMap<String, Vec<CancellationToken>>>>);
+
+impl Connections {
+    fn add(&self, node: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(node.to_owned()).or_default();
+        list.retain(|t| !t.is_cancelled());
+        list.push(token.clone());
+        token
+    }
+
+    /// Closes every connection of `node`.
+    pub fn disconnect(&self, node: &str) {
+        let list = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node)
+            .unwrap_or_default();
+        for t in list {
+            t.cancel();
+        }
+    }
+}
+
+/// The gate's settings.
+#[derive(Clone)]
+pub struct Gate {
+    /// Who may connect.
+    pub auth: GateAuth,
+    /// Where rumqttd listens (loopback).
+    pub broker: SocketAddr,
+    /// The login rumqttd accepts from the gate.
+    pub broker_login: Login,
+    /// Live node connections.
+    pub connections: Connections,
+    /// Enroll requests go here (with the join token's id), not to the broker.
+    pub enroll_requests: mpsc::Sender<(Announce, String)>,
+}
+
+impl Gate {
+    /// Accepts clients on `listener` until `shutdown`.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MQTT accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let gate = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gate.handle(stream, peer).await {
+                    tracing::debug!(%peer, error = %e, "MQTT client connection ended");
+                }
+            });
+        }
+    }
+
+    async fn handle(self, mut client: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+        let _ = client.set_nodelay(true);
+        let mut buf = BytesMut::with_capacity(4096);
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut client, &mut buf))
+            .await
+            .map_err(|_| anyhow::anyhow!("no CONNECT within {CONNECT_TIMEOUT:?}"))??
+            .ok_or_else(|| anyhow::anyhow!("closed before CONNECT"))?;
+        let Packet::Connect(mut connect) = decode(&first)? else {
+            anyhow::bail!("first packet is not CONNECT");
+        };
+        let principal = match &connect.login {
+            Some(l) => self.auth.authenticate(&l.username, &l.password).await,
+            None => None,
+        };
+        let will_topic = connect.last_will.as_ref().map(|w| w.topic.clone());
+        let principal = match principal {
+            Some(p) if p.may_connect(&connect.client_id, will_topic.as_deref()) => p,
+            other => {
+                let code = if other.is_some() {
+                    ConnectReturnCode::NotAuthorized
+                } else {
+                    ConnectReturnCode::BadUserNamePassword
+                };
+                tracing::warn!(
+                    %peer,
+                    client_id = connect.client_id,
+                    username = connect.login.as_ref().map(|l| l.username.as_str()).unwrap_or("(none)"),
+                    "MQTT connection refused: {code:?}"
+                );
+                write_packet(&mut client, &Packet::ConnAck(ConnAck::new(code, false))).await?;
+                return Ok(());
+            }
+        };
+        let cancel = match &principal {
+            MqttPrincipal::Node(n) => self.connections.add(n),
+            _ => CancellationToken::new(),
+        };
+
+        let mut broker = TcpStream::connect(self.broker).await?;
+        let _ = broker.set_nodelay(true);
+        connect.login = Some(self.broker_login.clone());
+        write_packet(&mut broker, &Packet::Connect(connect)).await?;
+
+        let (mut client_rd, client_wr) = client.into_split();
+        let (mut broker_rd, mut broker_wr) = broker.into_split();
+        let (to_client, mut outbox) = mpsc::channel::<bytes::Bytes>(64);
+
+        // One writer to the client, so frames from the broker and the gate's own answers
+        // never interleave.
+        let writer = async move {
+            let mut client_wr = client_wr;
+            while let Some(frame) = outbox.recv().await {
+                client_wr.write_all(&frame).await?;
+            }
+            anyhow::Ok(())
+        };
+        let from_broker = {
+            let to_client = to_client.clone();
+            async move {
+                let mut bbuf = BytesMut::with_capacity(4096);
+                while let Some(frame) = read_frame(&mut broker_rd, &mut bbuf).await? {
+                    if to_client.send(frame.freeze()).await.is_err() {
+                        break;
+                    }
+                }
+                anyhow::Ok(())
+            }
+        };
+        let from_client = async move {
+            while let Some(frame) = read_frame(&mut client_rd, &mut buf).await? {
+                match decode(&frame)? {
+                    Packet::Publish(p) if !principal.may_publish(&p.topic) => {
+                        tracing::warn!(?principal, topic = p.topic, "MQTT publish denied");
+                        if p.qos == QoS::AtLeastOnce {
+                            to_client
+                                .send(encode(&Packet::PubAck(PubAck::new(p.pkid)))?)
+                                .await?;
+                        } else if p.qos == QoS::ExactlyOnce {
+                            anyhow::bail!("denied QoS 2 publish on {}", p.topic);
+                        }
+                    }
+                    Packet::Publish(p) if matches!(principal, MqttPrincipal::Enroll(..)) => {
+                        // The gate takes enroll requests itself: it knows which join token was used.
+                        let MqttPrincipal::Enroll(node, token_id) = &principal else {
+                            continue;
+                        };
+                        match serde_json::from_slice::<EnrollRequest>(&p.payload) {
+                            Ok(r) if r.announce.node_id == *node => {
+                                if self
+                                    .enroll_requests
+                                    .try_send((r.announce, token_id.clone()))
+                                    .is_err()
+                                {
+                                    tracing::warn!(
+                                        node,
+                                        "enroll request dropped: too many at once"
+                                    );
+                                }
+                            }
+                            Ok(r) => tracing::warn!(
+                                node,
+                                claimed = r.announce.node_id,
+                                "enroll request for another node id refused"
+                            ),
+                            Err(e) => tracing::warn!(node, error = %e, "malformed enroll request"),
+                        }
+                        if p.qos == QoS::AtLeastOnce {
+                            to_client
+                                .send(encode(&Packet::PubAck(PubAck::new(p.pkid)))?)
+                                .await?;
+                        }
+                    }
+                    Packet::Subscribe(s)
+                        if !s.filters.iter().all(|f| principal.may_subscribe(&f.path)) =>
+                    {
+                        tracing::warn!(?principal, filters = ?s.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "MQTT subscribe denied");
+                        let codes = s
+                            .filters
+                            .iter()
+                            .map(|_| SubscribeReasonCode::Failure)
+                            .collect();
+                        to_client
+                            .send(encode(&Packet::SubAck(SubAck::new(s.pkid, codes)))?)
+                            .await?;
+                    }
+                    Packet::Connect(_) => anyhow::bail!("second CONNECT"),
+                    _ => broker_wr.write_all(&frame).await?,
+                }
+            }
+            anyhow::Ok(())
+        };
+        // Whichever side ends first ends the relay; dropping the sockets closes both, so a client
+        // that vanished without DISCONNECT makes the broker publish its will.
+        tokio::select! {
+            r = from_client => r?,
+            r = from_broker => r?,
+            r = writer => r?,
+            () = cancel.cancelled() => tracing::info!(%peer, "node removed: connection closed"),
+        }
+        Ok(())
+    }
+}
+
+/// Reads one whole MQTT frame, or `None` at end of stream.
+async fn read_frame(
+    r: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut BytesMut,
+) -> anyhow::Result<Option<BytesMut>> {
+    loop {
+        match mqttbytes::check(buf.iter(), MAX_PACKET) {
+            Ok(header) => return Ok(Some(buf.split_to(header.frame_length()))),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(e) => anyhow::bail!("malformed MQTT packet: {e:?}"),
+        }
+        if r.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+fn decode(frame: &BytesMut) -> anyhow::Result<Packet> {
+    let mut copy = frame.clone();
+    Packet::read(&mut copy, MAX_PACKET).map_err(|e| anyhow::anyhow!("malformed MQTT packet: {e:?}"))
+}
+
+fn encode(p: &Packet) -> anyhow::Result<bytes::Bytes> {
+    let mut out = BytesMut::new();
+    p.write(&mut out, MAX_PACKET)
+        .map_err(|e| anyhow::anyhow!("cannot encode {p:?}: {e:?}"))?;
+    Ok(out.freeze())
+}
+
+async fn write_packet(w: &mut TcpStream, p: &Packet) -> anyhow::Result<()> {
+    w.write_all(&encode(p)?).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_may_only_use_their_own_topics() {
+        let a = MqttPrincipal::Node("a".into());
+        assert!(
+            a.may_publish("trellis/v1/nodes/a/status")
+                && a.may_publish("trellis/v1/nodes/a/heartbeat")
+        );
+        assert!(!a.may_publish("trellis/v1/nodes/b/status"));
+        assert!(
+            !a.may_publish("trellis/v1/nodes/a/command"),
+            "only the server commands nodes"
+        );
+        assert!(a.may_subscribe("trellis/v1/nodes/a/command"));
+        assert!(!a.may_subscribe("trellis/v1/nodes/+/command") && !a.may_subscribe("#"));
+        assert!(a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/a/status")));
+        assert!(
+            !a.may_connect("trellis-agent-b", None),
+            "no taking over another node's client id"
+        );
+        assert!(!a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/b/status")));
+        let e = MqttPrincipal::Enroll("c".into(), "t".into());
+        assert!(
+            e.may_publish("trellis/v1/enroll/c/request")
+                && !e.may_publish("trellis/v1/nodes/c/status")
+        );
+        assert!(
+            e.may_subscribe("trellis/v1/enroll/c/response")
+                && !e.may_subscribe("trellis/v1/enroll/d/response")
+        );
+        assert!(
+            MqttPrincipal::Server.may_publish("anything")
+                && !MqttPrincipal::Server.may_connect("x", None)
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! The embedded broker's doors: no anonymous clients, nodes join only with a join token and an
+//! operator's approval (or a listed MAC), each node may publish and subscribe only under its own
+//! topics, nobody takes over another node's session, and removing a node revokes its credentials
+//! at once.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use trellis_tests::{Agent, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, wait_for};
+
+async fn pending(server: &Server) -> Vec<String> {
+    let r = server
+        .graphql("{ pendingNodes { nodeId hostname mac } }", json!({}))
+        .await;
+    r["data"]["pendingNodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["nodeId"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_join_only_with_a_token_and_an_approval() {
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+
+    // No credentials, wrong credentials, a made-up join token: all refused.
+    let anon = MqttProbe::connect_as(server.mqtt_port, "anon", None, None).await;
+    assert_eq!(anon.err().as_deref(), Some("BadUserNamePassword"));
+    let wrong = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-agent-x",
+        Some(("x", "guess")),
+        None,
+    )
+    .await;
+    assert_eq!(wrong.err().as_deref(), Some("BadUserNamePassword"));
+    let forged = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-enroll-x",
+        Some(("enroll:x", "trellis_j_forged")),
+        None,
+    )
+    .await;
+    assert_eq!(forged.err().as_deref(), Some("BadUserNamePassword"));
+
+    // With a join token, the agent waits as pending; it is not a node yet.
+    let r = server.graphql("mutation { createJoinToken(name: \"bench\", expiresInDays: 7) { token joinToken { id active } } }", json!({})).await;
+    let token = r["data"]["createJoinToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let token_id = r["data"]["createJoinToken"]["joinToken"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let agent = Agent::start_with_token(
+        &server.broker_url(),
+        "newcomer",
+        server.dir.path(),
+        Some(&token),
+    );
+    wait_for("newcomer to be pending", PATIENCE, || async {
+        pending(&server)
+            .await
+            .contains(&"newcomer".to_owned())
+            .then_some(())
+    })
+    .await;
+    let r = server
+        .graphql(
+            "{ pendingNodes { nodeId hostname } nodes { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r["data"]["pendingNodes"][0]["hostname"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "{r}"
+    );
+    assert_eq!(r["data"]["nodes"], json!([]));
+
+    // A viewer can see it but not approve it.
+    let q = "mutation { createUser(username: \"vi\", password: \"password-of-vi\", role: VIEWER) { id } }";
+    assert!(server.graphql(q, json!({})).await["errors"].is_null());
+    let viewer =
+        trellis_tests::Auth::Cookie(server.login("vi", "password-of-vi").await.expect("login"));
+    let (_, r) = server
+        .graphql_as(
+            &viewer,
+            "mutation { approveNode(id: \"newcomer\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "FORBIDDEN");
+
+    // Approved: it gets its own credentials (stored 0600 by the agent) and comes online.
+    server.approve("newcomer", &agent).await;
+    server.wait_state("newcomer", "ONLINE", PATIENCE).await;
+    assert!(pending(&server).await.is_empty());
+    let (user, _) = agent_credentials(&agent);
+    assert_eq!(user, "newcomer");
+
+    // A revoked join token lets nobody else in; the approved node keeps working.
+    let r = server
+        .graphql(
+            "mutation($id: String!) { revokeJoinToken(id: $id) { active } }",
+            json!({"id": token_id}),
+        )
+        .await;
+    assert_eq!(r["data"]["revokeJoinToken"]["active"], false);
+    let late = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-enroll-late",
+        Some(("enroll:late", &token)),
+        None,
+    )
+    .await;
+    assert_eq!(late.err().as_deref(), Some("BadUserNamePassword"));
+    assert_eq!(server.ping("newcomer").await, Ok("pong".to_owned()));
+
+    // Rejecting a pending node.
+    let r = server
+        .graphql(
+            "mutation { createJoinToken(name: \"second\") { token } }",
+            json!({}),
+        )
+        .await;
+    let token2 = r["data"]["createJoinToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let _intruder = Agent::start_with_token(
+        &server.broker_url(),
+        "intruder",
+        server.dir.path(),
+        Some(&token2),
+    );
+    wait_for("intruder to be pending", PATIENCE, || async {
+        pending(&server)
+            .await
+            .contains(&"intruder".to_owned())
+            .then_some(())
+    })
+    .await;
+    let r = server
+        .graphql("mutation { rejectNode(id: \"intruder\") }", json!({}))
+        .await;
+    assert_eq!(r["data"]["rejectNode"], true);
+    assert!(!pending(&server).await.contains(&"intruder".to_owned()));
+    assert!(server.node("intruder").await.is_none());
+
+    // The audit log recorded the requests and decisions.
+    let r = server
+        .graphql(
+            "{ auditLog(limit: 100) { actor action target outcome } }",
+            json!({}),
+        )
+        .await;
+    let log: Vec<Value> = r["data"]["auditLog"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (actor, action, target) in [
+        ("node:newcomer", "requestToJoin", "newcomer"),
+        ("user:admin", "approveNode", "newcomer"),
+        ("user:admin", "rejectNode", "intruder"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|e| e["actor"] == actor && e["action"] == action && e["target"] == target),
+            "{actor} {action} {target}: {log:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let mut a = server.join_agent("node-a").await;
+    let _b = server.join_agent("node-b").await;
+    server.wait_state("node-a", "ONLINE", PATIENCE).await;
+    server.wait_state("node-b", "ONLINE", PATIENCE).await;
+    a.proc.kill9();
+    server
+        .wait_state("node-a", "LOST", Duration::from_secs(10))
+        .await;
+    let (user, password) = agent_credentials(&a);
+    let login = Some((user.as_str(), password.as_str()));
+
+    // A's credentials cannot take B's client id (that would kick B off: MQTT-3.1.4-2).
+    let takeover =
+        MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-b", login, None).await;
+    assert_eq!(takeover.err().as_deref(), Some("NotAuthorized"));
+    // Nor listen to B's commands.
+    let spy = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-agent-node-a",
+        login,
+        Some("trellis/v1/nodes/node-b/command"),
+    )
+    .await;
+    assert_eq!(spy.err().as_deref(), Some("SUBACK failure"));
+
+    // Publishing as B is not delivered; the same message on A's own topic is.
+    let probe = MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-a", login, None)
+        .await
+        .expect("A connects");
+    let lost = br#"{"state":"lost"}"#;
+    probe
+        .publish("trellis/v1/nodes/node-b/status", lost, true)
+        .await;
+    let forged = json!({"node_id": "node-b", "hostname": "forged", "mac": null, "ip_addresses": [], "arch": "x",
+        "os": "x", "model": null, "agent_version": "0", "hardware": "simulator", "heartbeat_interval_secs": 1});
+    probe
+        .publish(
+            "trellis/v1/nodes/node-b/announce",
+            forged.to_string().as_bytes(),
+            true,
+        )
+        .await;
+    let online = br#"{"state":"online"}"#;
+    probe
+        .publish("trellis/v1/nodes/node-a/status", online, true)
+        .await;
+    server.wait_state("node-a", "ONLINE", PATIENCE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A delivered forgery would show: the announce changes B's hostname for good (a forged
+    // status alone would be undone by B's next heartbeat).
+    let b = server.node("node-b").await.expect("b");
+    assert_ne!(
+        b["hostname"], "forged",
+        "A's forged announce for B was delivered"
+    );
+    assert_eq!(b["state"], "ONLINE");
+    let log = server.proc.log_text();
+    assert!(
+        log.contains("MQTT publish denied") && log.contains("trellis/v1/nodes/node-b/announce"),
+        "{log}"
+    );
+    // Only the server commands nodes: A cannot publish on its own command topic either.
+    probe
+        .publish(
+            "trellis/v1/nodes/node-a/command",
+            br#"{"id":"x","action":{"type":"ping"}}"#,
+            false,
+        )
+        .await;
+    assert!(server.proc.log_text().contains("MQTT publish denied"));
+
+    // Removing A revokes its credentials and cuts its live connection.
+    let r = server
+        .graphql("mutation { removeNode(id: \"node-a\") }", json!({}))
+        .await;
+    assert_eq!(r["data"]["removeNode"], true, "{r}");
+    let again = MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-a", login, None).await;
+    assert_eq!(again.err().as_deref(), Some("BadUserNamePassword"));
+    wait_for("the gate to log the cut connection", PATIENCE, || async {
+        server
+            .proc
+            .log_text()
+            .contains("node removed: connection closed")
+            .then_some(())
+    })
+    .await;
+
+    // The removed agent, restarted with its join token, has to ask again.
+    a.respawn();
+    wait_for("node-a to ask to join again", PATIENCE, || async {
+        pending(&server)
+            .await
+            .contains(&"node-a".to_owned())
+            .then_some(())
+    })
+    .await;
+    assert!(server.node("node-a").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listed_mac_addresses_are_approved_without_an_operator() {
+    // Every test agent on this machine has this machine's MAC.
+    let mac = std::fs::read_dir("/sys/class/net")
+        .expect("interfaces")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "lo")
+        .filter_map(|e| std::fs::read_to_string(e.path().join("address")).ok())
+        .map(|m| m.trim().to_owned())
+        .filter(|m| m.len() == 17 && m != "00:00:00:00:00:00")
+        .collect::<Vec<_>>();
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        extra_args: vec!["--auto-approve-macs".into(), mac.join(",")],
+        ..ServerOpts::default()
+    })
+    .await;
+    let r = server
+        .graphql(
+            "mutation { createJoinToken(name: \"rack\") { token } }",
+            json!({}),
+        )
+        .await;
+    let token = r["data"]["createJoinToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let _agent = Agent::start_with_token(
+        &server.broker_url(),
+        "rack-1",
+        server.dir.path(),
+        Some(&token),
+    );
+    let node = server.wait_state("rack-1", "ONLINE", PATIENCE).await;
+    assert!(
+        mac.contains(&node["mac"].as_str().unwrap_or_default().to_owned()),
+        "{node}"
+    );
+    let r = server
+        .graphql(
+            "{ auditLog(limit: 20) { actor action target outcome detail } }",
+            json!({}),
+        )
+        .await;
+    let log = r["data"]["auditLog"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        log.iter().any(|e| e["actor"] == "system"
+            && e["action"] == "approveNode"
+            && e["outcome"] == "ok"),
+        "{log:?}"
+    );
+}
