@@ -84,6 +84,15 @@ impl Principal {
     }
 }
 
+/// The credential a long-lived connection began with, to check again later.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token.
+    ApiToken(String),
+    /// A session token (from the cookie).
+    Session(String),
+}
+
 /// How long a browser session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Name of the session cookie.
@@ -370,6 +379,36 @@ impl Auth {
             role,
             token: Some((id, name)),
         }))
+    }
+
+    /// Whether a credential still works (a database error counts as "yes": an outage should not
+    /// drop every subscriber, and new requests are checked anyway).
+    pub async fn is_live(&self, credential: &Credential) -> bool {
+        match credential {
+            Credential::Session(t) => self
+                .from_session(t)
+                .await
+                .map(|p| p.is_some())
+                .unwrap_or(true),
+            Credential::ApiToken(t) => {
+                let found = api_token::Entity::find()
+                    .filter(api_token::Column::TokenHash.eq(token_hash(t)))
+                    .one(&self.db)
+                    .await;
+                match found {
+                    Err(_) => true,
+                    Ok(None) => false,
+                    Ok(Some(row)) => {
+                        let user = user::Entity::find_by_id(row.user_id.clone())
+                            .one(&self.db)
+                            .await;
+                        row.revoked_at.is_none()
+                            && row.expires_at.is_none_or(|e| e > Utc::now())
+                            && !matches!(user, Ok(None))
+                    }
+                }
+            }
+        }
     }
 
     /// Creates an API token for `owner`; returns it and the plaintext token (shown once).

@@ -270,6 +270,9 @@ async fn graphql_get(State(s): State<HttpState>, req: Request) -> Response {
     execute(&s, gql, principal, info).await
 }
 
+/// How often an open subscription socket checks that its token or session is still valid.
+const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
+
 /// Largest websocket message accepted from a client (axum's default is 64 MiB).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
 
@@ -305,22 +308,19 @@ async fn websocket(s: HttpState, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
-    let cookie_principal = if origin_allowed(&parts.headers, &s.app.config.cors_origins) {
-        let session = parts
+    let cookie_session = if origin_allowed(&parts.headers, &s.app.config.cors_origins) {
+        parts
             .headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(auth::session_from_cookie_header)
-            .map(str::to_owned);
-        match session {
-            Some(t) => s.app.auth.from_session(&t).await.ok().flatten(),
-            None => None,
-        }
+            .map(str::to_owned)
     } else {
         None
     };
     let init_timeout = s.app.config.ws_init_timeout;
     let auth_service = s.app.auth.clone();
+    let watcher_auth = s.app.auth.clone();
     let schema = s.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -329,15 +329,30 @@ async fn websocket(s: HttpState, req: Request) -> Response {
             let (sink, stream) = socket.split();
             let initialised = Arc::new(AtomicBool::new(false));
             let seen = initialised.clone();
-            // The protocol has no init timeout in async-graphql: end the input stream ourselves,
-            // which ends the session and closes the socket.
-            let deadline = async move {
+            let credential: Arc<std::sync::Mutex<Option<auth::Credential>>> = Arc::default();
+            let in_use = credential.clone();
+            // async-graphql has no init timeout, and a session outlives the credentials it began
+            // with: end the input stream ourselves (which ends the session and closes the socket)
+            // when no init came in time, or when the token or session is revoked.
+            let ends = async move {
                 tokio::time::sleep(init_timeout).await;
-                if seen.load(Ordering::SeqCst) {
-                    std::future::pending::<()>().await;
+                if !seen.load(Ordering::SeqCst) {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(REVALIDATE_EVERY).await;
+                    let current = in_use.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(c) = current
+                        && !watcher_auth.is_live(&c).await
+                    {
+                        tracing::info!(
+                            "closing a subscription socket: its credentials were revoked"
+                        );
+                        return;
+                    }
                 }
             };
-            let stream = stream.take_until(deadline);
+            let stream = stream.take_until(ends);
             GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     initialised.store(true, Ordering::SeqCst);
@@ -351,10 +366,22 @@ async fn websocket(s: HttpState, req: Request) -> Response {
                                 .and_then(|v| v.strip_prefix("Bearer "))
                         })
                         .map(str::to_owned);
-                    let principal = match token {
-                        Some(t) => auth_service.from_api_token(&t).await.ok().flatten(),
-                        None => cookie_principal,
+                    let used = match token {
+                        Some(t) => Some(auth::Credential::ApiToken(t)),
+                        None => cookie_session.map(auth::Credential::Session),
                     };
+                    let principal = match &used {
+                        Some(auth::Credential::ApiToken(t)) => {
+                            auth_service.from_api_token(t).await.ok().flatten()
+                        }
+                        Some(auth::Credential::Session(t)) => {
+                            auth_service.from_session(t).await.ok().flatten()
+                        }
+                        None => None,
+                    };
+                    if principal.is_some() {
+                        *credential.lock().unwrap_or_else(|p| p.into_inner()) = used;
+                    }
                     match principal {
                         Some(p) => {
                             let mut data = async_graphql::Data::default();

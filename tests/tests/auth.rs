@@ -364,7 +364,7 @@ async fn websocket_subscriptions_need_credentials_in_time() {
     // A valid API token in connection_init: events arrive.
     let r = server
         .graphql(
-            "mutation { createApiToken(name: \"ws\", role: VIEWER) { token } }",
+            "mutation { createApiToken(name: \"ws\", role: VIEWER) { token apiToken { id } } }",
             json!({}),
         )
         .await;
@@ -389,6 +389,21 @@ async fn websocket_subscriptions_need_credentials_in_time() {
         (Some("next"), Some("leader")),
         "{msg}"
     );
+
+    // Revoking the token closes the open socket too, within a few seconds.
+    let id = r["data"]["createApiToken"]["apiToken"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = server
+        .graphql(
+            "mutation($id: String!) { revokeApiToken(id: $id) { active } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(r["data"]["revokeApiToken"]["active"], false);
+    let (_, closed) = until_closed(&mut ws, Duration::from_secs(10)).await;
+    assert!(closed, "the socket outlived its revoked token");
 
     // A cookie sent from a foreign page's origin is not honoured (cross-site websocket hijacking).
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
