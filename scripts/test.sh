@@ -26,7 +26,7 @@ cargo build --release --target x86_64-unknown-linux-musl -p trellis-server
 
 step "tests"
 status=0
-cargo test --workspace --exclude trellis-frontend || status=$?
+cargo test --workspace --exclude trellis-frontend --no-fail-fast || status=$?
 
 # Docker objects are labelled by the tests and removed by them; sweep any left by a killed run.
 docker ps -aq --filter label=trellis-test | xargs -r docker rm -f >/dev/null

@@ -115,6 +115,8 @@ async fn the_runtime_image_builds_offline_and_serves_the_leader() {
         &format!("127.0.0.1:{port}:8080"),
         "-e",
         "TRELLIS_LOCAL_AGENT_NODE_ID=in-container",
+        "-e",
+        "TRELLIS_INITIAL_ADMIN_PASSWORD=container-admin-password",
         &tag,
     ]);
 
@@ -136,12 +138,29 @@ async fn the_runtime_image_builds_offline_and_serves_the_leader() {
         .await
         .expect("body");
     assert!(index.contains("trellis_frontend.js"), "{index}");
+    // Log in as the admin the container was started with.
+    let login = json!({"query": "mutation { login(username: \"admin\", password: \"container-admin-password\") { username } }"});
+    let resp = http
+        .post(format!("{base}/graphql"))
+        .json(&login)
+        .send()
+        .await
+        .expect("login");
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(cookie.starts_with("trellis_session="), "{cookie}");
     let node = wait_for(
         "the container's local node to be online",
         PATIENCE,
         || async {
             let r: serde_json::Value = http
                 .post(format!("{base}/graphql"))
+                .header("Cookie", &cookie)
                 .json(&json!({"query": "{ node(id: \"in-container\") { state } }"}))
                 .send()
                 .await
