@@ -27,6 +27,8 @@ pub struct Cluster {
     pub pending: RwSignal<Vec<api::pending::PendingPendingNodes>>,
     /// Whether the user may change things (operator or admin).
     pub can_operate: bool,
+    /// Whether the user is an admin.
+    pub is_admin: bool,
 }
 
 /// Who is using the app.
@@ -83,6 +85,7 @@ fn Shell(user: String, role: String) -> impl IntoView {
         now_ms: RwSignal::new(js_sys::Date::now()),
         pending: RwSignal::new(Vec::new()),
         can_operate: role != "viewer",
+        is_admin: role == "admin",
     };
     provide_context(cluster);
     components::start_live_feed(cluster);
@@ -101,6 +104,7 @@ fn Shell(user: String, role: String) -> impl IntoView {
                 <nav>
                     <A href="/">"Nodes"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
+                    <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>
                 </nav>
                 <span class="live" class:on=move || cluster.live.get()>
@@ -117,6 +121,7 @@ fn Shell(user: String, role: String) -> impl IntoView {
                     <Route path=path!("/") view=pages::nodes::NodesPage/>
                     <Route path=path!("/nodes/:id") view=pages::node::NodePage/>
                     <Route path=path!("/audit") view=pages::audit::AuditPage/>
+                    <Route path=path!("/access") view=pages::access::AccessPage/>
                 </Routes>
             </main>
         </Router>

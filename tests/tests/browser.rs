@@ -21,22 +21,24 @@ async fn text_of(browser: &Browser, css: &str) -> Option<String> {
         .ok()
 }
 
+/// Waits for an element (pages render after the app has asked the leader who is logged in).
+async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element {
+    wait_for(&format!("the element {css}"), PATIENCE, || async {
+        browser.client.find(Locator::Css(css)).await.ok()
+    })
+    .await
+}
+
 async fn type_into(browser: &Browser, css: &str, text: &str) {
-    let input = browser
-        .client
-        .find(Locator::Css(css))
+    element(browser, css)
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    input.send_keys(text).await.expect("type");
+        .send_keys(text)
+        .await
+        .expect("type");
 }
 
 async fn click(browser: &Browser, css: &str) {
-    let el = browser
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    el.click().await.expect("click");
+    element(browser, css).await.click().await.expect("click");
 }
 
 async fn save_screenshot(browser: &Browser, name: &str) {
@@ -244,6 +246,54 @@ async fn the_web_app_shows_the_cluster_live() {
     .await;
     assert!(audit.contains("user:admin"), "{audit}");
     save_screenshot(&browser, "audit.png").await;
+
+    // Access: create an API token on the page, use it, revoke it on the page.
+    browser
+        .client
+        .goto(&server.url("/access"))
+        .await
+        .expect("open the access page");
+    type_into(&browser, "input[name=token-name]", "ci-bot").await;
+    click(&browser, "form.token-form button").await;
+    let shown = wait_for("the new token", PATIENCE, || async {
+        text_of(&browser, "p.message")
+            .await
+            .filter(|t| t.contains("trellis_t_"))
+    })
+    .await;
+    let token = shown.split_whitespace().last().expect("token").to_owned();
+    let (status, r) = server
+        .graphql_as(
+            &Auth::Bearer(token.clone()),
+            "{ nodes { id } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert!(
+        r["data"]["nodes"].as_array().is_some_and(|n| !n.is_empty()),
+        "{r}"
+    );
+    type_into(&browser, "input[name=new-username]", "viewer1").await;
+    type_into(&browser, "input[name=new-password]", "viewer1-password").await;
+    click(&browser, "form.user-form button").await;
+    wait_for("the new user listed", PATIENCE, || async {
+        text_of(&browser, "tr[data-username='viewer1']").await
+    })
+    .await;
+    save_screenshot(&browser, "access.png").await;
+    click(&browser, "tr[data-token-name='ci-bot'] button.revoke").await;
+    wait_for("the token to be refused", PATIENCE, || async {
+        let (status, _) = server
+            .graphql_as(
+                &Auth::Bearer(token.clone()),
+                "{ nodes { id } }",
+                serde_json::json!({}),
+            )
+            .await;
+        (status == 401).then_some(())
+    })
+    .await;
 
     // Log out, fail a login, log in again.
     click(&browser, "button.logout").await;

@@ -139,3 +139,12 @@ pub fn cpu(node: &Node) -> String {
         .map(|c| format!("{c:.1} %"))
         .unwrap_or_else(|| "—".into())
 }
+
+/// An RFC 3339 time as the browser's local date and time ("21/11/2026, 06:30:15").
+pub fn local_time(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    if date.get_time().is_nan() {
+        return rfc3339.to_owned();
+    }
+    String::from(date.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED))
+}

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::{
     api::{self, Feed},
-    components::same_shape,
+    components::{local_time, same_shape},
 };
 
 /// One audit row, as the log query returns it.
@@ -50,11 +50,11 @@ pub fn AuditPage() -> impl IntoView {
             <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"On"</th><th>"Outcome"</th><th>"Detail"</th></tr></thead>
             <tbody>
                 {move || rows.get().into_iter().map(|r| {
-                    let when = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&r.at)).to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED);
+                    let when = local_time(&r.at);
                     let class = if r.outcome == "ok" { "state online" } else { "state lost" };
                     view! {
                         <tr data-audit-id=r.id.to_string()>
-                            <td>{String::from(when)}</td>
+                            <td>{when}</td>
                             <td>{r.actor.clone()}</td>
                             <td><code>{r.action.clone()}</code></td>
                             <td>{r.target.clone().unwrap_or_default()}</td>

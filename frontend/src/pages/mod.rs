@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod node;
