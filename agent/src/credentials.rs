@@ -74,15 +74,46 @@ pub fn save(dir: Option<&Path>, node_id: &str, login: &(String, String)) -> anyh
     Ok(())
 }
 
-/// Deletes stored credentials.
+/// Deletes stored credentials (and any enroll nonce, so the next request gets a fresh one).
 pub fn forget(dir: Option<&Path>) -> anyhow::Result<()> {
     if let Some(dir) = dir {
-        match fs::remove_file(file(dir)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+        for path in [file(dir), dir.join(NONCE_FILE)] {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
     }
     Ok(())
+}
+
+/// Where the nonce of a pending enroll request is kept, so a restart while waiting for approval
+/// asks again as the same request.
+const NONCE_FILE: &str = "enroll-nonce";
+
+/// The nonce of this agent's enroll request: kept in the state directory, else made from 128
+/// random bits.
+fn enroll_nonce(dir: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(dir) = dir
+        && let Ok(n) = fs::read_to_string(dir.join(NONCE_FILE))
+        && trellis_proto::valid_nonce(n.trim())
+    {
+        return Ok(n.trim().to_owned());
+    }
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)?;
+    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = dir {
+        fs::create_dir_all(dir)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(NONCE_FILE))?;
+        f.write_all(nonce.as_bytes())?;
+    }
+    Ok(nonce)
 }
 
 /// Asks to join with `token` and waits for an operator's approval. Returns the credentials (also
@@ -103,7 +134,8 @@ pub async fn enroll(
     opts.set_clean_session(true);
     opts.set_credentials(format!("enroll:{node_id}"), token.to_owned());
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let response_topic = topic::enroll_response(node_id);
+    let nonce = enroll_nonce(config.state_dir.as_deref())?;
+    let response_topic = topic::enroll_response(node_id, &nonce);
     let mut backoff = Duration::from_millis(250);
     loop {
         let event = tokio::select! {
@@ -115,14 +147,17 @@ pub async fn enroll(
                 backoff = Duration::from_millis(250);
                 let request = encode(&EnrollRequest {
                     announce: announce.clone(),
+                    nonce: nonce.clone(),
                 });
-                client.try_subscribe(response_topic.clone(), QoS::AtLeastOnce)?;
+                // The request first: the leader lets this connection read only the response
+                // topic named in its request.
                 client.try_publish(
                     topic::enroll_request(node_id),
                     QoS::AtLeastOnce,
                     false,
                     request,
                 )?;
+                client.try_subscribe(response_topic.clone(), QoS::AtLeastOnce)?;
                 tracing::info!(
                     node_id,
                     "asked to join the cluster; waiting for an operator to approve this node"
@@ -135,6 +170,9 @@ pub async fn enroll(
                     Ok(r) => {
                         let login = (r.username, r.password);
                         save(config.state_dir.as_deref(), node_id, &login)?;
+                        if let Some(dir) = config.state_dir.as_deref() {
+                            let _ = fs::remove_file(dir.join(NONCE_FILE));
+                        }
                         let _ = client.try_disconnect();
                         let _ =
                             tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;

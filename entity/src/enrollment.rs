@@ -13,6 +13,8 @@ pub struct Model {
     pub facts: Json,
     /// The join token it used.
     pub join_token_id: String,
+    /// The agent's secret naming its response topic.
+    pub nonce: String,
     /// When it (last) asked.
     pub requested_at: DateTimeUtc,
 }

@@ -32,6 +32,7 @@ impl MigrationTrait for Migration {
                     .col(string(Enrollment::NodeId).primary_key())
                     .col(json(Enrollment::Facts))
                     .col(string(Enrollment::JoinTokenId))
+                    .col(string(Enrollment::Nonce))
                     .col(timestamp_with_time_zone(Enrollment::RequestedAt))
                     .to_owned(),
             )
@@ -81,6 +82,7 @@ enum Enrollment {
     NodeId,
     Facts,
     JoinTokenId,
+    Nonce,
     RequestedAt,
 }
 

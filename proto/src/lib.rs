@@ -84,9 +84,10 @@ pub mod topic {
     }
 
     /// QoS 1, retained until the node first logs in: the [`super::EnrollResponse`] with the
-    /// node's MQTT credentials.
-    pub fn enroll_response(node_id: &str) -> String {
-        format!("{PREFIX}/enroll/{node_id}/response")
+    /// node's MQTT credentials. The nonce is the agent's secret from its request, so only the
+    /// connection that asked can read the answer.
+    pub fn enroll_response(node_id: &str, nonce: &str) -> String {
+        format!("{PREFIX}/enroll/{node_id}/response/{nonce}")
     }
 
     /// The filters the server's bridge subscribes to: everything agents publish (not the
@@ -282,6 +283,16 @@ pub struct CommandResult {
 pub struct EnrollRequest {
     /// What the node says about itself (its `node_id` must match the topic).
     pub announce: Announce,
+    /// A random secret (16-64 lowercase hex characters) naming the response topic.
+    pub nonce: String,
+}
+
+/// Checks an enroll nonce: 16-64 lowercase hex characters.
+pub fn valid_nonce(nonce: &str) -> bool {
+    (16..=64).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The leader's answer once an operator (or the auto-approve list) approved the node.

@@ -48,7 +48,8 @@ impl Audit {
             at: Set(Utc::now()),
             actor: Set(actor.to_owned()),
             action: Set(action.to_owned()),
-            target: Set(target.map(str::to_owned)),
+            // Targets come from callers (a login name, say): keep the log bounded.
+            target: Set(target.map(|t| t.chars().take(128).collect())),
             outcome: Set(outcome.to_owned()),
             detail: Set(detail),
         };

@@ -243,56 +243,56 @@ impl Auth {
         password: &str,
         addr: Option<IpAddr>,
     ) -> ApiResult<user::Model> {
+        let wrong = || ApiError::Unauthenticated("wrong username or password".into());
+        // No real username is longer; refusing here keeps junk out of the failure table.
+        if username.chars().count() > 64 || password.len() > 1024 {
+            return Err(wrong());
+        }
         let addr_key = format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default());
         let user_key = format!("user:{}|{addr_key}", username.to_lowercase());
-        self.check_rate(&user_key, MAX_FAILURES_PER_USER)?;
-        self.check_rate(&addr_key, MAX_FAILURES_PER_ADDRESS)?;
+        // Count the attempt as failed before checking it (and forgive it on success), so many
+        // attempts in parallel cannot all pass the limit while their hashes are computed.
+        {
+            let mut f = self.lock_failures();
+            let now = Instant::now();
+            check_rate(&mut f, &user_key, MAX_FAILURES_PER_USER, now)?;
+            check_rate(&mut f, &addr_key, MAX_FAILURES_PER_ADDRESS, now)?;
+            f.entry(user_key.clone()).or_default().push(now);
+            f.entry(addr_key.clone()).or_default().push(now);
+            // Housekeeping: forget keys whose failures are all older than the window.
+            if f.len() > 10_000 {
+                f.retain(|_, list| list.iter().any(|t| now.duration_since(*t) < LOGIN_WINDOW));
+            }
+        }
         let found = self.find_user(username).await?;
-        let ok = match &found {
-            Some(u) => verify_password(password, &u.password_hash),
+        let hash = found.as_ref().map(|u| u.password_hash.clone());
+        let candidate = password.to_owned();
+        // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => verify_password(&candidate, &h),
             None => {
                 // Spend the same time as a real check, so timing does not reveal which names exist.
-                let _ = hash_password(password);
+                let _ = hash_password(&candidate);
                 false
             }
-        };
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))?;
         match (ok, found) {
             (true, Some(u)) => {
-                self.lock_failures().remove(&user_key);
+                let mut f = self.lock_failures();
+                f.remove(&user_key);
+                if let Some(list) = f.get_mut(&addr_key) {
+                    list.pop();
+                }
                 Ok(u)
             }
-            _ => {
-                let mut f = self.lock_failures();
-                let now = Instant::now();
-                f.entry(user_key).or_default().push(now);
-                f.entry(addr_key).or_default().push(now);
-                Err(ApiError::Unauthenticated(
-                    "wrong username or password".into(),
-                ))
-            }
+            _ => Err(wrong()),
         }
     }
 
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Instant>>> {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn check_rate(&self, key: &str, max: usize) -> ApiResult<()> {
-        let mut f = self.lock_failures();
-        let now = Instant::now();
-        let list = f.entry(key.to_owned()).or_default();
-        list.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
-        if list.len() >= max {
-            let oldest = list.first().copied().unwrap_or(now);
-            let wait = LOGIN_WINDOW
-                .saturating_sub(now.duration_since(oldest))
-                .as_secs()
-                + 1;
-            return Err(ApiError::RateLimited(format!(
-                "too many failed logins; try again in {wait} s"
-            )));
-        }
-        Ok(())
     }
 
     /// Starts a session for `user`; returns the session token for the cookie.
@@ -347,8 +347,24 @@ impl Auth {
     }
 
     /// The caller behind an API token, if it is valid (not revoked, not expired, creator exists).
-    /// The token's role is capped by its creator's current role.
+    /// The token's role is capped by its creator's current role. Records the use.
     pub async fn from_api_token(&self, token: &str) -> ApiResult<Option<Principal>> {
+        let principal = self.api_token_principal(token).await?;
+        if let Some((id, _)) = principal.as_ref().and_then(|p| p.token.as_ref()) {
+            api_token::Entity::update_many()
+                .col_expr(
+                    api_token::Column::LastUsedAt,
+                    sea_orm::sea_query::Expr::value(Some(Utc::now())),
+                )
+                .filter(api_token::Column::Id.eq(id.clone()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(principal)
+    }
+
+    /// Like [`Auth::from_api_token`], without recording the use.
+    async fn api_token_principal(&self, token: &str) -> ApiResult<Option<Principal>> {
         let Some(t) = api_token::Entity::find()
             .filter(api_token::Column::TokenHash.eq(token_hash(token)))
             .one(&self.db)
@@ -356,8 +372,7 @@ impl Auth {
         else {
             return Ok(None);
         };
-        let now = Utc::now();
-        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < now) {
+        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
             return Ok(None);
         }
         let Some(u) = user::Entity::find_by_id(t.user_id.clone())
@@ -369,45 +384,26 @@ impl Auth {
         let role = Role::parse(&t.role)
             .unwrap_or(Role::Viewer)
             .min(role_of(&u));
-        let (id, name) = (t.id.clone(), t.name.clone());
-        let mut m = t.into_active_model();
-        m.last_used_at = Set(Some(now));
-        m.update(&self.db).await?;
         Ok(Some(Principal {
             user_id: u.id,
             username: u.username,
             role,
-            token: Some((id, name)),
+            token: Some((t.id, t.name)),
         }))
     }
 
-    /// Whether a credential still works (a database error counts as "yes": an outage should not
-    /// drop every subscriber, and new requests are checked anyway).
-    pub async fn is_live(&self, credential: &Credential) -> bool {
-        match credential {
-            Credential::Session(t) => self
-                .from_session(t)
-                .await
-                .map(|p| p.is_some())
-                .unwrap_or(true),
-            Credential::ApiToken(t) => {
-                let found = api_token::Entity::find()
-                    .filter(api_token::Column::TokenHash.eq(token_hash(t)))
-                    .one(&self.db)
-                    .await;
-                match found {
-                    Err(_) => true,
-                    Ok(None) => false,
-                    Ok(Some(row)) => {
-                        let user = user::Entity::find_by_id(row.user_id.clone())
-                            .one(&self.db)
-                            .await;
-                        row.revoked_at.is_none()
-                            && row.expires_at.is_none_or(|e| e > Utc::now())
-                            && !matches!(user, Ok(None))
-                    }
-                }
-            }
+    /// Whether a credential still works with the same role it began with (a database error
+    /// counts as "yes": an outage should not drop every subscriber, and new requests are checked
+    /// anyway).
+    pub async fn still_allows(&self, credential: &Credential, role: Role) -> bool {
+        let current = match credential {
+            Credential::Session(t) => self.from_session(t).await,
+            Credential::ApiToken(t) => self.api_token_principal(t).await,
+        };
+        match current {
+            Ok(Some(p)) => p.role == role,
+            Ok(None) => false,
+            Err(_) => true,
         }
     }
 
@@ -580,6 +576,30 @@ impl Auth {
             .await?;
         Ok(())
     }
+}
+
+/// Refuses when `key` has `max` failures within the window; drops older ones.
+fn check_rate(
+    f: &mut HashMap<String, Vec<Instant>>,
+    key: &str,
+    max: usize,
+    now: Instant,
+) -> ApiResult<()> {
+    let Some(list) = f.get_mut(key) else {
+        return Ok(());
+    };
+    list.retain(|t| now.duration_since(*t) < LOGIN_WINDOW);
+    if list.len() >= max {
+        let oldest = list.first().copied().unwrap_or(now);
+        let wait = LOGIN_WINDOW
+            .saturating_sub(now.duration_since(oldest))
+            .as_secs()
+            + 1;
+        return Err(ApiError::RateLimited(format!(
+            "too many failed logins; try again in {wait} s"
+        )));
+    }
+    Ok(())
 }
 
 /// The value of the `trellis_session` cookie in a `Cookie` header, if present.

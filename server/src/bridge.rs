@@ -33,11 +33,40 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Callers waiting for the broker to acknowledge their QoS 1 publishes. rumqttc reports neither
 /// which request became which packet id nor acks per request, but it sends requests in order: the
-/// n-th queued publish is the n-th `Outgoing::Publish`, whose id its `PubAck` then carries.
+/// n-th queued publish is the n-th new `Outgoing::Publish`, whose id its `PubAck` then carries.
+/// Every QoS 1 publish of the bridge's client goes through [`Publisher::queue`] (with or without a
+/// waiter), so the order holds. After a reconnect rumqttc resends unacknowledged publishes with
+/// their old ids first; those are recognised and do not take a new place.
 #[derive(Default)]
 struct AckWaiters {
-    queued: std::collections::VecDeque<oneshot::Sender<()>>,
-    sent: HashMap<u16, oneshot::Sender<()>>,
+    queued: std::collections::VecDeque<Option<oneshot::Sender<()>>>,
+    sent: HashMap<u16, Option<oneshot::Sender<()>>>,
+    resending: std::collections::HashSet<u16>,
+}
+
+/// The bridge client's QoS 1 publishing, keeping [`AckWaiters`] in step.
+#[derive(Clone)]
+struct Publisher {
+    client: AsyncClient,
+    acks: Arc<std::sync::Mutex<AckWaiters>>,
+}
+
+impl Publisher {
+    /// Queues a QoS 1 publish; `waiter` hears when the broker acknowledges it.
+    fn queue(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+        waiter: Option<oneshot::Sender<()>>,
+    ) -> Result<(), rumqttc::ClientError> {
+        // Hold the lock across queueing so the waiter order matches the request order.
+        let mut w = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
+        w.queued.push_back(waiter);
+        Ok(())
+    }
 }
 
 /// Why a command got no result.
@@ -54,15 +83,15 @@ pub enum CommandError {
 /// Handle on the running bridge.
 #[derive(Clone)]
 pub struct Bridge {
-    client: AsyncClient,
     connected: Arc<AtomicBool>,
-    acks: Arc<std::sync::Mutex<AckWaiters>>,
+    publisher: Publisher,
     pending: PendingCommands,
     first_login: FirstLogin,
 }
 
-/// Nodes whose retained enroll response is cleared once they log in with their credentials.
-type FirstLogin = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// Nodes (with the nonce of their response topic) whose retained enroll response is cleared once
+/// they log in with their credentials.
+type FirstLogin = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 /// Commands sent and not yet answered, by command id.
 type PendingCommands = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
@@ -120,23 +149,26 @@ impl Bridge {
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(tx) = w.queued.pop_front() {
-                            w.sent.insert(pkid, tx);
+                        if !w.resending.remove(&pkid)
+                            && let Some(waiter) = w.queued.pop_front()
+                        {
+                            w.sent.insert(pkid, waiter);
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(tx) = w.sent.remove(&ack.pkid) {
+                        w.resending.remove(&ack.pkid);
+                        if let Some(Some(tx)) = w.sent.remove(&ack.pkid) {
                             let _ = tx.send(());
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        // In-flight publishes are resent after reconnect with new ids: fail their
-                        // waiters rather than guess.
+                        // Unacknowledged publishes are resent after the reconnect with their ids.
                         {
                             let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                            w.sent.clear();
+                            let ids: Vec<u16> = w.sent.keys().copied().collect();
+                            w.resending.extend(ids);
                         }
                         if flag.swap(false, Ordering::SeqCst) {
                             tracing::warn!(error = %e, "bridge lost the broker");
@@ -155,19 +187,18 @@ impl Bridge {
 
         let pending = PendingCommands::default();
         let first_login = FirstLogin::default();
-        let message_client = client.clone();
+        let publisher = Publisher { client, acks };
         tokio::spawn(handle_messages(
             rx,
             nodes.clone(),
             pending.clone(),
             first_login.clone(),
-            message_client,
+            publisher.clone(),
         ));
         tokio::spawn(sweep(nodes, shutdown));
         Bridge {
-            client,
             connected,
-            acks,
+            publisher,
             pending,
             first_login,
         }
@@ -206,12 +237,9 @@ impl Bridge {
             id: id.clone(),
             action,
         };
-        let sent = self.client.try_publish(
-            topic::command(node_id),
-            QoS::AtLeastOnce,
-            false,
-            encode(&command),
-        );
+        let sent = self
+            .publisher
+            .queue(topic::command(node_id), encode(&command), false, None);
         let outcome = match sent {
             Err(e) => Err(CommandError::NotSent(e.to_string())),
             Ok(()) => match tokio::time::timeout(timeout, rx).await {
@@ -229,7 +257,12 @@ impl Bridge {
     /// Publishes a node's enroll response (retained, so an agent that reconnects still gets it;
     /// only that enrolling agent may read the topic), and clears it when the node next says it is
     /// online, which proves it logged in with the credentials.
-    pub async fn send_enroll_response(&self, node_id: &str, password: &str) -> anyhow::Result<()> {
+    pub async fn send_enroll_response(
+        &self,
+        node_id: &str,
+        nonce: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
         let response = trellis_proto::EnrollResponse {
             username: node_id.to_owned(),
             password: password.to_owned(),
@@ -237,9 +270,33 @@ impl Bridge {
         self.first_login
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(node_id.to_owned());
-        self.publish_acked(topic::enroll_response(node_id), encode(&response), true)
-            .await
+            .insert(node_id.to_owned(), nonce.to_owned());
+        self.publish_acked(
+            topic::enroll_response(node_id, nonce),
+            encode(&response),
+            true,
+        )
+        .await
+    }
+
+    /// Clears a node's retained enroll response, if one is still out (the node was removed or
+    /// its approval undone before it logged in).
+    pub fn clear_enroll_response(&self, node_id: &str) {
+        let nonce = self
+            .first_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node_id);
+        if let Some(nonce) = nonce
+            && let Err(e) = self.publisher.queue(
+                topic::enroll_response(node_id, &nonce),
+                Vec::new(),
+                true,
+                None,
+            )
+        {
+            tracing::warn!(error = %e, node_id, "could not clear the enroll response");
+        }
     }
 
     /// Publishes at QoS 1 and waits (up to 10 s) for the broker's PUBACK.
@@ -250,13 +307,8 @@ impl Bridge {
         retain: bool,
     ) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
-        // Hold the lock across queueing so the waiter order matches the request order.
-        {
-            let mut w = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-            self.client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, retain, payload)?;
-            w.queued.push_back(tx);
-        }
+        self.publisher
+            .queue(topic.clone(), payload, retain, Some(tx))?;
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => anyhow::bail!("broker connection lost before {topic} was acknowledged"),
@@ -270,7 +322,7 @@ async fn handle_messages(
     nodes: Nodes,
     pending: PendingCommands,
     first_login: FirstLogin,
-    client: AsyncClient,
+    publisher: Publisher,
 ) {
     // A status can arrive before the announce of a node we have not seen: retained messages come
     // in no particular order. Keep it until the announce creates the node.
@@ -284,16 +336,17 @@ async fn handle_messages(
                 continue;
             }
         };
-        if let NodeMessage::Status(st) = &msg
-            && st.state == NodeState::Online
-            && first_login
+        let first = match &msg {
+            NodeMessage::Status(st) if st.state == NodeState::Online => first_login
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&node_id)
-        {
+                .remove(&node_id),
+            _ => None,
+        };
+        if let Some(nonce) = first {
             // The node logged in with its credentials: its enroll response has done its job.
-            let t = topic::enroll_response(&node_id);
-            if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, true, Vec::new()) {
+            let t = topic::enroll_response(&node_id, &nonce);
+            if let Err(e) = publisher.queue(t, Vec::new(), true, None) {
                 tracing::warn!(error = %e, node_id, "could not clear the enroll response");
             }
         }

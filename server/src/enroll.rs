@@ -108,17 +108,42 @@ impl Enroll {
     }
 
     /// Records (or refreshes) a pending node. Returns whether it is on the auto-approve list.
-    pub async fn request(&self, announce: &Announce, join_token_id: &str) -> ApiResult<bool> {
-        let row = enrollment::ActiveModel {
-            node_id: Set(announce.node_id.clone()),
-            facts: Set(serde_json::to_value(announce).unwrap_or_default()),
-            join_token_id: Set(join_token_id.to_owned()),
-            requested_at: Set(Utc::now()),
-        };
-        match enrollment::Entity::find_by_id(announce.node_id.clone())
+    ///
+    /// Refused: a node id that already has credentials (a join token must not let anyone replace
+    /// a working node's password), and a node id another agent already asked for with another
+    /// nonce (first come, first served; reject the pending one to free the id).
+    pub async fn request(
+        &self,
+        announce: &Announce,
+        join_token_id: &str,
+        nonce: &str,
+    ) -> ApiResult<bool> {
+        let node_id = announce.node_id.clone();
+        if node_credential::Entity::find_by_id(node_id.clone())
             .one(&self.db)
             .await?
+            .is_some()
         {
+            return Err(ApiError::Forbidden(format!(
+                "node id {node_id:?} is already enrolled; remove that node first"
+            )));
+        }
+        let existing = enrollment::Entity::find_by_id(node_id.clone())
+            .one(&self.db)
+            .await?;
+        if existing.as_ref().is_some_and(|e| e.nonce != nonce) {
+            return Err(ApiError::Forbidden(format!(
+                "node id {node_id:?} is already waiting under another request; reject it to free the id"
+            )));
+        }
+        let row = enrollment::ActiveModel {
+            node_id: Set(node_id),
+            facts: Set(serde_json::to_value(announce).unwrap_or_default()),
+            join_token_id: Set(join_token_id.to_owned()),
+            nonce: Set(nonce.to_owned()),
+            requested_at: Set(Utc::now()),
+        };
+        match existing {
             Some(_) => row.update(&self.db).await?,
             None => row.insert(&self.db).await?,
         };
@@ -134,16 +159,30 @@ impl Enroll {
             .await?)
     }
 
-    /// Approves a pending node: removes the request and issues a fresh password, returned in
-    /// plaintext for the enroll response.
-    pub async fn approve(&self, node_id: &str) -> ApiResult<String> {
-        let res = enrollment::Entity::delete_by_id(node_id.to_owned())
+    /// The pending request of `node_id`, if its join token is still valid.
+    pub async fn pending_request(&self, node_id: &str) -> ApiResult<enrollment::Model> {
+        let row = enrollment::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("pending node {node_id:?}")))?;
+        let token = join_token::Entity::find_by_id(row.join_token_id.clone())
+            .one(&self.db)
+            .await?;
+        let now = Utc::now();
+        if !token.is_some_and(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)) {
+            return Err(ApiError::Forbidden(format!(
+                "node {node_id:?} asked with a join token that has since been revoked or has expired"
+            )));
+        }
+        Ok(row)
+    }
+
+    /// Forgets a pending request (after approval or rejection).
+    pub async fn forget_request(&self, node_id: &str) -> ApiResult<()> {
+        enrollment::Entity::delete_by_id(node_id.to_owned())
             .exec(&self.db)
             .await?;
-        if res.rows_affected == 0 {
-            return Err(ApiError::NotFound(format!("pending node {node_id:?}")));
-        }
-        self.issue_credential(node_id).await
+        Ok(())
     }
 
     /// Refuses a pending node.
@@ -176,10 +215,11 @@ impl Enroll {
     }
 
     /// Deletes a node's credential (the node is removed).
-    pub async fn revoke_credential(&self, node_id: &str) -> ApiResult<()> {
-        node_credential::Entity::delete_by_id(node_id.to_owned())
+    /// Returns whether there was one.
+    pub async fn revoke_credential(&self, node_id: &str) -> ApiResult<bool> {
+        let res = node_credential::Entity::delete_by_id(node_id.to_owned())
             .exec(&self.db)
             .await?;
-        Ok(())
+        Ok(res.rows_affected > 0)
     }
 }

@@ -329,7 +329,7 @@ async fn websocket(s: HttpState, req: Request) -> Response {
             let (sink, stream) = socket.split();
             let initialised = Arc::new(AtomicBool::new(false));
             let seen = initialised.clone();
-            let credential: Arc<std::sync::Mutex<Option<auth::Credential>>> = Arc::default();
+            let credential: Arc<std::sync::Mutex<Option<(auth::Credential, auth::Role)>>> = Arc::default();
             let in_use = credential.clone();
             // async-graphql has no init timeout, and a session outlives the credentials it began
             // with: end the input stream ourselves (which ends the session and closes the socket)
@@ -342,11 +342,11 @@ async fn websocket(s: HttpState, req: Request) -> Response {
                 loop {
                     tokio::time::sleep(REVALIDATE_EVERY).await;
                     let current = in_use.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    if let Some(c) = current
-                        && !watcher_auth.is_live(&c).await
+                    if let Some((c, role)) = current
+                        && !watcher_auth.still_allows(&c, role).await
                     {
                         tracing::info!(
-                            "closing a subscription socket: its credentials were revoked"
+                            "closing a subscription socket: its credentials were revoked or its role changed"
                         );
                         return;
                     }
@@ -379,8 +379,8 @@ async fn websocket(s: HttpState, req: Request) -> Response {
                         }
                         None => None,
                     };
-                    if principal.is_some() {
-                        *credential.lock().unwrap_or_else(|p| p.into_inner()) = used;
+                    if let (Some(p), Some(c)) = (&principal, used) {
+                        *credential.lock().unwrap_or_else(|p| p.into_inner()) = Some((c, p.role));
                     }
                     match principal {
                         Some(p) => {

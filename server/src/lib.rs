@@ -75,23 +75,34 @@ impl AppState {
     }
 
     /// Approves a pending node: issues its credentials and sends them to its agent.
+    /// The request stays pending until the broker has taken the credentials, so a failure can be
+    /// retried; the join token must still be valid.
     pub async fn approve_node(&self, node_id: &str) -> error::ApiResult<()> {
-        let password = self.enroll.approve(node_id).await?;
-        self.bridge
-            .send_enroll_response(node_id, &password)
+        let request = self.enroll.pending_request(node_id).await?;
+        let password = self.enroll.issue_credential(node_id).await?;
+        if let Err(e) = self
+            .bridge
+            .send_enroll_response(node_id, &request.nonce, &password)
             .await
-            .map_err(|e| {
-                error::ApiError::Unavailable(format!(
-                    "approved, but the credentials could not be sent: {e}"
-                ))
-            })
+        {
+            let _ = self.enroll.revoke_credential(node_id).await?;
+            return Err(error::ApiError::Unavailable(format!(
+                "the credentials could not be sent, try again: {e}"
+            )));
+        }
+        self.enroll.forget_request(node_id).await
     }
 
     /// Records an agent's request to join, and approves it at once when its MAC is listed.
-    async fn enroll_request(&self, announce: trellis_proto::Announce, join_token_id: String) {
+    async fn enroll_request(
+        &self,
+        announce: trellis_proto::Announce,
+        join_token_id: String,
+        nonce: String,
+    ) {
         let node_id = announce.node_id.clone();
         let actor = format!("node:{node_id}");
-        match self.enroll.request(&announce, &join_token_id).await {
+        match self.enroll.request(&announce, &join_token_id, &nonce).await {
             Ok(auto) => {
                 self.audit
                     .record(
@@ -118,6 +129,18 @@ impl AppState {
                         )
                         .await;
                 }
+            }
+            Err(e @ error::ApiError::Forbidden(_)) => {
+                tracing::warn!(node_id, reason = e.log_message(), "enroll request refused");
+                self.audit
+                    .record(
+                        &actor,
+                        "requestToJoin",
+                        Some(&node_id),
+                        e.code(),
+                        Some(e.public_message()),
+                    )
+                    .await;
             }
             Err(e) => tracing::error!(
                 node_id,
@@ -163,6 +186,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                 broker_login,
                 connections: mqtt_connections.clone(),
                 enroll_requests: enroll_tx,
+                slots: Arc::new(tokio::sync::Semaphore::new(mqtt_gate::MAX_CONNECTIONS)),
             };
             tokio::spawn(gate.serve(gate_listener, shutdown.clone()));
             (
@@ -234,8 +258,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     if let Some(mut rx) = enroll_rx {
         let state = state.clone();
         tokio::spawn(async move {
-            while let Some((announce, token_id)) = rx.recv().await {
-                state.enroll_request(announce, token_id).await;
+            while let Some((announce, token_id, nonce)) = rx.recv().await {
+                state.enroll_request(announce, token_id, nonce).await;
             }
         });
     }

@@ -39,6 +39,10 @@ use crate::enroll::Enroll;
 
 /// Largest packet relayed, bytes (the broker's payload limit plus headers).
 const MAX_PACKET: usize = crate::broker::MAX_PAYLOAD + 4096;
+/// Largest CONNECT accepted, bytes: ids, credentials and a will are small.
+const MAX_CONNECT: usize = 4096;
+/// Most client connections at once.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send CONNECT within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// MQTT username of the server's own client.
@@ -72,12 +76,15 @@ impl MqttPrincipal {
         }
     }
 
-    /// Whether this client may subscribe to `filter` (exact topics only for nodes: no wildcards).
-    pub fn may_subscribe(&self, filter: &str) -> bool {
+    /// Whether this client may subscribe to `filter` (exact topics only: no wildcards). An
+    /// enrolling agent may read only the response named by the nonce of its own request.
+    pub fn may_subscribe(&self, filter: &str, enroll_nonce: Option<&str>) -> bool {
         match self {
             MqttPrincipal::Server => true,
             MqttPrincipal::Node(n) => filter == topic::command(n),
-            MqttPrincipal::Enroll(n, _) => filter == topic::enroll_response(n),
+            MqttPrincipal::Enroll(n, _) => {
+                enroll_nonce.is_some_and(|nonce| filter == topic::enroll_response(n, nonce))
+            }
         }
     }
 
@@ -109,7 +116,10 @@ impl GateAuth {
     /// Who `username`/`password` are, if anyone.
     pub async fn authenticate(&self, username: &str, password: &str) -> Option<MqttPrincipal> {
         if username == SERVER_USERNAME {
-            return (password == self.server_password).then_some(MqttPrincipal::Server);
+            // Compare digests, not the secrets, so the time taken says nothing about the password.
+            let same =
+                crate::auth::token_hash(password) == crate::auth::token_hash(&self.server_password);
+            return same.then_some(MqttPrincipal::Server);
         }
         if let Some(node) = username.strip_prefix("enroll:") {
             trellis_proto::validate_node_id(node).ok()?;
@@ -124,29 +134,65 @@ impl GateAuth {
     }
 }
 
-/// Live node connections, so removing a node can cut it off at once.
+/// Live connections by key (a node id, or `join:<token hash>` for enrolling agents), so removing
+/// a node or revoking a join token can cut them off at once.
 #[derive(Clone, Default)]
-pub struct Connections(Arc<Mutex<HashMap<String, Vec<CancellationToken>>>>);
+pub struct Connections(Arc<Mutex<Registry>>);
+
+/// The last registration id handed out, and the live connections by key and id.
+type Registry = (u64, HashMap<String, HashMap<u64, CancellationToken>>);
+
+/// A registered connection; dropping it unregisters it.
+pub struct Registration {
+    connections: Connections,
+    key: String,
+    id: u64,
+    /// Cancelled when the connection must close.
+    pub token: CancellationToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut guard = self.connections.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = guard.1.get_mut(&self.key) {
+            map.remove(&self.id);
+            if map.is_empty() {
+                guard.1.remove(&self.key);
+            }
+        }
+    }
+}
 
 impl Connections {
-    fn add(&self, node: &str) -> CancellationToken {
+    /// Registers a connection under `key`.
+    pub fn add(&self, key: &str) -> Registration {
         let token = CancellationToken::new();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.entry(node.to_owned()).or_default();
-        list.retain(|t| !t.is_cancelled());
-        list.push(token.clone());
-        token
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 += 1;
+        let id = guard.0;
+        guard
+            .1
+            .entry(key.to_owned())
+            .or_default()
+            .insert(id, token.clone());
+        Registration {
+            connections: self.clone(),
+            key: key.to_owned(),
+            id,
+            token,
+        }
     }
 
-    /// Closes every connection of `node`.
-    pub fn disconnect(&self, node: &str) {
-        let list = self
+    /// Closes every connection registered under `key`.
+    pub fn disconnect(&self, key: &str) {
+        let map = self
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(node)
+            .1
+            .remove(key)
             .unwrap_or_default();
-        for t in list {
+        for t in map.into_values() {
             t.cancel();
         }
     }
@@ -164,7 +210,9 @@ pub struct Gate {
     /// Live node connections.
     pub connections: Connections,
     /// Enroll requests go here (with the join token's id), not to the broker.
-    pub enroll_requests: mpsc::Sender<(Announce, String)>,
+    pub enroll_requests: mpsc::Sender<(Announce, String, String)>,
+    /// Caps the number of client connections at once.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gate {
@@ -182,8 +230,13 @@ impl Gate {
                     }
                 },
             };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "MQTT connection refused: too many connections");
+                continue;
+            };
             let gate = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 if let Err(e) = gate.handle(stream, peer).await {
                     tracing::debug!(%peer, error = %e, "MQTT client connection ended");
                 }
@@ -194,13 +247,26 @@ impl Gate {
     async fn handle(self, mut client: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
         let _ = client.set_nodelay(true);
         let mut buf = BytesMut::with_capacity(4096);
-        let first = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut client, &mut buf))
-            .await
-            .map_err(|_| anyhow::anyhow!("no CONNECT within {CONNECT_TIMEOUT:?}"))??
-            .ok_or_else(|| anyhow::anyhow!("closed before CONNECT"))?;
+        let first = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            read_frame(&mut client, &mut buf, MAX_CONNECT),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no CONNECT within {CONNECT_TIMEOUT:?}"))??
+        .ok_or_else(|| anyhow::anyhow!("closed before CONNECT"))?;
         let Packet::Connect(mut connect) = decode(&first)? else {
             anyhow::bail!("first packet is not CONNECT");
         };
+        // Register before checking the credentials, so a removal that happens meanwhile still
+        // finds (and closes) this connection.
+        let key = connect
+            .login
+            .as_ref()
+            .map(|l| match l.username.strip_prefix("enroll:") {
+                Some(_) => format!("join:{}", crate::auth::token_hash(&l.password)),
+                None => l.username.clone(),
+            });
+        let registration = key.map(|k| self.connections.add(&k));
         let principal = match &connect.login {
             Some(l) => self.auth.authenticate(&l.username, &l.password).await,
             None => None,
@@ -224,10 +290,10 @@ impl Gate {
                 return Ok(());
             }
         };
-        let cancel = match &principal {
-            MqttPrincipal::Node(n) => self.connections.add(n),
-            _ => CancellationToken::new(),
-        };
+        let cancel = registration
+            .as_ref()
+            .map(|r| r.token.clone())
+            .unwrap_or_default();
 
         let mut broker = TcpStream::connect(self.broker).await?;
         let _ = broker.set_nodelay(true);
@@ -251,7 +317,7 @@ impl Gate {
             let to_client = to_client.clone();
             async move {
                 let mut bbuf = BytesMut::with_capacity(4096);
-                while let Some(frame) = read_frame(&mut broker_rd, &mut bbuf).await? {
+                while let Some(frame) = read_frame(&mut broker_rd, &mut bbuf, MAX_PACKET).await? {
                     if to_client.send(frame.freeze()).await.is_err() {
                         break;
                     }
@@ -260,7 +326,9 @@ impl Gate {
             }
         };
         let from_client = async move {
-            while let Some(frame) = read_frame(&mut client_rd, &mut buf).await? {
+            // The nonce of this connection's enroll request: only its response topic may be read.
+            let mut enroll_nonce: Option<String> = None;
+            while let Some(frame) = read_frame(&mut client_rd, &mut buf, MAX_PACKET).await? {
                 match decode(&frame)? {
                     Packet::Publish(p) if !principal.may_publish(&p.topic) => {
                         tracing::warn!(?principal, topic = p.topic, "MQTT publish denied");
@@ -278,10 +346,15 @@ impl Gate {
                             continue;
                         };
                         match serde_json::from_slice::<EnrollRequest>(&p.payload) {
-                            Ok(r) if r.announce.node_id == *node => {
+                            Ok(r)
+                                if r.announce.node_id == *node
+                                    && trellis_proto::valid_nonce(&r.nonce)
+                                    && enroll_nonce.as_ref().is_none_or(|n| *n == r.nonce) =>
+                            {
+                                enroll_nonce = Some(r.nonce.clone());
                                 if self
                                     .enroll_requests
-                                    .try_send((r.announce, token_id.clone()))
+                                    .try_send((r.announce, token_id.clone(), r.nonce))
                                     .is_err()
                                 {
                                     tracing::warn!(
@@ -304,7 +377,10 @@ impl Gate {
                         }
                     }
                     Packet::Subscribe(s)
-                        if !s.filters.iter().all(|f| principal.may_subscribe(&f.path)) =>
+                        if !s
+                            .filters
+                            .iter()
+                            .all(|f| principal.may_subscribe(&f.path, enroll_nonce.as_deref())) =>
                     {
                         tracing::warn!(?principal, filters = ?s.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "MQTT subscribe denied");
                         let codes = s
@@ -334,13 +410,14 @@ impl Gate {
     }
 }
 
-/// Reads one whole MQTT frame, or `None` at end of stream.
+/// Reads one whole MQTT frame of at most `max` bytes, or `None` at end of stream.
 async fn read_frame(
     r: &mut (impl AsyncReadExt + Unpin),
     buf: &mut BytesMut,
+    max: usize,
 ) -> anyhow::Result<Option<BytesMut>> {
     loop {
-        match mqttbytes::check(buf.iter(), MAX_PACKET) {
+        match mqttbytes::check(buf.iter(), max) {
             Ok(header) => return Ok(Some(buf.split_to(header.frame_length()))),
             Err(mqttbytes::Error::InsufficientBytes(_)) => {}
             Err(e) => anyhow::bail!("malformed MQTT packet: {e:?}"),
@@ -384,8 +461,10 @@ mod tests {
             !a.may_publish("trellis/v1/nodes/a/command"),
             "only the server commands nodes"
         );
-        assert!(a.may_subscribe("trellis/v1/nodes/a/command"));
-        assert!(!a.may_subscribe("trellis/v1/nodes/+/command") && !a.may_subscribe("#"));
+        assert!(a.may_subscribe("trellis/v1/nodes/a/command", None));
+        assert!(
+            !a.may_subscribe("trellis/v1/nodes/+/command", None) && !a.may_subscribe("#", None)
+        );
         assert!(a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/a/status")));
         assert!(
             !a.may_connect("trellis-agent-b", None),
@@ -397,10 +476,14 @@ mod tests {
             e.may_publish("trellis/v1/enroll/c/request")
                 && !e.may_publish("trellis/v1/nodes/c/status")
         );
+        let nonce = Some("0123456789abcdef");
+        assert!(e.may_subscribe("trellis/v1/enroll/c/response/0123456789abcdef", nonce));
         assert!(
-            e.may_subscribe("trellis/v1/enroll/c/response")
-                && !e.may_subscribe("trellis/v1/enroll/d/response")
+            !e.may_subscribe("trellis/v1/enroll/c/response/0123456789abcdef", None),
+            "no request yet"
         );
+        assert!(!e.may_subscribe("trellis/v1/enroll/c/response/+", nonce));
+        assert!(!e.may_subscribe("trellis/v1/enroll/d/response/0123456789abcdef", nonce));
         assert!(
             MqttPrincipal::Server.may_publish("anything")
                 && !MqttPrincipal::Server.may_connect("x", None)

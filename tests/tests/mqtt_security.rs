@@ -108,6 +108,67 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     let (user, _) = agent_credentials(&agent);
     assert_eq!(user, "newcomer");
 
+    // Another holder of the join token can neither snoop on enroll answers nor claim the id of
+    // a node that already joined.
+    let login = Some(("enroll:newcomer", token.as_str()));
+    let snoop = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-enroll-newcomer",
+        login,
+        Some("trellis/v1/enroll/newcomer/response/+"),
+    )
+    .await;
+    assert_eq!(snoop.err().as_deref(), Some("SUBACK failure"));
+    let claimer = MqttProbe::connect_as(server.mqtt_port, "trellis-enroll-newcomer", login, None)
+        .await
+        .expect("token holder connects");
+    let mut claim = json!({"announce": {"node_id": "newcomer", "hostname": "evil", "mac": null, "ip_addresses": [], "arch": "x",
+        "os": "x", "model": null, "agent_version": "0", "hardware": "simulator", "heartbeat_interval_secs": 1},
+        "nonce": "00112233445566778899aabbccddeeff"});
+    claimer
+        .publish(
+            "trellis/v1/enroll/newcomer/request",
+            claim.to_string().as_bytes(),
+            false,
+        )
+        .await;
+    wait_for(
+        "the claim to be refused in the audit log",
+        PATIENCE,
+        || async {
+            let r = server
+                .graphql(
+                    "{ auditLog(limit: 50) { action target outcome } }",
+                    json!({}),
+                )
+                .await;
+            let log = r["data"]["auditLog"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            log.iter()
+                .any(|e| {
+                    e["action"] == "requestToJoin"
+                        && e["target"] == "newcomer"
+                        && e["outcome"] == "FORBIDDEN"
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        pending(&server).await.is_empty(),
+        "the claim must not become a pending request"
+    );
+    claim["nonce"] = json!("not-hex");
+    claimer
+        .publish(
+            "trellis/v1/enroll/newcomer/request",
+            claim.to_string().as_bytes(),
+            false,
+        )
+        .await;
+
     // A revoked join token lets nobody else in; the approved node keeps working.
     let r = server
         .graphql(

@@ -66,12 +66,14 @@ impl EnrollMutation {
     async fn revoke_join_token(&self, ctx: &Context<'_>, id: String) -> Result<JoinToken> {
         let state = ctx.data::<AppState>()?;
         Ok(JoinToken(
-            audited(
-                ctx,
-                "revokeJoinToken",
-                Some(&id),
-                state.enroll.revoke_join_token(&id),
-            )
+            audited(ctx, "revokeJoinToken", Some(&id), async {
+                let token = state.enroll.revoke_join_token(&id).await?;
+                // Agents still connected with it are cut off now, not at their next connect.
+                state
+                    .mqtt_connections
+                    .disconnect(&format!("join:{}", token.token_hash));
+                Ok(token)
+            })
             .await?,
         ))
     }

@@ -83,10 +83,15 @@ impl NodeMutation {
     async fn remove_node(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
         let work = async {
-            state.nodes.remove(&id).await?;
-            // Its credentials go with it, and any live connection is cut.
-            state.enroll.revoke_credential(&id).await?;
+            // Credentials first, and any live connection cut, so nothing can slip in between;
+            // a node approved but never seen has credentials and no row, and is removed too.
+            let had_credential = state.enroll.revoke_credential(&id).await?;
             state.mqtt_connections.disconnect(&id);
+            state.bridge.clear_enroll_response(&id);
+            match state.nodes.remove(&id).await {
+                Err(ApiError::NotFound(_)) if had_credential => {}
+                other => other?,
+            }
             state.bridge.clear_retained(&id).await.map_err(|e| {
                 ApiError::Internal(format!(
                     "node removed but its retained topics were not cleared: {e}"
