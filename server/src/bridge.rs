@@ -28,6 +28,8 @@ use crate::nodes::Nodes;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Slack on top of three heartbeat intervals before a silent node is lost.
 const SWEEP_GRACE_SECS: i64 = 2;
+/// Heartbeats from one node closer together than this are dropped.
+const MIN_HEARTBEAT_GAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 /// Longest wait between reconnect attempts to the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -327,6 +329,7 @@ async fn handle_messages(
     // A status can arrive before the announce of a node we have not seen: retained messages come
     // in no particular order. Keep it until the announce creates the node.
     let mut early_status: HashMap<String, NodeState> = HashMap::new();
+    let mut last_heartbeat: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
     while let Some((topic, payload)) = rx.recv().await {
         let now = Utc::now();
         let (node_id, msg) = match decode(&topic, &payload) {
@@ -364,7 +367,19 @@ async fn handle_messages(
                 }
                 other => other.map(|_| ()),
             },
-            NodeMessage::Heartbeat(h) => nodes.heartbeat(&node_id, &h, now).await.map(|_| ()),
+            NodeMessage::Heartbeat(h) => {
+                // A node may not make the leader write faster than MIN_HEARTBEAT_GAP: a flood
+                // from a broken or hostile agent is dropped, not stored.
+                let last = last_heartbeat.get(&node_id).copied();
+                if last.is_some_and(|t| now - t < MIN_HEARTBEAT_GAP) {
+                    continue;
+                }
+                if last_heartbeat.len() > 100_000 {
+                    last_heartbeat.clear();
+                }
+                last_heartbeat.insert(node_id.clone(), now);
+                nodes.heartbeat(&node_id, &h, now).await.map(|_| ())
+            }
             NodeMessage::Result(r) => {
                 let waiter = pending
                     .lock()

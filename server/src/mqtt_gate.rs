@@ -41,6 +41,8 @@ use crate::enroll::Enroll;
 const MAX_PACKET: usize = crate::broker::MAX_PAYLOAD + 4096;
 /// Largest CONNECT accepted, bytes: ids, credentials and a will are small.
 const MAX_CONNECT: usize = 4096;
+/// Most agents enrolling at once with one join token.
+pub const MAX_CONNECTIONS_PER_JOIN_TOKEN: usize = 32;
 /// Most client connections at once.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send CONNECT within this time.
@@ -183,6 +185,16 @@ impl Connections {
         }
     }
 
+    /// How many connections are registered under `key`.
+    pub fn count(&self, key: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .get(key)
+            .map_or(0, HashMap::len)
+    }
+
     /// Closes every connection registered under `key`.
     pub fn disconnect(&self, key: &str) {
         let map = self
@@ -266,6 +278,17 @@ impl Gate {
                 Some(_) => format!("join:{}", crate::auth::token_hash(&l.password)),
                 None => l.username.clone(),
             });
+        if let Some(k) = key.as_deref().filter(|k| k.starts_with("join:"))
+            && self.connections.count(k) >= MAX_CONNECTIONS_PER_JOIN_TOKEN
+        {
+            tracing::warn!(%peer, "MQTT connection refused: too many agents enrolling with one join token");
+            write_packet(
+                &mut client,
+                &Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false)),
+            )
+            .await?;
+            return Ok(());
+        }
         let registration = key.map(|k| self.connections.add(&k));
         let principal = match &connect.login {
             Some(l) => self.auth.authenticate(&l.username, &l.password).await,

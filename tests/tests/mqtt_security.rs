@@ -403,3 +403,117 @@ async fn listed_mac_addresses_are_approved_without_an_operator() {
         "{log:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn floods_and_crowds_are_held_back() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let mut agent = server.join_agent("chatty").await;
+    server.wait_state("chatty", "ONLINE", PATIENCE).await;
+    agent.proc.kill9();
+    let (user, password) = agent_credentials(&agent);
+    let probe = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-agent-chatty",
+        Some((&user, &password)),
+        None,
+    )
+    .await
+    .expect("node connects");
+
+    // Watch what the leader makes of a flood of 2000 heartbeats.
+    let mut ws = trellis_tests::ws_connect(
+        &server,
+        "graphql-transport-ws",
+        server.admin_cookie.as_deref(),
+    )
+    .await;
+    ws.send(Message::text(
+        json!({"type": "connection_init"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        trellis_tests::next_json(&mut ws).await["type"],
+        "connection_ack"
+    );
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { nodeEvents { kind nodeId } }"}});
+    ws.send(Message::text(sub.to_string())).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let beat = json!({"cpu_percent": 1.0, "mem_used_bytes": 1, "mem_total_bytes": 2, "temperature_c": null, "uptime_secs": 3});
+    // Past the agent's last real heartbeat, then a flood lasting 1.5 s.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_millis(1500) || sent < 2000 {
+        sent += 1;
+        probe
+            .client
+            .publish(
+                "trellis/v1/nodes/chatty/heartbeat",
+                rumqttc::QoS::AtMostOnce,
+                false,
+                beat.to_string(),
+            )
+            .await
+            .expect("publish");
+    }
+    let mut heartbeats = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(&t).expect("json");
+        seen.push(v.clone());
+        // The first accepted heartbeat brings the killed node back (ONLINE); later ones are HEARTBEAT.
+        let kind = &v["payload"]["data"]["nodeEvents"]["kind"];
+        if kind == "HEARTBEAT" || kind == "ONLINE" {
+            heartbeats += 1;
+        }
+    }
+    // At most one write per 500 ms, and the leader still answers.
+    let allowed = (started.elapsed().as_millis() / 500) as usize + 2;
+    assert!(
+        heartbeats >= 1 && heartbeats <= allowed,
+        "{heartbeats} heartbeat events, at most {allowed} expected: {seen:?}"
+    );
+    assert_eq!(
+        server.node("chatty").await.expect("node")["memTotalBytes"],
+        2
+    );
+
+    // One join token cannot fill the broker with enrolling connections.
+    let r = server
+        .graphql(
+            "mutation { createJoinToken(name: \"crowd\") { token brokerPort } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["createJoinToken"]["brokerPort"], server.mqtt_port);
+    let token = r["data"]["createJoinToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut crowd = Vec::new();
+    for i in 0..trellis_server::mqtt_gate::MAX_CONNECTIONS_PER_JOIN_TOKEN {
+        let (id, user) = (format!("trellis-enroll-c{i}"), format!("enroll:c{i}"));
+        crowd.push(
+            MqttProbe::connect_as(server.mqtt_port, &id, Some((&user, &token)), None)
+                .await
+                .expect("within the cap"),
+        );
+    }
+    let over = MqttProbe::connect_as(
+        server.mqtt_port,
+        "trellis-enroll-over",
+        Some(("enroll:over", &token)),
+        None,
+    )
+    .await;
+    assert_eq!(over.err().as_deref(), Some("ServiceUnavailable"));
+}

@@ -96,8 +96,8 @@ fn PendingNodes() -> impl IntoView {
                         .and_then(|w| w.location().hostname().ok())
                         .unwrap_or_default();
                     message.set(Some(format!(
-                        "On the new machine run: trellis-agent --broker-url mqtt://{host}:1883 --join-token {} (valid 7 days, shown once)",
-                        d.create_join_token.token
+                        "On the new machine run: trellis-agent --broker-url mqtt://{host}:{} --join-token {} (valid 7 days, shown once)",
+                        d.create_join_token.broker_port, d.create_join_token.token
                     )));
                 }
                 Err(e) => message.set(Some(e)),

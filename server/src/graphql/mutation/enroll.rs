@@ -20,6 +20,8 @@ pub struct CreatedJoinToken {
     pub token: String,
     /// The stored token's details.
     pub join_token: JoinToken,
+    /// The TCP port agents reach the leader's MQTT broker on (the host is the leader's address).
+    pub broker_port: i32,
 }
 
 /// Enrollment mutations.
@@ -58,6 +60,7 @@ impl EnrollMutation {
         Ok(CreatedJoinToken {
             token,
             join_token: JoinToken(model),
+            broker_port: i32::from(state.config.broker.client_addr().port),
         })
     }
 
