@@ -212,6 +212,28 @@ async fn api_tokens_are_shown_once_capped_by_role_and_revoked_at_once() {
         "{r}"
     );
 
+    // Lifetimes out of range are refused with the range.
+    let r = server
+        .graphql(
+            "mutation { createApiToken(name: \"x\", role: VIEWER, expiresInDays: 0) { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["message"].as_str()),
+        ("BAD_REQUEST", Some("expiresInDays must be 1-3650"))
+    );
+    let r = server
+        .graphql(
+            "mutation { createJoinToken(name: \"x\", expiresInDays: 400) { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (code(&r), r["errors"][0]["message"].as_str()),
+        ("BAD_REQUEST", Some("expiresInDays must be 1-365"))
+    );
+
     // A viewer cannot mint an operator token.
     let q = "mutation { createUser(username: \"vic\", password: \"password-of-vic\", role: VIEWER) { id } }";
     assert!(server.graphql(q, json!({})).await["errors"].is_null());

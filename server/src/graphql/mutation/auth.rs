@@ -26,6 +26,23 @@ pub struct CreatedApiToken {
 /// Longest token lifetime accepted, days.
 const MAX_TOKEN_DAYS: i32 = 3650;
 
+/// The expiry time for "expires in `days` days" (none when `None`), refusing values outside
+/// 1..=`max`.
+pub(crate) fn expiry(
+    days: Option<i32>,
+    max: i32,
+) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+    match days {
+        None => Ok(None),
+        Some(d) if (1..=max).contains(&d) => {
+            Ok(Some(Utc::now() + chrono::Duration::days(i64::from(d))))
+        }
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "expiresInDays must be 1-{max}"
+        ))),
+    }
+}
+
 /// Auth mutations.
 #[derive(Default)]
 pub struct AuthMutation;
@@ -153,17 +170,7 @@ impl AuthMutation {
         let state = ctx.data::<AppState>()?;
         let who = principal(ctx)?;
         let work = async {
-            let expires_at = match expires_in_days {
-                None => None,
-                Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => {
-                    Some(Utc::now() + chrono::Duration::days(i64::from(d)))
-                }
-                Some(_) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "expiresInDays must be 1-{MAX_TOKEN_DAYS}"
-                    )));
-                }
-            };
+            let expires_at = expiry(expires_in_days, MAX_TOKEN_DAYS)?;
             state.auth.create_token(who, &name, role, expires_at).await
         };
         let (model, token) = audited(ctx, "createApiToken", Some(&name), work).await?;

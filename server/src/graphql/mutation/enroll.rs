@@ -1,12 +1,10 @@
 //! Join tokens and the approval of new nodes. Every mutation is audited.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
-use chrono::Utc;
 
 use crate::{
     AppState,
     auth::{Principal, Role},
-    error::ApiError,
     graphql::{
         guard::{RoleGuard, audited},
         types::JoinToken,
@@ -44,13 +42,7 @@ impl EnrollMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let work = async {
-            let expires_at = match expires_in_days {
-                None => None,
-                Some(d) if (1..=365).contains(&d) => {
-                    Some(Utc::now() + chrono::Duration::days(i64::from(d)))
-                }
-                Some(_) => return Err(ApiError::BadRequest("expiresInDays must be 1-365".into())),
-            };
+            let expires_at = super::auth::expiry(expires_in_days, 365)?;
             state
                 .enroll
                 .create_join_token(&name, &actor, expires_at)
