@@ -11,6 +11,8 @@ pub struct Model {
     pub node_id: String,
     /// SHA-256 of the password, hex (the password is 256 random bits).
     pub password_hash: String,
+    /// The same password in Mosquitto's `$7$` format, for a Trellis-managed Mosquitto.
+    pub mosquitto_hash: String,
     /// When it was issued.
     pub created_at: DateTimeUtc,
 }

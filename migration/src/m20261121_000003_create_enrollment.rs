@@ -44,6 +44,7 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(string(NodeCredential::NodeId).primary_key())
                     .col(string(NodeCredential::PasswordHash))
+                    .col(string(NodeCredential::MosquittoHash))
                     .col(timestamp_with_time_zone(NodeCredential::CreatedAt))
                     .to_owned(),
             )
@@ -91,5 +92,6 @@ enum NodeCredential {
     Table,
     NodeId,
     PasswordHash,
+    MosquittoHash,
     CreatedAt,
 }

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub auto_approve_macs: Vec<String>,
     /// Username and password for an external broker.
     pub broker_login: Option<(String, String)>,
+    /// Directory where the leader writes the accounts of an external Mosquitto it manages.
+    pub mosquitto_dir: Option<PathBuf>,
 }
 
 /// Which broker the server uses.
@@ -101,6 +103,7 @@ impl ServerConfig {
             cors_origins: Vec::new(),
             auto_approve_macs: Vec::new(),
             broker_login: None,
+            mosquitto_dir: None,
         }
     }
 }
@@ -182,6 +185,10 @@ pub struct Args {
     /// Password for an external broker.
     #[arg(long, env = "TRELLIS_BROKER_PASSWORD", hide_env_values = true)]
     pub broker_password: Option<String>,
+    /// Directory where the leader writes the password and ACL files of the external Mosquitto it
+    /// manages (see `trellis mosquitto-config`).
+    #[arg(long, env = "TRELLIS_MOSQUITTO_DIR")]
+    pub mosquitto_dir: Option<PathBuf>,
 }
 
 /// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
@@ -208,6 +215,7 @@ struct FileConfig {
     auto_approve_macs: Option<Vec<String>>,
     broker_username: Option<String>,
     broker_password: Option<String>,
+    mosquitto_dir: Option<PathBuf>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -422,6 +430,21 @@ impl Args {
                     "is required with broker_password",
                 ));
             }
+        }
+        if let Some(dir) = self.mosquitto_dir.or(file.mosquitto_dir) {
+            if !matches!(c.broker, BrokerMode::External(_)) {
+                return Err(invalid(
+                    "mosquitto_dir",
+                    "only applies with broker_url (a Mosquitto the leader manages)",
+                ));
+            }
+            if c.broker_login.is_some() {
+                return Err(invalid(
+                    "mosquitto_dir",
+                    "cannot be combined with broker_username: the leader makes its own account",
+                ));
+            }
+            c.mosquitto_dir = Some(dir);
         }
         Ok(c)
     }

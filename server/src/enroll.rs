@@ -24,6 +24,8 @@ use crate::{
 pub struct Enroll {
     db: DatabaseConnection,
     auto_approve_macs: Vec<String>,
+    /// A Trellis-managed Mosquitto and the server's own account on it (username, `$7$` hash).
+    mosquitto: Option<(crate::mosquitto::Mosquitto, (String, String))>,
 }
 
 impl Enroll {
@@ -36,7 +38,38 @@ impl Enroll {
         Enroll {
             db,
             auto_approve_macs,
+            mosquitto: None,
         }
+    }
+
+    /// Keeps a Mosquitto password file in step with the node credentials, with the server's
+    /// account (`username`, plaintext `password`) in it too. Writes it at once.
+    pub async fn manage_mosquitto(
+        &mut self,
+        mosquitto: crate::mosquitto::Mosquitto,
+        username: &str,
+        password: &str,
+    ) -> ApiResult<()> {
+        let server = (
+            username.to_owned(),
+            crate::mosquitto::hash_password(password),
+        );
+        self.mosquitto = Some((mosquitto, server));
+        self.sync_mosquitto().await
+    }
+
+    /// Rewrites the managed Mosquitto's accounts from the database.
+    async fn sync_mosquitto(&self) -> ApiResult<()> {
+        let Some((mosquitto, server)) = &self.mosquitto else {
+            return Ok(());
+        };
+        let mut accounts = vec![server.clone()];
+        for c in node_credential::Entity::find().all(&self.db).await? {
+            accounts.push((c.node_id, c.mosquitto_hash));
+        }
+        mosquitto
+            .write(&accounts)
+            .map_err(|e| ApiError::Internal(format!("cannot write the Mosquitto accounts: {e}")))
     }
 
     /// Creates a join token; returns it and the plaintext (shown once).
@@ -202,6 +235,7 @@ impl Enroll {
         let row = node_credential::ActiveModel {
             node_id: Set(node_id.to_owned()),
             password_hash: Set(token_hash(&password)),
+            mosquitto_hash: Set(crate::mosquitto::hash_password(&password)),
             created_at: Set(Utc::now()),
         };
         match node_credential::Entity::find_by_id(node_id.to_owned())
@@ -211,6 +245,7 @@ impl Enroll {
             Some(_) => row.update(&self.db).await?,
             None => row.insert(&self.db).await?,
         };
+        self.sync_mosquitto().await?;
         Ok(password)
     }
 
@@ -220,6 +255,7 @@ impl Enroll {
         let res = node_credential::Entity::delete_by_id(node_id.to_owned())
             .exec(&self.db)
             .await?;
+        self.sync_mosquitto().await?;
         Ok(res.rows_affected > 0)
     }
 }

@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod mosquitto;
 pub mod mqtt_gate;
 pub mod nodes;
 
@@ -52,6 +53,7 @@ impl AppState {
         shutdown: CancellationToken,
         mqtt_login: Option<(String, String)>,
         mqtt_connections: mqtt_gate::Connections,
+        enroll: enroll::Enroll,
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let bridge = bridge::Bridge::start(
@@ -61,7 +63,6 @@ impl AppState {
             shutdown,
         );
         let auth = auth::Auth::new(db.clone());
-        let enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
         let audit = audit::Audit::new(db);
         AppState {
             config: Arc::new(config),
@@ -168,7 +169,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     // The embedded broker sits behind the MQTT gate, which checks every client's credentials and
     // topics; an external broker does its own checking (see README).
     let mqtt_connections = mqtt_gate::Connections::default();
-    let enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
+    let mut enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
     let (mqtt_login, enroll_rx) = match config.broker {
         BrokerMode::Embedded(listen) => {
             let (internal, broker_login) = broker::start_embedded()?;
@@ -194,7 +195,24 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                 Some(enroll_rx),
             )
         }
-        BrokerMode::External(_) => (config.broker_login.clone(), None),
+        BrokerMode::External(_) => match &config.mosquitto_dir {
+            // A Mosquitto whose accounts Trellis writes: the server makes its own account.
+            Some(dir) => {
+                let server_password = auth::new_token("trellis_m_");
+                let managed = mosquitto::Mosquitto::new(dir.clone()).map_err(|e| {
+                    anyhow::anyhow!("cannot use mosquitto_dir {}: {e}", dir.display())
+                })?;
+                enroll
+                    .manage_mosquitto(managed, mqtt_gate::SERVER_USERNAME, &server_password)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.log_message()))?;
+                (
+                    Some((mqtt_gate::SERVER_USERNAME.to_owned(), server_password)),
+                    None,
+                )
+            }
+            None => (config.broker_login.clone(), None),
+        },
     };
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -214,6 +232,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             .unwrap_or_else(|| trellis_agent::system::facts().default_node_id());
         let credentials = match config.broker {
             BrokerMode::Embedded(_) => {
+                let password = enroll
+                    .issue_credential(&node_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.log_message()))?;
+                Some((node_id.clone(), password))
+            }
+            BrokerMode::External(_) if config.mosquitto_dir.is_some() => {
                 let password = enroll
                     .issue_credential(&node_id)
                     .await
@@ -254,7 +279,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         BrokerMode::Embedded(a) => format!("embedded MQTT broker on {a}"),
         BrokerMode::External(b) => format!("external MQTT broker {b}"),
     };
-    let state = AppState::start(config, db, shutdown.clone(), mqtt_login, mqtt_connections);
+    let state = AppState::start(
+        config,
+        db,
+        shutdown.clone(),
+        mqtt_login,
+        mqtt_connections,
+        enroll,
+    );
     if let Some(mut rx) = enroll_rx {
         let state = state.clone();
         tokio::spawn(async move {

@@ -34,6 +34,12 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL); `trellis schema > schema.graphql` regenerates the committed file.
     Schema,
+    /// Print the lines to add to mosquitto.conf for a Mosquitto whose accounts the leader
+    /// manages in DIR (start the leader with --broker-url and --mosquitto-dir DIR).
+    MosquittoConfig {
+        /// The directory given to the leader as --mosquitto-dir.
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -56,6 +62,11 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
+        Some(Command::MosquittoConfig { dir }) => {
+            let dir = std::path::absolute(&dir)?;
+            print!("{}", trellis_server::mosquitto::config_lines(&dir));
+            Ok(())
+        }
         Some(Command::Schema) => {
             print!("{}", trellis_server::graphql::sdl());
             Ok(())

@@ -593,6 +593,40 @@ impl Mosquitto {
         }
     }
 
+    /// Starts Mosquitto with the lines `trellis mosquitto-config <dir>` prints, so the leader
+    /// (started with `--mosquitto-dir <dir>`) manages its accounts; nobody can connect until the
+    /// leader has written them.
+    pub async fn start_managed(dir: &Path) -> Mosquitto {
+        let conf_dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        std::fs::create_dir_all(dir).expect("mosquitto dir");
+        for f in ["passwd", "acl"] {
+            std::fs::write(dir.join(f), "").expect("empty account file");
+        }
+        let out = Command::new(binary("trellis"))
+            .arg("mosquitto-config")
+            .arg(dir)
+            .output()
+            .expect("trellis mosquitto-config");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = String::from_utf8_lossy(&out.stdout);
+        std::fs::write(
+            conf_dir.path().join("mosquitto.conf"),
+            format!("listener {port} 127.0.0.1\npersistence false\n{lines}"),
+        )
+        .expect("write mosquitto.conf");
+        let proc = spawn_mosquitto(conf_dir.path(), port, 0).await;
+        Mosquitto {
+            proc,
+            port,
+            _dir: conf_dir,
+        }
+    }
+
     /// Kills Mosquitto with SIGKILL and starts it again on the same port. With no persistence it
     /// comes back knowing no sessions, subscriptions or retained messages.
     pub async fn restart(&mut self) {

@@ -88,4 +88,35 @@ impl EnrollMutation {
         audited(ctx, "rejectNode", Some(&id), state.enroll.reject(&id)).await?;
         Ok(true)
     }
+
+    /// Issues (or replaces) MQTT credentials for a node id without enrollment: for agents on a
+    /// broker whose accounts the leader manages (`--mosquitto-dir`), started with
+    /// `--username <nodeId> --password <password>`. The password is shown this once.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn issue_node_credentials(
+        &self,
+        ctx: &Context<'_>,
+        node_id: String,
+    ) -> Result<NodeCredentials> {
+        let state = ctx.data::<AppState>()?;
+        let work = async {
+            trellis_proto::validate_node_id(&node_id)
+                .map_err(|e| crate::error::ApiError::BadRequest(e.to_string()))?;
+            state.enroll.issue_credential(&node_id).await
+        };
+        let password = audited(ctx, "issueNodeCredentials", Some(&node_id), work).await?;
+        Ok(NodeCredentials {
+            username: node_id,
+            password,
+        })
+    }
+}
+
+/// MQTT credentials for one node.
+#[derive(SimpleObject)]
+pub struct NodeCredentials {
+    /// Username (the node id).
+    pub username: String,
+    /// Password, shown once.
+    pub password: String,
 }

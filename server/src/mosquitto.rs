@@ -1,0 +1,148 @@
+//! Accounts for an external Mosquitto broker that Trellis manages (`--mosquitto-dir`).
+//!
+//! The leader writes a password file (Mosquitto's own `$7$` PBKDF2-SHA512 format) with its own
+//! account and one per enrolled node, and an ACL file giving each node only its own topics, then
+//! asks Mosquitto to reload them (SIGHUP to the pid in `mosquitto.pid`). Mosquitto's side is three
+//! lines of its config (printed by `trellis mosquitto-config`):
+//!
+//! ```text
+//! allow_anonymous false
+//! password_file <dir>/passwd
+//! acl_file <dir>/acl
+//! pid_file <dir>/mosquitto.pid
+//! user <the leader's user>
+//! ```
+
+use std::{
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use sha2::Sha512;
+
+/// PBKDF2 rounds Mosquitto 2 uses for `$7$` hashes.
+const ROUNDS: u32 = 101;
+
+/// A Mosquitto `$7$` hash of `password` with a fresh random salt.
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+    hash_with_salt(password, &salt)
+}
+
+fn hash_with_salt(password: &str, salt: &[u8]) -> String {
+    let mut out = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), salt, ROUNDS, &mut out);
+    format!(
+        "$7${ROUNDS}${}${}",
+        STANDARD.encode(salt),
+        STANDARD.encode(out)
+    )
+}
+
+/// The ACL: the server may do anything; every other user (a node, username = node id) may only
+/// publish its own announce, status, heartbeat and result topics and read its own commands.
+pub const ACL: &str = "\
+user trellis-server
+topic readwrite #
+
+pattern write trellis/v1/nodes/%u/announce
+pattern write trellis/v1/nodes/%u/status
+pattern write trellis/v1/nodes/%u/heartbeat
+pattern write trellis/v1/nodes/%u/result
+pattern read trellis/v1/nodes/%u/command
+";
+
+/// The lines to add to mosquitto.conf for a directory. The files are private to the leader's
+/// user, so Mosquitto must run as that user too (`user`), which also lets it write its pid file
+/// there for the leader to signal.
+pub fn config_lines(dir: &Path) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    format!(
+        "# Accounts managed by the Trellis leader (--mosquitto-dir {0}).\n\
+         allow_anonymous false\npassword_file {0}/passwd\nacl_file {0}/acl\npid_file {0}/mosquitto.pid\nuser {user}\n",
+        dir.display()
+    )
+}
+
+/// The managed directory.
+#[derive(Debug, Clone)]
+pub struct Mosquitto {
+    dir: PathBuf,
+}
+
+impl Mosquitto {
+    /// Manages `dir`, creating it.
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Mosquitto { dir })
+    }
+
+    /// Writes the password and ACL files (atomically, owner-only) and asks Mosquitto to reload.
+    /// `accounts` are (username, `$7$` hash) pairs.
+    pub fn write(&self, accounts: &[(String, String)]) -> std::io::Result<()> {
+        let passwd: String = accounts.iter().map(|(u, h)| format!("{u}:{h}\n")).collect();
+        write_private(&self.dir.join("passwd"), passwd.as_bytes())?;
+        write_private(&self.dir.join("acl"), ACL.as_bytes())?;
+        self.reload();
+        Ok(())
+    }
+
+    /// SIGHUP to the broker, when its pid file is there (Mosquitto not started yet is fine: it
+    /// reads the files when it starts).
+    fn reload(&self) {
+        let Ok(pid) = std::fs::read_to_string(self.dir.join("mosquitto.pid")) else {
+            return;
+        };
+        let pid = pid.trim();
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            tracing::warn!(pid, "mosquitto.pid does not hold a pid");
+            return;
+        }
+        match std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+        {
+            Ok(s) if s.success() => tracing::debug!(pid, "asked Mosquitto to reload its accounts"),
+            other => tracing::warn!(
+                pid,
+                ?other,
+                "could not signal Mosquitto to reload its accounts"
+            ),
+        }
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_what_mosquitto_passwd_writes() {
+        // From `mosquitto_passwd -b -c pw alice secret-pw` (Mosquitto 2.0).
+        let line = "$7$101$3TEo+mOmfhbNoruY$2FUl4ADGck4v34UpsDLQLjlGyfsJ0HDcl7uqNeKUHGdpBIxBEqyL3EnZjXhuZe4mjRasBXlthXWJPgP8tzu67A==";
+        let salt = STANDARD.decode(line.split('$').nth(3).unwrap()).unwrap();
+        assert_eq!(hash_with_salt("secret-pw", &salt), line);
+        assert_ne!(hash_with_salt("other", &salt), line);
+        let fresh = hash_password("x");
+        assert!(
+            fresh.starts_with("$7$101$") && fresh.len() == line.len(),
+            "{fresh}"
+        );
+    }
+}
