@@ -528,17 +528,49 @@ impl Server {
         agent
     }
 
-    /// Waits for `node_id` to ask to join, then approves it.
-    pub async fn approve(&self, node_id: &str, agent: &Agent) {
+    /// The ids of the nodes waiting to join.
+    pub async fn pending_ids(&self) -> Vec<String> {
+        let r = self.graphql("{ pendingNodes { nodeId } }", json!({})).await;
+        r["data"]["pendingNodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["nodeId"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `node_id` asks to join.
+    pub async fn wait_pending(&self, node_id: &str) {
         wait_for(&format!("{node_id} to ask to join"), PATIENCE, || async {
-            let r = self.graphql("{ pendingNodes { nodeId } }", json!({})).await;
-            let pending = r["data"]["pendingNodes"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            pending.iter().any(|p| p["nodeId"] == node_id).then_some(())
+            self.pending_ids()
+                .await
+                .iter()
+                .any(|p| p == node_id)
+                .then_some(())
         })
         .await;
+    }
+
+    /// A node that joined, with its agent killed and a raw MQTT client logged in with the node's
+    /// own credentials in its place: for tests of what a node may and may not send.
+    pub async fn impersonate(&self, node_id: &str) -> (Agent, MqttProbe) {
+        let mut agent = self.join_agent(node_id).await;
+        self.wait_state(node_id, "ONLINE", PATIENCE).await;
+        agent.proc.kill9();
+        let (user, password) = agent_credentials(&agent);
+        let client_id = format!("trellis-agent-{node_id}");
+        let probe =
+            MqttProbe::connect_as(self.mqtt_port, &client_id, Some((&user, &password)), None)
+                .await
+                .unwrap_or_else(|e| panic!("{node_id}'s own credentials refused: {e}"));
+        (agent, probe)
+    }
+
+    /// Waits for `node_id` to ask to join, then approves it.
+    pub async fn approve(&self, node_id: &str, agent: &Agent) {
+        self.wait_pending(node_id).await;
         let r = self
             .graphql(
                 "mutation($id: String!) { approveNode(id: $id) }",

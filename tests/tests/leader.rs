@@ -8,8 +8,8 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
-    Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, binary,
-    next_json, wait_for, web_dir, ws_connect,
+    Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, binary, next_json, wait_for,
+    web_dir, ws_connect,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,18 +237,7 @@ async fn malformed_mqtt_messages_are_dropped_and_everything_keeps_running() {
     let server = Server::start(ServerOpts::default()).await;
     server.wait_state("leader", "ONLINE", PATIENCE).await;
     // A real node whose credentials then send garbage on its own topics.
-    let mut agent = server.join_agent("junk").await;
-    server.wait_state("junk", "ONLINE", PATIENCE).await;
-    agent.proc.kill9();
-    let (user, password) = agent_credentials(&agent);
-    let probe = MqttProbe::connect_as(
-        server.mqtt_port,
-        "trellis-agent-junk",
-        Some((&user, &password)),
-        None,
-    )
-    .await
-    .expect("the node's own credentials connect");
+    let (_agent, probe) = server.impersonate("junk").await;
     let junk: [(&str, &[u8]); 5] = [
         ("trellis/v1/nodes/junk/heartbeat", b"{not json"),
         ("trellis/v1/nodes/junk/status", b"{\"state\":\"exploded\"}"),

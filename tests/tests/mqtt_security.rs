@@ -8,20 +8,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use trellis_tests::{Agent, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, wait_for};
 
-async fn pending(server: &Server) -> Vec<String> {
-    let r = server
-        .graphql("{ pendingNodes { nodeId hostname mac } }", json!({}))
-        .await;
-    r["data"]["pendingNodes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["nodeId"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_join_only_with_a_token_and_an_approval() {
     let server = Server::start(ServerOpts {
@@ -66,13 +52,7 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
         server.dir.path(),
         Some(&token),
     );
-    wait_for("newcomer to be pending", PATIENCE, || async {
-        pending(&server)
-            .await
-            .contains(&"newcomer".to_owned())
-            .then_some(())
-    })
-    .await;
+    server.wait_pending("newcomer").await;
     let r = server
         .graphql(
             "{ pendingNodes { nodeId hostname } nodes { id } }",
@@ -104,7 +84,7 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     // Approved: it gets its own credentials (stored 0600 by the agent) and comes online.
     server.approve("newcomer", &agent).await;
     server.wait_state("newcomer", "ONLINE", PATIENCE).await;
-    assert!(pending(&server).await.is_empty());
+    assert!(server.pending_ids().await.is_empty());
     let (user, _) = agent_credentials(&agent);
     assert_eq!(user, "newcomer");
 
@@ -157,7 +137,7 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     )
     .await;
     assert!(
-        pending(&server).await.is_empty(),
+        server.pending_ids().await.is_empty(),
         "the claim must not become a pending request"
     );
     claim["nonce"] = json!("not-hex");
@@ -204,18 +184,12 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
         server.dir.path(),
         Some(&token2),
     );
-    wait_for("intruder to be pending", PATIENCE, || async {
-        pending(&server)
-            .await
-            .contains(&"intruder".to_owned())
-            .then_some(())
-    })
-    .await;
+    server.wait_pending("intruder").await;
     let r = server
         .graphql("mutation { rejectNode(id: \"intruder\") }", json!({}))
         .await;
     assert_eq!(r["data"]["rejectNode"], true);
-    assert!(!pending(&server).await.contains(&"intruder".to_owned()));
+    assert!(!server.pending_ids().await.contains(&"intruder".to_owned()));
     assert!(server.node("intruder").await.is_none());
 
     // The audit log recorded the requests and decisions.
@@ -338,13 +312,7 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
 
     // The removed agent, restarted with its join token, has to ask again.
     a.respawn();
-    wait_for("node-a to ask to join again", PATIENCE, || async {
-        pending(&server)
-            .await
-            .contains(&"node-a".to_owned())
-            .then_some(())
-    })
-    .await;
+    server.wait_pending("node-a").await;
     assert!(server.node("node-a").await.is_none());
 }
 
@@ -413,18 +381,7 @@ async fn floods_and_crowds_are_held_back() {
         ..ServerOpts::default()
     })
     .await;
-    let mut agent = server.join_agent("chatty").await;
-    server.wait_state("chatty", "ONLINE", PATIENCE).await;
-    agent.proc.kill9();
-    let (user, password) = agent_credentials(&agent);
-    let probe = MqttProbe::connect_as(
-        server.mqtt_port,
-        "trellis-agent-chatty",
-        Some((&user, &password)),
-        None,
-    )
-    .await
-    .expect("node connects");
+    let (_agent, probe) = server.impersonate("chatty").await;
 
     // Watch what the leader makes of a flood of 2000 heartbeats.
     let mut ws = trellis_tests::ws_connect(
