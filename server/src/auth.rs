@@ -122,6 +122,11 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{hex}")
 }
 
+/// Whether a token that may be revoked or expire works now.
+pub fn usable(revoked_at: Option<DateTime<Utc>>, expires_at: Option<DateTime<Utc>>) -> bool {
+    revoked_at.is_none() && expires_at.is_none_or(|e| e > Utc::now())
+}
+
 /// SHA-256 of a token, hex.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -372,7 +377,7 @@ impl Auth {
         else {
             return Ok(None);
         };
-        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e < Utc::now()) {
+        if !usable(t.revoked_at, t.expires_at) {
             return Ok(None);
         }
         let Some(u) = user::Entity::find_by_id(t.user_id.clone())

@@ -15,7 +15,7 @@ use sea_orm::{
 use trellis_proto::Announce;
 
 use crate::{
-    auth::{new_token, token_hash},
+    auth::{new_token, token_hash, usable},
     error::{ApiError, ApiResult},
 };
 
@@ -128,8 +128,7 @@ impl Enroll {
             .filter(join_token::Column::TokenHash.eq(token_hash(token)))
             .one(&self.db)
             .await?;
-        let now = Utc::now();
-        Ok(t.filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)))
+        Ok(t.filter(|t| usable(t.revoked_at, t.expires_at)))
     }
 
     /// Whether `password` is node `node_id`'s MQTT password.
@@ -201,8 +200,7 @@ impl Enroll {
         let token = join_token::Entity::find_by_id(row.join_token_id.clone())
             .one(&self.db)
             .await?;
-        let now = Utc::now();
-        if !token.is_some_and(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)) {
+        if !token.is_some_and(|t| usable(t.revoked_at, t.expires_at)) {
             return Err(ApiError::Forbidden(format!(
                 "node {node_id:?} asked with a join token that has since been revoked or has expired"
             )));

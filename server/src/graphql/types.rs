@@ -227,7 +227,7 @@ impl ApiToken {
     }
     /// Whether it works now (not revoked, not expired).
     async fn active(&self) -> bool {
-        self.0.revoked_at.is_none() && self.0.expires_at.is_none_or(|e| e > Utc::now())
+        crate::auth::usable(self.0.revoked_at, self.0.expires_at)
     }
 }
 
@@ -338,6 +338,6 @@ impl JoinToken {
     }
     /// Whether it works now.
     async fn active(&self) -> bool {
-        self.0.revoked_at.is_none() && self.0.expires_at.is_none_or(|e| e > Utc::now())
+        crate::auth::usable(self.0.revoked_at, self.0.expires_at)
     }
 }
