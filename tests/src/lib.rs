@@ -512,20 +512,25 @@ impl Server {
         if matches!(self.opts.broker, Broker::External(_)) {
             return Agent::start(&self.broker_url(), node_id, self.dir.path());
         }
-        let r = self
-            .graphql(
-                "mutation($n: String!) { createJoinToken(name: $n) { token } }",
-                json!({"n": format!("test {node_id}")}),
-            )
-            .await;
-        let token = r["data"]["createJoinToken"]["token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("join token: {r}"))
-            .to_owned();
+        let token = self.join_token(&format!("test {node_id}")).await;
         let agent =
             Agent::start_with_token(&self.broker_url(), node_id, self.dir.path(), Some(&token));
         self.approve(node_id, &agent).await;
         agent
+    }
+
+    /// A new join token (as the admin).
+    pub async fn join_token(&self, name: &str) -> String {
+        let r = self
+            .graphql(
+                "mutation($n: String!) { createJoinToken(name: $n) { token } }",
+                json!({"n": name}),
+            )
+            .await;
+        r["data"]["createJoinToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("join token: {r}"))
+            .to_owned()
     }
 
     /// The ids of the nodes waiting to join.

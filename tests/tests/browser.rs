@@ -41,6 +41,18 @@ async fn click(browser: &Browser, css: &str) {
     element(browser, css).await.click().await.expect("click");
 }
 
+/// Fills in and sends the login form, once it is shown.
+async fn log_in(browser: &Browser, username: &str, password: &str) {
+    element(
+        browser,
+        "input[name=password][autocomplete=current-password]",
+    )
+    .await;
+    type_into(browser, "input[name=username]", username).await;
+    type_into(browser, "input[name=password]", password).await;
+    click(browser, "form.auth-form button").await;
+}
+
 async fn save_screenshot(browser: &Browser, name: &str) {
     let png = browser.client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join(name), png).expect("save screenshot");
@@ -121,16 +133,7 @@ async fn the_web_app_shows_the_cluster_live() {
 
     // A second node asks to join; the operator approves it on the page; it comes online and is
     // then killed: the page follows through the subscription alone.
-    let r = server
-        .graphql(
-            "mutation { createJoinToken(name: \"field\") { token } }",
-            serde_json::json!({}),
-        )
-        .await;
-    let token = r["data"]["createJoinToken"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = server.join_token("field").await;
     let mut agent = Agent::start_with_token(
         &server.broker_url(),
         "field-cam",
@@ -297,19 +300,7 @@ async fn the_web_app_shows_the_cluster_live() {
 
     // Log out, fail a login, log in again.
     click(&browser, "button.logout").await;
-    wait_for("the login page", PATIENCE, || async {
-        browser
-            .client
-            .find(Locator::Css(
-                "input[name=password][autocomplete=current-password]",
-            ))
-            .await
-            .ok()
-    })
-    .await;
-    type_into(&browser, "input[name=username]", "admin").await;
-    type_into(&browser, "input[name=password]", "not-the-password").await;
-    click(&browser, "form.auth-form button").await;
+    log_in(&browser, "admin", "not-the-password").await;
     let error = wait_for("the login error", PATIENCE, || async {
         text_of(&browser, "p.error").await
     })
@@ -317,19 +308,7 @@ async fn the_web_app_shows_the_cluster_live() {
     assert_eq!(error, "wrong username or password");
     save_screenshot(&browser, "login-failed.png").await;
     browser.client.refresh().await.expect("reload");
-    wait_for("the login page again", PATIENCE, || async {
-        browser
-            .client
-            .find(Locator::Css(
-                "input[name=password][autocomplete=current-password]",
-            ))
-            .await
-            .ok()
-    })
-    .await;
-    type_into(&browser, "input[name=username]", "admin").await;
-    type_into(&browser, "input[name=password]", "first-admin-password").await;
-    click(&browser, "form.auth-form button").await;
+    log_in(&browser, "admin", "first-admin-password").await;
     let user = wait_for("the app after logging in", PATIENCE, || async {
         text_of(&browser, "header .user").await
     })

@@ -168,16 +168,7 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     assert_eq!(server.ping("newcomer").await, Ok("pong".to_owned()));
 
     // Rejecting a pending node.
-    let r = server
-        .graphql(
-            "mutation { createJoinToken(name: \"second\") { token } }",
-            json!({}),
-        )
-        .await;
-    let token2 = r["data"]["createJoinToken"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token2 = server.join_token("second").await;
     let _intruder = Agent::start_with_token(
         &server.broker_url(),
         "intruder",
@@ -333,16 +324,7 @@ async fn listed_mac_addresses_are_approved_without_an_operator() {
         ..ServerOpts::default()
     })
     .await;
-    let r = server
-        .graphql(
-            "mutation { createJoinToken(name: \"rack\") { token } }",
-            json!({}),
-        )
-        .await;
-    let token = r["data"]["createJoinToken"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = server.join_token("rack").await;
     let _agent = Agent::start_with_token(
         &server.broker_url(),
         "rack-1",
