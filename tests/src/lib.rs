@@ -937,6 +937,21 @@ pub async fn ws_connect(server: &Server, protocol: &str, cookie: Option<&str>) -
     ws
 }
 
+/// An acknowledged graphql-transport-ws session: connects (with the cookie, if any), sends
+/// `connection_init` with `payload` and checks the `connection_ack`.
+pub async fn ws_session(server: &Server, cookie: Option<&str>, payload: Value) -> Ws {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = ws_connect(server, "graphql-transport-ws", cookie).await;
+    let init = json!({"type": "connection_init", "payload": payload});
+    ws.send(Message::text(init.to_string()))
+        .await
+        .expect("send connection_init");
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws
+}
+
 /// The next text message as JSON; panics when the socket closes or nothing comes in time.
 pub async fn next_json(ws: &mut Ws) -> Value {
     use futures::StreamExt;

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
     ADMIN_PASSWORD, Auth, PATIENCE, Server, ServerOpts, next_json, until_closed, ws_connect,
+    ws_session,
 };
 
 fn code(body: &Value) -> &str {
@@ -394,13 +395,7 @@ async fn websocket_subscriptions_need_credentials_in_time() {
         .as_str()
         .expect("token")
         .to_owned();
-    let mut ws = ws_connect(&server, "graphql-transport-ws", None).await;
-    ws.send(Message::text(
-        json!({"type": "connection_init", "payload": {"token": token}}).to_string(),
-    ))
-    .await
-    .expect("send");
-    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    let mut ws = ws_session(&server, None, json!({"token": token})).await;
     ws.send(Message::text(subscribe("1"))).await.expect("send");
     let msg = next_json(&mut ws).await;
     assert_eq!(

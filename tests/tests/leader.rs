@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
     Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, binary, next_json, wait_for,
-    web_dir, ws_connect,
+    web_dir, ws_connect, ws_session,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -290,18 +290,7 @@ async fn subscriptions_stream_node_events_over_both_websocket_protocols() {
     let query = "subscription { nodeEvents { kind nodeId node { state cpuPercent } } }";
 
     // graphql-transport-ws (the current protocol).
-    let mut ws = ws_connect(
-        &server,
-        "graphql-transport-ws",
-        server.admin_cookie.as_deref(),
-    )
-    .await;
-    ws.send(Message::text(
-        json!({"type": "connection_init"}).to_string(),
-    ))
-    .await
-    .expect("send");
-    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    let mut ws = ws_session(&server, server.admin_cookie.as_deref(), json!({})).await;
     ws.send(Message::text(
         json!({"id": "1", "type": "subscribe", "payload": {"query": query}}).to_string(),
     ))

@@ -366,21 +366,8 @@ async fn floods_and_crowds_are_held_back() {
     let (_agent, probe) = server.impersonate("chatty").await;
 
     // Watch what the leader makes of a flood of 2000 heartbeats.
-    let mut ws = trellis_tests::ws_connect(
-        &server,
-        "graphql-transport-ws",
-        server.admin_cookie.as_deref(),
-    )
-    .await;
-    ws.send(Message::text(
-        json!({"type": "connection_init"}).to_string(),
-    ))
-    .await
-    .expect("send");
-    assert_eq!(
-        trellis_tests::next_json(&mut ws).await["type"],
-        "connection_ack"
-    );
+    let mut ws =
+        trellis_tests::ws_session(&server, server.admin_cookie.as_deref(), json!({})).await;
     let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { nodeEvents { kind nodeId } }"}});
     ws.send(Message::text(sub.to_string())).await.expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
