@@ -29,6 +29,8 @@ pub struct AgentConfig {
     /// MQTT username and password to use as they are (the leader's local agent, or a broker
     /// whose accounts are managed elsewhere).
     pub credentials: Option<(String, String)>,
+    /// Where this node's Docker engine listens, announced to the leader.
+    pub docker_endpoint: Option<trellis_proto::DockerEndpoint>,
 }
 
 impl Default for AgentConfig {
@@ -46,6 +48,7 @@ impl Default for AgentConfig {
             join_token: None,
             state_dir: None,
             credentials: None,
+            docker_endpoint: None,
         }
     }
 }
@@ -87,6 +90,10 @@ pub struct Args {
     /// MQTT password that goes with --username.
     #[arg(long, env = "TRELLIS_AGENT_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// Where this node's Docker engine listens for the leader: tcp://<address>:2376 (with
+    /// dockerd's --tlsverify and a certificate from `trellis docker-tls server-cert`).
+    #[arg(long, env = "TRELLIS_AGENT_DOCKER_ENDPOINT")]
+    pub docker_endpoint: Option<String>,
 }
 
 /// Where the agent keeps its credentials unless told otherwise.
@@ -106,6 +113,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     username: Option<String>,
     password: Option<String>,
+    docker_endpoint: Option<String>,
 }
 
 /// Bad configuration, naming the key at fault.
@@ -209,6 +217,12 @@ impl Args {
             })?;
             c.hardware = hw;
         }
+        if let Some(e) = self.docker_endpoint.or(file.docker_endpoint) {
+            c.docker_endpoint = Some(e.parse().map_err(|reason| ConfigError::Invalid {
+                key: "docker_endpoint",
+                reason,
+            })?);
+        }
         Ok(c)
     }
 }
@@ -270,6 +284,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("invalid heartbeat_secs"), "{e}");
+        let e = args(&["--docker-endpoint", "tcp://pi:http"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid docker_endpoint"), "{e}");
         let e = args(&["--hardware", "gpio9000"])
             .resolve()
             .unwrap_err()

@@ -53,6 +53,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         agent_version: VERSION.to_owned(),
         hardware: hardware.name().to_owned(),
         heartbeat_interval_secs: config.heartbeat_interval.as_secs().max(1),
+        docker_endpoint: config.docker_endpoint.as_ref().map(ToString::to_string),
     };
     tracing::info!(node_id, broker = %config.broker, hardware = hardware.name(), "agent starting");
     loop {

@@ -47,6 +47,10 @@ pub struct Model {
     pub first_seen: DateTimeUtc,
     /// When the server last heard from the node (server clock, so node clock skew does not matter).
     pub last_seen: DateTimeUtc,
+    /// Where the node's Docker engine listens, as the agent announced it (`tcp://...`, `unix://...`).
+    pub docker_endpoint: Option<String>,
+    /// An admin allowed plain TCP (no TLS) to this node's Docker engine.
+    pub docker_insecure: bool,
 }
 
 /// Nodes have no relations yet.

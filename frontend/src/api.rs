@@ -47,6 +47,24 @@ pub struct RenameNode;
 )]
 pub struct RemoveNode;
 
+/// Ask a node's Docker engine what it is.
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct DockerEngine;
+
+/// Allow plain TCP to a node's Docker engine, or require TLS again (admins).
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "src/operations.graphql",
+    response_derives = "Debug, Clone, PartialEq, Serialize"
+)]
+pub struct SetNodeDockerInsecure;
+
 /// Ping a node through its agent.
 #[derive(GraphQLQuery)]
 #[graphql(

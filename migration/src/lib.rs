@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_node;
 mod m20261121_000002_create_auth_and_audit;
 mod m20261121_000003_create_enrollment;
+mod m20261121_000004_add_node_docker;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_node::Migration),
             Box::new(m20261121_000002_create_auth_and_audit::Migration),
             Box::new(m20261121_000003_create_enrollment::Migration),
+            Box::new(m20261121_000004_add_node_docker::Migration),
         ]
     }
 }

@@ -192,6 +192,9 @@ pub struct Announce {
     pub hardware: String,
     /// Seconds between heartbeats, so the server knows when a silent node is overdue.
     pub heartbeat_interval_secs: u64,
+    /// Where the node's Docker engine listens, as a [`DockerEndpoint`] string, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_endpoint: Option<String>,
 }
 
 /// Liveness of a node as the node (or its last-will) reports it.
@@ -340,6 +343,7 @@ mod tests {
             agent_version: "0.1.0".into(),
             hardware: "simulator".into(),
             heartbeat_interval_secs: 5,
+            docker_endpoint: Some("tcp://10.0.0.2:2376".into()),
         }
     }
 
@@ -444,6 +448,91 @@ impl std::str::FromStr for BrokerAddr {
     }
 }
 
+/// Where a node's Docker engine listens.
+///
+/// `tcp://host:port` (port 2376, Docker's TLS port, when left out) is reached with TLS and a
+/// client certificate unless an admin marked the node insecure; `unix:///path` names a socket on
+/// the node itself, which only the leader's own node can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEndpoint {
+    /// A Unix socket on the node: `unix:///var/run/docker.sock`.
+    Unix(String),
+    /// A TCP address: `tcp://10.0.0.5:2376`.
+    Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl std::str::FromStr for DockerEndpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() > 255 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{s:?} is not a Docker endpoint: too long, or holds spaces"
+            ));
+        }
+        if let Some(path) = s.strip_prefix("unix://") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(format!(
+                    "{s:?}: a unix endpoint needs an absolute socket path, like unix:///var/run/docker.sock"
+                ));
+            }
+            return Ok(DockerEndpoint::Unix(path.to_owned()));
+        }
+        let rest = s.strip_prefix("tcp://").ok_or_else(|| {
+            format!("{s:?} is not a Docker endpoint like tcp://10.0.0.5:2376 or unix:///var/run/docker.sock")
+        })?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: unclosed '[' in the address"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b));
+        if !host_ok {
+            return Err(format!(
+                "{s:?}: the host {host:?} is not a name or IP address"
+            ));
+        }
+        let port =
+            match port {
+                None => 2376,
+                Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    format!("{s:?}: the port {p:?} is not a number from 1 to 65535")
+                })?,
+            };
+        Ok(DockerEndpoint::Tcp {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for DockerEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DockerEndpoint::Unix(path) => write!(f, "unix://{path}"),
+            DockerEndpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
+            DockerEndpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+        }
+    }
+}
+
 impl std::fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.host.contains(':') {
@@ -456,7 +545,31 @@ impl std::fmt::Display for BrokerAddr {
 
 #[cfg(test)]
 mod broker_addr_tests {
-    use super::BrokerAddr;
+    use super::{BrokerAddr, DockerEndpoint};
+
+    #[test]
+    fn parses_docker_endpoints_and_names_what_is_wrong() {
+        let ok = |s: &str| s.parse::<DockerEndpoint>().unwrap().to_string();
+        assert_eq!(ok("tcp://10.0.0.5:2376"), "tcp://10.0.0.5:2376");
+        assert_eq!(ok("tcp://pi-4.lab"), "tcp://pi-4.lab:2376");
+        assert_eq!(ok("tcp://[fd00::5]:2375/"), "tcp://[fd00::5]:2375");
+        assert_eq!(
+            ok("unix:///var/run/docker.sock"),
+            "unix:///var/run/docker.sock"
+        );
+        for (bad, says) in [
+            ("http://10.0.0.5:2376", "not a Docker endpoint"),
+            ("tcp://10.0.0.5:0", "port"),
+            ("tcp://10.0.0.5:99999", "port"),
+            ("tcp://:2376", "host"),
+            ("tcp://a b:1", "spaces"),
+            ("tcp://host/../x:1", "host"),
+            ("unix://relative.sock", "absolute"),
+        ] {
+            let e = bad.parse::<DockerEndpoint>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_broker_urls_and_names_what_is_wrong() {

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub broker_login: Option<(String, String)>,
     /// Directory where the leader writes the accounts of an external Mosquitto it manages.
     pub mosquitto_dir: Option<PathBuf>,
+    /// Certificates for nodes' Docker engines over TLS (`ca.pem`, `cert.pem`, `key.pem`).
+    pub docker_tls_dir: PathBuf,
 }
 
 /// Which broker the server uses.
@@ -82,9 +84,19 @@ impl BrokerMode {
 }
 
 impl ServerConfig {
+    /// The node id of the leader's own agent, when it runs one.
+    pub fn local_node_id(&self) -> Option<String> {
+        self.local_agent.then(|| {
+            self.local_agent_node_id
+                .clone()
+                .unwrap_or_else(|| trellis_agent::system::facts().default_node_id())
+        })
+    }
+
     /// The defaults: everything on loopback, SQLite in `./trellis-data`, embedded broker, local agent.
     pub fn defaults_in(data_dir: PathBuf) -> Self {
         let database_url = sqlite_url(&data_dir);
+        let docker_tls_dir = data_dir.join("docker-tls");
         ServerConfig {
             data_dir,
             database_url,
@@ -104,6 +116,7 @@ impl ServerConfig {
             auto_approve_macs: Vec::new(),
             broker_login: None,
             mosquitto_dir: None,
+            docker_tls_dir,
         }
     }
 }
@@ -189,6 +202,10 @@ pub struct Args {
     /// manages (see `trellis mosquitto-config`).
     #[arg(long, env = "TRELLIS_MOSQUITTO_DIR")]
     pub mosquitto_dir: Option<PathBuf>,
+    /// Directory with the CA and client certificate for nodes' Docker engines over TLS
+    /// (default <data-dir>/docker-tls, made at first start).
+    #[arg(long, env = "TRELLIS_DOCKER_TLS_DIR")]
+    pub docker_tls_dir: Option<PathBuf>,
 }
 
 /// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
@@ -216,6 +233,7 @@ struct FileConfig {
     broker_username: Option<String>,
     broker_password: Option<String>,
     mosquitto_dir: Option<PathBuf>,
+    docker_tls_dir: Option<PathBuf>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -445,6 +463,9 @@ impl Args {
                 ));
             }
             c.mosquitto_dir = Some(dir);
+        }
+        if let Some(dir) = self.docker_tls_dir.or(file.docker_tls_dir) {
+            c.docker_tls_dir = dir;
         }
         Ok(c)
     }

@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod docker;
 pub mod enroll;
 pub mod error;
 pub mod graphql;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub enroll: enroll::Enroll,
     /// Live MQTT connections of nodes (through the gate), to cut off removed nodes.
     pub mqtt_connections: mqtt_gate::Connections,
+    /// Nodes' Docker engines.
+    pub docker: docker::DockerAccess,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
         mqtt_login: Option<(String, String)>,
         mqtt_connections: mqtt_gate::Connections,
         enroll: enroll::Enroll,
+        docker_tls: docker::DockerTls,
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let bridge = bridge::Bridge::start(
@@ -64,6 +68,7 @@ impl AppState {
         );
         let auth = auth::Auth::new(db.clone());
         let audit = audit::Audit::new(db);
+        let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
         AppState {
             config: Arc::new(config),
             nodes,
@@ -72,6 +77,7 @@ impl AppState {
             bridge,
             enroll,
             mqtt_connections,
+            docker,
         }
     }
 
@@ -158,9 +164,20 @@ pub fn app(state: AppState) -> Router {
     http::router(state, schema)
 }
 
+/// The Docker socket of the leader's own machine.
+pub const LOCAL_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
 /// Runs a whole leader until `shutdown` is cancelled.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // One TLS provider for the whole process (Docker over TLS); a second call finds it installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = db::connect(&config.database_url).await?;
+    let docker_tls = docker::DockerTls::ensure(&config.docker_tls_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot use docker_tls_dir {}: {e}",
+            config.docker_tls_dir.display()
+        )
+    })?;
     bootstrap_admin(&config, &db).await?;
     tracing::info!(
         database = db::redact(&config.database_url),
@@ -226,10 +243,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 
     let agent = if config.local_agent {
         // The leader's own node is enrolled automatically: it gets fresh credentials each start.
-        let node_id = config
-            .local_agent_node_id
-            .clone()
-            .unwrap_or_else(|| trellis_agent::system::facts().default_node_id());
+        let node_id = config.local_node_id().unwrap_or_default();
         let credentials = match config.broker {
             BrokerMode::Embedded(_) => {
                 let password = enroll
@@ -247,8 +261,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             }
             BrokerMode::External(_) => config.broker_login.clone(),
         };
+        // The leader's own Docker engine, when it has one, is reached through its socket.
+        let docker_endpoint = std::path::Path::new(LOCAL_DOCKER_SOCKET)
+            .exists()
+            .then(|| trellis_proto::DockerEndpoint::Unix(LOCAL_DOCKER_SOCKET.to_owned()));
         let agent_config = trellis_agent::AgentConfig {
             broker: config.broker.client_addr(),
+            docker_endpoint,
             node_id: Some(node_id),
             credentials,
             heartbeat_interval: config.heartbeat_interval,
@@ -286,6 +305,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         mqtt_login,
         mqtt_connections,
         enroll,
+        docker_tls,
     );
     if let Some(mut rx) = enroll_rx {
         let state = state.clone();

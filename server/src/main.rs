@@ -40,6 +40,27 @@ enum Command {
         /// The directory given to the leader as --mosquitto-dir.
         dir: std::path::PathBuf,
     },
+    /// Certificates for reaching nodes' Docker engines over TLS.
+    DockerTls {
+        #[command(subcommand)]
+        action: DockerTlsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DockerTlsAction {
+    /// Issue a node's Docker daemon a server certificate from the leader's CA, and print how to
+    /// start the daemon with it.
+    ServerCert {
+        /// A name or IP address the leader reaches the daemon by (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Directory to write ca.pem, server-cert.pem and server-key.pem into.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        args: Args,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -65,6 +86,25 @@ fn main() -> anyhow::Result<()> {
         Some(Command::MosquittoConfig { dir }) => {
             let dir = std::path::absolute(&dir)?;
             print!("{}", trellis_server::mosquitto::config_lines(&dir));
+            Ok(())
+        }
+        Some(Command::DockerTls {
+            action: DockerTlsAction::ServerCert { hosts, out, args },
+        }) => {
+            let config = args.resolve()?;
+            let tls = trellis_server::docker::DockerTls::ensure(&config.docker_tls_dir)?;
+            tls.issue_server_cert(&hosts, &out)?;
+            let out = std::path::absolute(&out)?;
+            println!(
+                "Wrote ca.pem, server-cert.pem and server-key.pem to {0}.\n\
+                 Copy them to the node (say to /etc/docker/tls) and start its Docker daemon with\n\n  \
+                 dockerd --tlsverify --tlscacert=/etc/docker/tls/ca.pem \
+                 --tlscert=/etc/docker/tls/server-cert.pem --tlskey=/etc/docker/tls/server-key.pem \
+                 -H unix:///var/run/docker.sock -H tcp://0.0.0.0:2376\n\n\
+                 then start the node's agent with --docker-endpoint tcp://{1}:2376.",
+                out.display(),
+                hosts[0]
+            );
             Ok(())
         }
         Some(Command::Schema) => {

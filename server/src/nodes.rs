@@ -133,8 +133,18 @@ impl Nodes {
     ) -> ApiResult<node::Model> {
         let ips = serde_json::json!(a.ip_addresses);
         let hb = i64::try_from(a.heartbeat_interval_secs).unwrap_or(i64::MAX);
+        // A bad endpoint is dropped (the rest of the announce still counts), with the reason logged.
+        let docker = a.docker_endpoint.as_deref().and_then(|e| {
+            e.parse::<trellis_proto::DockerEndpoint>()
+                .map_err(|reason| {
+                    tracing::warn!(node_id = a.node_id, reason, "ignored a bad Docker endpoint")
+                })
+                .ok()
+                .map(|e| e.to_string())
+        });
         let model = match self.get(&a.node_id).await? {
             Some(existing) => {
+                let existing_endpoint = existing.docker_endpoint.clone();
                 let mut m = existing.into_active_model();
                 m.hostname = Set(a.hostname.clone());
                 m.mac = Set(a.mac.clone());
@@ -145,6 +155,11 @@ impl Nodes {
                 m.agent_version = Set(a.agent_version.clone());
                 m.hardware = Set(a.hardware.clone());
                 m.heartbeat_interval_secs = Set(hb);
+                // An admin's insecure mark was for one endpoint: a node naming another loses it.
+                if existing_endpoint != docker {
+                    m.docker_insecure = Set(false);
+                }
+                m.docker_endpoint = Set(docker);
                 m.update(&self.db).await?
             }
             None => {
@@ -170,6 +185,8 @@ impl Nodes {
                     uptime_secs: Set(None),
                     first_seen: Set(now),
                     last_seen: Set(now),
+                    docker_endpoint: Set(docker),
+                    docker_insecure: Set(false),
                 }
                 .insert(&self.db)
                 .await?
@@ -273,6 +290,15 @@ impl Nodes {
         }
         let mut m = self.require(id).await?.into_active_model();
         m.name = Set(name);
+        let model = m.update(&self.db).await?;
+        self.emit(NodeEventKind::Updated, &model);
+        Ok(model)
+    }
+
+    /// Allows (or stops allowing) plain TCP to a node's Docker engine.
+    pub async fn set_docker_insecure(&self, id: &str, insecure: bool) -> ApiResult<node::Model> {
+        let mut m = self.require(id).await?.into_active_model();
+        m.docker_insecure = Set(insecure);
         let model = m.update(&self.db).await?;
         self.emit(NodeEventKind::Updated, &model);
         Ok(model)

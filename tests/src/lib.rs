@@ -82,7 +82,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    /// Starts `cmd` with its output going to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
         let file = std::fs::File::create(&log).expect("log file");
         cmd.stdout(file.try_clone().expect("clone log"))
             .stderr(file)
@@ -431,6 +432,7 @@ pub struct Agent {
     dir: PathBuf,
     generation: u32,
     join_token: Option<String>,
+    extra_args: Vec<String>,
 }
 
 impl Agent {
@@ -447,8 +449,27 @@ impl Agent {
         dir: &Path,
         join_token: Option<&str>,
     ) -> Agent {
+        Agent::start_with_args(broker_url, node_id, dir, join_token, &[])
+    }
+
+    /// Like [`Agent::start_with_token`], with more `trellis-agent` flags.
+    pub fn start_with_args(
+        broker_url: &str,
+        node_id: &str,
+        dir: &Path,
+        join_token: Option<&str>,
+        extra_args: &[&str],
+    ) -> Agent {
         let join_token = join_token.map(str::to_owned);
-        let proc = spawn_agent(broker_url, node_id, dir, 0, join_token.as_deref());
+        let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        let proc = spawn_agent(
+            broker_url,
+            node_id,
+            dir,
+            0,
+            join_token.as_deref(),
+            &extra_args,
+        );
         Agent {
             proc,
             node_id: node_id.to_owned(),
@@ -456,6 +477,7 @@ impl Agent {
             dir: dir.to_path_buf(),
             generation: 0,
             join_token,
+            extra_args,
         }
     }
 
@@ -469,6 +491,7 @@ impl Agent {
             &self.dir,
             self.generation,
             self.join_token.as_deref(),
+            &self.extra_args,
         );
     }
 
@@ -484,6 +507,7 @@ fn spawn_agent(
     dir: &Path,
     generation: u32,
     join_token: Option<&str>,
+    extra_args: &[String],
 ) -> Proc {
     let mut cmd = Command::new(binary("trellis-agent"));
     cmd.env("TRELLIS_LOG", "info")
@@ -501,6 +525,7 @@ fn spawn_agent(
     if let Some(t) = join_token {
         cmd.args(["--join-token", t]);
     }
+    cmd.args(extra_args);
     Proc::spawn(cmd, dir.join(format!("agent-{node_id}-{generation}.log")))
 }
 
@@ -509,12 +534,28 @@ impl Server {
     /// enrolls with a new join token and the admin approves it; on an external (anonymous test)
     /// broker it just connects.
     pub async fn join_agent(&self, node_id: &str) -> Agent {
+        self.join_agent_with(node_id, &[]).await
+    }
+
+    /// Like [`Server::join_agent`], with more `trellis-agent` flags.
+    pub async fn join_agent_with(&self, node_id: &str, extra_args: &[&str]) -> Agent {
         if matches!(self.opts.broker, Broker::External(_)) {
-            return Agent::start(&self.broker_url(), node_id, self.dir.path());
+            return Agent::start_with_args(
+                &self.broker_url(),
+                node_id,
+                self.dir.path(),
+                None,
+                extra_args,
+            );
         }
         let token = self.join_token(&format!("test {node_id}")).await;
-        let agent =
-            Agent::start_with_token(&self.broker_url(), node_id, self.dir.path(), Some(&token));
+        let agent = Agent::start_with_args(
+            &self.broker_url(),
+            node_id,
+            self.dir.path(),
+            Some(&token),
+            extra_args,
+        );
         self.approve(node_id, &agent).await;
         agent
     }

@@ -134,11 +134,12 @@ async fn the_web_app_shows_the_cluster_live() {
     // A second node asks to join; the operator approves it on the page; it comes online and is
     // then killed: the page follows through the subscription alone.
     let token = server.join_token("field").await;
-    let mut agent = Agent::start_with_token(
+    let mut agent = Agent::start_with_args(
         &server.broker_url(),
         "field-cam",
         server.dir.path(),
         Some(&token),
+        &["--docker-endpoint", "tcp://127.0.0.1:2375"],
     );
     let pending = wait_for(
         "field-cam waiting to join in the page",
@@ -155,6 +156,25 @@ async fn the_web_app_shows_the_cluster_live() {
             .filter(|t| t.contains("online"))
     })
     .await;
+    // An admin allows plain TCP to its Docker engine: the list marks the node.
+    let r = server
+        .graphql(
+            "mutation { setNodeDockerInsecure(id: \"field-cam\", insecure: true) { id } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    wait_for(
+        "field-cam marked insecure in the page",
+        PATIENCE,
+        || async {
+            row_text(&browser, "field-cam")
+                .await
+                .filter(|t| t.contains("insecure Docker"))
+        },
+    )
+    .await;
+    save_screenshot(&browser, "cluster-insecure-docker.png").await;
     agent.proc.kill9();
     wait_for(
         "field-cam lost in the page",
@@ -229,6 +249,18 @@ async fn the_web_app_shows_the_cluster_live() {
         message.starts_with("The node answered “pong” in"),
         "{message}"
     );
+    // The leader's own Docker engine, through its socket, from the same page.
+    assert!(
+        facts.contains("unix:///var/run/docker.sock local socket"),
+        "{facts}"
+    );
+    click(&browser, "button.check-docker").await;
+    let message = wait_for("the Docker engine's answer", PATIENCE, || async {
+        let t = text_of(&browser, "p.message").await?;
+        t.starts_with("Docker ").then_some(t)
+    })
+    .await;
+    assert!(message.contains("over UNIX"), "{message}");
     let png = browser.client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join("node-page.png"), png).expect("save screenshot");
 

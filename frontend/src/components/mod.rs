@@ -148,3 +148,23 @@ pub fn local_time(rfc3339: &str) -> String {
     }
     String::from(date.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED))
 }
+
+/// How a node's Docker engine is reached, for people, and whether that deserves a warning:
+/// ("TLS", false), ("insecure: plain TCP", true), or the reason the leader refuses it.
+pub fn docker_words(
+    insecure: bool,
+    transport: Option<String>,
+    refused: Option<String>,
+) -> (String, bool) {
+    if let Some(why) = refused {
+        return (format!("refused: {why}"), true);
+    }
+    if insecure {
+        return ("insecure: plain TCP".into(), true);
+    }
+    match transport.map(|t| t.to_uppercase()).as_deref() {
+        Some("TLS") => ("TLS".into(), false),
+        Some("UNIX") => ("local socket".into(), false),
+        _ => ("—".into(), false),
+    }
+}

@@ -5,7 +5,7 @@ use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::{
     Cluster, api,
-    components::{ago, bytes, cpu, memory, reload, state_word},
+    components::{ago, bytes, cpu, docker_words, memory, reload, state_word},
 };
 
 /// The node page.
@@ -46,6 +46,46 @@ pub fn NodePage() -> impl IntoView {
             }
         });
     };
+    let check_docker = move |_| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            match api::run::<api::DockerEngine>(api::docker_engine::Variables { id }).await {
+                Ok(r) => {
+                    let e = r.docker_engine;
+                    message.set(Some(format!(
+                        "Docker {} (API {}, {}/{}) over {}: {} containers ({} running), {} images.",
+                        e.version,
+                        e.api_version,
+                        e.os,
+                        e.arch,
+                        format!("{:?}", e.transport).to_uppercase(),
+                        e.containers,
+                        e.containers_running,
+                        e.images
+                    )));
+                }
+                Err(e) => message.set(Some(e)),
+            }
+        });
+    };
+    let set_insecure = move |insecure: bool| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            let vars = api::set_node_docker_insecure::Variables { id, insecure };
+            match api::run::<api::SetNodeDockerInsecure>(vars).await {
+                Ok(_) => {
+                    message.set(Some(if insecure {
+                        "Plain TCP allowed: anyone who reaches that port controls the engine."
+                            .into()
+                    } else {
+                        "TLS required again.".into()
+                    }));
+                    reload(cluster).await;
+                }
+                Err(e) => message.set(Some(e)),
+            }
+        });
+    };
     let remove = move |_| {
         let id = id();
         leptos::task::spawn_local(async move {
@@ -67,6 +107,18 @@ pub fn NodePage() -> impl IntoView {
                 let (word, class) = state_word(&n.state);
                 let now = cluster.now_ms.get();
                 let labels = n.labels.iter().map(|l| format!("{}={}", l.key, l.value)).collect::<Vec<_>>().join(", ");
+                let insecure = n.docker.as_ref().is_some_and(|d| d.insecure);
+                let tcp = n.docker.as_ref().is_some_and(|d| d.endpoint.starts_with("tcp://"));
+                let docker = match &n.docker {
+                    None => view! { <span>"—"</span> }.into_any(),
+                    Some(d) => {
+                        let (how, warn) = docker_words(d.insecure, d.transport.as_ref().map(|t| format!("{t:?}")), d.refused.clone());
+                        view! {
+                            <code>{d.endpoint.clone()}</code> " "
+                            <span class=if warn { "badge insecure" } else { "badge" }>{how}</span>
+                        }.into_any()
+                    }
+                };
                 view! {
                     <h1>{n.name.clone()} " " <span class=class>{word}</span></h1>
                     <dl class="facts">
@@ -84,7 +136,17 @@ pub fn NodePage() -> impl IntoView {
                         <dt>"Agent"</dt><dd>{format!("{} ({} hardware, heartbeat every {} s)", n.agent_version, n.hardware, n.heartbeat_interval_secs)}</dd>
                         <dt>"Memory total"</dt><dd>{n.mem_total_bytes.map(bytes).unwrap_or_else(|| "—".into())}</dd>
                         <dt>"Labels"</dt><dd>{if labels.is_empty() { "—".to_owned() } else { labels }}</dd>
+                        <dt>"Docker"</dt><dd class="docker">{docker}</dd>
                     </dl>
+                    <Show when=move || cluster.is_admin && tcp>
+                        <p class="docker-admin">
+                            {if insecure {
+                                view! { <button type="button" class="require-tls" on:click=move |_| set_insecure(false)>"Require TLS for Docker"</button> }.into_any()
+                            } else {
+                                view! { <button type="button" class="danger allow-plain" on:click=move |_| set_insecure(true)>"Allow plain TCP to Docker (insecure)"</button> }.into_any()
+                            }}
+                        </p>
+                    </Show>
                 }.into_any()
             }
         }}
@@ -93,6 +155,7 @@ pub fn NodePage() -> impl IntoView {
                 on:input=move |ev| new_name.set(event_target_value(&ev)) maxlength="64"/>
             <button type="button" on:click=rename>"Rename"</button>
             <button type="button" on:click=ping>"Ping"</button>
+            <button type="button" class="check-docker" on:click=check_docker>"Check Docker"</button>
             <button type="button" class="danger" on:click=remove>"Remove node"</button>
         </form>
         <Show when=move || message.get().is_some()>

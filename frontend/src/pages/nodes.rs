@@ -40,9 +40,16 @@ pub fn NodesPage() -> impl IntoView {
                                 let href = format!("/nodes/{}", n.id);
                                 let name = n.name.clone();
                                 let id = n.id.clone();
+                                let insecure = n.docker.as_ref().is_some_and(|d| d.insecure);
                                 view! {
                                     <tr data-node-id=n.id.clone()>
-                                        <td><A href=href>{name}</A><small class="id">{id}</small></td>
+                                        <td>
+                                            <A href=href>{name}</A>
+                                            <Show when=move || insecure>
+                                                " " <span class="badge insecure" title="An admin allowed plain TCP to this node's Docker engine">"insecure Docker"</span>
+                                            </Show>
+                                            <small class="id">{id}</small>
+                                        </td>
                                         <td><span class=class>{word}</span></td>
                                         <td>{ago(&n.last_seen, now)}</td>
                                         <td class="num">{cpu(&n)}</td>

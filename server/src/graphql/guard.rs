@@ -16,16 +16,42 @@ pub struct RoleGuard(pub Role);
 
 impl Guard for RoleGuard {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        match ctx.data_opt::<Principal>() {
-            None => Err(ApiError::Unauthenticated("log in or send an API token".into()).into()),
-            Some(p) if p.role >= self.0 => Ok(()),
-            Some(p) => Err(ApiError::Forbidden(format!(
+        let refused = match ctx.data_opt::<Principal>() {
+            None => ApiError::Unauthenticated("log in or send an API token".into()),
+            Some(p) if p.role >= self.0 => return Ok(()),
+            Some(p) => ApiError::Forbidden(format!(
                 "this needs the {} role; you have {}",
                 self.0.as_str(),
                 p.role.as_str()
-            ))
-            .into()),
+            )),
+        };
+        // A user's mutation refused for want of a role is in the audit log too, under its field
+        // name and with its `id` argument as the target. (Anonymous calls are not recorded: that
+        // would let anyone fill the log.)
+        if let Some(p) = ctx.data_opt::<Principal>()
+            && ctx.query_env.operation.node.ty
+                == async_graphql::parser::types::OperationType::Mutation
+            && let Ok(state) = ctx.data::<AppState>()
+        {
+            let field = ctx.field();
+            let target = field.arguments().ok().and_then(|args| {
+                args.into_iter().find_map(|(name, value)| match value {
+                    async_graphql::Value::String(s) if name.as_str() == "id" => Some(s),
+                    _ => None,
+                })
+            });
+            state
+                .audit
+                .record(
+                    &p.actor(),
+                    field.name(),
+                    target.as_deref(),
+                    refused.code(),
+                    Some(refused.public_message()),
+                )
+                .await;
         }
+        Err(refused.into())
     }
 }
 

@@ -132,6 +132,38 @@ impl Node {
     async fn last_seen(&self) -> DateTime<Utc> {
         self.0.last_seen
     }
+    /// The node's Docker engine as the leader sees it; null when the node announced none.
+    async fn docker(&self, ctx: &async_graphql::Context<'_>) -> Option<NodeDocker> {
+        let endpoint = self.0.docker_endpoint.clone()?;
+        let plan = ctx
+            .data::<crate::AppState>()
+            .ok()
+            .map(|s| s.docker.plan(&self.0));
+        let (transport, refused) = match plan {
+            Some(Ok((_, t))) => (Some(t), None),
+            Some(Err(e)) => (None, Some(e.public_message())),
+            None => (None, None),
+        };
+        Some(NodeDocker {
+            endpoint,
+            insecure: self.0.docker_insecure,
+            transport,
+            refused,
+        })
+    }
+}
+
+/// Where a node's Docker engine listens and how the leader reaches it.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct NodeDocker {
+    /// The endpoint the agent announced (`tcp://10.0.0.5:2376`, or `unix://...` on the leader).
+    pub endpoint: String,
+    /// An admin allowed plain TCP, without TLS, to this engine. The web app shows this mark.
+    pub insecure: bool,
+    /// How the leader reaches it; null when it refuses to (see `refused`).
+    pub transport: Option<crate::docker::DockerTransport>,
+    /// Why the leader will not use this endpoint, if it will not.
+    pub refused: Option<String>,
 }
 
 /// Something that happened to a node.

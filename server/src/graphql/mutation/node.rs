@@ -77,6 +77,33 @@ impl NodeMutation {
         ))
     }
 
+    /// Allows plain TCP, without TLS, to a node's Docker engine (`insecure: true`), or requires TLS
+    /// again. Anyone who can reach that port controls the engine, so only an admin may, and the
+    /// web app marks such nodes.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn set_node_docker_insecure(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        insecure: bool,
+    ) -> Result<Node> {
+        let state = ctx.data::<AppState>()?;
+        let action = if insecure {
+            "markNodeDockerInsecure"
+        } else {
+            "requireNodeDockerTls"
+        };
+        Ok(Node(
+            audited(
+                ctx,
+                action,
+                Some(&id),
+                state.nodes.set_docker_insecure(&id, insecure),
+            )
+            .await?,
+        ))
+    }
+
     /// Removes a node and clears its retained MQTT topics, so it does not come back as a ghost.
     /// A node whose agent still runs appears again when that agent next connects.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
