@@ -125,16 +125,18 @@ pub async fn enroll(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<(String, String)>> {
     let node_id = announce.node_id.as_str();
+    // The nonce is the client id too: a broker's ACL (Mosquitto's `%c`) then lets only this
+    // connection read the response topic it names.
+    let nonce = enroll_nonce(config.state_dir.as_deref())?;
     let mut opts = MqttOptions::new(
-        format!("trellis-enroll-{node_id}"),
+        nonce.clone(),
         config.broker.host.clone(),
         config.broker.port,
     );
     opts.set_keep_alive(config.keepalive);
     opts.set_clean_session(true);
-    opts.set_credentials(format!("enroll:{node_id}"), token.to_owned());
+    opts.set_credentials(trellis_proto::join_username(token), token.to_owned());
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let nonce = enroll_nonce(config.state_dir.as_deref())?;
     let response_topic = topic::enroll_response(node_id, &nonce);
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -148,6 +150,7 @@ pub async fn enroll(
                 let request = encode(&EnrollRequest {
                     announce: announce.clone(),
                     nonce: nonce.clone(),
+                    join_token: Some(token.to_owned()),
                 });
                 // The request first: the leader lets this connection read only the response
                 // topic named in its request.

@@ -22,6 +22,8 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     /// When it was revoked.
     pub revoked_at: Option<DateTimeUtc>,
+    /// Mosquitto `$7$` hash of the token, for a Mosquitto the leader manages.
+    pub mosquitto_hash: Option<String>,
 }
 
 /// No relations.

@@ -7,6 +7,7 @@ mod m20261121_000001_create_node;
 mod m20261121_000002_create_auth_and_audit;
 mod m20261121_000003_create_enrollment;
 mod m20261121_000004_add_node_docker;
+mod m20261121_000005_add_join_token_mosquitto_hash;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_auth_and_audit::Migration),
             Box::new(m20261121_000003_create_enrollment::Migration),
             Box::new(m20261121_000004_add_node_docker::Migration),
+            Box::new(m20261121_000005_add_join_token_mosquitto_hash::Migration),
         ]
     }
 }

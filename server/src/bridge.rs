@@ -104,6 +104,7 @@ impl Bridge {
         broker: &BrokerAddr,
         login: Option<(String, String)>,
         nodes: Nodes,
+        enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
         shutdown: CancellationToken,
     ) -> Bridge {
         let client_id = format!("trellis-server-{}", uuid::Uuid::new_v4().simple());
@@ -196,6 +197,7 @@ impl Bridge {
             pending.clone(),
             first_login.clone(),
             publisher.clone(),
+            enroll_requests,
         ));
         tokio::spawn(sweep(nodes, shutdown));
         Bridge {
@@ -325,12 +327,44 @@ async fn handle_messages(
     pending: PendingCommands,
     first_login: FirstLogin,
     publisher: Publisher,
+    enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
 ) {
     // A status can arrive before the announce of a node we have not seen: retained messages come
     // in no particular order. Keep it until the announce creates the node.
     let mut early_status: HashMap<String, NodeState> = HashMap::new();
     let mut last_heartbeat: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
     while let Some((topic, payload)) = rx.recv().await {
+        if let Some(node) = trellis_proto::parse_enroll_request_topic(&topic) {
+            // Behind an external broker, which checked only that the agent holds some join
+            // token: the request carries the token, and the leader checks it (see enroll.rs).
+            if let Some(tx) = &enroll_requests {
+                match serde_json::from_slice::<trellis_proto::EnrollRequest>(&payload) {
+                    Ok(r) if r.announce.node_id == node && trellis_proto::valid_nonce(&r.nonce) => {
+                        match r.join_token {
+                            Some(token) => {
+                                let req =
+                                    (r.announce, crate::enroll::JoinProof::Token(token), r.nonce);
+                                if tx.try_send(req).is_err() {
+                                    tracing::warn!(
+                                        node,
+                                        "enroll request dropped: too many at once"
+                                    );
+                                }
+                            }
+                            None => {
+                                tracing::warn!(node, "enroll request without a join token dropped")
+                            }
+                        }
+                    }
+                    Ok(_) => tracing::warn!(
+                        node,
+                        "enroll request with another node id or a bad nonce dropped"
+                    ),
+                    Err(e) => tracing::warn!(node, error = %e, "malformed enroll request dropped"),
+                }
+            }
+            continue;
+        }
         let now = Utc::now();
         let (node_id, msg) = match decode(&topic, &payload) {
             Ok(m) => m,

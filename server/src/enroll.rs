@@ -19,6 +19,19 @@ use crate::{
     error::{ApiError, ApiResult},
 };
 
+/// What proves an enroll request may be made: the id of the join token the MQTT gate checked, or
+/// the join token itself, sent in the request through an external broker.
+#[derive(Debug, Clone)]
+pub enum JoinProof {
+    /// The gate checked this join token.
+    TokenId(String),
+    /// The plaintext join token, still to be checked.
+    Token(String),
+}
+
+/// An enroll request on its way to the leader: what the node says, the proof, the nonce.
+pub type JoinRequest = (Announce, JoinProof, String);
+
 /// The enrollment service.
 #[derive(Clone)]
 pub struct Enroll {
@@ -67,8 +80,18 @@ impl Enroll {
         for c in node_credential::Entity::find().all(&self.db).await? {
             accounts.push((c.node_id, c.mosquitto_hash));
         }
+        // Usable join tokens are accounts too, allowed only to ask to join (see mosquitto.rs).
+        let mut joins = Vec::new();
+        for t in join_token::Entity::find().all(&self.db).await? {
+            if let Some(hash) = t
+                .mosquitto_hash
+                .filter(|_| usable(t.revoked_at, t.expires_at))
+            {
+                joins.push((trellis_proto::join_username_for_hash(&t.token_hash), hash));
+            }
+        }
         mosquitto
-            .write(&accounts)
+            .write(&accounts, &joins)
             .map_err(|e| ApiError::Internal(format!("cannot write the Mosquitto accounts: {e}")))
     }
 
@@ -90,6 +113,7 @@ impl Enroll {
             id: Set(uuid::Uuid::new_v4().simple().to_string()),
             name: Set(name.to_owned()),
             token_hash: Set(token_hash(&token)),
+            mosquitto_hash: Set(Some(crate::mosquitto::hash_password(&token))),
             created_by: Set(created_by.to_owned()),
             created_at: Set(Utc::now()),
             expires_at: Set(expires_at),
@@ -97,6 +121,7 @@ impl Enroll {
         }
         .insert(&self.db)
         .await?;
+        self.sync_mosquitto().await?;
         Ok((model, token))
     }
 
@@ -119,7 +144,9 @@ impl Enroll {
         }
         let mut m = t.into_active_model();
         m.revoked_at = Set(Some(Utc::now()));
-        Ok(m.update(&self.db).await?)
+        let t = m.update(&self.db).await?;
+        self.sync_mosquitto().await?;
+        Ok(t)
     }
 
     /// The join token behind a plaintext, if it is usable now.

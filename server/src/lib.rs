@@ -47,23 +47,33 @@ pub struct AppState {
     pub docker: docker::DockerAccess,
 }
 
+/// How the server takes part in MQTT: its login, the gate's live connections and where join
+/// requests that arrive on the bridge go.
+pub struct MqttSide {
+    /// The server's own broker login, if the broker wants one.
+    pub login: Option<(String, String)>,
+    /// Live connections of nodes through the gate (empty behind an external broker).
+    pub connections: mqtt_gate::Connections,
+    /// Where the bridge hands join requests (behind a managed Mosquitto); `None` ignores them.
+    pub enroll_requests: Option<tokio::sync::mpsc::Sender<enroll::JoinRequest>>,
+}
+
 impl AppState {
-    /// Builds the state and starts the MQTT bridge against the configured broker, logging in
-    /// with `mqtt_login`.
+    /// Builds the state and starts the MQTT bridge against the configured broker.
     pub fn start(
         config: ServerConfig,
         db: DatabaseConnection,
         shutdown: CancellationToken,
-        mqtt_login: Option<(String, String)>,
-        mqtt_connections: mqtt_gate::Connections,
+        mqtt: MqttSide,
         enroll: enroll::Enroll,
         docker_tls: docker::DockerTls,
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let bridge = bridge::Bridge::start(
             &config.broker.client_addr(),
-            mqtt_login,
+            mqtt.login,
             nodes.clone(),
+            mqtt.enroll_requests,
             shutdown,
         );
         let auth = auth::Auth::new(db.clone());
@@ -76,7 +86,7 @@ impl AppState {
             audit,
             bridge,
             enroll,
-            mqtt_connections,
+            mqtt_connections: mqtt.connections,
             docker,
         }
     }
@@ -104,11 +114,41 @@ impl AppState {
     async fn enroll_request(
         &self,
         announce: trellis_proto::Announce,
-        join_token_id: String,
+        proof: enroll::JoinProof,
         nonce: String,
     ) {
         let node_id = announce.node_id.clone();
         let actor = format!("node:{node_id}");
+        let join_token_id = match proof {
+            enroll::JoinProof::TokenId(id) => id,
+            enroll::JoinProof::Token(token) => match self.enroll.valid_join_token(&token).await {
+                Ok(Some(t)) => t.id,
+                Ok(None) => {
+                    tracing::warn!(
+                        node_id,
+                        "enroll request with a wrong, revoked or expired join token refused"
+                    );
+                    self.audit
+                        .record(
+                            &actor,
+                            "requestToJoin",
+                            Some(&node_id),
+                            "UNAUTHENTICATED",
+                            Some("wrong, revoked or expired join token".into()),
+                        )
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        node_id,
+                        error = e.log_message(),
+                        "could not check a join token"
+                    );
+                    return;
+                }
+            },
+        };
         match self.enroll.request(&announce, &join_token_id, &nonce).await {
             Ok(auto) => {
                 self.audit
@@ -187,6 +227,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     // topics; an external broker does its own checking (see README).
     let mqtt_connections = mqtt_gate::Connections::default();
     let mut enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
+    // Enroll requests reach the leader through the gate (embedded broker) or, behind a managed
+    // Mosquitto, through the bridge's subscription.
+    let mut bridge_enroll_tx = None;
     let (mqtt_login, enroll_rx) = match config.broker {
         BrokerMode::Embedded(listen) => {
             let (internal, broker_login) = broker::start_embedded()?;
@@ -223,9 +266,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                     .manage_mosquitto(managed, mqtt_gate::SERVER_USERNAME, &server_password)
                     .await
                     .map_err(|e| anyhow::anyhow!(e.log_message()))?;
+                let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(64);
+                bridge_enroll_tx = Some(enroll_tx);
                 (
                     Some((mqtt_gate::SERVER_USERNAME.to_owned(), server_password)),
-                    None,
+                    Some(enroll_rx),
                 )
             }
             None => (config.broker_login.clone(), None),
@@ -302,8 +347,11 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         config,
         db,
         shutdown.clone(),
-        mqtt_login,
-        mqtt_connections,
+        MqttSide {
+            login: mqtt_login,
+            connections: mqtt_connections,
+            enroll_requests: bridge_enroll_tx,
+        },
         enroll,
         docker_tls,
     );

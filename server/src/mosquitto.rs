@@ -43,7 +43,9 @@ fn hash_with_salt(password: &str, salt: &[u8]) -> String {
 }
 
 /// The ACL: the server may do anything; every other user (a node, username = node id) may only
-/// publish its own announce, status, heartbeat and result topics and read its own commands.
+/// publish its own announce, status, heartbeat and result topics and read its own commands. An
+/// enrolling agent (a join account) may only publish enroll requests, and read the one enroll
+/// response named by its client id, which is the secret nonce of its request (`%c`).
 pub const ACL: &str = "\
 user trellis-server
 topic readwrite #
@@ -53,7 +55,19 @@ pattern write trellis/v1/nodes/%u/status
 pattern write trellis/v1/nodes/%u/heartbeat
 pattern write trellis/v1/nodes/%u/result
 pattern read trellis/v1/nodes/%u/command
+pattern read trellis/v1/enroll/+/response/%c
 ";
+
+/// The ACL with one section per join account.
+fn acl(join_users: &[&str]) -> String {
+    let mut acl = ACL.to_owned();
+    for u in join_users {
+        acl.push_str(&format!(
+            "\nuser {u}\ntopic write trellis/v1/enroll/+/request\n"
+        ));
+    }
+    acl
+}
 
 /// The lines to add to mosquitto.conf for a directory. The files are private to the leader's
 /// user, so Mosquitto must run as that user too (`user`), which also lets it write its pid file
@@ -81,11 +95,21 @@ impl Mosquitto {
     }
 
     /// Writes the password and ACL files (atomically, owner-only) and asks Mosquitto to reload.
-    /// `accounts` are (username, `$7$` hash) pairs.
-    pub fn write(&self, accounts: &[(String, String)]) -> std::io::Result<()> {
-        let passwd: String = accounts.iter().map(|(u, h)| format!("{u}:{h}\n")).collect();
+    /// `accounts` (nodes and the server) and `joins` (join tokens) are (username, `$7$` hash)
+    /// pairs. Mosquitto disconnects a client whose account is gone when it reloads.
+    pub fn write(
+        &self,
+        accounts: &[(String, String)],
+        joins: &[(String, String)],
+    ) -> std::io::Result<()> {
+        let passwd: String = accounts
+            .iter()
+            .chain(joins)
+            .map(|(u, h)| format!("{u}:{h}\n"))
+            .collect();
         write_private(&self.dir.join("passwd"), passwd.as_bytes())?;
-        write_private(&self.dir.join("acl"), ACL.as_bytes())?;
+        let join_users: Vec<&str> = joins.iter().map(|(u, _)| u.as_str()).collect();
+        write_private(&self.dir.join("acl"), acl(&join_users).as_bytes())?;
         self.reload();
         Ok(())
     }

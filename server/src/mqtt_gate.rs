@@ -8,8 +8,9 @@
 //! - a node (username = its node id): publish its own announce, status, heartbeat and result
 //!   topics, subscribe to its own command topic, will only on its own status topic, client id
 //!   `trellis-agent-<node id>` (so it cannot take over another client's session: MQTT-3.1.4-2);
-//! - an enrolling agent (`enroll:<node id>`, password = a join token): publish its enroll request,
-//!   subscribe to its enroll response.
+//! - an enrolling agent (username `join.<key>` from the join token, password = the join token,
+//!   client id = the nonce of its request): publish enroll requests for one node id, subscribe to
+//!   that node's enroll response named by its nonce.
 //!
 //! Anonymous clients and bad credentials get CONNACK "not authorised". A denied PUBLISH is dropped
 //! and, at QoS 1, still acknowledged (as Mosquitto does), so the client is not wedged; a denied
@@ -33,7 +34,7 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
-use trellis_proto::{Announce, EnrollRequest, topic};
+use trellis_proto::{EnrollRequest, topic};
 
 use crate::enroll::Enroll;
 
@@ -57,7 +58,7 @@ pub enum MqttPrincipal {
     Server,
     /// An approved node.
     Node(String),
-    /// An agent asking to join, with the id of the join token it used.
+    /// An agent asking to join: the id of the join token it used, and its nonce (its client id).
     Enroll(String, String),
 }
 
@@ -74,18 +75,19 @@ impl MqttPrincipal {
             ]
             .iter()
             .any(|allowed| allowed == t),
-            MqttPrincipal::Enroll(n, _) => t == topic::enroll_request(n),
+            MqttPrincipal::Enroll(..) => trellis_proto::parse_enroll_request_topic(t).is_some(),
         }
     }
 
     /// Whether this client may subscribe to `filter` (exact topics only: no wildcards). An
-    /// enrolling agent may read only the response named by the nonce of its own request.
-    pub fn may_subscribe(&self, filter: &str, enroll_nonce: Option<&str>) -> bool {
+    /// enrolling agent may read only the response for the node id of its own request
+    /// (`enroll_node`), named by its own nonce.
+    pub fn may_subscribe(&self, filter: &str, enroll_node: Option<&str>) -> bool {
         match self {
             MqttPrincipal::Server => true,
             MqttPrincipal::Node(n) => filter == topic::command(n),
-            MqttPrincipal::Enroll(n, _) => {
-                enroll_nonce.is_some_and(|nonce| filter == topic::enroll_response(n, nonce))
+            MqttPrincipal::Enroll(_, nonce) => {
+                enroll_node.is_some_and(|n| filter == topic::enroll_response(n, nonce))
             }
         }
     }
@@ -98,9 +100,7 @@ impl MqttPrincipal {
                 client_id == format!("trellis-agent-{n}")
                     && will_topic.is_none_or(|w| w == topic::status(n))
             }
-            MqttPrincipal::Enroll(n, _) => {
-                client_id == format!("trellis-enroll-{n}") && will_topic.is_none()
-            }
+            MqttPrincipal::Enroll(_, nonce) => client_id == nonce && will_topic.is_none(),
         }
     }
 }
@@ -115,18 +115,24 @@ pub struct GateAuth {
 }
 
 impl GateAuth {
-    /// Who `username`/`password` are, if anyone.
-    pub async fn authenticate(&self, username: &str, password: &str) -> Option<MqttPrincipal> {
+    /// Who `username`/`password` (connecting as `client_id`) are, if anyone.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        client_id: &str,
+    ) -> Option<MqttPrincipal> {
         if username == SERVER_USERNAME {
             // Compare digests, not the secrets, so the time taken says nothing about the password.
             let same =
                 crate::auth::token_hash(password) == crate::auth::token_hash(&self.server_password);
             return same.then_some(MqttPrincipal::Server);
         }
-        if let Some(node) = username.strip_prefix("enroll:") {
-            trellis_proto::validate_node_id(node).ok()?;
+        if username.starts_with(trellis_proto::JOIN_USERNAME_PREFIX) {
             let token = self.enroll.valid_join_token(password).await.ok()??;
-            return Some(MqttPrincipal::Enroll(node.to_owned(), token.id));
+            let ok = username == trellis_proto::join_username(password)
+                && trellis_proto::valid_nonce(client_id);
+            return ok.then(|| MqttPrincipal::Enroll(token.id, client_id.to_owned()));
         }
         trellis_proto::validate_node_id(username).ok()?;
         match self.enroll.check_node_password(username, password).await {
@@ -222,7 +228,7 @@ pub struct Gate {
     /// Live node connections.
     pub connections: Connections,
     /// Enroll requests go here (with the join token's id), not to the broker.
-    pub enroll_requests: mpsc::Sender<(Announce, String, String)>,
+    pub enroll_requests: mpsc::Sender<crate::enroll::JoinRequest>,
     /// Caps the number of client connections at once.
     pub slots: Arc<tokio::sync::Semaphore>,
 }
@@ -271,13 +277,13 @@ impl Gate {
         };
         // Register before checking the credentials, so a removal that happens meanwhile still
         // finds (and closes) this connection.
-        let key = connect
-            .login
-            .as_ref()
-            .map(|l| match l.username.strip_prefix("enroll:") {
-                Some(_) => format!("join:{}", crate::auth::token_hash(&l.password)),
-                None => l.username.clone(),
-            });
+        let key = connect.login.as_ref().map(|l| {
+            if l.username.starts_with(trellis_proto::JOIN_USERNAME_PREFIX) {
+                format!("join:{}", crate::auth::token_hash(&l.password))
+            } else {
+                l.username.clone()
+            }
+        });
         if let Some(k) = key.as_deref().filter(|k| k.starts_with("join:"))
             && self.connections.count(k) >= MAX_CONNECTIONS_PER_JOIN_TOKEN
         {
@@ -291,7 +297,11 @@ impl Gate {
         }
         let registration = key.map(|k| self.connections.add(&k));
         let principal = match &connect.login {
-            Some(l) => self.auth.authenticate(&l.username, &l.password).await,
+            Some(l) => {
+                self.auth
+                    .authenticate(&l.username, &l.password, &connect.client_id)
+                    .await
+            }
             None => None,
         };
         let will_topic = connect.last_will.as_ref().map(|w| w.topic.clone());
@@ -349,8 +359,8 @@ impl Gate {
             }
         };
         let from_client = async move {
-            // The nonce of this connection's enroll request: only its response topic may be read.
-            let mut enroll_nonce: Option<String> = None;
+            // The node id of this connection's enroll request: only its response may be read.
+            let mut enroll_node: Option<String> = None;
             while let Some(frame) = read_frame(&mut client_rd, &mut buf, MAX_PACKET).await? {
                 match decode(&frame)? {
                     Packet::Publish(p) if !principal.may_publish(&p.topic) => {
@@ -365,19 +375,26 @@ impl Gate {
                     }
                     Packet::Publish(p) if matches!(principal, MqttPrincipal::Enroll(..)) => {
                         // The gate takes enroll requests itself: it knows which join token was used.
-                        let MqttPrincipal::Enroll(node, token_id) = &principal else {
+                        let MqttPrincipal::Enroll(token_id, nonce) = &principal else {
                             continue;
                         };
+                        let node = trellis_proto::parse_enroll_request_topic(&p.topic)
+                            .unwrap_or_default()
+                            .to_owned();
                         match serde_json::from_slice::<EnrollRequest>(&p.payload) {
                             Ok(r)
-                                if r.announce.node_id == *node
-                                    && trellis_proto::valid_nonce(&r.nonce)
-                                    && enroll_nonce.as_ref().is_none_or(|n| *n == r.nonce) =>
+                                if r.announce.node_id == node
+                                    && r.nonce == *nonce
+                                    && enroll_node.as_ref().is_none_or(|n| *n == node) =>
                             {
-                                enroll_nonce = Some(r.nonce.clone());
+                                enroll_node = Some(node.clone());
                                 if self
                                     .enroll_requests
-                                    .try_send((r.announce, token_id.clone(), r.nonce))
+                                    .try_send((
+                                        r.announce,
+                                        crate::enroll::JoinProof::TokenId(token_id.clone()),
+                                        r.nonce,
+                                    ))
                                     .is_err()
                                 {
                                     tracing::warn!(
@@ -389,7 +406,7 @@ impl Gate {
                             Ok(r) => tracing::warn!(
                                 node,
                                 claimed = r.announce.node_id,
-                                "enroll request for another node id refused"
+                                "enroll request refused: its node id or nonce does not match this connection"
                             ),
                             Err(e) => tracing::warn!(node, error = %e, "malformed enroll request"),
                         }
@@ -403,7 +420,7 @@ impl Gate {
                         if !s
                             .filters
                             .iter()
-                            .all(|f| principal.may_subscribe(&f.path, enroll_nonce.as_deref())) =>
+                            .all(|f| principal.may_subscribe(&f.path, enroll_node.as_deref())) =>
                     {
                         tracing::warn!(?principal, filters = ?s.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "MQTT subscribe denied");
                         let codes = s
@@ -494,19 +511,21 @@ mod tests {
             "no taking over another node's client id"
         );
         assert!(!a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/b/status")));
-        let e = MqttPrincipal::Enroll("c".into(), "t".into());
+        let e = MqttPrincipal::Enroll("t".into(), "0123456789abcdef".into());
         assert!(
             e.may_publish("trellis/v1/enroll/c/request")
                 && !e.may_publish("trellis/v1/nodes/c/status")
         );
-        let nonce = Some("0123456789abcdef");
-        assert!(e.may_subscribe("trellis/v1/enroll/c/response/0123456789abcdef", nonce));
+        let node = Some("c");
+        assert!(e.may_subscribe("trellis/v1/enroll/c/response/0123456789abcdef", node));
         assert!(
             !e.may_subscribe("trellis/v1/enroll/c/response/0123456789abcdef", None),
             "no request yet"
         );
-        assert!(!e.may_subscribe("trellis/v1/enroll/c/response/+", nonce));
-        assert!(!e.may_subscribe("trellis/v1/enroll/d/response/0123456789abcdef", nonce));
+        assert!(!e.may_subscribe("trellis/v1/enroll/c/response/+", node));
+        assert!(!e.may_subscribe("trellis/v1/enroll/d/response/0123456789abcdef", node));
+        assert!(!e.may_subscribe("trellis/v1/enroll/c/response/fedcba9876543210", node));
+        assert!(e.may_connect("0123456789abcdef", None) && !e.may_connect("trellis-agent-c", None));
         assert!(
             MqttPrincipal::Server.may_publish("anything")
                 && !MqttPrincipal::Server.may_connect("x", None)

@@ -1,16 +1,19 @@
 //! A Mosquitto whose accounts the leader manages (`--mosquitto-dir`): no anonymous clients, the
 //! leader and its local agent log in with accounts the leader wrote, an operator issues a worker
 //! its credentials, a node may not publish as another, and removing a node removes its account.
+//! Join tokens work through it too.
 
 use std::time::Duration;
 
 use serde_json::json;
-use trellis_tests::{Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, binary, wait_for};
+use trellis_tests::{
+    Agent, Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, binary,
+    wait_for,
+};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_leader_writes_mosquittos_accounts_and_acls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let accounts = dir.path().join("mosquitto");
+/// A Mosquitto whose accounts live in `<dir>/mosquitto`, and a leader that manages them.
+async fn managed_leader(dir: &std::path::Path) -> (Mosquitto, Server) {
+    let accounts = dir.join("mosquitto");
     let mosquitto = Mosquitto::start_managed(&accounts).await;
     let server = Server::start(ServerOpts {
         broker: Broker::External(mosquitto.port),
@@ -18,6 +21,30 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
         ..ServerOpts::default()
     })
     .await;
+    (mosquitto, server)
+}
+
+/// Waits until Mosquitto refuses `user`'s login (reloads are asynchronous).
+async fn wait_refused(
+    mosquitto: &Mosquitto,
+    what: &str,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) {
+    wait_for(what, PATIENCE, || async {
+        MqttProbe::connect_as(mosquitto.port, client_id, Some((user, password)), None)
+            .await
+            .err()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_leader_writes_mosquittos_accounts_and_acls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mosquitto, server) = managed_leader(dir.path()).await;
+    let accounts = dir.path().join("mosquitto");
     // The leader and its own node got in with accounts the leader wrote.
     server.wait_state("leader", "ONLINE", PATIENCE).await;
     let passwd = std::fs::read_to_string(accounts.join("passwd")).expect("passwd");
@@ -98,15 +125,106 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
     assert_eq!(r["data"]["removeNode"], true, "{r}");
     let passwd = std::fs::read_to_string(accounts.join("passwd")).expect("passwd");
     assert!(!passwd.contains("edge-1:"), "{passwd}");
-    wait_for("Mosquitto to refuse edge-1", PATIENCE, || async {
-        MqttProbe::connect_as(
-            mosquitto.port,
-            "edge-1-again",
-            Some(("edge-1", &password)),
-            None,
+    wait_refused(
+        &mosquitto,
+        "Mosquitto to refuse edge-1",
+        "edge-1-again",
+        "edge-1",
+        &password,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn join_tokens_enroll_through_a_managed_mosquitto_and_removal_cuts_the_node_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mosquitto, server) = managed_leader(dir.path()).await;
+    let accounts = dir.path().join("mosquitto");
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+
+    // A join token is an account that may only ask to join; the token itself is not stored.
+    let token = server.join_token("field").await;
+    let join_user = trellis_proto::join_username(&token);
+    let passwd = std::fs::read_to_string(accounts.join("passwd")).expect("passwd");
+    assert!(passwd.contains(&format!("{join_user}:$7$101$")), "{passwd}");
+    assert!(
+        !passwd.contains(&token),
+        "plaintext join token in the password file"
+    );
+
+    // A worker with the token asks to join, is approved and comes online, as on the embedded
+    // broker.
+    let agent = Agent::start_with_token(&server.broker_url(), "edge-2", dir.path(), Some(&token));
+    server.approve("edge-2", &agent).await;
+    server.wait_state("edge-2", "ONLINE", PATIENCE).await;
+    assert_eq!(server.ping("edge-2").await, Ok("pong".to_owned()));
+    let (user, password) = agent_credentials(&agent);
+    assert_eq!(user, "edge-2");
+
+    // The join account cannot speak as a node.
+    let joiner = MqttProbe::connect_as(
+        mosquitto.port,
+        "0123456789abcdef0123456789abcdef",
+        Some((&join_user, &token)),
+        None,
+    )
+    .await
+    .expect("the join account connects");
+    joiner
+        .publish(
+            "trellis/v1/nodes/edge-2/status",
+            br#"{"state":"offline"}"#,
+            true,
         )
-        .await
-        .err()
-    })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.node("edge-2").await.expect("edge-2")["state"],
+        "ONLINE",
+        "the ACL let a join account publish a node's status"
+    );
+
+    // Removing the node while its agent runs: Mosquitto drops the live session when it reloads
+    // the accounts, the agent's credentials are refused, and it asks to join again with its
+    // token. Until approved again it is not a node.
+    let r = server
+        .graphql("mutation { removeNode(id: \"edge-2\") }", json!({}))
+        .await;
+    assert_eq!(r["data"]["removeNode"], true, "{r}");
+    server.wait_pending("edge-2").await;
+    assert!(server.node("edge-2").await.is_none());
+    let again = MqttProbe::connect_as(
+        mosquitto.port,
+        "edge-2-again",
+        Some(("edge-2", &password)),
+        None,
+    )
+    .await;
+    assert!(again.is_err(), "the removed node's password still works");
+
+    // A revoked join token's account is gone: nobody gets in with it.
+    let r = server
+        .graphql("{ joinTokens { id name } }", json!({}))
+        .await;
+    let id = r["data"]["joinTokens"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "field"))
+        .and_then(|t| t["id"].as_str())
+        .expect("the field token")
+        .to_owned();
+    let r = server
+        .graphql(
+            "mutation($id: String!) { revokeJoinToken(id: $id) { active } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(r["data"]["revokeJoinToken"]["active"], false, "{r}");
+    wait_refused(
+        &mosquitto,
+        "Mosquitto to refuse the revoked join token",
+        "fedcba9876543210fedcba9876543210",
+        &join_user,
+        &token,
+    )
     .await;
 }

@@ -27,10 +27,11 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     )
     .await;
     assert_eq!(wrong.err().as_deref(), Some("BadUserNamePassword"));
+    let forged_user = trellis_proto::join_username("trellis_j_forged");
     let forged = MqttProbe::connect_as(
         server.mqtt_port,
-        "trellis-enroll-x",
-        Some(("enroll:x", "trellis_j_forged")),
+        "00112233445566778899aabbccddee00",
+        Some((&forged_user, "trellis_j_forged")),
         None,
     )
     .await;
@@ -90,18 +91,24 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
 
     // Another holder of the join token can neither snoop on enroll answers nor claim the id of
     // a node that already joined.
-    let login = Some(("enroll:newcomer", token.as_str()));
+    let join_user = trellis_proto::join_username(&token);
+    let login = Some((join_user.as_str(), token.as_str()));
     let snoop = MqttProbe::connect_as(
         server.mqtt_port,
-        "trellis-enroll-newcomer",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         login,
         Some("trellis/v1/enroll/newcomer/response/+"),
     )
     .await;
     assert_eq!(snoop.err().as_deref(), Some("SUBACK failure"));
-    let claimer = MqttProbe::connect_as(server.mqtt_port, "trellis-enroll-newcomer", login, None)
-        .await
-        .expect("token holder connects");
+    let claimer = MqttProbe::connect_as(
+        server.mqtt_port,
+        "00112233445566778899aabbccddeeff",
+        login,
+        None,
+    )
+    .await
+    .expect("token holder connects");
     let mut claim = json!({"announce": {"node_id": "newcomer", "hostname": "evil", "mac": null, "ip_addresses": [], "arch": "x",
         "os": "x", "model": null, "agent_version": "0", "hardware": "simulator", "heartbeat_interval_secs": 1},
         "nonce": "00112233445566778899aabbccddeeff"});
@@ -159,8 +166,8 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     assert_eq!(r["data"]["revokeJoinToken"]["active"], false);
     let late = MqttProbe::connect_as(
         server.mqtt_port,
-        "trellis-enroll-late",
-        Some(("enroll:late", &token)),
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        Some((&join_user, &token)),
         None,
     )
     .await;
@@ -427,7 +434,7 @@ async fn floods_and_crowds_are_held_back() {
         .to_owned();
     let mut crowd = Vec::new();
     for i in 0..trellis_server::mqtt_gate::MAX_CONNECTIONS_PER_JOIN_TOKEN {
-        let (id, user) = (format!("trellis-enroll-c{i}"), format!("enroll:c{i}"));
+        let (id, user) = (format!("{i:032x}"), trellis_proto::join_username(&token));
         crowd.push(
             MqttProbe::connect_as(server.mqtt_port, &id, Some((&user, &token)), None)
                 .await
@@ -436,8 +443,8 @@ async fn floods_and_crowds_are_held_back() {
     }
     let over = MqttProbe::connect_as(
         server.mqtt_port,
-        "trellis-enroll-over",
-        Some(("enroll:over", &token)),
+        "ffffffffffffffffffffffffffffffff",
+        Some((&trellis_proto::join_username(&token), &token)),
         None,
     )
     .await;
