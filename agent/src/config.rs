@@ -1,7 +1,7 @@
 //! Agent configuration: parsed once at start from flags, `TRELLIS_AGENT_*` environment variables
 //! and an optional TOML file (flags win over the environment, which wins over the file).
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Parser;
 use serde::Deserialize;
@@ -12,6 +12,8 @@ use trellis_proto::BrokerAddr;
 pub struct AgentConfig {
     /// Broker to connect to.
     pub broker: BrokerAddr,
+    /// Which broker certificates to trust when `broker` is `mqtts://` (required then).
+    pub broker_tls: Option<Arc<rustls::ClientConfig>>,
     /// Node id; `None` derives it from the primary MAC address.
     pub node_id: Option<String>,
     /// Time between heartbeats.
@@ -39,7 +41,9 @@ impl Default for AgentConfig {
             broker: BrokerAddr {
                 host: "127.0.0.1".into(),
                 port: 1883,
+                tls: false,
             },
+            broker_tls: None,
             node_id: None,
             heartbeat_interval: Duration::from_secs(5),
             keepalive: Duration::from_secs(10),
@@ -53,6 +57,24 @@ impl Default for AgentConfig {
     }
 }
 
+impl AgentConfig {
+    /// MQTT options for a connection to the broker as `client_id`, over TLS for `mqtts://`.
+    pub fn mqtt_options(&self, client_id: String) -> anyhow::Result<rumqttc::MqttOptions> {
+        let mut opts =
+            rumqttc::MqttOptions::new(client_id, self.broker.host.clone(), self.broker.port);
+        if self.broker.tls {
+            let tls = self.broker_tls.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "broker {} is over TLS but no certificates to trust were given",
+                    self.broker
+                )
+            })?;
+            crate::tls::apply(&mut opts, Some(tls));
+        }
+        Ok(opts)
+    }
+}
+
 /// Command-line flags of the `trellis-agent` binary.
 #[derive(Debug, Parser)]
 #[command(name = "trellis-agent", version, about = "Trellis node agent")]
@@ -60,9 +82,13 @@ pub struct Args {
     /// TOML file with any of the keys below (snake_case).
     #[arg(long, env = "TRELLIS_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Broker URL, mqtt://host:port.
+    /// Broker URL, mqtt://host:port, or mqtts://host:port for MQTT over TLS.
     #[arg(long, env = "TRELLIS_AGENT_BROKER_URL")]
     pub broker_url: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (for mqtts://; the `ca.pem` of
+    /// `trellis tls-cert`). Without it the system's trusted CAs are used.
+    #[arg(long, env = "TRELLIS_AGENT_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
     /// Node id (A-Z, a-z, 0-9, '-', '_'); defaults to one derived from the MAC address.
     #[arg(long, env = "TRELLIS_AGENT_NODE_ID")]
     pub node_id: Option<String>,
@@ -104,6 +130,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis-agent";
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     broker_url: Option<String>,
+    broker_ca: Option<PathBuf>,
     node_id: Option<String>,
     heartbeat_secs: Option<u64>,
     keepalive_secs: Option<u64>,
@@ -160,6 +187,7 @@ impl Args {
                 reason,
             })?;
         }
+        c.broker_tls = broker_tls(&c.broker, self.broker_ca.or(file.broker_ca).as_deref())?;
         if let Some(id) = self.node_id.or(file.node_id) {
             trellis_proto::validate_node_id(&id).map_err(|e| ConfigError::Invalid {
                 key: "node_id",
@@ -227,6 +255,28 @@ impl Args {
     }
 }
 
+/// The TLS client settings for `broker`: `None` for plain MQTT, else trusting `ca` or, without
+/// it, the system's CAs.
+pub fn broker_tls(
+    broker: &BrokerAddr,
+    ca: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "broker_ca",
+        reason,
+    };
+    match (broker.tls, ca) {
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(invalid(format!(
+            "is for a broker over TLS, but broker_url {broker} is plain MQTT (use mqtts://)"
+        ))),
+        (true, Some(ca)) => crate::tls::trusting_ca_file(ca).map(Some).map_err(invalid),
+        (true, None) => crate::tls::trusting_system_store()
+            .map(Some)
+            .map_err(invalid),
+    }
+}
+
 fn secs(key: &'static str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
@@ -274,6 +324,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("invalid broker_url"), "{e}");
+        let e = args(&["--broker-url", "mqtt://x", "--broker-ca", "/ca.pem"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid broker_ca") && e.contains("mqtts://"),
+            "{e}"
+        );
+        let e = args(&[
+            "--broker-url",
+            "mqtts://x",
+            "--broker-ca",
+            "/nonexistent.pem",
+        ])
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("invalid broker_ca") && e.contains("/nonexistent.pem"),
+            "{e}"
+        );
         let e = args(&["--node-id", "a/b"])
             .resolve()
             .unwrap_err()

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use trellis_proto::{Announce, EnrollRequest, EnrollResponse, encode, topic};
@@ -128,11 +128,7 @@ pub async fn enroll(
     // The nonce is the client id too: a broker's ACL (Mosquitto's `%c`) then lets only this
     // connection read the response topic it names.
     let nonce = enroll_nonce(config.state_dir.as_deref())?;
-    let mut opts = MqttOptions::new(
-        nonce.clone(),
-        config.broker.host.clone(),
-        config.broker.port,
-    );
+    let mut opts = config.mqtt_options(nonce.clone())?;
     opts.set_keep_alive(config.keepalive);
     opts.set_clean_session(true);
     opts.set_credentials(trellis_proto::join_username(token), token.to_owned());

@@ -10,12 +10,12 @@ pub mod config;
 pub mod credentials;
 pub mod hardware;
 pub mod system;
+pub mod tls;
 
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
-    Packet, QoS,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, Outgoing, Packet, QoS,
 };
 use tokio_util::sync::CancellationToken;
 use trellis_proto::{Announce, NodeState, Status, encode, topic};
@@ -104,11 +104,7 @@ async fn session(
 ) -> anyhow::Result<Ended> {
     let node_id = announce.node_id.as_str();
     let status_topic = topic::status(node_id);
-    let mut opts = MqttOptions::new(
-        format!("trellis-agent-{node_id}"),
-        config.broker.host.clone(),
-        config.broker.port,
-    );
+    let mut opts = config.mqtt_options(format!("trellis-agent-{node_id}"))?;
     opts.set_keep_alive(config.keepalive);
     opts.set_clean_session(true);
     if let Some((user, password)) = &login {

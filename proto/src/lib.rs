@@ -436,23 +436,35 @@ mod tests {
     }
 }
 
-/// An MQTT broker address parsed from `mqtt://host:port` (port defaults to 1883).
+/// An MQTT broker address parsed from `mqtt://host:port` (port defaults to 1883) or, over TLS,
+/// `mqtts://host:port` (port defaults to 8883).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddr {
     /// Host name or IP address.
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Whether the broker speaks MQTT over TLS.
+    pub tls: bool,
 }
 
 impl std::str::FromStr for BrokerAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
+        let (rest, tls) = if let Some(r) = s.strip_prefix("mqtts://") {
+            (r, true)
+        } else if let Some(r) = s
             .strip_prefix("mqtt://")
             .or_else(|| s.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("broker URL {s:?} must start with mqtt://"))?;
+        {
+            (r, false)
+        } else {
+            return Err(format!(
+                "broker URL {s:?} must start with mqtt:// (or mqtts:// for TLS)"
+            ));
+        };
+        let default_port = if tls { 8883 } else { 1883 };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
@@ -461,7 +473,7 @@ impl std::str::FromStr for BrokerAddr {
                     .map_err(|_| format!("broker URL {s:?} has an invalid port {p:?}"))?;
                 (h, port)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains('/') || host.contains('@') {
@@ -470,6 +482,7 @@ impl std::str::FromStr for BrokerAddr {
         Ok(BrokerAddr {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -561,10 +574,11 @@ impl std::fmt::Display for DockerEndpoint {
 
 impl std::fmt::Display for BrokerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -608,6 +622,14 @@ mod broker_addr_tests {
             (a.host.as_str(), a.port, a.to_string().as_str()),
             ("::1", 1999, "mqtt://[::1]:1999")
         );
+        let a: BrokerAddr = "mqtts://leader.local".parse().unwrap();
+        assert_eq!(
+            (a.port, a.tls, a.to_string().as_str()),
+            (8883, true, "mqtts://leader.local:8883")
+        );
+        let a: BrokerAddr = "mqtts://10.0.0.1:1883".parse().unwrap();
+        assert_eq!((a.port, a.tls), (1883, true));
+        assert!(!"mqtt://x".parse::<BrokerAddr>().unwrap().tls);
         assert!(
             "http://x:1"
                 .parse::<BrokerAddr>()

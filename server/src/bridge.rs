@@ -102,6 +102,7 @@ impl Bridge {
     /// Connects to `broker` and starts the bridge tasks; they stop when `shutdown` is cancelled.
     pub fn start(
         broker: &BrokerAddr,
+        tls: Option<Arc<rustls::ClientConfig>>,
         login: Option<(String, String)>,
         nodes: Nodes,
         enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
@@ -111,6 +112,7 @@ impl Bridge {
         let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
         opts.set_keep_alive(Duration::from_secs(10));
         opts.set_clean_session(true);
+        trellis_agent::tls::apply(&mut opts, tls.as_ref());
         if let Some((user, password)) = login {
             opts.set_credentials(user, password);
         }

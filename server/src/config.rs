@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub mosquitto_dir: Option<PathBuf>,
     /// Certificates for nodes' Docker engines over TLS (`ca.pem`, `cert.pem`, `key.pem`).
     pub docker_tls_dir: PathBuf,
+    /// The leader's certificate chain and key (PEM): HTTPS and MQTT over TLS on its listeners.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA file to trust for an external broker over TLS (`mqtts://`); `None` uses the system's.
+    pub broker_ca: Option<PathBuf>,
 }
 
 /// Which broker the server uses.
@@ -76,6 +80,7 @@ impl BrokerMode {
                 BrokerAddr {
                     host,
                     port: addr.port(),
+                    tls: false,
                 }
             }
             BrokerMode::External(b) => b.clone(),
@@ -117,6 +122,8 @@ impl ServerConfig {
             broker_login: None,
             mosquitto_dir: None,
             docker_tls_dir,
+            tls: None,
+            broker_ca: None,
         }
     }
 }
@@ -206,6 +213,16 @@ pub struct Args {
     /// (default <data-dir>/docker-tls, made at first start).
     #[arg(long, env = "TRELLIS_DOCKER_TLS_DIR")]
     pub docker_tls_dir: Option<PathBuf>,
+    /// The leader's certificate (PEM, chain allowed): with --tls-key, the web app, API and
+    /// embedded broker speak TLS only (see `trellis tls-cert`).
+    #[arg(long, env = "TRELLIS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TRELLIS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA file for an external broker over TLS (mqtts://); the system's CAs when left out.
+    #[arg(long, env = "TRELLIS_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
 }
 
 /// The TOML file's keys; unknown keys are refused so a typo does not pass silently.
@@ -234,6 +251,9 @@ struct FileConfig {
     broker_password: Option<String>,
     mosquitto_dir: Option<PathBuf>,
     docker_tls_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    broker_ca: Option<PathBuf>,
 }
 
 /// A configuration error, naming the key at fault.
@@ -373,6 +393,20 @@ impl Args {
                 c.initial_admin = Some((name, password));
             }
         }
+        match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (None, None) => {}
+            (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
+            (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
+            (Some(cert), Some(key)) => {
+                crate::tls::LeaderTls::load(&cert, &key).map_err(|(k, why)| invalid(k, why))?;
+                c.tls = Some((cert, key));
+                // Over HTTPS the session cookie is Secure unless told otherwise.
+                c.cookie_secure = true;
+            }
+        }
         if let Some(v) = self.cookie_secure.or(file.cookie_secure) {
             c.cookie_secure = v;
         }
@@ -466,6 +500,21 @@ impl Args {
         }
         if let Some(dir) = self.docker_tls_dir.or(file.docker_tls_dir) {
             c.docker_tls_dir = dir;
+        }
+        if let Some(ca) = self.broker_ca.or(file.broker_ca) {
+            match &c.broker {
+                BrokerMode::External(b) if b.tls => {
+                    trellis_agent::tls::trusting_ca_file(&ca)
+                        .map_err(|why| invalid("broker_ca", why))?;
+                }
+                _ => {
+                    return Err(invalid(
+                        "broker_ca",
+                        "only applies with an mqtts:// broker_url (a broker over TLS)",
+                    ));
+                }
+            }
+            c.broker_ca = Some(ca);
         }
         Ok(c)
     }
@@ -561,6 +610,21 @@ mod tests {
             (
                 &["--broker-username", "u", "--broker-password", "p"],
                 "invalid broker_username",
+            ),
+            (&["--tls-cert", "/nonexistent.pem"], "invalid tls_key"),
+            (
+                &["--tls-cert", "/nonexistent.pem", "--tls-key", "/k.pem"],
+                "invalid tls_cert",
+            ),
+            (&["--broker-ca", "/ca.pem"], "invalid broker_ca"),
+            (
+                &[
+                    "--broker-url",
+                    "mqtts://x",
+                    "--broker-ca",
+                    "/nonexistent.pem",
+                ],
+                "invalid broker_ca",
             ),
         ];
         for (args, want) in cases {

@@ -85,20 +85,7 @@ impl DockerTls {
     }
 
     fn make_ca(&self) -> anyhow::Result<()> {
-        let ca_key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Trellis Docker CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        validity(&mut params);
-        let ca_cert = params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(params, &ca_key);
+        let (ca_key, ca_cert, issuer) = new_ca("Trellis Docker CA")?;
 
         let client_key = KeyPair::generate()?;
         let mut client = CertificateParams::new(Vec::<String>::new())?;
@@ -133,19 +120,7 @@ impl DockerTls {
         })?;
         let ca_key = KeyPair::from_pem(&ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(hosts.to_vec())
-            .map_err(|e| anyhow::anyhow!("a --host is not a DNS name or IP address: {e}"))?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, hosts[0].clone());
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        validity(&mut params);
-        let cert = params.signed_by(&key, &issuer)?;
+        let (key, cert) = new_server_cert(hosts, &issuer)?;
         std::fs::create_dir_all(out)?;
         write_file(
             &out.join("server-key.pem"),
@@ -156,6 +131,51 @@ impl DockerTls {
         write_file(&out.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
         Ok(())
     }
+}
+
+/// A new CA that may sign end-entity certificates only: its key, its certificate and the issuer
+/// to sign with.
+pub(crate) fn new_ca(
+    name: &str,
+) -> anyhow::Result<(KeyPair, rcgen::Certificate, Issuer<'static, KeyPair>)> {
+    let ca_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params);
+    let ca_cert = params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(params, KeyPair::from_pem(&ca_key.serialize_pem())?);
+    Ok((ca_key, ca_cert, issuer))
+}
+
+/// A server certificate for `hosts` (names or IP addresses) signed by `issuer`: its key and
+/// certificate.
+pub(crate) fn new_server_cert(
+    hosts: &[String],
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+) -> anyhow::Result<(KeyPair, rcgen::Certificate)> {
+    let Some(first) = hosts.first() else {
+        anyhow::bail!("name at least one --host the server is reached by");
+    };
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(hosts.to_vec())
+        .map_err(|e| anyhow::anyhow!("a --host is not a DNS name or IP address: {e}"))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, first.clone());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    validity(&mut params);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((key, cert))
 }
 
 fn validity(params: &mut CertificateParams) {
@@ -170,7 +190,7 @@ fn validity(params: &mut CertificateParams) {
     params.not_after = ymd(today + chrono::Days::new(VALIDITY_DAYS));
 }
 
-fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -16,6 +16,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod mqtt_gate;
 pub mod nodes;
+pub mod tls;
 
 use std::{sync::Arc, time::Duration};
 
@@ -50,6 +51,10 @@ pub struct AppState {
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
 /// requests that arrive on the bridge go.
 pub struct MqttSide {
+    /// Where the server's own client connects (over TLS for `mqtts://`).
+    pub broker: trellis_proto::BrokerAddr,
+    /// Which broker certificates the server's client trusts, for a broker over TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The server's own broker login, if the broker wants one.
     pub login: Option<(String, String)>,
     /// Live connections of nodes through the gate (empty behind an external broker).
@@ -70,7 +75,8 @@ impl AppState {
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let bridge = bridge::Bridge::start(
-            &config.broker.client_addr(),
+            &mqtt.broker,
+            mqtt.tls,
             mqtt.login,
             nodes.clone(),
             mqtt.enroll_requests,
@@ -218,6 +224,32 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             config.docker_tls_dir.display()
         )
     })?;
+    let leader_tls = match &config.tls {
+        Some((cert, key)) => Some(
+            tls::LeaderTls::load(cert, key)
+                .map_err(|(k, why)| anyhow::anyhow!("invalid {k}: {why}"))?,
+        ),
+        None => None,
+    };
+    // What the leader's own clients (bridge, local agent) connect to, and which certificates
+    // they trust: exactly the leader's own for its TLS gate, else the broker's CA.
+    let mut client_broker = config.broker.client_addr();
+    let client_tls = match (&config.broker, &leader_tls) {
+        (BrokerMode::Embedded(_), Some(t)) => {
+            client_broker.tls = true;
+            Some(t.client_config()?)
+        }
+        (BrokerMode::Embedded(_), None) => None,
+        (BrokerMode::External(b), _) if b.tls => Some(
+            match &config.broker_ca {
+                Some(ca) => trellis_agent::tls::trusting_ca_file(ca),
+                None => trellis_agent::tls::trusting_system_store(),
+            }
+            .map_err(|why| anyhow::anyhow!("invalid broker_ca: {why}"))?,
+        ),
+        (BrokerMode::External(_), _) => None,
+    };
+    warn_if_clear_text(&config);
     bootstrap_admin(&config, &db).await?;
     tracing::info!(
         database = db::redact(&config.database_url),
@@ -248,6 +280,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                 connections: mqtt_connections.clone(),
                 enroll_requests: enroll_tx,
                 slots: Arc::new(tokio::sync::Semaphore::new(mqtt_gate::MAX_CONNECTIONS)),
+                tls: leader_tls.as_ref().map(|t| t.acceptor.clone()),
             };
             tokio::spawn(gate.serve(gate_listener, shutdown.clone()));
             (
@@ -311,7 +344,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             .exists()
             .then(|| trellis_proto::DockerEndpoint::Unix(LOCAL_DOCKER_SOCKET.to_owned()));
         let agent_config = trellis_agent::AgentConfig {
-            broker: config.broker.client_addr(),
+            broker: client_broker.clone(),
+            broker_tls: client_tls.clone(),
             docker_endpoint,
             node_id: Some(node_id),
             credentials,
@@ -334,12 +368,20 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     } else {
         " (web app not built: see README)"
     };
+    let scheme = if leader_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let graphiql = if config.graphiql {
-        format!(", GraphiQL at http://{http_addr}/graphiql")
+        format!(", GraphiQL at {scheme}://{http_addr}/graphiql")
     } else {
         String::new()
     };
     let broker = match &config.broker {
+        BrokerMode::Embedded(a) if leader_tls.is_some() => {
+            format!("embedded MQTT broker (TLS) on {a}")
+        }
         BrokerMode::Embedded(a) => format!("embedded MQTT broker on {a}"),
         BrokerMode::External(b) => format!("external MQTT broker {b}"),
     };
@@ -348,6 +390,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         db,
         shutdown.clone(),
         MqttSide {
+            broker: client_broker,
+            tls: client_tls,
             login: mqtt_login,
             connections: mqtt_connections,
             enroll_requests: bridge_enroll_tx,
@@ -364,18 +408,55 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         });
     }
     tracing::info!(
-        "Trellis leader listening: web app at http://{http_addr}/{web}{graphiql}, {broker}"
+        "Trellis leader listening: web app at {scheme}://{http_addr}/{web}{graphiql}, {broker}"
     );
 
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    match leader_tls {
+        Some(t) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>`.
+            let listener =
+                tls::TlsListener::new(listener, t.acceptor, shutdown.child_token()).tap_io(|_| {});
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await?;
+        }
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await?;
+        }
+    }
     if let Some(agent) = agent {
         // Let the local agent publish `offline` before the embedded broker goes with the process.
         let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
     }
     Ok(())
+}
+
+/// Says so in the log when a listener that other machines can reach speaks without TLS:
+/// credentials are still required there, but they cross the network in clear text.
+fn warn_if_clear_text(config: &ServerConfig) {
+    if config.tls.is_some() {
+        return;
+    }
+    let mut open = Vec::new();
+    if !config.http_listen.ip().is_loopback() {
+        open.push(format!("HTTP on {}", config.http_listen));
+    }
+    if let BrokerMode::Embedded(a) = config.broker
+        && !a.ip().is_loopback()
+    {
+        open.push(format!("MQTT on {a}"));
+    }
+    if !open.is_empty() {
+        tracing::warn!(
+            "{} without TLS: passwords and tokens cross the network in clear text; \
+             give the leader a certificate with --tls-cert and --tls-key (see `trellis tls-cert`)",
+            open.join(" and ")
+        );
+    }
 }
 
 /// Creates the configured initial admin when no user exists yet, and says how to get started

@@ -40,6 +40,16 @@ enum Command {
         /// The directory given to the leader as --mosquitto-dir.
         dir: std::path::PathBuf,
     },
+    /// Make a CA and a certificate for the leader, for HTTPS and MQTT over TLS (--tls-cert,
+    /// --tls-key); agents trust the leader with --broker-ca <OUT>/ca.pem. Re-running keeps the CA.
+    TlsCert {
+        /// A name or IP address machines reach the leader by (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Directory for ca.pem, ca-key.pem, cert.pem and key.pem.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Certificates for reaching nodes' Docker engines over TLS.
     DockerTls {
         #[command(subcommand)]
@@ -104,6 +114,29 @@ fn main() -> anyhow::Result<()> {
                  then start the node's agent with --docker-endpoint tcp://{1}:2376.",
                 out.display(),
                 hosts[0]
+            );
+            Ok(())
+        }
+        Some(Command::TlsCert { hosts, out }) => {
+            let issued = trellis_server::tls::issue_leader_cert(&hosts, &out)?;
+            let abs = |p: &std::path::Path| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.to_owned())
+                    .display()
+                    .to_string()
+            };
+            let made = if issued.new_ca {
+                "a new CA"
+            } else {
+                "the CA already there"
+            };
+            println!(
+                "Wrote a certificate for {hosts} signed by {made}.\n                 Start the leader with\n\n                   trellis --tls-cert {cert} --tls-key {key} --http-listen 0.0.0.0:8443 --mqtt-listen 0.0.0.0:8883\n\n                 and copy {ca} to each node: its agent trusts the leader with\n\n                   trellis-agent --broker-url mqtts://{host}:8883 --broker-ca /etc/trellis/ca.pem --join-token ...\n\n                 Browsers trust the leader once {ca} is added to their trusted authorities.",
+                hosts = hosts.join(", "),
+                cert = abs(&issued.cert),
+                key = abs(&issued.key),
+                ca = abs(&issued.ca),
+                host = hosts[0],
             );
             Ok(())
         }

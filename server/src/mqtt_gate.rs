@@ -29,7 +29,7 @@ use rumqttc::mqttbytes::{
     v4::{ConnAck, ConnectReturnCode, Login, Packet, PubAck, SubAck, SubscribeReasonCode},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
@@ -231,6 +231,8 @@ pub struct Gate {
     pub enroll_requests: mpsc::Sender<crate::enroll::JoinRequest>,
     /// Caps the number of client connections at once.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Speak MQTT over TLS with this (the leader's certificate); `None` for plain MQTT.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Gate {
@@ -252,18 +254,33 @@ impl Gate {
                 tracing::warn!(%peer, "MQTT connection refused: too many connections");
                 continue;
             };
+            let _ = stream.set_nodelay(true);
             let gate = self.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Err(e) = gate.handle(stream, peer).await {
+                let ended = match gate.tls.clone() {
+                    None => gate.handle(stream, peer).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => gate.handle(stream, peer).await,
+                            Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake failed: {e}")),
+                            Err(_) => Err(anyhow::anyhow!(
+                                "no TLS handshake within {CONNECT_TIMEOUT:?}"
+                            )),
+                        }
+                    }
+                };
+                if let Err(e) = ended {
                     tracing::debug!(%peer, error = %e, "MQTT client connection ended");
                 }
             });
         }
     }
 
-    async fn handle(self, mut client: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
-        let _ = client.set_nodelay(true);
+    async fn handle<S>(self, mut client: S, peer: SocketAddr) -> anyhow::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
         let mut buf = BytesMut::with_capacity(4096);
         let first = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -333,7 +350,7 @@ impl Gate {
         connect.login = Some(self.broker_login.clone());
         write_packet(&mut broker, &Packet::Connect(connect)).await?;
 
-        let (mut client_rd, client_wr) = client.into_split();
+        let (mut client_rd, client_wr) = tokio::io::split(client);
         let (mut broker_rd, mut broker_wr) = broker.into_split();
         let (to_client, mut outbox) = mpsc::channel::<bytes::Bytes>(64);
 
@@ -480,7 +497,7 @@ fn encode(p: &Packet) -> anyhow::Result<bytes::Bytes> {
     Ok(out.freeze())
 }
 
-async fn write_packet(w: &mut TcpStream, p: &Packet) -> anyhow::Result<()> {
+async fn write_packet(w: &mut (impl AsyncWrite + Unpin), p: &Packet) -> anyhow::Result<()> {
     w.write_all(&encode(p)?).await?;
     Ok(())
 }

@@ -169,6 +169,61 @@ pub struct ServerOpts {
     pub bootstrap_admin: bool,
     /// More `trellis` flags.
     pub extra_args: Vec<String>,
+    /// Serve HTTPS and MQTT over TLS with this certificate (see [`LeaderCert::issue`]); with an
+    /// external broker, reach it over TLS trusting the same CA.
+    pub tls: Option<LeaderCert>,
+}
+
+/// A certificate for the leader made by `trellis tls-cert`, with its CA.
+#[derive(Debug, Clone)]
+pub struct LeaderCert {
+    /// The directory holding `ca.pem`, `cert.pem` and `key.pem`.
+    pub dir: PathBuf,
+}
+
+impl LeaderCert {
+    /// Runs `trellis tls-cert --host localhost --host 127.0.0.1 --out <dir>` and checks it worked;
+    /// the command's output is returned with the certificate.
+    pub fn issue(dir: &Path) -> (LeaderCert, String) {
+        let out = Command::new(binary("trellis"))
+            .args([
+                "tls-cert",
+                "--host",
+                "localhost",
+                "--host",
+                "127.0.0.1",
+                "--out",
+            ])
+            .arg(dir)
+            .output()
+            .expect("trellis tls-cert");
+        assert!(
+            out.status.success(),
+            "trellis tls-cert: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            LeaderCert {
+                dir: dir.to_owned(),
+            },
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The CA agents and clients trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// An HTTPS client trusting only this CA.
+    pub fn http_client(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.ca()).expect("ca.pem");
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
+            .build()
+            .expect("HTTPS client")
+    }
 }
 
 impl Default for ServerOpts {
@@ -180,6 +235,7 @@ impl Default for ServerOpts {
             web_dir: None,
             bootstrap_admin: true,
             extra_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -238,13 +294,26 @@ fn spawn_server(
         .args(["--local-agent-node-id", "leader", "--heartbeat-secs", "1"]);
     match opts.broker {
         Broker::Embedded => cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")]),
-        Broker::External(p) => cmd.args(["--broker-url", &format!("mqtt://127.0.0.1:{p}")]),
+        Broker::External(p) => match &opts.tls {
+            // The external broker has the same certificate as the leader.
+            Some(t) => cmd
+                .args(["--broker-url", &format!("mqtts://localhost:{p}")])
+                .arg("--broker-ca")
+                .arg(t.ca()),
+            None => cmd.args(["--broker-url", &format!("mqtt://127.0.0.1:{p}")]),
+        },
     };
     if let Db::Postgres(url) = &opts.db {
         cmd.args(["--database-url", url]);
     }
     if let Some(web) = &opts.web_dir {
         cmd.arg("--web-dir").arg(web);
+    }
+    if let Some(t) = &opts.tls {
+        cmd.arg("--tls-cert")
+            .arg(t.dir.join("cert.pem"))
+            .arg("--tls-key")
+            .arg(t.dir.join("key.pem"));
     }
     cmd.args(&opts.extra_args);
     Proc::spawn(cmd, dir.join(format!("server-{generation}.log")))
@@ -260,13 +329,17 @@ impl Server {
             Broker::External(p) => p,
         };
         let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
+        let http = match &opts.tls {
+            Some(t) => t.http_client(),
+            None => reqwest::Client::new(),
+        };
         let mut s = Server {
             proc,
             dir,
             http_port,
             mqtt_port,
             opts,
-            http: reqwest::Client::new(),
+            http,
             generation: 0,
             admin_cookie: None,
         };
@@ -315,12 +388,15 @@ impl Server {
         }
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>`, or `https://localhost:<port><path>` over TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http_port)
+        match self.opts.tls {
+            Some(_) => format!("https://localhost:{}{path}", self.http_port),
+            None => format!("http://127.0.0.1:{}{path}", self.http_port),
+        }
     }
 
-    /// A plain HTTP client.
+    /// The HTTP client (trusting the leader's CA when it serves HTTPS).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -412,9 +488,12 @@ impl Server {
         }
     }
 
-    /// The MQTT broker address, `mqtt://127.0.0.1:<port>`.
+    /// The MQTT broker address, `mqtt://127.0.0.1:<port>` (`mqtts://localhost:<port>` over TLS).
     pub fn broker_url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.mqtt_port)
+        match self.opts.tls {
+            Some(_) => format!("mqtts://localhost:{}", self.mqtt_port),
+            None => format!("mqtt://127.0.0.1:{}", self.mqtt_port),
+        }
     }
 }
 
@@ -675,6 +754,12 @@ impl Mosquitto {
     /// (started with `--mosquitto-dir <dir>`) manages its accounts; nobody can connect until the
     /// leader has written them.
     pub async fn start_managed(dir: &Path) -> Mosquitto {
+        Mosquitto::start_managed_with(dir, None).await
+    }
+
+    /// Like [`Mosquitto::start_managed`], speaking MQTT over TLS only with `tls`'s certificate
+    /// when given.
+    pub async fn start_managed_with(dir: &Path, tls: Option<&LeaderCert>) -> Mosquitto {
         let conf_dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         std::fs::create_dir_all(dir).expect("mosquitto dir");
@@ -692,9 +777,18 @@ impl Mosquitto {
             String::from_utf8_lossy(&out.stderr)
         );
         let lines = String::from_utf8_lossy(&out.stdout);
+        let tls_lines = tls
+            .map(|t| {
+                format!(
+                    "certfile {}\nkeyfile {}\n",
+                    t.dir.join("cert.pem").display(),
+                    t.dir.join("key.pem").display()
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             conf_dir.path().join("mosquitto.conf"),
-            format!("listener {port} 127.0.0.1\npersistence false\n{lines}"),
+            format!("listener {port} 127.0.0.1\n{tls_lines}persistence false\n{lines}"),
         )
         .expect("write mosquitto.conf");
         let proc = spawn_mosquitto(conf_dir.path(), port, 0).await;
@@ -725,6 +819,29 @@ async fn spawn_mosquitto(dir: &Path, port: u16, generation: u32) -> Proc {
     })
     .await;
     proc
+}
+
+/// Sends a plain-text MQTT CONNECT with `login` to `port` and returns the CONNACK's return code,
+/// or `None` when the listener answers no CONNACK (a TLS listener closes the connection).
+pub async fn plain_mqtt_connack(port: u16, login: (&str, &str)) -> Option<u8> {
+    use rumqttc::mqttbytes::v4::{Connect, Packet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connect = Connect::new("trellis-test-plain");
+    connect.set_login(login.0, login.1);
+    let mut frame = bytes::BytesMut::new();
+    Packet::Connect(connect)
+        .write(&mut frame, 4096)
+        .expect("encode CONNECT");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(&frame).await.ok()?;
+    let mut reply = [0u8; 4];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut reply)).await {
+        // CONNACK: type 2, remaining length 2, flags, return code.
+        Ok(Ok(_)) if reply[0] == 0x20 && reply[1] == 2 => Some(reply[3]),
+        _ => None,
+    }
 }
 
 /// A fresh, uniquely named Postgres database, dropped at the end of the test. The server comes
@@ -894,6 +1011,11 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and opens headless Chromium with a fresh profile.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// Like [`Browser::start`], with more Chromium flags.
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let profile = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut cmd = Command::new("chromedriver");
@@ -906,14 +1028,28 @@ impl Browser {
                 .map(|_| ())
         })
         .await;
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,800",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            profile.path().join("profile").display()
+        ));
         let caps = json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.path().join("profile").display())]
-            }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
         let caps = caps
             .as_object()

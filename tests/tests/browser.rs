@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use trellis_tests::{
-    Agent, Auth, Browser, PATIENCE, Server, ServerOpts, screenshot_dir, wait_for, web_dir,
+    Agent, Auth, Browser, LeaderCert, PATIENCE, Server, ServerOpts, screenshot_dir, wait_for,
+    web_dir,
 };
 
 async fn text_of(browser: &Browser, css: &str) -> Option<String> {
@@ -347,4 +348,58 @@ async fn the_web_app_shows_the_cluster_live() {
     .await;
     assert_eq!(user, "admin (admin)");
     browser.client.clone().close().await.expect("close browser");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_app_works_over_https() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, _) = LeaderCert::issue(certs.path());
+    let server = Server::start(ServerOpts {
+        web_dir: Some(web_dir()),
+        tls: Some(cert),
+        ..ServerOpts::default()
+    })
+    .await;
+    // The test's Chromium does not know the test CA; it is told to go on past that.
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]).await;
+    browser
+        .client
+        .goto(&server.url("/"))
+        .await
+        .expect("open the web app");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+    // The row goes online and the live badge shows: the subscription runs over wss://.
+    wait_for("the leader's row online over HTTPS", PATIENCE, || async {
+        row_text(&browser, "leader")
+            .await
+            .filter(|t| t.contains("online"))
+    })
+    .await;
+    wait_for("the live badge", PATIENCE, || async {
+        text_of(&browser, ".live").await.filter(|t| t == "live")
+    })
+    .await;
+    let url = browser.client.current_url().await.expect("url");
+    assert_eq!(url.scheme(), "https");
+    let cookies = browser.client.get_all_cookies().await.expect("cookies");
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "trellis_session")
+        .expect("a session cookie");
+    assert_eq!(session.secure(), Some(true), "session cookie not Secure");
+    assert_eq!(session.http_only(), Some(true));
+    // "Add a node" gives the command for MQTT over TLS.
+    click(&browser, "button.add-node").await;
+    let command = wait_for("the join command", PATIENCE, || async {
+        text_of(&browser, ".join-command").await
+    })
+    .await;
+    assert!(
+        command.contains(&format!(
+            "--broker-url mqtts://localhost:{} --broker-ca ca.pem --join-token trellis_j_",
+            server.mqtt_port
+        )),
+        "{command}"
+    );
+    save_screenshot(&browser, "cluster-https.png").await;
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use trellis_tests::{
-    Agent, Broker, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, binary,
-    wait_for,
+    Agent, Broker, LeaderCert, Mosquitto, MqttProbe, PATIENCE, Server, ServerOpts,
+    agent_credentials, binary, plain_mqtt_connack, wait_for,
 };
 
 /// A Mosquitto whose accounts live in `<dir>/mosquitto`, and a leader that manages them.
@@ -90,6 +90,17 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
     let mut agent = cmd.spawn().expect("agent");
     let worker = server.wait_state("edge-1", "ONLINE", PATIENCE).await;
     assert_eq!(worker["hardware"], "simulator");
+
+    // In plain MQTT (this Mosquitto has no TLS) the account gets its CONNACK, a wrong password
+    // "not authorised".
+    assert_eq!(
+        plain_mqtt_connack(mosquitto.port, ("edge-1", &password)).await,
+        Some(0)
+    );
+    assert_eq!(
+        plain_mqtt_connack(mosquitto.port, ("edge-1", "wrong")).await,
+        Some(5)
+    );
 
     // edge-1 cannot speak for the leader's node.
     let probe = MqttProbe::connect_as(
@@ -227,4 +238,44 @@ async fn join_tokens_enroll_through_a_managed_mosquitto_and_removal_cuts_the_nod
         &token,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_mosquitto_over_tls_takes_the_leader_and_workers_that_trust_its_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, _) = LeaderCert::issue(&dir.path().join("tls"));
+    let accounts = dir.path().join("mosquitto");
+    let mosquitto = Mosquitto::start_managed_with(&accounts, Some(&cert)).await;
+    let server = Server::start(ServerOpts {
+        broker: Broker::External(mosquitto.port),
+        extra_args: vec!["--mosquitto-dir".into(), accounts.display().to_string()],
+        tls: Some(cert.clone()),
+        ..ServerOpts::default()
+    })
+    .await;
+    // The leader's bridge and its own node reach Mosquitto over TLS.
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    assert!(server.broker_url().starts_with("mqtts://"));
+
+    // A worker joins with a join token over TLS, trusting the CA.
+    let token = server.join_token("tls").await;
+    let ca = cert.ca().display().to_string();
+    let agent = Agent::start_with_args(
+        &server.broker_url(),
+        "edge-3",
+        dir.path(),
+        Some(&token),
+        &["--broker-ca", &ca],
+    );
+    server.approve("edge-3", &agent).await;
+    server.wait_state("edge-3", "ONLINE", PATIENCE).await;
+    assert_eq!(server.ping("edge-3").await, Ok("pong".to_owned()));
+
+    // Plain MQTT on Mosquitto's TLS listener gets nowhere, even with valid credentials.
+    let (user, password) = agent_credentials(&agent);
+    assert_eq!(
+        plain_mqtt_connack(mosquitto.port, (&user, &password)).await,
+        None,
+        "plain MQTT answered on Mosquitto's TLS listener"
+    );
 }

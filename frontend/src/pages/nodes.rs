@@ -102,9 +102,15 @@ fn PendingNodes() -> impl IntoView {
                     let host = web_sys::window()
                         .and_then(|w| w.location().hostname().ok())
                         .unwrap_or_default();
+                    let t = d.create_join_token;
+                    let (scheme, ca) = if t.broker_tls {
+                        ("mqtts", " --broker-ca ca.pem")
+                    } else {
+                        ("mqtt", "")
+                    };
                     message.set(Some(format!(
-                        "On the new machine run: trellis-agent --broker-url mqtt://{host}:{} --join-token {} (valid 7 days, shown once)",
-                        d.create_join_token.broker_port, d.create_join_token.token
+                        "On the new machine run: trellis-agent --broker-url {scheme}://{host}:{}{ca} --join-token {} (valid 7 days, shown once)",
+                        t.broker_port, t.token
                     )));
                 }
                 Err(e) => message.set(Some(e)),

@@ -20,6 +20,9 @@ pub struct CreatedJoinToken {
     pub join_token: JoinToken,
     /// The TCP port agents reach the leader's MQTT broker on (the host is the leader's address).
     pub broker_port: i32,
+    /// Whether agents reach the broker over TLS (`mqtts://`, trusting the leader's CA with
+    /// `--broker-ca`).
+    pub broker_tls: bool,
 }
 
 /// Enrollment mutations.
@@ -53,6 +56,10 @@ impl EnrollMutation {
             token,
             join_token: JoinToken(model),
             broker_port: i32::from(state.config.broker.client_addr().port),
+            broker_tls: match &state.config.broker {
+                crate::BrokerMode::Embedded(_) => state.config.tls.is_some(),
+                crate::BrokerMode::External(b) => b.tls,
+            },
         })
     }
 
