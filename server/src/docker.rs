@@ -85,7 +85,7 @@ impl DockerTls {
     }
 
     fn make_ca(&self) -> anyhow::Result<()> {
-        let (ca_key, ca_cert, issuer) = new_ca("Trellis Docker CA")?;
+        let (ca_key, ca_cert, issuer) = new_ca("Trellis Docker CA", None)?;
 
         let client_key = KeyPair::generate()?;
         let mut client = CertificateParams::new(Vec::<String>::new())?;
@@ -135,12 +135,31 @@ impl DockerTls {
 
 /// A new CA that may sign end-entity certificates only: its key, its certificate and the issuer
 /// to sign with.
+/// With `only_for`, the CA may sign certificates for those names and addresses only (X.509 name
+/// constraints), so trusting it trusts nothing else.
 pub(crate) fn new_ca(
     name: &str,
+    only_for: Option<&[String]>,
 ) -> anyhow::Result<(KeyPair, rcgen::Certificate, Issuer<'static, KeyPair>)> {
     let ca_key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, name);
+    if let Some(hosts) = only_for {
+        let permitted_subtrees = hosts
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::from_addr_prefix(
+                    ip,
+                    if ip.is_ipv4() { 32 } else { 128 },
+                )),
+                Err(_) => rcgen::GeneralSubtree::DnsName(h.clone()),
+            })
+            .collect();
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees,
+            excluded_subtrees: Vec::new(),
+        });
+    }
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -192,10 +211,14 @@ fn validity(params: &mut CertificateParams) {
 
 pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
+    // A fresh file, so the mode holds even if a crashed run left one behind (or a link).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)?;
     f.write_all(data)?;

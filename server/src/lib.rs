@@ -225,10 +225,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         )
     })?;
     let leader_tls = match &config.tls {
-        Some((cert, key)) => Some(
-            tls::LeaderTls::load(cert, key)
-                .map_err(|(k, why)| anyhow::anyhow!("invalid {k}: {why}"))?,
-        ),
+        Some((cert, key)) => {
+            let t = tls::LeaderTls::load(cert, key)
+                .map_err(|(k, why)| anyhow::anyhow!("invalid {k}: {why}"))?;
+            t.log_summary();
+            Some(t)
+        }
         None => None,
     };
     // What the leader's own clients (bridge, local agent) connect to, and which certificates
@@ -438,14 +440,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 /// Says so in the log when a listener that other machines can reach speaks without TLS:
 /// credentials are still required there, but they cross the network in clear text.
 fn warn_if_clear_text(config: &ServerConfig) {
-    if config.tls.is_some() {
-        return;
-    }
     let mut open = Vec::new();
-    if !config.http_listen.ip().is_loopback() {
+    if config.tls.is_none() && !config.http_listen.ip().is_loopback() {
         open.push(format!("HTTP on {}", config.http_listen));
     }
     if let BrokerMode::Embedded(a) = config.broker
+        && config.tls.is_none()
         && !a.ip().is_loopback()
     {
         open.push(format!("MQTT on {a}"));
@@ -456,6 +456,20 @@ fn warn_if_clear_text(config: &ServerConfig) {
              give the leader a certificate with --tls-cert and --tls-key (see `trellis tls-cert`)",
             open.join(" and ")
         );
+    }
+    if let BrokerMode::External(b) = &config.broker {
+        let local = b
+            .host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(b.host == "localhost");
+        if !b.tls && !local {
+            tracing::warn!(
+                broker = %b,
+                "the external broker is plain MQTT on another host: the leader's and nodes' \
+                 broker passwords cross the network in clear text; use mqtts:// (and --broker-ca)"
+            );
+        }
     }
 }
 

@@ -131,7 +131,12 @@ fn main() -> anyhow::Result<()> {
                 "the CA already there"
             };
             println!(
-                "Wrote a certificate for {hosts} signed by {made}.\n                 Start the leader with\n\n                   trellis --tls-cert {cert} --tls-key {key} --http-listen 0.0.0.0:8443 --mqtt-listen 0.0.0.0:8883\n\n                 and copy {ca} to each node: its agent trusts the leader with\n\n                   trellis-agent --broker-url mqtts://{host}:8883 --broker-ca /etc/trellis/ca.pem --join-token ...\n\n                 Browsers trust the leader once {ca} is added to their trusted authorities.",
+                "Wrote a certificate for {hosts} signed by {made} (which may sign for those hosts only).\n\
+                 Start the leader with\n\n\
+                 \x20 trellis --tls-cert {cert} --tls-key {key} --http-listen 0.0.0.0:8443 --mqtt-listen 0.0.0.0:8883\n\n\
+                 and copy {ca} to each node (say to /etc/trellis/ca.pem): its agent trusts the leader with\n\n\
+                 \x20 trellis-agent --broker-url mqtts://{host}:8883 --broker-ca /etc/trellis/ca.pem --join-token ...\n\n\
+                 Browsers trust the leader once {ca} is added to their trusted authorities.",
                 hosts = hosts.join(", "),
                 cert = abs(&issued.cert),
                 key = abs(&issued.key),

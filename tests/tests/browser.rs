@@ -396,7 +396,7 @@ async fn the_web_app_works_over_https() {
     .await;
     assert!(
         command.contains(&format!(
-            "--broker-url mqtts://localhost:{} --broker-ca ca.pem --join-token trellis_j_",
+            "--broker-url mqtts://localhost:{} --broker-ca /etc/trellis/ca.pem --join-token trellis_j_",
             server.mqtt_port
         )),
         "{command}"

@@ -103,14 +103,22 @@ fn PendingNodes() -> impl IntoView {
                         .and_then(|w| w.location().hostname().ok())
                         .unwrap_or_default();
                     let t = d.create_join_token;
-                    let (scheme, ca) = if t.broker_tls {
-                        ("mqtts", " --broker-ca ca.pem")
+                    let scheme = if t.broker_tls { "mqtts" } else { "mqtt" };
+                    // The leader's own CA (`trellis tls-cert`) must be copied to the node.
+                    let ca = if t.broker_uses_leader_ca {
+                        " --broker-ca /etc/trellis/ca.pem"
                     } else {
-                        ("mqtt", "")
+                        ""
                     };
                     message.set(Some(format!(
-                        "On the new machine run: trellis-agent --broker-url {scheme}://{host}:{}{ca} --join-token {} (valid 7 days, shown once)",
-                        t.broker_port, t.token
+                        "On the new machine run: trellis-agent --broker-url {scheme}://{host}:{}{ca} --join-token {} (valid 7 days, shown once){}",
+                        t.broker_port,
+                        t.token,
+                        if t.broker_uses_leader_ca {
+                            "; first copy the ca.pem made by trellis tls-cert to /etc/trellis/ca.pem there"
+                        } else {
+                            ""
+                        }
                     )));
                 }
                 Err(e) => message.set(Some(e)),

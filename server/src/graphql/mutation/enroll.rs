@@ -20,9 +20,11 @@ pub struct CreatedJoinToken {
     pub join_token: JoinToken,
     /// The TCP port agents reach the leader's MQTT broker on (the host is the leader's address).
     pub broker_port: i32,
-    /// Whether agents reach the broker over TLS (`mqtts://`, trusting the leader's CA with
-    /// `--broker-ca`).
+    /// Whether agents reach the broker over TLS (`mqtts://`).
     pub broker_tls: bool,
+    /// Whether agents must trust the leader's own CA (`--broker-ca ca.pem`, from
+    /// `trellis tls-cert`): the embedded broker with the leader's certificate.
+    pub broker_uses_leader_ca: bool,
 }
 
 /// Enrollment mutations.
@@ -60,6 +62,8 @@ impl EnrollMutation {
                 crate::BrokerMode::Embedded(_) => state.config.tls.is_some(),
                 crate::BrokerMode::External(b) => b.tls,
             },
+            broker_uses_leader_ca: matches!(state.config.broker, crate::BrokerMode::Embedded(_))
+                && state.config.tls.is_some(),
         })
     }
 
