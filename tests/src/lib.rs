@@ -47,12 +47,22 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; another process could take it, rarely).
+/// Never the same port twice in one test process: the kernel may hand a released port out again,
+/// and two leaders of parallel tests on one port would answer each other's tests.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `check` returns `Some`, polling every 100 ms, or panics with `what` after `timeout`.
@@ -120,6 +130,11 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// The log so far.
@@ -368,14 +383,21 @@ impl Server {
         self.wait_ready().await;
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let url = self.url("/readyz");
         let http = self.http.clone();
         let log = self.proc.log.clone();
         let start = Instant::now();
         loop {
+            // Ready means this leader is: not another process on the same port.
+            assert!(
+                !self.proc.has_exited(),
+                "the leader exited; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             if let Ok(r) = http.get(&url).send().await
                 && r.status().is_success()
+                && !self.proc.has_exited()
             {
                 return;
             }
@@ -609,16 +631,18 @@ fn spawn_agent(
 }
 
 impl Server {
-    /// Starts an agent process that joins this leader as a user would: on the embedded broker it
-    /// enrolls with a new join token and the admin approves it; on an external (anonymous test)
-    /// broker it just connects.
+    /// Starts an agent process that joins this leader as a user would: on the embedded broker or
+    /// a Mosquitto the leader manages it enrolls with a new join token and the admin approves it;
+    /// on an anonymous test Mosquitto it just connects.
     pub async fn join_agent(&self, node_id: &str) -> Agent {
         self.join_agent_with(node_id, &[]).await
     }
 
     /// Like [`Server::join_agent`], with more `trellis-agent` flags.
     pub async fn join_agent_with(&self, node_id: &str, extra_args: &[&str]) -> Agent {
-        if matches!(self.opts.broker, Broker::External(_)) {
+        // An anonymous test Mosquitto takes anyone; every other broker wants an enrolled node.
+        let managed = self.opts.extra_args.iter().any(|a| a == "--mosquitto-dir");
+        if matches!(self.opts.broker, Broker::External(_)) && !managed {
             return Agent::start_with_args(
                 &self.broker_url(),
                 node_id,
@@ -728,6 +752,8 @@ pub struct Mosquitto {
     pub proc: Proc,
     /// Its port.
     pub port: u16,
+    /// The directory whose accounts the leader manages, for a managed Mosquitto.
+    pub accounts: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -746,6 +772,7 @@ impl Mosquitto {
         Mosquitto {
             proc,
             port,
+            accounts: None,
             _dir: dir,
         }
     }
@@ -795,7 +822,21 @@ impl Mosquitto {
         Mosquitto {
             proc,
             port,
+            accounts: Some(dir.to_owned()),
             _dir: conf_dir,
+        }
+    }
+
+    /// Options for a leader on this Mosquitto (managing its accounts when it is a managed one).
+    pub fn server_opts(&self) -> ServerOpts {
+        ServerOpts {
+            broker: Broker::External(self.port),
+            extra_args: self
+                .accounts
+                .iter()
+                .flat_map(|d| ["--mosquitto-dir".to_owned(), d.display().to_string()])
+                .collect(),
+            ..ServerOpts::default()
         }
     }
 

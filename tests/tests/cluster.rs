@@ -9,12 +9,11 @@ use trellis_tests::{
     Agent, Broker, Db, Mosquitto, PATIENCE, Postgres, Server, ServerOpts, wait_for,
 };
 
-async fn node_lifecycle(db: Db, broker: Broker) {
+/// The whole life of one node on a leader started with `opts` (without its local agent).
+async fn node_lifecycle(opts: ServerOpts) {
     let mut server = Server::start(ServerOpts {
-        db,
-        broker,
         local_agent: false,
-        ..ServerOpts::default()
+        ..opts
     })
     .await;
     let mut agent = server.join_agent("worker-1").await;
@@ -105,33 +104,43 @@ async fn node_lifecycle(db: Db, broker: Broker) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_on_sqlite_with_the_embedded_broker() {
-    node_lifecycle(Db::Sqlite, Broker::Embedded).await;
+    node_lifecycle(ServerOpts::default()).await;
 }
 
+/// On Mosquitto as Trellis configures it: no anonymous clients, accounts written by the leader,
+/// the node enrolled with a join token.
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_on_postgres_with_mosquitto() {
     let pg = Postgres::create();
-    let mosquitto = Mosquitto::start().await;
-    node_lifecycle(
-        Db::Postgres(pg.url.clone()),
-        Broker::External(mosquitto.port),
-    )
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    node_lifecycle(ServerOpts {
+        db: Db::Postgres(pg.url.clone()),
+        ..mosquitto.server_opts()
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_on_sqlite_with_mosquitto() {
-    let mosquitto = Mosquitto::start().await;
-    node_lifecycle(Db::Sqlite, Broker::External(mosquitto.port)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    node_lifecycle(mosquitto.server_opts()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_on_postgres_with_the_embedded_broker() {
     let pg = Postgres::create();
-    node_lifecycle(Db::Postgres(pg.url.clone()), Broker::Embedded).await;
+    node_lifecycle(ServerOpts {
+        db: Db::Postgres(pg.url.clone()),
+        ..ServerOpts::default()
+    })
+    .await;
 }
 
 /// A leader started after its agents still learns they are online: their status is retained.
+/// (A property of the broker, so on an anonymous Mosquitto: a managed one has no accounts before
+/// its leader starts.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_started_late_sees_retained_agents() {
     let mosquitto = Mosquitto::start().await;
@@ -157,14 +166,14 @@ async fn a_leader_started_late_sees_retained_agents() {
 /// commands reach it again.
 #[tokio::test(flavor = "multi_thread")]
 async fn everything_resubscribes_after_the_broker_restarts() {
-    let mut mosquitto = Mosquitto::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
     let server = Server::start(ServerOpts {
-        broker: Broker::External(mosquitto.port),
         local_agent: false,
-        ..ServerOpts::default()
+        ..mosquitto.server_opts()
     })
     .await;
-    let _agent = Agent::start(&server.broker_url(), "resub", server.dir.path());
+    let _agent = server.join_agent("resub").await;
     server.wait_state("resub", "ONLINE", PATIENCE).await;
     assert_eq!(server.ping("resub").await, Ok("pong".to_owned()));
 
