@@ -104,7 +104,8 @@ async fn session(
 ) -> anyhow::Result<Ended> {
     let node_id = announce.node_id.as_str();
     let status_topic = topic::status(node_id);
-    let mut opts = config.mqtt_options(format!("trellis-agent-{node_id}"))?;
+    let client_id = trellis_proto::node_client_id(node_id, login.as_ref().map(|(_, p)| p.as_str()));
+    let mut opts = config.mqtt_options(client_id)?;
     opts.set_keep_alive(config.keepalive);
     opts.set_clean_session(true);
     if let Some((user, password)) = &login {

@@ -308,6 +308,24 @@ pub fn join_username(token: &str) -> String {
     format!("{JOIN_USERNAME_PREFIX}{hex}")
 }
 
+/// The MQTT client id of a node's agent logged in with `password`:
+/// `trellis-agent-{node}-{key}`, `{key}` being the first 16 hex digits of
+/// SHA-256(`trellis-client-id:` + password). Only a holder of the node's password can know it, so
+/// on a broker that cannot tie client ids to usernames (Mosquitto) no other client can take the
+/// node's session over by reusing its id (MQTT-3.1.4-2); the gate accepts nothing else. Without a
+/// password (an anonymous test broker) it is `trellis-agent-{node}`.
+pub fn node_client_id(node_id: &str, password: Option<&str>) -> String {
+    use sha2::Digest;
+    match password {
+        Some(p) => {
+            let digest = sha2::Sha256::digest(format!("trellis-client-id:{p}").as_bytes());
+            let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("trellis-agent-{node_id}-{hex}")
+        }
+        None => format!("trellis-agent-{node_id}"),
+    }
+}
+
 /// The join username for a token whose SHA-256 (lowercase hex) is `token_hash`.
 pub fn join_username_for_hash(token_hash: &str) -> String {
     format!(

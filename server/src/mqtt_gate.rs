@@ -7,7 +7,8 @@
 //! - the server (`trellis-server`): everything;
 //! - a node (username = its node id): publish its own announce, status, heartbeat and result
 //!   topics, subscribe to its own command topic, will only on its own status topic, client id
-//!   `trellis-agent-<node id>` (so it cannot take over another client's session: MQTT-3.1.4-2);
+//!   `trellis-agent-<node id>-<key from its password>` (`trellis_proto::node_client_id`, so it
+//!   cannot take over another client's session: MQTT-3.1.4-2);
 //! - an enrolling agent (username `join.<key>` from the join token, password = the join token,
 //!   client id = the nonce of its request): publish enroll requests for one node id, subscribe to
 //!   that node's enroll response named by its nonce.
@@ -93,11 +94,11 @@ impl MqttPrincipal {
     }
 
     /// Whether this client may connect with this client id and will topic.
-    pub fn may_connect(&self, client_id: &str, will_topic: Option<&str>) -> bool {
+    pub fn may_connect(&self, client_id: &str, will_topic: Option<&str>, password: &str) -> bool {
         match self {
             MqttPrincipal::Server => client_id.starts_with("trellis-server-"),
             MqttPrincipal::Node(n) => {
-                client_id == format!("trellis-agent-{n}")
+                client_id == trellis_proto::node_client_id(n, Some(password))
                     && will_topic.is_none_or(|w| w == topic::status(n))
             }
             MqttPrincipal::Enroll(_, nonce) => client_id == nonce && will_topic.is_none(),
@@ -323,7 +324,19 @@ impl Gate {
         };
         let will_topic = connect.last_will.as_ref().map(|w| w.topic.clone());
         let principal = match principal {
-            Some(p) if p.may_connect(&connect.client_id, will_topic.as_deref()) => p,
+            Some(p)
+                if p.may_connect(
+                    &connect.client_id,
+                    will_topic.as_deref(),
+                    connect
+                        .login
+                        .as_ref()
+                        .map(|l| l.password.as_str())
+                        .unwrap_or_default(),
+                ) =>
+            {
+                p
+            }
             other => {
                 let code = if other.is_some() {
                     ConnectReturnCode::NotAuthorized
@@ -522,12 +535,19 @@ mod tests {
         assert!(
             !a.may_subscribe("trellis/v1/nodes/+/command", None) && !a.may_subscribe("#", None)
         );
-        assert!(a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/a/status")));
+        let id = trellis_proto::node_client_id("a", Some("pw"));
+        assert!(id.starts_with("trellis-agent-a-") && id.len() == "trellis-agent-a-".len() + 16);
+        assert!(a.may_connect(&id, Some("trellis/v1/nodes/a/status"), "pw"));
         assert!(
-            !a.may_connect("trellis-agent-b", None),
+            !a.may_connect(&trellis_proto::node_client_id("b", Some("pw")), None, "pw")
+                && !a.may_connect("trellis-agent-b", None, "pw"),
             "no taking over another node's client id"
         );
-        assert!(!a.may_connect("trellis-agent-a", Some("trellis/v1/nodes/b/status")));
+        assert!(
+            !a.may_connect("trellis-agent-a", None, "pw"),
+            "only the id that goes with the password"
+        );
+        assert!(!a.may_connect(&id, Some("trellis/v1/nodes/b/status"), "pw"));
         let e = MqttPrincipal::Enroll("t".into(), "0123456789abcdef".into());
         assert!(
             e.may_publish("trellis/v1/enroll/c/request")
@@ -542,10 +562,13 @@ mod tests {
         assert!(!e.may_subscribe("trellis/v1/enroll/c/response/+", node));
         assert!(!e.may_subscribe("trellis/v1/enroll/d/response/0123456789abcdef", node));
         assert!(!e.may_subscribe("trellis/v1/enroll/c/response/fedcba9876543210", node));
-        assert!(e.may_connect("0123456789abcdef", None) && !e.may_connect("trellis-agent-c", None));
+        assert!(
+            e.may_connect("0123456789abcdef", None, "t")
+                && !e.may_connect("trellis-agent-c", None, "t")
+        );
         assert!(
             MqttPrincipal::Server.may_publish("anything")
-                && !MqttPrincipal::Server.may_connect("x", None)
+                && !MqttPrincipal::Server.may_connect("x", None, "p")
         );
     }
 }

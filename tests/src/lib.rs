@@ -709,7 +709,7 @@ impl Server {
         self.wait_state(node_id, "ONLINE", PATIENCE).await;
         agent.proc.kill9();
         let (user, password) = agent_credentials(&agent);
-        let client_id = format!("trellis-agent-{node_id}");
+        let client_id = trellis_proto::node_client_id(node_id, Some(&password));
         let probe =
             MqttProbe::connect_as(self.mqtt_port, &client_id, Some((&user, &password)), None)
                 .await

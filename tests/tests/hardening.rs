@@ -1,7 +1,7 @@
 //! The API's limits, as an attacker or a buggy client would meet them: nested and expensive
 //! queries refused before anything runs, batches and oversized bodies refused, introspection and
-//! GraphiQL switchable off, CORS only for listed origins, and database failures reported by code
-//! alone.
+//! GraphiQL switchable off, CORS only for listed origins, database failures reported by code
+//! alone, slow bodies cut off, and a clean stop on SIGTERM even with clients connected.
 
 use serde_json::{Value, json};
 use trellis_tests::{Auth, Db, PATIENCE, Postgres, Server, ServerOpts};
@@ -207,4 +207,77 @@ async fn a_database_failure_reaches_the_client_only_as_a_code() {
         (status, r["data"]["setupStatus"]["needsSetup"].as_bool()),
         (200, Some(false))
     );
+}
+
+/// A client that sends its body too slowly (slowloris) gets 408 when the request timeout runs
+/// out, and the leader goes on answering everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_body_is_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        extra_args: vec!["--request-timeout-secs".into(), "2".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", server.http_port))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"query\": \"",
+        server.http_port
+    );
+    slow.write_all(head.as_bytes()).await.expect("send head");
+    let started = std::time::Instant::now();
+    // A byte now and then, never the whole body.
+    let trickle = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if slow.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    // Meanwhile the leader answers others at once.
+    let others = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let r = server.graphql("{ nodes { id } }", json!({})).await;
+        assert!(r["errors"].is_null(), "{r}");
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        tokio::join!(others, trickle)
+    })
+    .await;
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(PATIENCE, slow.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}
+
+/// SIGTERM stops the leader cleanly and soon, even with a subscription socket open: it exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_leader_cleanly_with_clients_connected() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let mut ws =
+        trellis_tests::ws_session(&server, server.admin_cookie.as_deref(), json!({})).await;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { nodeEvents { kind nodeId } }"}});
+    ws.send(Message::text(sub.to_string())).await.expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.proc.signal("-TERM");
+    let code = server.proc.wait_exit(std::time::Duration::from_secs(15));
+    assert_eq!(
+        code,
+        Some(0),
+        "the leader did not exit 0 within 15 s of SIGTERM; log:\n{}",
+        server.proc.log_text()
+    );
+    assert!(server.proc.log_text().contains("shutting down"));
 }

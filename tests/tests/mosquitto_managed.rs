@@ -127,6 +127,28 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
         "the ACL let edge-1 publish as the leader"
     );
 
+    // Nor take the leader node's session over by reusing its client id (MQTT-3.1.4-2): Mosquitto
+    // does not tie ids to accounts, but a node's id comes from its password, so nobody else
+    // knows it. The leader's own agent stays connected.
+    let agent_connects = |log: &str| log.matches("connected to broker").count();
+    let before = agent_connects(&server.proc.log_text());
+    let kicker = MqttProbe::connect_as(
+        mosquitto.port,
+        "trellis-agent-leader",
+        Some(("edge-1", &password)),
+        None,
+    )
+    .await
+    .expect("edge-1's account connects under another id");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.ping("leader").await, Ok("pong".to_owned()));
+    assert_eq!(
+        agent_connects(&server.proc.log_text()),
+        before,
+        "the leader's node was kicked off"
+    );
+    drop(kicker);
+
     // Removing edge-1 removes its account: it cannot log in again.
     let _ = agent.kill();
     let _ = agent.wait();

@@ -231,15 +231,18 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
         .await;
     let (user, password) = agent_credentials(&a);
     let login = Some((user.as_str(), password.as_str()));
+    let a_id = trellis_proto::node_client_id("node-a", Some(&password));
 
-    // A's credentials cannot take B's client id (that would kick B off: MQTT-3.1.4-2).
-    let takeover =
-        MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-b", login, None).await;
-    assert_eq!(takeover.err().as_deref(), Some("NotAuthorized"));
+    // A's credentials cannot take B's client id (that would kick B off: MQTT-3.1.4-2), nor any
+    // id but the one that goes with A's password.
+    for id in ["trellis-agent-node-b", "trellis-agent-node-a"] {
+        let takeover = MqttProbe::connect_as(server.mqtt_port, id, login, None).await;
+        assert_eq!(takeover.err().as_deref(), Some("NotAuthorized"), "{id}");
+    }
     // Nor listen to B's commands.
     let spy = MqttProbe::connect_as(
         server.mqtt_port,
-        "trellis-agent-node-a",
+        &a_id,
         login,
         Some("trellis/v1/nodes/node-b/command"),
     )
@@ -247,7 +250,7 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
     assert_eq!(spy.err().as_deref(), Some("SUBACK failure"));
 
     // Publishing as B is not delivered; the same message on A's own topic is.
-    let probe = MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-a", login, None)
+    let probe = MqttProbe::connect_as(server.mqtt_port, &a_id, login, None)
         .await
         .expect("A connects");
     let lost = br#"{"state":"lost"}"#;
@@ -297,7 +300,7 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
         .graphql("mutation { removeNode(id: \"node-a\") }", json!({}))
         .await;
     assert_eq!(r["data"]["removeNode"], true, "{r}");
-    let again = MqttProbe::connect_as(server.mqtt_port, "trellis-agent-node-a", login, None).await;
+    let again = MqttProbe::connect_as(server.mqtt_port, &a_id, login, None).await;
     assert_eq!(again.err().as_deref(), Some("BadUserNamePassword"));
     wait_for("the gate to log the cut connection", PATIENCE, || async {
         server
