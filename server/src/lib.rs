@@ -15,6 +15,7 @@ pub mod graphql;
 pub mod http;
 pub mod mosquitto;
 pub mod mqtt_gate;
+pub mod net;
 pub mod nodes;
 pub mod tls;
 

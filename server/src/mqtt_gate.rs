@@ -239,17 +239,14 @@ pub struct Gate {
 impl Gate {
     /// Accepts clients on `listener` until `shutdown`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "MQTT accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+        let per_address = crate::net::PerAddress::default();
+        while let Some((stream, peer)) =
+            crate::net::next_connection(&listener, &shutdown, "MQTT").await
+        {
+            // Until it has logged in, a connection counts against its address's share.
+            let Some(unauthenticated) = per_address.take(peer.ip()) else {
+                tracing::warn!(%peer, "MQTT connection refused: too many connections from this address not logged in yet");
+                continue;
             };
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "MQTT connection refused: too many connections");
@@ -260,10 +257,10 @@ impl Gate {
             tokio::spawn(async move {
                 let _slot = slot;
                 let ended = match gate.tls.clone() {
-                    None => gate.handle(stream, peer).await,
+                    None => gate.handle(stream, peer, unauthenticated).await,
                     Some(tls) => {
                         match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
-                            Ok(Ok(stream)) => gate.handle(stream, peer).await,
+                            Ok(Ok(stream)) => gate.handle(stream, peer, unauthenticated).await,
                             Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake failed: {e}")),
                             Err(_) => Err(anyhow::anyhow!(
                                 "no TLS handshake within {CONNECT_TIMEOUT:?}"
@@ -278,7 +275,12 @@ impl Gate {
         }
     }
 
-    async fn handle<S>(self, mut client: S, peer: SocketAddr) -> anyhow::Result<()>
+    async fn handle<S>(
+        self,
+        mut client: S,
+        peer: SocketAddr,
+        unauthenticated: crate::net::AddressSlot,
+    ) -> anyhow::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -353,6 +355,7 @@ impl Gate {
                 return Ok(());
             }
         };
+        drop(unauthenticated);
         let cancel = registration
             .as_ref()
             .map(|r| r.token.clone())

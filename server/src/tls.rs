@@ -28,8 +28,6 @@ use crate::docker::{new_ca, new_server_cert, write_file};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most TLS handshakes in progress at once on the HTTP listener.
 const MAX_HANDSHAKES: usize = 1024;
-/// Most TLS handshakes in progress at once from one address, so one host cannot take them all.
-const MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
 /// Warn at start when the leader's certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -174,19 +172,13 @@ impl TlsListener {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = mpsc::channel(64);
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let per_address = PerAddress::default();
+        let per_address = crate::net::PerAddress::default();
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    r = listener.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "HTTPS accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
+                let Some((stream, peer)) =
+                    crate::net::next_connection(&listener, &shutdown, "HTTPS").await
+                else {
+                    return;
                 };
                 let Some(mine) = per_address.take(peer.ip()) else {
                     tracing::warn!(%peer, "HTTPS connection refused: too many handshakes from this address");
@@ -210,43 +202,6 @@ impl TlsListener {
             }
         });
         TlsListener { ready, local }
-    }
-}
-
-/// Handshakes in progress per client address.
-#[derive(Clone, Default)]
-struct PerAddress(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
-
-/// One handshake of one address; dropping it frees the place.
-struct AddressSlot {
-    map: PerAddress,
-    ip: std::net::IpAddr,
-}
-
-impl PerAddress {
-    fn take(&self, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_default();
-        if *n >= MAX_HANDSHAKES_PER_ADDRESS {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            map: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut map = self.map.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
     }
 }
 
@@ -462,27 +417,5 @@ mod tests {
             .await
             .expect_err("another certificate is refused");
         assert!(e.to_string().contains("UnknownIssuer"), "{e}");
-    }
-
-    #[test]
-    fn one_address_gets_a_bounded_share_of_handshakes() {
-        let per = PerAddress::default();
-        let ip: std::net::IpAddr = [10, 0, 0, 9].into();
-        let mut held: Vec<_> = (0..MAX_HANDSHAKES_PER_ADDRESS)
-            .map(|_| per.take(ip).expect("a place"))
-            .collect();
-        assert!(
-            per.take(ip).is_none(),
-            "one address took more than its share"
-        );
-        assert!(
-            per.take([10, 0, 0, 10].into()).is_some(),
-            "others still get in"
-        );
-        held.pop();
-        assert!(
-            per.take(ip).is_some(),
-            "a finished handshake frees its place"
-        );
     }
 }

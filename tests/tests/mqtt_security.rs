@@ -453,3 +453,43 @@ async fn floods_and_crowds_are_held_back() {
     .await;
     assert_eq!(over.err().as_deref(), Some("ServiceUnavailable"));
 }
+
+/// Connections that never log in hold at most a small share of the broker per address: the next
+/// one from that address is closed at once, and a place frees when one of them goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_from_one_address_cannot_fill_the_broker() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port));
+    // 16 connections that say nothing (the gate waits 10 s for their CONNECT).
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(connect().await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = connect().await.expect("connect");
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf))
+        .await
+        .expect("the extra connection is closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the extra connection got an answer");
+    assert!(
+        server
+            .proc
+            .log_text()
+            .contains("too many connections from this address")
+    );
+    // One idle connection goes: a client that speaks MQTT gets its answer again.
+    drop(idle.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        trellis_tests::plain_mqtt_connack(server.mqtt_port, ("nobody", "wrong")).await,
+        Some(4),
+        "refused for its credentials, not for the crowd"
+    );
+}
