@@ -388,6 +388,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         BrokerMode::Embedded(a) => format!("embedded MQTT broker on {a}"),
         BrokerMode::External(b) => format!("external MQTT broker {b}"),
     };
+    // A client gets as long to send a request's headers as a request may take.
+    let request_timeout = config.request_timeout;
     let state = AppState::start(
         config,
         db,
@@ -414,23 +416,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         "Trellis leader listening: web app at {scheme}://{http_addr}/{web}{graphiql}, {broker}"
     );
 
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    match leader_tls {
-        Some(t) => {
-            use axum::serve::ListenerExt;
-            // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>`.
-            let listener =
-                tls::TlsListener::new(listener, t.acceptor, shutdown.child_token()).tap_io(|_| {});
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await?;
-        }
-        None => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await?;
-        }
-    }
+    net::serve_http(
+        listener,
+        leader_tls.map(|t| t.acceptor),
+        app(state),
+        request_timeout,
+        shutdown.clone(),
+    )
+    .await;
     if let Some(agent) = agent {
         // Let the local agent publish `offline` before the embedded broker goes with the process.
         let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;

@@ -1,11 +1,24 @@
-//! What the leader's listeners share: accepting connections until shutdown, and a bound on how
-//! many not yet authenticated connections (TLS handshake, MQTT CONNECT) one address may hold, so
-//! one host cannot take every slot.
+//! What the leader's listeners share: accepting connections until shutdown, a bound on how many
+//! not yet authenticated connections (TLS handshake, MQTT CONNECT) one address may hold, so one
+//! host cannot take every slot, and the HTTP(S) server loop.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{Router, extract::ConnectInfo};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// A client must finish the TLS handshake within this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long open requests may take to finish once the leader is asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Most connections one address may have between accept and authentication.
 pub(crate) const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 16;
@@ -28,6 +41,89 @@ pub(crate) async fn next_connection(
                 }
             },
         }
+    }
+}
+
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets open requests
+/// finish for a few seconds. Unlike `axum::serve` it bounds the time a client may take to send a
+/// request's headers (`header_timeout`, so connections that trickle headers are closed), and
+/// does TLS handshakes in each connection's own task within 5 s, at most 16 at once per address.
+/// Handlers see the peer as `ConnectInfo<SocketAddr>`.
+pub async fn serve_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let per_address = PerAddress::default();
+    let graceful = GracefulShutdown::new();
+    let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+    while let Some((stream, peer)) = next_connection(&listener, &shutdown, what).await {
+        let _ = stream.set_nodelay(true);
+        let service = app
+            .clone()
+            .map_request(move |mut req: axum::http::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let service = TowerToHyperService::new(service);
+        let watcher = graceful.watcher();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let Some(handshaking) = per_address.take(peer.ip()) else {
+                    tracing::warn!(%peer, "HTTPS connection refused: too many handshakes from this address");
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "no TLS handshake in time");
+                            return;
+                        }
+                    };
+                    drop(handshaking);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "HTTPS connection ended");
+                    }
+                });
+            }
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some HTTP connections were still open after {SHUTDOWN_GRACE:?}: closing them"
+        );
     }
 }
 

@@ -8,26 +8,15 @@
 //! in-process clients (bridge and local agent) trust exactly the leader's certificate.
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
-};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_util::sync::CancellationToken;
+use tokio_rustls::TlsAcceptor;
 
 use crate::docker::{new_ca, new_server_cert, write_file};
 
-/// A client must finish the TLS handshake within this time.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most TLS handshakes in progress at once on the HTTP listener.
-const MAX_HANDSHAKES: usize = 1024;
 /// Warn at start when the leader's certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -157,54 +146,6 @@ impl LeaderTls {
     }
 }
 
-/// An HTTPS listener for `axum::serve`: handshakes run in their own tasks (a slow client holds
-/// up nobody else), and finished connections are handed to axum.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts TCP connections on `listener` and does their TLS handshakes until `shutdown`.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor, shutdown: CancellationToken) -> Self {
-        let local = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, ready) = mpsc::channel(64);
-        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-        let per_address = crate::net::PerAddress::default();
-        tokio::spawn(async move {
-            loop {
-                let Some((stream, peer)) =
-                    crate::net::next_connection(&listener, &shutdown, "HTTPS").await
-                else {
-                    return;
-                };
-                let Some(mine) = per_address.take(peer.ip()) else {
-                    tracing::warn!(%peer, "HTTPS connection refused: too many handshakes from this address");
-                    continue;
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, "HTTPS connection refused: too many handshakes at once");
-                    continue;
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let (_slot, _mine) = (slot, mine);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "no TLS handshake in time"),
-                    }
-                });
-            }
-        });
-        TlsListener { ready, local }
-    }
-}
-
 fn ip_text(bytes: &[u8]) -> String {
     match bytes.len() {
         4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default()).to_string(),
@@ -260,23 +201,6 @@ fn ca_permits(ca_pem: &str, host: &str) -> anyhow::Result<Result<(), Vec<String>
         }
     }
     Ok(Err(allowed))
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(x) => x,
-            // The accept loop ended with the shutdown: nothing more comes.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 /// What `trellis tls-cert` wrote.

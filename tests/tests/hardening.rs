@@ -84,16 +84,25 @@ async fn deep_expensive_and_batched_queries_are_refused() {
         .expect("POST");
     assert_eq!(resp.status(), 400);
 
-    // Bodies over 1 MiB are refused by their Content-Length.
-    let big = json!({"query": format!("{{ nodes {{ id }} }} # {}", "x".repeat(3 * 1024 * 1024))});
-    let resp = server
-        .http()
-        .post(server.url("/graphql"))
-        .json(&big)
-        .send()
+    // Bodies over 1 MiB are refused by their Content-Length, before the body is read. (Sent by
+    // hand: a client still writing a big body may see the closed connection before the 413.)
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.http_port))
         .await
-        .expect("POST");
-    assert_eq!(resp.status(), 413);
+        .expect("connect");
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{{\"query\": \"{{ nodes {{ id }} }} #",
+        3 * 1024 * 1024
+    );
+    raw.write_all(head.as_bytes()).await.expect("send head");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(PATIENCE, raw.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,6 +265,54 @@ async fn a_slow_body_is_cut_off_with_408() {
         .expect("read");
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}
+
+/// A client that trickles its request headers (slowloris) is cut off once the request timeout
+/// has passed, instead of holding its connection for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn trickled_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        extra_args: vec!["--request-timeout-secs".into(), "2".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", server.http_port))
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("send");
+    let started = std::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        for i in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if wr
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        rd.read_to_end(&mut answer),
+    )
+    .await
+    .is_ok();
+    trickle.abort();
+    assert!(
+        closed,
+        "the connection was still open after 10 s of trickled headers"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(!text.contains("200 OK"), "{text}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
 }
 
