@@ -267,7 +267,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let mut bridge_enroll_tx = None;
     let (mqtt_login, enroll_rx) = match config.broker {
         BrokerMode::Embedded(listen) => {
-            let (internal, broker_login) = broker::start_embedded()?;
+            let (internal, broker_login) = broker::start_embedded_checked().await?;
             let gate_listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                 anyhow::anyhow!("cannot listen for MQTT on {listen} (mqtt_listen): {e}")
             })?;

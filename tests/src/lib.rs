@@ -336,29 +336,39 @@ fn spawn_server(
 
 impl Server {
     /// Starts a leader and waits until `/readyz` says the database and broker are reachable.
+    /// A port that some other process took between [`free_port`] and the leader's bind makes
+    /// the leader stop with "cannot listen": it is started again on other ports (twice at most).
     pub async fn start(opts: ServerOpts) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let http_port = free_port();
-        let mqtt_port = match opts.broker {
-            Broker::Embedded => free_port(),
-            Broker::External(p) => p,
+        let mut attempt = 0;
+        let mut s = loop {
+            attempt += 1;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let http_port = free_port();
+            let mqtt_port = match opts.broker {
+                Broker::Embedded => free_port(),
+                Broker::External(p) => p,
+            };
+            let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
+            let http = match &opts.tls {
+                Some(t) => t.http_client(),
+                None => reqwest::Client::new(),
+            };
+            let mut s = Server {
+                proc,
+                dir,
+                http_port,
+                mqtt_port,
+                opts: opts.clone(),
+                http,
+                generation: 0,
+                admin_cookie: None,
+            };
+            match s.try_wait_ready().await {
+                Ok(()) => break s,
+                Err(log) if attempt < 3 && log.contains("cannot listen") => continue,
+                Err(log) => panic!("{log}"),
+            }
         };
-        let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
-        let http = match &opts.tls {
-            Some(t) => t.http_client(),
-            None => reqwest::Client::new(),
-        };
-        let mut s = Server {
-            proc,
-            dir,
-            http_port,
-            mqtt_port,
-            opts,
-            http,
-            generation: 0,
-            admin_cookie: None,
-        };
-        s.wait_ready().await;
         if s.opts.bootstrap_admin {
             let cookie = s
                 .login("admin", ADMIN_PASSWORD)
@@ -384,28 +394,37 @@ impl Server {
     }
 
     async fn wait_ready(&mut self) {
+        if let Err(e) = self.try_wait_ready().await {
+            panic!("{e}");
+        }
+    }
+
+    /// Waits for `/readyz`; the error says why not, with the leader's log.
+    async fn try_wait_ready(&mut self) -> Result<(), String> {
         let url = self.url("/readyz");
         let http = self.http.clone();
         let log = self.proc.log.clone();
         let start = Instant::now();
         loop {
             // Ready means this leader is: not another process on the same port.
-            assert!(
-                !self.proc.has_exited(),
-                "the leader exited; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            if self.proc.has_exited() {
+                return Err(format!(
+                    "the leader exited; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
             if let Ok(r) = http.get(&url).send().await
                 && r.status().is_success()
                 && !self.proc.has_exited()
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "leader not ready after {PATIENCE:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            if start.elapsed() > PATIENCE {
+                return Err(format!(
+                    "leader not ready after {PATIENCE:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
