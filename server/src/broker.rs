@@ -109,7 +109,12 @@ pub async fn check_embedded(
             s.read_exact(&mut ack).await?;
             // CONNACK (0x20, length 2) with return code 0, then DISCONNECT.
             if ack == [0x20, 2, 0, 0] || ack == [0x20, 2, 1, 0] {
+                // DISCONNECT, then let the broker close first.
                 s.write_all(&[0xe0, 0]).await?;
+                let mut rest = [0u8; 16];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(500), s.read(&mut rest))
+                        .await;
                 Ok(())
             } else {
                 Err(std::io::Error::other(format!(

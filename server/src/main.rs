@@ -86,10 +86,13 @@ enum MigrateAction {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("TRELLIS_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rumqttd=warn,tower_http=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("TRELLIS_LOG").unwrap_or_else(|_| {
+            // rumqttd logs every client disconnect as an error from its connection
+            // handler; the gate logs what matters about connections itself.
+            EnvFilter::new(
+                "info,sqlx=warn,rumqttd=warn,rumqttd::server::broker=off,tower_http=warn",
+            )
+        }))
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
