@@ -52,10 +52,11 @@ pub struct ServerConfig {
     pub mosquitto_dir: Option<PathBuf>,
     /// Certificates for nodes' Docker engines over TLS (`ca.pem`, `cert.pem`, `key.pem`).
     pub docker_tls_dir: PathBuf,
-    /// The leader's certificate chain and key (PEM): HTTPS and MQTT over TLS on its listeners.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// CA file to trust for an external broker over TLS (`mqtts://`); `None` uses the system's.
-    pub broker_ca: Option<PathBuf>,
+    /// The leader's certificate chain and key, loaded: HTTPS and MQTT over TLS on its listeners.
+    pub tls: Option<crate::tls::LeaderTls>,
+    /// Which certificates the leader trusts for an external broker over TLS (`mqtts://`): the
+    /// `broker_ca` file's, or the system's.
+    pub broker_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Which broker the server uses.
@@ -123,7 +124,7 @@ impl ServerConfig {
             mosquitto_dir: None,
             docker_tls_dir,
             tls: None,
-            broker_ca: None,
+            broker_tls: None,
         }
     }
 }
@@ -401,8 +402,9 @@ impl Args {
             (Some(_), None) => return Err(invalid("tls_key", "is required with tls_cert")),
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
             (Some(cert), Some(key)) => {
-                crate::tls::LeaderTls::load(&cert, &key).map_err(|(k, why)| invalid(k, why))?;
-                c.tls = Some((cert, key));
+                c.tls = Some(
+                    crate::tls::LeaderTls::load(&cert, &key).map_err(|(k, why)| invalid(k, why))?,
+                );
                 // Over HTTPS the session cookie is Secure unless told otherwise.
                 c.cookie_secure = true;
             }
@@ -501,20 +503,26 @@ impl Args {
         if let Some(dir) = self.docker_tls_dir.or(file.docker_tls_dir) {
             c.docker_tls_dir = dir;
         }
-        if let Some(ca) = self.broker_ca.or(file.broker_ca) {
-            match &c.broker {
-                BrokerMode::External(b) if b.tls => {
-                    trellis_agent::tls::trusting_ca_file(&ca)
-                        .map_err(|why| invalid("broker_ca", why))?;
-                }
-                _ => {
-                    return Err(invalid(
-                        "broker_ca",
-                        "only applies with an mqtts:// broker_url (a broker over TLS)",
-                    ));
-                }
+        let broker_ca = self.broker_ca.or(file.broker_ca);
+        match &c.broker {
+            // The same rules as an agent's.
+            BrokerMode::External(b) => {
+                c.broker_tls = trellis_agent::config::broker_tls(b, broker_ca.as_deref()).map_err(
+                    |e| match e {
+                        trellis_agent::config::ConfigError::Invalid { reason, .. } => {
+                            invalid("broker_ca", reason)
+                        }
+                        other => invalid("broker_ca", other.to_string()),
+                    },
+                )?;
             }
-            c.broker_ca = Some(ca);
+            BrokerMode::Embedded(_) if broker_ca.is_some() => {
+                return Err(invalid(
+                    "broker_ca",
+                    "only applies with an mqtts:// broker_url (a broker over TLS)",
+                ));
+            }
+            BrokerMode::Embedded(_) => {}
         }
         Ok(c)
     }

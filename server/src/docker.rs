@@ -111,15 +111,7 @@ impl DockerTls {
         if hosts.is_empty() {
             anyhow::bail!("name at least one --host the daemon is reached by");
         }
-        let ca_pem = std::fs::read_to_string(self.ca())?;
-        let ca_key_pem = std::fs::read_to_string(self.ca_key()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read {} ({e}): only a CA the leader made itself can issue certificates here",
-                self.ca_key().display()
-            )
-        })?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key)?;
+        let (ca_pem, issuer) = load_ca(&self.ca(), &self.ca_key(), "the leader itself")?;
         let (key, cert) = new_server_cert(hosts, &issuer)?;
         std::fs::create_dir_all(out)?;
         write_file(
@@ -170,6 +162,25 @@ pub(crate) fn new_ca(
     let ca_cert = params.self_signed(&ca_key)?;
     let issuer = Issuer::new(params, KeyPair::from_pem(&ca_key.serialize_pem())?);
     Ok((ca_key, ca_cert, issuer))
+}
+
+/// The CA in `ca` (PEM) with its key in `ca_key`, to sign with: the CA's PEM text and the
+/// issuer. Only a CA whose key is at hand (one made by `made_by`) can sign.
+pub(crate) fn load_ca(
+    ca: &Path,
+    ca_key: &Path,
+    made_by: &str,
+) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let ca_pem = std::fs::read_to_string(ca)
+        .map_err(|e| anyhow::anyhow!("cannot read {} ({e})", ca.display()))?;
+    let key_pem = std::fs::read_to_string(ca_key).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {} ({e}): only a CA made by {made_by} can sign certificates here",
+            ca_key.display()
+        )
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&key_pem)?)?;
+    Ok((ca_pem, issuer))
 }
 
 /// A server certificate for `hosts` (names or IP addresses) signed by `issuer`: its key and

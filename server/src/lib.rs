@@ -225,15 +225,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             config.docker_tls_dir.display()
         )
     })?;
-    let leader_tls = match &config.tls {
-        Some((cert, key)) => {
-            let t = tls::LeaderTls::load(cert, key)
-                .map_err(|(k, why)| anyhow::anyhow!("invalid {k}: {why}"))?;
-            t.log_summary();
-            Some(t)
-        }
-        None => None,
-    };
+    let leader_tls = config.tls.clone();
+    if let Some(t) = &leader_tls {
+        t.log_summary();
+    }
     // What the leader's own clients (bridge, local agent) connect to, and which certificates
     // they trust: exactly the leader's own for its TLS gate, else the broker's CA.
     let mut client_broker = config.broker.client_addr();
@@ -243,14 +238,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             Some(t.client_config()?)
         }
         (BrokerMode::Embedded(_), None) => None,
-        (BrokerMode::External(b), _) if b.tls => Some(
-            match &config.broker_ca {
-                Some(ca) => trellis_agent::tls::trusting_ca_file(ca),
-                None => trellis_agent::tls::trusting_system_store(),
-            }
-            .map_err(|why| anyhow::anyhow!("invalid broker_ca: {why}"))?,
-        ),
-        (BrokerMode::External(_), _) => None,
+        (BrokerMode::External(_), _) => config.broker_tls.clone(),
     };
     warn_if_clear_text(&config);
     bootstrap_admin(&config, &db).await?;

@@ -58,31 +58,18 @@ pub async fn serve_http(
 ) {
     let per_address = PerAddress::default();
     let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
     while let Some((stream, peer)) = next_connection(&listener, &shutdown, what).await {
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let service = TowerToHyperService::new(service);
-        let watcher = graceful.watcher();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         match &tls {
             None => {
-                tokio::spawn(async move {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "HTTP connection ended");
-                    }
-                });
+                tokio::spawn(serve_connection(builder, stream, app, peer, watcher));
             }
             Some(acceptor) => {
                 let Some(handshaking) = per_address.take(peer.ip()) else {
@@ -91,27 +78,13 @@ pub async fn serve_http(
                 };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            drop(handshaking);
+                            serve_connection(builder, stream, app, peer, watcher).await;
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "no TLS handshake in time");
-                            return;
-                        }
-                    };
-                    drop(handshaking);
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "HTTPS connection ended");
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "no TLS handshake in time"),
                     }
                 });
             }
@@ -124,6 +97,28 @@ pub async fn serve_http(
         tracing::warn!(
             "some HTTP connections were still open after {SHUTDOWN_GRACE:?}: closing them"
         );
+    }
+}
+
+/// Serves one HTTP connection (plain or TLS) until it ends; `peer` reaches the handlers as
+/// `ConnectInfo<SocketAddr>`.
+async fn serve_connection<I>(
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    app: Router,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut req: axum::http::Request<_>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    });
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended");
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 
-use crate::docker::{new_ca, new_server_cert, write_file};
+use crate::docker::{load_ca, new_ca, new_server_cert, write_file};
 
 /// Warn at start when the leader's certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -233,7 +233,7 @@ pub fn issue_leader_cert(hosts: &[String], out: &Path) -> anyhow::Result<IssuedL
         write_file(&ca, ca_cert.pem().as_bytes(), 0o644)?;
         issued
     } else {
-        let ca_pem = std::fs::read_to_string(&ca)?;
+        let (ca_pem, issuer) = load_ca(&ca, &ca_key, "trellis tls-cert")?;
         for host in hosts {
             if let Err(allowed) = ca_permits(&ca_pem, host)? {
                 anyhow::bail!(
@@ -244,15 +244,6 @@ pub fn issue_leader_cert(hosts: &[String], out: &Path) -> anyhow::Result<IssuedL
                 );
             }
         }
-        let key_pem = std::fs::read_to_string(&ca_key).map_err(|e| {
-            anyhow::anyhow!(
-                "{} exists but {} cannot be read ({e}): only a CA made by trellis tls-cert can sign here",
-                ca.display(),
-                ca_key.display()
-            )
-        })?;
-        let ca_key_pair = rcgen::KeyPair::from_pem(&key_pem)?;
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, &ca_key_pair)?;
         new_server_cert(hosts, &issuer)?
     };
     let (cert_path, key_path) = (out.join("cert.pem"), out.join("key.pem"));
