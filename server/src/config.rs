@@ -53,7 +53,7 @@ pub struct ServerConfig {
     /// Certificates for nodes' Docker engines over TLS (`ca.pem`, `cert.pem`, `key.pem`).
     pub docker_tls_dir: PathBuf,
     /// The leader's certificate chain and key, loaded: HTTPS and MQTT over TLS on its listeners.
-    pub tls: Option<crate::tls::LeaderTls>,
+    pub tls: Option<crate::infra::tls::LeaderTls>,
     /// Which certificates the leader trusts for an external broker over TLS (`mqtts://`): the
     /// `broker_ca` file's, or the system's.
     pub broker_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -387,9 +387,9 @@ impl Args {
             }
             (name, Some(password)) => {
                 let name = name.unwrap_or_else(|| "admin".into());
-                crate::auth::check_username(&name)
+                crate::access::check_username(&name)
                     .map_err(|e| invalid("initial_admin_username", e.public_message()))?;
-                crate::auth::check_password(&password)
+                crate::access::check_password(&password)
                     .map_err(|e| invalid("initial_admin_password", e.public_message()))?;
                 c.initial_admin = Some((name, password));
             }
@@ -403,7 +403,8 @@ impl Args {
             (None, Some(_)) => return Err(invalid("tls_cert", "is required with tls_key")),
             (Some(cert), Some(key)) => {
                 c.tls = Some(
-                    crate::tls::LeaderTls::load(&cert, &key).map_err(|(k, why)| invalid(k, why))?,
+                    crate::infra::tls::LeaderTls::load(&cert, &key)
+                        .map_err(|(k, why)| invalid(k, why))?,
                 );
                 // Over HTTPS the session cookie is Secure unless told otherwise.
                 c.cookie_secure = true;

@@ -98,14 +98,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::MosquittoConfig { dir }) => {
             let dir = std::path::absolute(&dir)?;
-            print!("{}", trellis_server::mosquitto::config_lines(&dir));
+            print!("{}", trellis_server::mqtt::mosquitto::config_lines(&dir));
             Ok(())
         }
         Some(Command::DockerTls {
             action: DockerTlsAction::ServerCert { hosts, out, args },
         }) => {
             let config = args.resolve()?;
-            let tls = trellis_server::docker::DockerTls::ensure(&config.docker_tls_dir)?;
+            let tls = trellis_server::nodes::docker::DockerTls::ensure(&config.docker_tls_dir)?;
             tls.issue_server_cert(&hosts, &out)?;
             let out = std::path::absolute(&out)?;
             println!(
@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::TlsCert { hosts, out }) => {
-            let issued = trellis_server::tls::issue_leader_cert(&hosts, &out)?;
+            let issued = trellis_server::infra::tls::issue_leader_cert(&hosts, &out)?;
             let abs = |p: &std::path::Path| {
                 std::path::absolute(p)
                     .unwrap_or_else(|_| p.to_owned())
@@ -172,7 +172,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 async fn migrate(action: MigrateAction, args: Args) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let db = trellis_server::db::open(&config.database_url).await?;
+    let db = trellis_server::infra::db::open(&config.database_url).await?;
     match action {
         MigrateAction::Up => Migrator::up(&db, None).await?,
         MigrateAction::Down => Migrator::down(&db, Some(1)).await?,

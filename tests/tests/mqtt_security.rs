@@ -436,7 +436,7 @@ async fn floods_and_crowds_are_held_back() {
         .expect("token")
         .to_owned();
     let mut crowd = Vec::new();
-    for i in 0..trellis_server::mqtt_gate::MAX_CONNECTIONS_PER_JOIN_TOKEN {
+    for i in 0..trellis_server::mqtt::gate::MAX_CONNECTIONS_PER_JOIN_TOKEN {
         let (id, user) = (format!("{i:032x}"), trellis_proto::join_username(&token));
         crowd.push(
             MqttProbe::connect_as(server.mqtt_port, &id, Some((&user, &token)), None)

@@ -7,7 +7,7 @@ use async_graphql::{Context, Guard, Result};
 
 use crate::{
     AppState,
-    auth::{Principal, Role},
+    access::{Principal, Role},
     error::{ApiError, ApiResult},
 };
 

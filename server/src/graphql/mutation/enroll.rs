@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result, SimpleObject};
 
 use crate::{
     AppState,
-    auth::{Principal, Role},
+    access::{Principal, Role},
     graphql::{
         guard::{RoleGuard, audited},
         types::JoinToken,
@@ -47,7 +47,7 @@ impl EnrollMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let work = async {
-            let expires_at = super::auth::expiry(expires_in_days, 365)?;
+            let expires_at = super::access::expiry(expires_in_days, 365)?;
             state
                 .enroll
                 .create_join_token(&name, &actor, expires_at)

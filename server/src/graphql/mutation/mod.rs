@@ -1,13 +1,13 @@
 //! Mutation root, merged from one object per domain.
 
-mod auth;
+mod access;
 mod enroll;
 mod node;
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Mutation(
-    auth::AuthMutation,
+    access::AuthMutation,
     node::NodeMutation,
     enroll::EnrollMutation,
 );

@@ -7,7 +7,7 @@ use trellis_proto::Action;
 
 use crate::{
     AppState,
-    auth::Role,
+    access::Role,
     error::ApiError,
     graphql::{
         guard::{RoleGuard, audited},

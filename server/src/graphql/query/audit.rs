@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result};
 
 use crate::{
     AppState,
-    auth::Role,
+    access::Role,
     graphql::{guard::RoleGuard, types::AuditEvent},
 };
 

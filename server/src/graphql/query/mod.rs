@@ -1,7 +1,7 @@
 //! Query root, merged from one object per domain.
 
+mod access;
 mod audit;
-mod auth;
 mod enroll;
 mod node;
 
@@ -9,7 +9,7 @@ mod node;
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Query(
     audit::AuditQuery,
-    auth::AuthQuery,
+    access::AuthQuery,
     node::NodeQuery,
     enroll::EnrollQuery,
 );

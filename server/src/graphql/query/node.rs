@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result};
 
 use crate::{
     AppState,
-    auth::Role,
+    access::Role,
     graphql::{guard::RoleGuard, types::Node},
 };
 
@@ -29,7 +29,7 @@ impl NodeQuery {
         &self,
         ctx: &Context<'_>,
         node_id: String,
-    ) -> Result<crate::docker::DockerEngine> {
+    ) -> Result<crate::nodes::docker::DockerEngine> {
         let state = ctx.data::<AppState>()?;
         let node = state
             .nodes

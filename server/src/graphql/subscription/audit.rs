@@ -5,7 +5,7 @@ use futures::{Stream, StreamExt};
 
 use crate::{
     AppState,
-    auth::Role,
+    access::Role,
     graphql::{guard::RoleGuard, types::AuditEvent},
 };
 

@@ -7,7 +7,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     AppState,
-    auth::Role,
+    access::Role,
     graphql::guard::RoleGuard,
     graphql::types::NodeEvent,
     nodes::{NodeEvent as ServiceEvent, NodeEventKind},

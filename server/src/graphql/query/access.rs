@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result};
 
 use crate::{
     AppState,
-    auth::{Principal, Role},
+    access::{Principal, Role},
     graphql::{
         guard::{RoleGuard, principal},
         types::{ApiToken, SetupStatus, User},

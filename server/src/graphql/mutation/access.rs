@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use crate::{
     AppState,
-    auth::{Role, session_cookie},
+    access::{Role, session_cookie},
     error::ApiError,
     graphql::{
         guard::{RequestInfo, RoleGuard, audited, principal},

@@ -40,7 +40,7 @@ use trellis_proto::{EnrollRequest, topic};
 use crate::enroll::Enroll;
 
 /// Largest packet relayed, bytes (the broker's payload limit plus headers).
-const MAX_PACKET: usize = crate::broker::MAX_PAYLOAD + 4096;
+const MAX_PACKET: usize = crate::mqtt::broker::MAX_PAYLOAD + 4096;
 /// Largest CONNECT accepted, bytes: ids, credentials and a will are small.
 const MAX_CONNECT: usize = 4096;
 /// Most agents enrolling at once with one join token.
@@ -125,8 +125,8 @@ impl GateAuth {
     ) -> Option<MqttPrincipal> {
         if username == SERVER_USERNAME {
             // Compare digests, not the secrets, so the time taken says nothing about the password.
-            let same =
-                crate::auth::token_hash(password) == crate::auth::token_hash(&self.server_password);
+            let same = crate::access::token_hash(password)
+                == crate::access::token_hash(&self.server_password);
             return same.then_some(MqttPrincipal::Server);
         }
         if username.starts_with(trellis_proto::JOIN_USERNAME_PREFIX) {
@@ -239,9 +239,9 @@ pub struct Gate {
 impl Gate {
     /// Accepts clients on `listener` until `shutdown`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        let per_address = crate::net::PerAddress::default();
+        let per_address = crate::infra::net::PerAddress::default();
         while let Some((stream, peer)) =
-            crate::net::next_connection(&listener, &shutdown, "MQTT").await
+            crate::infra::net::next_connection(&listener, &shutdown, "MQTT").await
         {
             // Until it has logged in, a connection counts against its address's share.
             let Some(unauthenticated) = per_address.take(peer.ip()) else {
@@ -279,7 +279,7 @@ impl Gate {
         self,
         mut client: S,
         peer: SocketAddr,
-        unauthenticated: crate::net::AddressSlot,
+        unauthenticated: crate::infra::net::AddressSlot,
     ) -> anyhow::Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -299,7 +299,7 @@ impl Gate {
         // finds (and closes) this connection.
         let key = connect.login.as_ref().map(|l| {
             if l.username.starts_with(trellis_proto::JOIN_USERNAME_PREFIX) {
-                format!("join:{}", crate::auth::token_hash(&l.password))
+                format!("join:{}", crate::access::token_hash(&l.password))
             } else {
                 l.username.clone()
             }

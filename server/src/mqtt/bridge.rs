@@ -24,10 +24,6 @@ use trellis_proto::{
 
 use crate::nodes::Nodes;
 
-/// How often overdue heartbeats are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Slack on top of three heartbeat intervals before a silent node is lost.
-const SWEEP_GRACE_SECS: i64 = 2;
 /// Heartbeats from one node closer together than this are dropped.
 const MIN_HEARTBEAT_GAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 /// Longest wait between reconnect attempts to the broker.
@@ -116,7 +112,10 @@ impl Bridge {
         if let Some((user, password)) = login {
             opts.set_credentials(user, password);
         }
-        opts.set_max_packet_size(crate::broker::MAX_PAYLOAD, crate::broker::MAX_PAYLOAD);
+        opts.set_max_packet_size(
+            crate::mqtt::broker::MAX_PAYLOAD,
+            crate::mqtt::broker::MAX_PAYLOAD,
+        );
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let connected = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
@@ -201,7 +200,7 @@ impl Bridge {
             publisher.clone(),
             enroll_requests,
         ));
-        tokio::spawn(sweep(nodes, shutdown));
+        tokio::spawn(crate::nodes::liveness::sweep(nodes, shutdown));
         Bridge {
             connected,
             publisher,
@@ -441,27 +440,6 @@ async fn handle_messages(
                 topic,
                 "could not record an MQTT message"
             );
-        }
-    }
-}
-
-async fn sweep(nodes: Nodes, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match nodes
-            .sweep_overdue(Utc::now(), chrono::Duration::seconds(SWEEP_GRACE_SECS))
-            .await
-        {
-            Ok(lost) => {
-                for n in lost {
-                    tracing::warn!(node_id = n.id, last_seen = %n.last_seen, "node heartbeats overdue: marked lost");
-                }
-            }
-            Err(e) => tracing::error!(error = e.log_message(), "overdue-heartbeat sweep failed"),
         }
     }
 }

@@ -15,7 +15,7 @@ use sea_orm::{
 use trellis_proto::Announce;
 
 use crate::{
-    auth::{new_token, token_hash, usable},
+    access::{new_token, token_hash, usable},
     error::{ApiError, ApiResult},
 };
 
@@ -38,7 +38,7 @@ pub struct Enroll {
     db: DatabaseConnection,
     auto_approve_macs: Vec<String>,
     /// A Trellis-managed Mosquitto and the server's own account on it (username, `$7$` hash).
-    mosquitto: Option<(crate::mosquitto::Mosquitto, (String, String))>,
+    mosquitto: Option<(crate::mqtt::mosquitto::Mosquitto, (String, String))>,
 }
 
 impl Enroll {
@@ -59,13 +59,13 @@ impl Enroll {
     /// account (`username`, plaintext `password`) in it too. Writes it at once.
     pub async fn manage_mosquitto(
         &mut self,
-        mosquitto: crate::mosquitto::Mosquitto,
+        mosquitto: crate::mqtt::mosquitto::Mosquitto,
         username: &str,
         password: &str,
     ) -> ApiResult<()> {
         let server = (
             username.to_owned(),
-            crate::mosquitto::hash_password(password),
+            crate::mqtt::mosquitto::hash_password(password),
         );
         self.mosquitto = Some((mosquitto, server));
         self.sync_mosquitto().await
@@ -113,7 +113,7 @@ impl Enroll {
             id: Set(uuid::Uuid::new_v4().simple().to_string()),
             name: Set(name.to_owned()),
             token_hash: Set(token_hash(&token)),
-            mosquitto_hash: Set(Some(crate::mosquitto::hash_password(&token))),
+            mosquitto_hash: Set(Some(crate::mqtt::mosquitto::hash_password(&token))),
             created_by: Set(created_by.to_owned()),
             created_at: Set(Utc::now()),
             expires_at: Set(expires_at),
@@ -260,7 +260,7 @@ impl Enroll {
         let row = node_credential::ActiveModel {
             node_id: Set(node_id.to_owned()),
             password_hash: Set(token_hash(&password)),
-            mosquitto_hash: Set(crate::mosquitto::hash_password(&password)),
+            mosquitto_hash: Set(crate::mqtt::mosquitto::hash_password(&password)),
             created_at: Set(Utc::now()),
         };
         match node_credential::Entity::find_by_id(node_id.to_owned())

@@ -1,8 +1,7 @@
-//! GraphQL object types that wrap database models.
+//! GraphQL types of the nodes domain: nodes, their labels, Docker access and events.
 
 use async_graphql::{Enum, Object, SimpleObject};
 
-use crate::auth::Role;
 use chrono::{DateTime, Utc};
 use entity::node;
 
@@ -161,7 +160,7 @@ pub struct NodeDocker {
     /// An admin allowed plain TCP, without TLS, to this engine. The web app shows this mark.
     pub insecure: bool,
     /// How the leader reaches it; null when it refuses to (see `refused`).
-    pub transport: Option<crate::docker::DockerTransport>,
+    pub transport: Option<crate::nodes::docker::DockerTransport>,
     /// Why the leader will not use this endpoint, if it will not.
     pub refused: Option<String>,
 }
@@ -182,194 +181,5 @@ impl NodeEvent {
     /// The node after the change; null when removed or for `RESYNC`.
     async fn node(&self) -> Option<Node> {
         self.0.node.clone().map(Node)
-    }
-}
-
-/// A user.
-#[derive(Debug, Clone, SimpleObject)]
-pub struct User {
-    /// Id.
-    pub id: String,
-    /// Login name.
-    pub username: String,
-    /// Role (for `me` through an API token: the token's role).
-    pub role: Role,
-    /// When the user was created.
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<entity::user::Model> for User {
-    fn from(u: entity::user::Model) -> Self {
-        User {
-            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
-            id: u.id,
-            username: u.username,
-            created_at: u.created_at,
-        }
-    }
-}
-
-/// First-start status.
-#[derive(Debug, Clone, SimpleObject)]
-pub struct SetupStatus {
-    /// True until the first admin is created.
-    pub needs_setup: bool,
-}
-
-/// An API token (never the secret itself).
-pub struct ApiToken(pub entity::api_token::Model);
-
-#[Object]
-impl ApiToken {
-    /// Id.
-    async fn id(&self) -> &str {
-        &self.0.id
-    }
-    /// What it is for.
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Its role.
-    async fn role(&self) -> Role {
-        Role::parse(&self.0.role).unwrap_or(Role::Viewer)
-    }
-    /// The first characters of the token, to tell it apart.
-    async fn prefix(&self) -> &str {
-        &self.0.prefix
-    }
-    /// The user who created it.
-    async fn owner_id(&self) -> &str {
-        &self.0.user_id
-    }
-    /// When it was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-    /// When it expires, if ever.
-    async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
-    }
-    /// When it was revoked.
-    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
-        self.0.revoked_at
-    }
-    /// When it was last used.
-    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_used_at
-    }
-    /// Whether it works now (not revoked, not expired).
-    async fn active(&self) -> bool {
-        crate::auth::usable(self.0.revoked_at, self.0.expires_at)
-    }
-}
-
-/// One audit log entry.
-pub struct AuditEvent(pub entity::audit_event::Model);
-
-#[Object]
-impl AuditEvent {
-    /// Increasing id.
-    async fn id(&self) -> i64 {
-        self.0.id
-    }
-    /// When (leader's clock).
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at
-    }
-    /// Who: `user:<name>`, `token:<name> (<user>)` or `anonymous`.
-    async fn actor(&self) -> &str {
-        &self.0.actor
-    }
-    /// What: the operation.
-    async fn action(&self) -> &str {
-        &self.0.action
-    }
-    /// What it acted on.
-    async fn target(&self) -> Option<&str> {
-        self.0.target.as_deref()
-    }
-    /// `ok`, or the error code.
-    async fn outcome(&self) -> &str {
-        &self.0.outcome
-    }
-    /// More detail (the error message for a refused operation).
-    async fn detail(&self) -> Option<&str> {
-        self.0.detail.as_deref()
-    }
-}
-
-/// A node that asked to join and waits for approval.
-pub struct PendingNode(pub entity::enrollment::Model);
-
-impl PendingNode {
-    fn facts(&self) -> Option<trellis_proto::Announce> {
-        serde_json::from_value(self.0.facts.clone()).ok()
-    }
-}
-
-#[Object]
-impl PendingNode {
-    /// The node id it asks for.
-    async fn node_id(&self) -> &str {
-        &self.0.node_id
-    }
-    /// Its hostname.
-    async fn hostname(&self) -> Option<String> {
-        self.facts().map(|f| f.hostname)
-    }
-    /// Its MAC address.
-    async fn mac(&self) -> Option<String> {
-        self.facts().and_then(|f| f.mac)
-    }
-    /// Its IP addresses.
-    async fn ip_addresses(&self) -> Vec<String> {
-        self.facts().map(|f| f.ip_addresses).unwrap_or_default()
-    }
-    /// CPU architecture.
-    async fn arch(&self) -> Option<String> {
-        self.facts().map(|f| f.arch)
-    }
-    /// Board model.
-    async fn model(&self) -> Option<String> {
-        self.facts().and_then(|f| f.model)
-    }
-    /// When it (last) asked.
-    async fn requested_at(&self) -> DateTime<Utc> {
-        self.0.requested_at
-    }
-}
-
-/// A join token (never the secret itself).
-pub struct JoinToken(pub entity::join_token::Model);
-
-#[Object]
-impl JoinToken {
-    /// Id.
-    async fn id(&self) -> &str {
-        &self.0.id
-    }
-    /// What it is for.
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// Who created it.
-    async fn created_by(&self) -> &str {
-        &self.0.created_by
-    }
-    /// When.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-    /// When it expires, if ever.
-    async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
-    }
-    /// When it was revoked.
-    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
-        self.0.revoked_at
-    }
-    /// Whether it works now.
-    async fn active(&self) -> bool {
-        crate::auth::usable(self.0.revoked_at, self.0.expires_at)
     }
 }

@@ -19,7 +19,7 @@ const INTERNAL_USER: &str = "trellis-gate";
 pub fn start_embedded() -> anyhow::Result<(SocketAddr, Login)> {
     // rumqttd binds on its own thread and only logs a bind failure: pick a port that is free now.
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let password = crate::auth::new_token("");
+    let password = crate::access::new_token("");
     let login = Login::new(INTERNAL_USER, password.clone());
     let mut v4 = HashMap::new();
     v4.insert(

@@ -15,7 +15,7 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 
-use crate::docker::{load_ca, new_ca, new_server_cert, write_file};
+use crate::infra::pki::{load_ca, new_ca, new_server_cert, write_file};
 
 /// Warn at start when the leader's certificate expires within this many days.
 const EXPIRY_WARNING_DAYS: i64 = 30;

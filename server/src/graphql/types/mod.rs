@@ -1,0 +1,11 @@
+//! GraphQL object types that wrap the domains' models, one file per domain.
+
+mod access;
+mod audit;
+mod enroll;
+mod node;
+
+pub use access::*;
+pub use audit::*;
+pub use enroll::*;
+pub use node::*;

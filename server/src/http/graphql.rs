@@ -1,0 +1,82 @@
+//! GraphQL over HTTP: POST, and GET for queries (never mutations: GraphQL-over-HTTP says 405).
+
+use async_graphql::parser::{parse_query, types::OperationType};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
+use axum::{
+    Json,
+    extract::{FromRequest, Request, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    HttpState,
+    caller::{caller, caller_parts},
+    ws::websocket,
+};
+use crate::{access::Principal, graphql::guard::RequestInfo};
+
+async fn execute(
+    s: &HttpState,
+    mut gql: async_graphql::Request,
+    principal: Option<Principal>,
+    info: RequestInfo,
+) -> Response {
+    if let Some(p) = principal {
+        gql = gql.data(p);
+    }
+    GraphQLResponse::from(s.schema.execute(gql.data(info)).await).into_response()
+}
+
+/// POST: one operation per request; a JSON array (batch) is refused with 400.
+pub(super) async fn graphql_post(State(s): State<HttpState>, req: Request) -> Response {
+    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
+        Ok(gql) => execute(&s, gql.into_inner(), principal, info).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+fn is_websocket_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// GET: a websocket upgrade starts a subscription session; otherwise the query string is a query.
+/// GraphQL-over-HTTP: "GET requests MUST NOT be used for executing mutation operations", 405.
+pub(super) async fn graphql_get(State(s): State<HttpState>, req: Request) -> Response {
+    if is_websocket_upgrade(&req) {
+        return websocket(s, req).await;
+    }
+    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
+        Ok(r) => r.into_inner(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Ok(doc) = parse_query(&gql.query) {
+        let is_mutation = doc.operations.iter().any(|(name, op)| {
+            let selected = match (&gql.operation_name, name) {
+                (Some(wanted), Some(n)) => wanted.as_str() == n.as_str(),
+                _ => true,
+            };
+            selected && op.node.ty == OperationType::Mutation
+        });
+        if is_mutation {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "POST")],
+                Json(serde_json::json!({"errors": [{"message": "mutations must be sent with POST", "extensions": {"code": "METHOD_NOT_ALLOWED"}}]})),
+            )
+                .into_response();
+        }
+    }
+    execute(&s, gql, principal, info).await
+}

@@ -1,0 +1,76 @@
+//! The router: routes, and the layers every request passes (body limit, CORS, timeout, panic
+//! catcher, tracing).
+
+use axum::{
+    Router,
+    http::{HeaderValue, Method, StatusCode, header},
+    routing::get,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use super::{
+    HttpState, MAX_BODY,
+    graphiql::{graphiql_asset, graphiql_page},
+    graphql::{graphql_get, graphql_post},
+    health::readyz,
+    spa::{no_web_app, spa},
+};
+use crate::{AppState, graphql::TrellisSchema};
+
+/// The whole router.
+pub fn router(app: AppState, schema: TrellisSchema) -> Router {
+    let graphiql = app.config.graphiql;
+    let web_dir = app.config.web_dir.clone();
+    let mut r = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if graphiql {
+        r = r
+            .route("/graphiql", get(graphiql_page))
+            .route("/graphiql/assets/{file}", get(graphiql_asset));
+    } else {
+        // Answer 404 here, not the web app's index.html, so it is plain that GraphiQL is off.
+        let off = || async {
+            (
+                StatusCode::NOT_FOUND,
+                "GraphiQL is turned off on this leader\n",
+            )
+        };
+        r = r
+            .route("/graphiql", get(off))
+            .route("/graphiql/{*rest}", get(off));
+    }
+    let r = match web_dir {
+        Some(dir) => r.fallback_service(spa(&dir)),
+        None => r.fallback(no_web_app),
+    };
+    // CORS: only the configured origins (never a wildcard); none by default, so only the web app
+    // served by the leader itself can call the API from a browser.
+    let origins: Vec<HeaderValue> = app
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    let timeout = app.config.request_timeout;
+    r.with_state(HttpState { app, schema })
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+}

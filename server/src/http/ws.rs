@@ -1,0 +1,150 @@
+//! GraphQL subscriptions over a websocket: authentication in `connection_init`, an init timeout,
+//! and closing the socket when its credentials are revoked.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::{
+    extract::{FromRequestParts, Request, WebSocketUpgrade},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use futures::StreamExt;
+
+use super::HttpState;
+use crate::access::{self};
+
+/// How often an open subscription socket checks that its token or session is still valid.
+const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
+
+/// Largest websocket message accepted from a client (axum's default is 64 MiB).
+const MAX_WS_MESSAGE: usize = 64 * 1024;
+
+/// Whether a browser's `Origin` may use the session cookie on a websocket: the leader's own origin
+/// or an allowed one. Browsers send cookies on cross-site websocket upgrades (no CORS applies), so
+/// without this check any page could subscribe as the logged-in user.
+fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // Not a browser: cookies there are the client's own business.
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        == Some(host);
+    own || allowed.iter().any(|a| a == origin)
+}
+
+/// A subscription session. The client must send `connection_init` within the configured time,
+/// carrying `{"token": "<API token>"}` (or `Authorization: "Bearer <token>"`), or rely on the
+/// session cookie sent with the upgrade. A bad token or no credentials closes the socket before
+/// anything is sent; a missing `connection_init` closes it when the time is up.
+pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
+    let (mut parts, _body) = req.into_parts();
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let cookie_session = if origin_allowed(&parts.headers, &s.app.config.cors_origins) {
+        parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(access::session_from_cookie_header)
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    let init_timeout = s.app.config.ws_init_timeout;
+    let auth_service = s.app.auth.clone();
+    let watcher_auth = s.app.auth.clone();
+    let schema = s.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let initialised = Arc::new(AtomicBool::new(false));
+            let seen = initialised.clone();
+            let credential: Arc<std::sync::Mutex<Option<(access::Credential, access::Role)>>> = Arc::default();
+            let in_use = credential.clone();
+            // async-graphql has no init timeout, and a session outlives the credentials it began
+            // with: end the input stream ourselves (which ends the session and closes the socket)
+            // when no init came in time, or when the token or session is revoked.
+            let ends = async move {
+                tokio::time::sleep(init_timeout).await;
+                if !seen.load(Ordering::SeqCst) {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(REVALIDATE_EVERY).await;
+                    let current = in_use.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some((c, role)) = current
+                        && !watcher_auth.still_allows(&c, role).await
+                    {
+                        tracing::info!(
+                            "closing a subscription socket: its credentials were revoked or its role changed"
+                        );
+                        return;
+                    }
+                }
+            };
+            let stream = stream.take_until(ends);
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    initialised.store(true, Ordering::SeqCst);
+                    let token = payload
+                        .get("token")
+                        .and_then(|v| v.as_str())
+                        .or_else(|| {
+                            payload
+                                .get("Authorization")
+                                .and_then(|v| v.as_str())
+                                .and_then(|v| v.strip_prefix("Bearer "))
+                        })
+                        .map(str::to_owned);
+                    let used = match token {
+                        Some(t) => Some(access::Credential::ApiToken(t)),
+                        None => cookie_session.map(access::Credential::Session),
+                    };
+                    let principal = match &used {
+                        Some(access::Credential::ApiToken(t)) => {
+                            auth_service.from_api_token(t).await.ok().flatten()
+                        }
+                        Some(access::Credential::Session(t)) => {
+                            auth_service.from_session(t).await.ok().flatten()
+                        }
+                        None => None,
+                    };
+                    if let (Some(p), Some(c)) = (&principal, used) {
+                        *credential.lock().unwrap_or_else(|p| p.into_inner()) = Some((c, p.role));
+                    }
+                    match principal {
+                        Some(p) => {
+                            let mut data = async_graphql::Data::default();
+                            data.insert(p);
+                            Ok(data)
+                        }
+                        None => Err(async_graphql::Error::new(
+                            "unauthenticated: send a valid token in connection_init",
+                        )),
+                    }
+                })
+                .serve()
+                .await;
+        })
+}

@@ -1,0 +1,84 @@
+//! The state every handler, resolver and background loop shares: one service per domain, each
+//! cheap to clone (its fields sit behind `Arc`s or are pools).
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    ServerConfig, access, enroll,
+    mqtt::{bridge, gate},
+    nodes::{self, docker},
+};
+
+/// State shared by every handler and resolver. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<ServerConfig>,
+    /// The node service.
+    pub nodes: nodes::Nodes,
+    /// Users, sessions and tokens.
+    pub auth: access::Auth,
+    /// The audit log.
+    pub audit: access::audit::Audit,
+    /// The MQTT bridge.
+    pub bridge: bridge::Bridge,
+    /// Join tokens, pending nodes and node credentials.
+    pub enroll: enroll::Enroll,
+    /// Live MQTT connections of nodes (through the gate), to cut off removed nodes.
+    pub mqtt_connections: gate::Connections,
+    /// Nodes' Docker engines.
+    pub docker: docker::DockerAccess,
+}
+
+/// How the server takes part in MQTT: its login, the gate's live connections and where join
+/// requests that arrive on the bridge go.
+pub struct MqttSide {
+    /// Where the server's own client connects (over TLS for `mqtts://`).
+    pub broker: trellis_proto::BrokerAddr,
+    /// Which broker certificates the server's client trusts, for a broker over TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The server's own broker login, if the broker wants one.
+    pub login: Option<(String, String)>,
+    /// Live connections of nodes through the gate (empty behind an external broker).
+    pub connections: gate::Connections,
+    /// Where the bridge hands join requests (behind a managed Mosquitto); `None` ignores them.
+    pub enroll_requests: Option<tokio::sync::mpsc::Sender<enroll::JoinRequest>>,
+}
+
+impl AppState {
+    /// Builds the state and starts the MQTT bridge against the configured broker.
+    pub fn start(
+        config: ServerConfig,
+        db: DatabaseConnection,
+        shutdown: CancellationToken,
+        mqtt: MqttSide,
+        enroll: enroll::Enroll,
+        docker_tls: docker::DockerTls,
+    ) -> Self {
+        let nodes = nodes::Nodes::new(db.clone());
+        let bridge = bridge::Bridge::start(
+            &mqtt.broker,
+            mqtt.tls,
+            mqtt.login,
+            nodes.clone(),
+            mqtt.enroll_requests,
+            shutdown,
+        );
+        let auth = access::Auth::new(db.clone());
+        let audit = access::audit::Audit::new(db);
+        let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
+        AppState {
+            config: Arc::new(config),
+            nodes,
+            auth,
+            audit,
+            bridge,
+            enroll,
+            mqtt_connections: mqtt.connections,
+            docker,
+        }
+    }
+}
