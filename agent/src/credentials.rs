@@ -147,7 +147,7 @@ pub async fn enroll(
                     announce: announce.clone(),
                     nonce: nonce.clone(),
                     join_token: Some(token.to_owned()),
-                });
+                })?;
                 // The request first: the leader lets this connection read only the response
                 // topic named in its request.
                 client.try_publish(

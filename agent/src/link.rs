@@ -7,10 +7,40 @@ use std::time::Duration;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, Outgoing, Packet, QoS,
 };
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use trellis_proto::{Announce, NodeState, Status, encode, topic};
+use trellis_proto::{Announce, NodeState, Status, TopicKind, encode, topic};
 
 use crate::{AgentConfig, jobs::commands, system};
+
+/// The rumqttc QoS for a QoS of the topic table.
+pub fn qos(q: trellis_proto::Qos) -> QoS {
+    match q {
+        trellis_proto::Qos::AtMostOnce => QoS::AtMostOnce,
+        trellis_proto::Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+/// Queues `msg` on the node's `kind` topic with the QoS and retain flag the topic table gives it.
+/// Never waits: the task that calls this also drives the event loop, so an awaited publish on a
+/// full request queue would deadlock. The error says what was not sent and why.
+pub fn publish<T: Serialize>(
+    client: &AsyncClient,
+    kind: TopicKind,
+    node_id: &str,
+    msg: &T,
+) -> Result<(), String> {
+    let spec = kind.spec();
+    let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
+    client
+        .try_publish(
+            kind.topic(node_id, None),
+            qos(spec.qos),
+            spec.retain,
+            payload,
+        )
+        .map_err(|e| format!("{} not sent: {e}", spec.name))
+}
 
 /// First delay before reconnecting after a broker error; doubled per failure up to the configured cap.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -41,13 +71,14 @@ pub(crate) async fn session(
         opts.set_credentials(user.clone(), password.clone());
     }
     // MQTT-3.1.2-8: the broker publishes the will when the connection ends without a DISCONNECT.
+    let status_spec = TopicKind::Status.spec();
     opts.set_last_will(LastWill::new(
         status_topic.clone(),
         encode(&Status {
             state: NodeState::Lost,
-        }),
-        QoS::AtLeastOnce,
-        true,
+        })?,
+        qos(status_spec.qos),
+        status_spec.retain,
     ));
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
 
@@ -66,9 +97,8 @@ pub(crate) async fn session(
             _ = heartbeat.tick() => {
                 let beat = stats.sample();
                 if connected {
-                    // try_publish: this task also drives the event loop, so an awaited publish on a
-                    // full request queue would deadlock; a dropped heartbeat is harmless.
-                    if let Err(e) = client.try_publish(topic::heartbeat(node_id), QoS::AtMostOnce, false, encode(&beat)) {
+                    // A dropped heartbeat is harmless: the next one follows.
+                    if let Err(e) = publish(&client, TopicKind::Heartbeat, node_id, &beat) {
                         tracing::debug!(error = %e, "heartbeat dropped");
                     }
                 }
@@ -79,25 +109,12 @@ pub(crate) async fn session(
                     connected = true;
                     backoff = INITIAL_BACKOFF;
                     refusals = 0;
-                    // Subscribe on every connect: a clean session (or a broker restarted without
-                    // persistence) has forgotten it, and rumqttc does not resubscribe (rumqtt#250).
-                    if let Err(e) = client.try_subscribe(command_topic.clone(), QoS::AtLeastOnce) {
-                        tracing::warn!(error = %e, "could not queue the command subscription");
-                    }
-                    // Re-assert retained state after every (re)connect: the broker may have restarted
-                    // without persistence, or an operator may have cleared it.
-                    let online = encode(&Status { state: NodeState::Online });
-                    for (t, payload) in [(topic::announce(node_id), encode(announce)), (status_topic.clone(), online)] {
-                        if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, true, payload) {
-                            tracing::warn!(error = %e, "could not queue announce");
-                        }
-                    }
+                    on_connect(&client, announce);
                     heartbeat.reset_immediately();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
                     if let Some(result) = commands.handle(&p.payload) {
-                        let t = topic::command_result(node_id);
-                        if let Err(e) = client.try_publish(t, QoS::AtLeastOnce, false, encode(&result)) {
+                        if let Err(e) = publish(&client, TopicKind::Result, node_id, &result) {
                             tracing::warn!(error = %e, id = result.id, "could not queue a command result");
                         }
                     }
@@ -128,10 +145,12 @@ pub(crate) async fn session(
     }
 
     if connected {
-        let offline = encode(&Status {
+        let offline = Status {
             state: NodeState::Offline,
-        });
-        let _ = client.try_publish(status_topic, QoS::AtLeastOnce, true, offline);
+        };
+        if let Err(e) = publish(&client, TopicKind::Status, node_id, &offline) {
+            tracing::warn!(error = %e, "could not say offline");
+        }
         let _ = client.try_disconnect();
         // Drive the event loop until the DISCONNECT is written, so the broker drops the will.
         let drain = async {
@@ -151,4 +170,31 @@ pub(crate) async fn session(
     }
     tracing::info!(node_id, "agent stopped");
     Ok(Ended::Shutdown)
+}
+
+/// What every (re)connect does, whatever the broker remembers: subscribe again to every topic the
+/// leader sends this node (a clean session, or a broker restarted without persistence, has
+/// forgotten them, and rumqttc does not resubscribe: rumqtt#250), and re-assert the node's retained
+/// state (the broker may have lost it, or an operator cleared it).
+fn on_connect(client: &AsyncClient, announce: &Announce) {
+    let node_id = announce.node_id.as_str();
+    for t in trellis_proto::TOPICS
+        .iter()
+        .filter(|t| t.direction == trellis_proto::Direction::LeaderToNode)
+    {
+        if let Err(e) = client.try_subscribe(t.kind.topic(node_id, None), qos(t.qos)) {
+            tracing::warn!(error = %e, topic = t.name, "could not queue a subscription");
+        }
+    }
+    let online = Status {
+        state: NodeState::Online,
+    };
+    for sent in [
+        publish(client, TopicKind::Announce, node_id, announce),
+        publish(client, TopicKind::Status, node_id, &online),
+    ] {
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not re-assert the node's retained state");
+        }
+    }
 }

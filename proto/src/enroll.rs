@@ -19,6 +19,23 @@ pub struct EnrollRequest {
     pub join_token: Option<String>,
 }
 
+impl EnrollRequest {
+    /// Checks the request against the node id of the topic it came on: the announce must name
+    /// that node, and the nonce must be 16-64 lowercase hex characters. The error says which.
+    pub fn check(&self, topic_node: &str) -> Result<(), String> {
+        if self.announce.node_id != topic_node {
+            return Err(format!(
+                "the request announces node {:?} on the topic of node {topic_node:?}",
+                self.announce.node_id
+            ));
+        }
+        if !valid_nonce(&self.nonce) {
+            return Err("the nonce is not 16-64 lowercase hex characters".into());
+        }
+        Ok(())
+    }
+}
+
 /// How an enrolling agent's MQTT username starts. `.` is not allowed in node ids, so a join
 /// account never collides with a node's.
 pub const JOIN_USERNAME_PREFIX: &str = "join.";
@@ -28,8 +45,7 @@ pub const JOIN_USERNAME_PREFIX: &str = "join.";
 pub fn join_username(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("{JOIN_USERNAME_PREFIX}{hex}")
+    format!("{JOIN_USERNAME_PREFIX}{}", crate::hex(&digest[..8]))
 }
 
 /// The join username for a token whose SHA-256 (lowercase hex) is `token_hash`.

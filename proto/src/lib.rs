@@ -35,6 +35,9 @@ pub enum ProtoError {
     /// The topic is not one of the Trellis topics.
     #[error("not a Trellis topic: {0:?}")]
     UnknownTopic(String),
+    /// A message could not be encoded (it is not sent: an empty payload would clear state).
+    #[error("cannot encode a message: {0}")]
+    Encode(String),
     /// The payload could not be decoded as the message that the topic carries.
     #[error("malformed {kind} payload on {topic}: {reason}")]
     Malformed {
@@ -61,8 +64,23 @@ pub fn validate_node_id(id: &str) -> Result<(), ProtoError> {
     }
 }
 
-/// Encodes a message as its JSON payload.
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    // Serialising these plain structs cannot fail: no maps with non-string keys, no custom impls.
-    serde_json::to_vec(msg).unwrap_or_default()
+/// Encodes a message as its JSON payload. Never empty: on a retained topic an empty payload
+/// means "cleared", so a failure is an error for the caller, not an empty message.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {
+    match serde_json::to_vec(msg) {
+        Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+        Ok(_) => Err(ProtoError::Encode("the payload encoded to nothing".into())),
+        Err(e) => Err(ProtoError::Encode(e.to_string())),
+    }
+}
+
+/// Lowercase hex of `bytes`: the one hex encoder of the workspace (token hashes, client ids).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }

@@ -98,8 +98,7 @@ pub fn node_client_id(node_id: &str, password: Option<&str>) -> String {
     match password {
         Some(p) => {
             let digest = sha2::Sha256::digest(format!("trellis-client-id:{p}").as_bytes());
-            let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            format!("trellis-agent-{node_id}-{hex}")
+            format!("trellis-agent-{node_id}-{}", crate::hex(&digest[..8]))
         }
         None => format!("trellis-agent-{node_id}"),
     }

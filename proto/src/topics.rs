@@ -1,60 +1,281 @@
-//! Topics: the builders, parsing a topic into what it carries, and decoding a node message.
+//! The one topic table: every Trellis topic with its pattern, direction, QoS, retain flag and
+//! payload type. Everything else derives from it: the topic builders and parser here, the leader's
+//! bridge subscriptions, the MQTT gate's ACL, the ACL written for a managed Mosquitto, and the
+//! table in `docs/mqtt.md` (a test checks that page lists every entry as it is here).
+//!
+//! A new topic is one [`TOPICS`] entry and one [`TopicKind`] variant (the compiler then asks for
+//! its payload in [`decode`] when it is leader-bound).
 
-use crate::{Announce, CommandResult, Heartbeat, PREFIX, ProtoError, Status, validate_node_id};
+use crate::{
+    Announce, CommandResult, EnrollRequest, Heartbeat, PREFIX, ProtoError, Status, valid_nonce,
+    validate_node_id,
+};
 
-/// Topic builders. Each returns the full topic string.
+/// Who publishes on a topic and who reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// An enrolled node's agent publishes; the leader reads.
+    NodeToLeader,
+    /// The leader publishes; the node's agent reads.
+    LeaderToNode,
+    /// An agent holding a join token publishes; the leader reads.
+    JoinerToLeader,
+    /// The leader publishes; only the enrolling connection (client id = nonce) reads.
+    LeaderToJoiner,
+}
+
+impl Direction {
+    /// Whether the leader is the reader.
+    pub fn to_leader(self) -> bool {
+        matches!(self, Direction::NodeToLeader | Direction::JoinerToLeader)
+    }
+}
+
+/// MQTT quality of service (this crate does not depend on an MQTT client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos {
+    /// QoS 0: fire and forget.
+    AtMostOnce,
+    /// QoS 1: acknowledged, delivered at least once (MQTT-4.3.2).
+    AtLeastOnce,
+}
+
+impl Qos {
+    /// The QoS number.
+    pub fn level(self) -> u8 {
+        match self {
+            Qos::AtMostOnce => 0,
+            Qos::AtLeastOnce => 1,
+        }
+    }
+}
+
+/// Every kind of Trellis topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    /// The node describes itself.
+    Announce,
+    /// The node's liveness (also its last-will).
+    Status,
+    /// Periodic system stats.
+    Heartbeat,
+    /// A command from the leader.
+    Command,
+    /// The agent's answer to a command.
+    Result,
+    /// An agent asks to join.
+    EnrollRequest,
+    /// The leader's answer with the node's credentials.
+    EnrollResponse,
+}
+
+/// One topic: what the table knows about it.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicSpec {
+    /// Which topic.
+    pub kind: TopicKind,
+    /// What its messages are called in logs and errors.
+    pub name: &'static str,
+    /// The topic below [`PREFIX`], with `{node}` for the node id and `{nonce}` for an enrolling
+    /// connection's secret.
+    pub pattern: &'static str,
+    /// Who publishes and who reads.
+    pub direction: Direction,
+    /// The QoS it is published with.
+    pub qos: Qos,
+    /// Whether it is published retained.
+    pub retain: bool,
+    /// The payload's type in this crate (JSON on the wire).
+    pub payload: &'static str,
+}
+
+/// The table.
+pub const TOPICS: &[TopicSpec] = &[
+    TopicSpec {
+        kind: TopicKind::Announce,
+        name: "announce",
+        pattern: "nodes/{node}/announce",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "Announce",
+    },
+    TopicSpec {
+        kind: TopicKind::Status,
+        name: "status",
+        pattern: "nodes/{node}/status",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "Status",
+    },
+    TopicSpec {
+        kind: TopicKind::Heartbeat,
+        name: "heartbeat",
+        pattern: "nodes/{node}/heartbeat",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtMostOnce,
+        retain: false,
+        payload: "Heartbeat",
+    },
+    TopicSpec {
+        kind: TopicKind::Command,
+        name: "command",
+        pattern: "nodes/{node}/command",
+        direction: Direction::LeaderToNode,
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: "Command",
+    },
+    TopicSpec {
+        kind: TopicKind::Result,
+        name: "result",
+        pattern: "nodes/{node}/result",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: "CommandResult",
+    },
+    TopicSpec {
+        kind: TopicKind::EnrollRequest,
+        name: "enroll request",
+        pattern: "enroll/{node}/request",
+        direction: Direction::JoinerToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: "EnrollRequest",
+    },
+    TopicSpec {
+        kind: TopicKind::EnrollResponse,
+        name: "enroll response",
+        pattern: "enroll/{node}/response/{nonce}",
+        direction: Direction::LeaderToJoiner,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "EnrollResponse",
+    },
+];
+
+impl TopicKind {
+    /// The table's entry for this kind.
+    pub fn spec(self) -> &'static TopicSpec {
+        // Every kind has exactly one entry: `the_table_covers_every_kind_once` checks it.
+        TOPICS.iter().find(|t| t.kind == self).unwrap_or(&TOPICS[0])
+    }
+
+    /// The full topic for `node` (and `nonce`, for the kinds that carry one).
+    pub fn topic(self, node: &str, nonce: Option<&str>) -> String {
+        let pattern = self
+            .spec()
+            .pattern
+            .replace("{node}", node)
+            .replace("{nonce}", nonce.unwrap_or("+"));
+        format!("{PREFIX}/{pattern}")
+    }
+
+    /// The subscription filter for every node's topic of this kind: each placeholder a `+`.
+    pub fn filter(self) -> String {
+        self.topic("+", None)
+    }
+
+    /// The filter with `{node}` and `{nonce}` replaced by the given texts (for broker ACLs,
+    /// which name them `%u` and `%c`).
+    pub fn with_placeholders(self, node: &str, nonce: &str) -> String {
+        let pattern = self
+            .spec()
+            .pattern
+            .replace("{node}", node)
+            .replace("{nonce}", nonce);
+        format!("{PREFIX}/{pattern}")
+    }
+}
+
+/// A topic taken apart by the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedTopic<'a> {
+    /// Which topic.
+    pub kind: TopicKind,
+    /// Its node id (a valid one).
+    pub node: &'a str,
+    /// Its nonce, for the kinds that carry one (a valid one).
+    pub nonce: Option<&'a str>,
+}
+
+/// Takes a topic apart, or `None` when it is not a Trellis topic (or its node id or nonce is not
+/// valid: wildcards never parse).
+pub fn parse_topic(topic: &str) -> Option<ParsedTopic<'_>> {
+    let rest = topic.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    TOPICS.iter().find_map(|spec| {
+        let mut parsed = ParsedTopic {
+            kind: spec.kind,
+            node: "",
+            nonce: None,
+        };
+        let mut segments = rest.split('/');
+        for part in spec.pattern.split('/') {
+            let seg = segments.next()?;
+            match part {
+                "{node}" if validate_node_id(seg).is_ok() => parsed.node = seg,
+                "{nonce}" if valid_nonce(seg) => parsed.nonce = Some(seg),
+                literal if literal == seg => {}
+                _ => return None,
+            }
+        }
+        segments.next().is_none().then_some(parsed)
+    })
+}
+
+/// Topic builders. Each returns the full topic string; see [`TOPICS`] for QoS and retain flags.
 pub mod topic {
-    use crate::PREFIX;
+    use super::TopicKind;
 
-    /// Retained, QoS 1: the node's [`super::Announce`], published by the agent after every connect.
+    /// The node's [`crate::Announce`].
     pub fn announce(node_id: &str) -> String {
-        format!("{PREFIX}/nodes/{node_id}/announce")
+        TopicKind::Announce.topic(node_id, None)
     }
 
-    /// Retained, QoS 1: the node's [`super::Status`]; the agent's last-will sets it to `lost`.
+    /// The node's [`crate::Status`]; the agent's last-will sets it to `lost`.
     pub fn status(node_id: &str) -> String {
-        format!("{PREFIX}/nodes/{node_id}/status")
+        TopicKind::Status.topic(node_id, None)
     }
 
-    /// Not retained, QoS 0: periodic [`super::Heartbeat`] with system stats.
+    /// Periodic [`crate::Heartbeat`] with system stats.
     pub fn heartbeat(node_id: &str) -> String {
-        format!("{PREFIX}/nodes/{node_id}/heartbeat")
+        TopicKind::Heartbeat.topic(node_id, None)
     }
 
-    /// QoS 1, not retained: a [`super::Command`] from the server to the node's agent.
+    /// A [`crate::Command`] from the leader to the node's agent.
     pub fn command(node_id: &str) -> String {
-        format!("{PREFIX}/nodes/{node_id}/command")
+        TopicKind::Command.topic(node_id, None)
     }
 
-    /// QoS 1, not retained: the agent's [`super::CommandResult`] for a command.
+    /// The agent's [`crate::CommandResult`] for a command.
     pub fn command_result(node_id: &str) -> String {
-        format!("{PREFIX}/nodes/{node_id}/result")
+        TopicKind::Result.topic(node_id, None)
     }
 
-    /// QoS 1, not retained: an [`super::EnrollRequest`] from an agent holding a join token.
+    /// An [`crate::EnrollRequest`] from an agent holding a join token.
     pub fn enroll_request(node_id: &str) -> String {
-        format!("{PREFIX}/enroll/{node_id}/request")
+        TopicKind::EnrollRequest.topic(node_id, None)
     }
 
-    /// QoS 1, retained until the node first logs in: the [`super::EnrollResponse`] with the
-    /// node's MQTT credentials. The nonce is the agent's secret from its request, so only the
-    /// connection that asked can read the answer.
+    /// The [`crate::EnrollResponse`] with the node's MQTT credentials. The nonce is the agent's
+    /// secret from its request, so only the connection that asked can read the answer.
     pub fn enroll_response(node_id: &str, nonce: &str) -> String {
-        format!("{PREFIX}/enroll/{node_id}/response/{nonce}")
+        TopicKind::EnrollResponse.topic(node_id, Some(nonce))
     }
 
-    /// The filters the server's bridge subscribes to: everything agents publish (not the
-    /// server's own commands).
-    pub fn server_filters() -> Vec<String> {
-        ["announce", "status", "heartbeat", "result"]
+    /// The filters the leader's bridge subscribes to: every topic agents publish for the leader.
+    pub fn leader_filters() -> Vec<(String, super::Qos)> {
+        super::TOPICS
             .iter()
-            .map(|kind| format!("{PREFIX}/nodes/+/{kind}"))
-            .chain(std::iter::once(format!("{PREFIX}/enroll/+/request")))
+            .filter(|t| t.direction.to_leader())
+            .map(|t| (t.kind.filter(), super::Qos::AtLeastOnce))
             .collect()
     }
 }
 
-/// A message on one of the node topics, decoded from its topic and payload.
+/// A message on one of the leader-bound topics, decoded from its topic and payload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeMessage {
     /// The node described itself.
@@ -65,68 +286,62 @@ pub enum NodeMessage {
     Heartbeat(Heartbeat),
     /// The node answered a command.
     Result(CommandResult),
-    /// A retained message was cleared (empty payload) on this node's `kind` topic.
-    Cleared(&'static str),
+    /// An agent asks to join (its node id and nonce already checked against the request).
+    EnrollRequest(EnrollRequest),
+    /// A retained message was cleared (empty payload) on this node's topic of this kind.
+    Cleared(TopicKind),
 }
 
-/// Splits a Trellis node topic into the node id and the message kind.
-pub fn parse_node_topic(topic: &str) -> Result<(&str, &'static str), ProtoError> {
-    let unknown = || ProtoError::UnknownTopic(topic.to_owned());
-    let rest = topic
-        .strip_prefix(PREFIX)
-        .and_then(|r| r.strip_prefix("/nodes/"))
-        .ok_or_else(unknown)?;
-    let (node_id, kind) = rest.split_once('/').ok_or_else(unknown)?;
-    validate_node_id(node_id).map_err(|_| unknown())?;
-    let kind = match kind {
-        "announce" => "announce",
-        "status" => "status",
-        "heartbeat" => "heartbeat",
-        "result" => "result",
-        _ => return Err(unknown()),
-    };
-    Ok((node_id, kind))
-}
-
-/// Decodes a message received on a node topic. An empty payload is a cleared retained message.
+/// Decodes a message the leader received. An empty payload is a cleared retained message.
+/// Refused: topics that are not leader-bound Trellis topics, payloads that do not decode as the
+/// topic's type, and payloads naming another node than their topic.
 pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), ProtoError> {
-    let (node_id, kind) = parse_node_topic(topic)?;
-    let malformed = |e: serde_json::Error| ProtoError::Malformed {
+    let parsed = parse_topic(topic)
+        .filter(|p| p.kind.spec().direction.to_leader())
+        .ok_or_else(|| ProtoError::UnknownTopic(topic.to_owned()))?;
+    let kind = parsed.kind.spec().name;
+    let malformed = |reason: String| ProtoError::Malformed {
         kind,
         topic: topic.to_owned(),
-        reason: e.to_string(),
+        reason,
     };
+    let json = |e: serde_json::Error| malformed(e.to_string());
     let msg = if payload.is_empty() {
-        NodeMessage::Cleared(kind)
+        NodeMessage::Cleared(parsed.kind)
     } else {
-        match kind {
-            "announce" => {
-                NodeMessage::Announce(serde_json::from_slice(payload).map_err(malformed)?)
+        match parsed.kind {
+            TopicKind::Announce => {
+                NodeMessage::Announce(serde_json::from_slice(payload).map_err(json)?)
             }
-            "status" => NodeMessage::Status(serde_json::from_slice(payload).map_err(malformed)?),
-            "result" => NodeMessage::Result(serde_json::from_slice(payload).map_err(malformed)?),
-            _ => NodeMessage::Heartbeat(serde_json::from_slice(payload).map_err(malformed)?),
+            TopicKind::Status => {
+                NodeMessage::Status(serde_json::from_slice(payload).map_err(json)?)
+            }
+            TopicKind::Heartbeat => {
+                NodeMessage::Heartbeat(serde_json::from_slice(payload).map_err(json)?)
+            }
+            TopicKind::Result => {
+                NodeMessage::Result(serde_json::from_slice(payload).map_err(json)?)
+            }
+            TopicKind::EnrollRequest => {
+                let r: EnrollRequest = serde_json::from_slice(payload).map_err(json)?;
+                r.check(parsed.node).map_err(malformed)?;
+                NodeMessage::EnrollRequest(r)
+            }
+            // Leader-bound only (filtered above).
+            TopicKind::Command | TopicKind::EnrollResponse => {
+                return Err(ProtoError::UnknownTopic(topic.to_owned()));
+            }
         }
     };
     if let NodeMessage::Announce(a) = &msg
-        && a.node_id != node_id
+        && a.node_id != parsed.node
     {
-        return Err(ProtoError::Malformed {
-            kind,
-            topic: topic.to_owned(),
-            reason: format!("node_id {:?} does not match the topic", a.node_id),
-        });
+        return Err(malformed(format!(
+            "node_id {:?} does not match the topic",
+            a.node_id
+        )));
     }
-    Ok((node_id.to_owned(), msg))
-}
-
-/// The node id in an enroll request topic, if it is one.
-pub fn parse_enroll_request_topic(topic: &str) -> Option<&str> {
-    let id = topic
-        .strip_prefix(PREFIX)?
-        .strip_prefix("/enroll/")?
-        .strip_suffix("/request")?;
-    validate_node_id(id).ok().map(|()| id)
+    Ok((parsed.node.to_owned(), msg))
 }
 
 #[cfg(test)]
@@ -152,31 +367,32 @@ mod tests {
     #[test]
     fn round_trips_every_message() {
         let a = announce();
-        let (id, msg) = decode(&topic::announce("pi-01"), &encode(&a)).expect("announce");
+        let (id, msg) = decode(&topic::announce("pi-01"), &encode(&a).unwrap()).expect("announce");
         assert_eq!((id.as_str(), msg), ("pi-01", NodeMessage::Announce(a)));
         let s = Status {
             state: NodeState::Lost,
         };
-        let (_, msg) = decode(&topic::status("pi-01"), &encode(&s)).expect("status");
+        let (_, msg) = decode(&topic::status("pi-01"), &encode(&s).unwrap()).expect("status");
         assert_eq!(msg, NodeMessage::Status(s));
         let (_, msg) = decode(&topic::status("pi-01"), b"").expect("cleared");
-        assert_eq!(msg, NodeMessage::Cleared("status"));
+        assert_eq!(msg, NodeMessage::Cleared(TopicKind::Status));
         let r = CommandResult {
             id: "c1".into(),
             ok: true,
             message: "pong".into(),
         };
-        let (_, msg) = decode(&topic::command_result("pi-01"), &encode(&r)).expect("result");
+        let (_, msg) =
+            decode(&topic::command_result("pi-01"), &encode(&r).unwrap()).expect("result");
         assert_eq!(msg, NodeMessage::Result(r));
         let c = Command {
             id: "c1".into(),
             action: Action::Ping,
         };
         assert_eq!(
-            encode(&c),
+            encode(&c).unwrap(),
             br#"{"id":"c1","action":{"type":"ping"}}"#.to_vec()
         );
-        assert_eq!(decode_command(&encode(&c)), Ok(c));
+        assert_eq!(decode_command(&encode(&c).unwrap()), Ok(c));
         let err = decode_command(br#"{"id":"c2","action":{"type":"self_destruct"}}"#).unwrap_err();
         assert!(err.contains("unknown variant `self_destruct`"), "{err}");
     }
@@ -196,11 +412,96 @@ mod tests {
             err.to_string().contains("malformed heartbeat payload"),
             "{err}"
         );
-        let err = decode(&topic::announce("other"), &encode(&announce())).unwrap_err();
+        let err = decode(&topic::announce("other"), &encode(&announce()).unwrap()).unwrap_err();
         assert!(
             err.to_string().contains("does not match the topic"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_table_covers_every_kind_once_and_parses_what_it_builds() {
+        use TopicKind::*;
+        for kind in [
+            Announce,
+            Status,
+            Heartbeat,
+            Command,
+            Result,
+            EnrollRequest,
+            EnrollResponse,
+        ] {
+            assert_eq!(
+                TOPICS.iter().filter(|t| t.kind == kind).count(),
+                1,
+                "{kind:?}"
+            );
+            let nonce = "0123456789abcdef";
+            let t = kind.topic("pi-01", Some(nonce));
+            let p = parse_topic(&t).expect(&t);
+            assert_eq!((p.kind, p.node), (kind, "pi-01"), "{t}");
+            assert_eq!(
+                p.nonce.is_some(),
+                kind.spec().pattern.contains("{nonce}"),
+                "{t}"
+            );
+            assert!(
+                parse_topic(&kind.filter()).is_none(),
+                "wildcards never parse"
+            );
+        }
+        for bad in [
+            "trellis/v1/nodes/pi-01/status/extra",
+            "trellis/v1/nodes/pi-01",
+            "trellis/v2/nodes/pi-01/status",
+            "trellis/v1/enroll/pi-01/response/NOTHEX0123456789",
+        ] {
+            assert!(parse_topic(bad).is_none(), "{bad}");
+        }
+        let filters: Vec<String> = topic::leader_filters()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            filters,
+            [
+                "trellis/v1/nodes/+/announce",
+                "trellis/v1/nodes/+/status",
+                "trellis/v1/nodes/+/heartbeat",
+                "trellis/v1/nodes/+/result",
+                "trellis/v1/enroll/+/request"
+            ]
+        );
+    }
+
+    #[test]
+    fn docs_mqtt_md_lists_every_topic_as_the_table_says() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/mqtt.md"))
+            .expect("docs/mqtt.md");
+        for t in TOPICS {
+            let name = format!("| `{PREFIX}/{}` |", t.pattern);
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&name))
+                .unwrap_or_else(|| panic!("docs/mqtt.md has no table row for {name}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // | topic | direction | QoS | retained | payload |
+            assert_eq!(
+                cells[3],
+                t.qos.level().to_string(),
+                "QoS of {name} in docs/mqtt.md"
+            );
+            assert_eq!(
+                cells[4].starts_with("yes"),
+                t.retain,
+                "retained flag of {name} in docs/mqtt.md"
+            );
+            assert_eq!(
+                cells[5],
+                format!("`{}`", t.payload),
+                "payload of {name} in docs/mqtt.md"
+            );
+        }
     }
 
     #[test]

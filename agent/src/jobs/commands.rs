@@ -68,7 +68,8 @@ mod tests {
         let ping = encode(&Command {
             id: "a".into(),
             action: Action::Ping,
-        });
+        })
+        .unwrap();
         let first = c.handle(&ping).unwrap();
         assert_eq!(
             first,

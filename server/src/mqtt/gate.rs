@@ -35,7 +35,7 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
-use trellis_proto::{EnrollRequest, topic};
+use trellis_proto::{Direction, NodeMessage, topic};
 
 use crate::enroll::Enroll;
 
@@ -64,31 +64,36 @@ pub enum MqttPrincipal {
 }
 
 impl MqttPrincipal {
-    /// Whether this client may publish on `t`.
+    /// Whether this client may publish on `t`: a node its own node-to-leader topics, an
+    /// enrolling agent enroll requests (the topic table says which topics those are).
     pub fn may_publish(&self, t: &str) -> bool {
+        let parsed = trellis_proto::parse_topic(t);
+        let direction = parsed.map(|p| p.kind.spec().direction);
         match self {
             MqttPrincipal::Server => true,
-            MqttPrincipal::Node(n) => [
-                topic::announce(n),
-                topic::status(n),
-                topic::heartbeat(n),
-                topic::command_result(n),
-            ]
-            .iter()
-            .any(|allowed| allowed == t),
-            MqttPrincipal::Enroll(..) => trellis_proto::parse_enroll_request_topic(t).is_some(),
+            MqttPrincipal::Node(n) => {
+                direction == Some(Direction::NodeToLeader) && parsed.is_some_and(|p| p.node == n)
+            }
+            MqttPrincipal::Enroll(..) => direction == Some(Direction::JoinerToLeader),
         }
     }
 
-    /// Whether this client may subscribe to `filter` (exact topics only: no wildcards). An
-    /// enrolling agent may read only the response for the node id of its own request
-    /// (`enroll_node`), named by its own nonce.
+    /// Whether this client may subscribe to `filter` (exact topics only: no wildcards). A node
+    /// may read its own leader-to-node topics; an enrolling agent only the response for the node
+    /// id of its own request (`enroll_node`), named by its own nonce.
     pub fn may_subscribe(&self, filter: &str, enroll_node: Option<&str>) -> bool {
+        let parsed = trellis_proto::parse_topic(filter);
+        let direction = parsed.map(|p| p.kind.spec().direction);
         match self {
             MqttPrincipal::Server => true,
-            MqttPrincipal::Node(n) => filter == topic::command(n),
+            MqttPrincipal::Node(n) => {
+                direction == Some(Direction::LeaderToNode) && parsed.is_some_and(|p| p.node == n)
+            }
             MqttPrincipal::Enroll(_, nonce) => {
-                enroll_node.is_some_and(|n| filter == topic::enroll_response(n, nonce))
+                direction == Some(Direction::LeaderToJoiner)
+                    && parsed.is_some_and(|p| {
+                        Some(p.node) == enroll_node && p.nonce == Some(nonce.as_str())
+                    })
             }
         }
     }
@@ -411,13 +416,11 @@ impl Gate {
                         let MqttPrincipal::Enroll(token_id, nonce) = &principal else {
                             continue;
                         };
-                        let node = trellis_proto::parse_enroll_request_topic(&p.topic)
-                            .unwrap_or_default()
-                            .to_owned();
-                        match serde_json::from_slice::<EnrollRequest>(&p.payload) {
-                            Ok(r)
-                                if r.announce.node_id == node
-                                    && r.nonce == *nonce
+                        // The same decoding and checks as the bridge's (proto::decode), plus
+                        // this connection's own nonce, and one node id per connection.
+                        match trellis_proto::decode(&p.topic, &p.payload) {
+                            Ok((node, NodeMessage::EnrollRequest(r)))
+                                if r.nonce == *nonce
                                     && enroll_node.as_ref().is_none_or(|n| *n == node) =>
                             {
                                 enroll_node = Some(node.clone());
@@ -436,12 +439,11 @@ impl Gate {
                                     );
                                 }
                             }
-                            Ok(r) => tracing::warn!(
+                            Ok((node, _)) => tracing::warn!(
                                 node,
-                                claimed = r.announce.node_id,
                                 "enroll request refused: its node id or nonce does not match this connection"
                             ),
-                            Err(e) => tracing::warn!(node, error = %e, "malformed enroll request"),
+                            Err(e) => tracing::warn!(error = %e, "malformed enroll request"),
                         }
                         if p.qos == QoS::AtLeastOnce {
                             to_client

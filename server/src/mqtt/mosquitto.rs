@@ -42,29 +42,41 @@ fn hash_with_salt(password: &str, salt: &[u8]) -> String {
     )
 }
 
-/// The ACL: the server may do anything; every other user (a node, username = node id) may only
-/// publish its own announce, status, heartbeat and result topics and read its own commands. An
-/// enrolling agent (a join account) may only publish enroll requests, and read the one enroll
-/// response named by its client id, which is the secret nonce of its request (`%c`).
-pub const ACL: &str = "\
-user trellis-server
-topic readwrite #
-
-pattern write trellis/v1/nodes/%u/announce
-pattern write trellis/v1/nodes/%u/status
-pattern write trellis/v1/nodes/%u/heartbeat
-pattern write trellis/v1/nodes/%u/result
-pattern read trellis/v1/nodes/%u/command
-pattern read trellis/v1/enroll/+/response/%c
-";
-
-/// The ACL with one section per join account.
+/// The ACL, derived from the topic table (`trellis_proto::TOPICS`): the server may do anything;
+/// every other user (a node, username = node id) may only write its own node-to-leader topics and
+/// read its own leader-to-node ones; anyone may read only the enroll response named by its own
+/// client id (`%c`), which for an enrolling agent is the secret nonce of its request; and each join
+/// account (`join_users`) may only write enroll requests.
 fn acl(join_users: &[&str]) -> String {
-    let mut acl = ACL.to_owned();
+    use trellis_proto::{Direction, TOPICS};
+    let mut acl = format!(
+        "user {}\ntopic readwrite #\n\n",
+        super::gate::SERVER_USERNAME
+    );
+    for t in TOPICS {
+        let line = match t.direction {
+            Direction::NodeToLeader => {
+                format!("pattern write {}", t.kind.with_placeholders("%u", "%c"))
+            }
+            Direction::LeaderToNode => {
+                format!("pattern read {}", t.kind.with_placeholders("%u", "%c"))
+            }
+            Direction::LeaderToJoiner => {
+                format!("pattern read {}", t.kind.with_placeholders("+", "%c"))
+            }
+            Direction::JoinerToLeader => continue,
+        };
+        acl.push_str(&line);
+        acl.push('\n');
+    }
     for u in join_users {
-        acl.push_str(&format!(
-            "\nuser {u}\ntopic write trellis/v1/enroll/+/request\n"
-        ));
+        acl.push_str(&format!("\nuser {u}\n"));
+        for t in TOPICS
+            .iter()
+            .filter(|t| t.direction == Direction::JoinerToLeader)
+        {
+            acl.push_str(&format!("topic write {}\n", t.kind.filter()));
+        }
     }
     acl
 }
@@ -155,6 +167,21 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_acl_comes_from_the_topic_table() {
+        assert_eq!(
+            acl(&["join.0123456789abcdef"]),
+            "user trellis-server\ntopic readwrite #\n\n\
+             pattern write trellis/v1/nodes/%u/announce\n\
+             pattern write trellis/v1/nodes/%u/status\n\
+             pattern write trellis/v1/nodes/%u/heartbeat\n\
+             pattern read trellis/v1/nodes/%u/command\n\
+             pattern write trellis/v1/nodes/%u/result\n\
+             pattern read trellis/v1/enroll/+/response/%c\n\
+             \nuser join.0123456789abcdef\ntopic write trellis/v1/enroll/+/request\n"
+        );
+    }
 
     #[test]
     fn hashes_match_what_mosquitto_passwd_writes() {

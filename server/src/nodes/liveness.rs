@@ -35,3 +35,49 @@ pub async fn sweep(nodes: Nodes, shutdown: CancellationToken) {
         }
     }
 }
+
+/// Heartbeats from one node closer together than this are dropped.
+pub const MIN_HEARTBEAT_GAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
+/// Most nodes the throttle remembers; past this it starts afresh (a flood of made-up node ids
+/// cannot grow it without bound).
+const MAX_THROTTLED_NODES: usize = 100_000;
+
+/// Drops heartbeats that come faster than [`MIN_HEARTBEAT_GAP`] from one node, so a broken or
+/// hostile agent cannot make the leader write faster than that.
+#[derive(Default)]
+pub struct HeartbeatThrottle {
+    last: std::collections::HashMap<String, chrono::DateTime<Utc>>,
+}
+
+impl HeartbeatThrottle {
+    /// Whether a heartbeat from `node_id` arriving at `now` is stored.
+    pub fn admit(&mut self, node_id: &str, now: chrono::DateTime<Utc>) -> bool {
+        if self
+            .last
+            .get(node_id)
+            .is_some_and(|t| now - *t < MIN_HEARTBEAT_GAP)
+        {
+            return false;
+        }
+        if self.last.len() >= MAX_THROTTLED_NODES {
+            self.last.clear();
+        }
+        self.last.insert(node_id.to_owned(), now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_closer_than_the_gap_are_dropped() {
+        let mut t = HeartbeatThrottle::default();
+        let t0 = Utc::now();
+        assert!(t.admit("a", t0));
+        assert!(!t.admit("a", t0 + chrono::TimeDelta::milliseconds(100)));
+        assert!(t.admit("b", t0), "another node has its own allowance");
+        assert!(t.admit("a", t0 + MIN_HEARTBEAT_GAP));
+    }
+}

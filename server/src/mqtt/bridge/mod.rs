@@ -14,18 +14,15 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use trellis_proto::{
-    Action, BrokerAddr, Command, CommandResult, NodeMessage, NodeState, decode, encode, topic,
-};
+use trellis_proto::{Action, BrokerAddr, Command, CommandResult, encode, topic};
 
 use crate::nodes::Nodes;
 
-/// Heartbeats from one node closer together than this are dropped.
-const MIN_HEARTBEAT_GAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
+mod router;
+
 /// Longest wait between reconnect attempts to the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -135,9 +132,9 @@ impl Bridge {
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(100);
-                        let filters = topic::server_filters()
-                            .into_iter()
-                            .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce));
+                        let filters = topic::leader_filters().into_iter().map(|(f, q)| {
+                            rumqttc::SubscribeFilter::new(f, trellis_agent::link::qos(q))
+                        });
                         if let Err(e) = sub_client.try_subscribe_many(filters) {
                             tracing::error!(error = %e, "cannot queue the node subscription");
                         }
@@ -192,14 +189,18 @@ impl Bridge {
         let pending = PendingCommands::default();
         let first_login = FirstLogin::default();
         let publisher = Publisher { client, acks };
-        tokio::spawn(handle_messages(
-            rx,
-            nodes.clone(),
-            pending.clone(),
-            first_login.clone(),
-            publisher.clone(),
-            enroll_requests,
-        ));
+        tokio::spawn(
+            router::Router {
+                nodes: nodes.clone(),
+                pending: pending.clone(),
+                first_login: first_login.clone(),
+                publisher: publisher.clone(),
+                enroll_requests,
+                early_status: HashMap::new(),
+                heartbeats: crate::nodes::liveness::HeartbeatThrottle::default(),
+            }
+            .run(rx),
+        );
         tokio::spawn(crate::nodes::liveness::sweep(nodes, shutdown));
         Bridge {
             connected,
@@ -242,11 +243,15 @@ impl Bridge {
             id: id.clone(),
             action,
         };
-        let sent = self
-            .publisher
-            .queue(topic::command(node_id), encode(&command), false, None);
+        let sent = encode(&command)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| {
+                self.publisher
+                    .queue(topic::command(node_id), payload, false, None)
+                    .map_err(|e| e.to_string())
+            });
         let outcome = match sent {
-            Err(e) => Err(CommandError::NotSent(e.to_string())),
+            Err(e) => Err(CommandError::NotSent(e)),
             Ok(()) => match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(result)) => Ok(result),
                 Ok(Err(_)) | Err(_) => Err(CommandError::NoAnswer(timeout)),
@@ -278,7 +283,7 @@ impl Bridge {
             .insert(node_id.to_owned(), nonce.to_owned());
         self.publish_acked(
             topic::enroll_response(node_id, nonce),
-            encode(&response),
+            encode(&response)?,
             true,
         )
         .await
@@ -318,128 +323,6 @@ impl Bridge {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => anyhow::bail!("broker connection lost before {topic} was acknowledged"),
             Err(_) => anyhow::bail!("broker did not acknowledge {topic} within 10 s"),
-        }
-    }
-}
-
-async fn handle_messages(
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
-    nodes: Nodes,
-    pending: PendingCommands,
-    first_login: FirstLogin,
-    publisher: Publisher,
-    enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
-) {
-    // A status can arrive before the announce of a node we have not seen: retained messages come
-    // in no particular order. Keep it until the announce creates the node.
-    let mut early_status: HashMap<String, NodeState> = HashMap::new();
-    let mut last_heartbeat: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
-    while let Some((topic, payload)) = rx.recv().await {
-        if let Some(node) = trellis_proto::parse_enroll_request_topic(&topic) {
-            // Behind an external broker, which checked only that the agent holds some join
-            // token: the request carries the token, and the leader checks it (see enroll.rs).
-            if let Some(tx) = &enroll_requests {
-                match serde_json::from_slice::<trellis_proto::EnrollRequest>(&payload) {
-                    Ok(r) if r.announce.node_id == node && trellis_proto::valid_nonce(&r.nonce) => {
-                        match r.join_token {
-                            Some(token) => {
-                                let req =
-                                    (r.announce, crate::enroll::JoinProof::Token(token), r.nonce);
-                                if tx.try_send(req).is_err() {
-                                    tracing::warn!(
-                                        node,
-                                        "enroll request dropped: too many at once"
-                                    );
-                                }
-                            }
-                            None => {
-                                tracing::warn!(node, "enroll request without a join token dropped")
-                            }
-                        }
-                    }
-                    Ok(_) => tracing::warn!(
-                        node,
-                        "enroll request with another node id or a bad nonce dropped"
-                    ),
-                    Err(e) => tracing::warn!(node, error = %e, "malformed enroll request dropped"),
-                }
-            }
-            continue;
-        }
-        let now = Utc::now();
-        let (node_id, msg) = match decode(&topic, &payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropped an MQTT message");
-                continue;
-            }
-        };
-        let first = match &msg {
-            NodeMessage::Status(st) if st.state == NodeState::Online => first_login
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&node_id),
-            _ => None,
-        };
-        if let Some(nonce) = first {
-            // The node logged in with its credentials: its enroll response has done its job.
-            let t = topic::enroll_response(&node_id, &nonce);
-            if let Err(e) = publisher.queue(t, Vec::new(), true, None) {
-                tracing::warn!(error = %e, node_id, "could not clear the enroll response");
-            }
-        }
-        let result = match msg {
-            NodeMessage::Announce(a) => {
-                let early = early_status.remove(&node_id);
-                nodes.announce(&a, early, now).await.map(|_| ())
-            }
-            NodeMessage::Status(s) => match nodes.set_state(&node_id, s.state, now).await {
-                Ok(None) => {
-                    if early_status.len() < 10_000 {
-                        early_status.insert(node_id, s.state);
-                    }
-                    Ok(())
-                }
-                other => other.map(|_| ()),
-            },
-            NodeMessage::Heartbeat(h) => {
-                // A node may not make the leader write faster than MIN_HEARTBEAT_GAP: a flood
-                // from a broken or hostile agent is dropped, not stored.
-                let last = last_heartbeat.get(&node_id).copied();
-                if last.is_some_and(|t| now - t < MIN_HEARTBEAT_GAP) {
-                    continue;
-                }
-                if last_heartbeat.len() > 100_000 {
-                    last_heartbeat.clear();
-                }
-                last_heartbeat.insert(node_id.clone(), now);
-                nodes.heartbeat(&node_id, &h, now).await.map(|_| ())
-            }
-            NodeMessage::Result(r) => {
-                let waiter = pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&r.id);
-                match waiter {
-                    Some(tx) => {
-                        let _ = tx.send(r);
-                    }
-                    // Late (after its caller gave up) or a duplicate of an answered command.
-                    None => tracing::debug!(node_id, id = r.id, "result for no waiting command"),
-                }
-                Ok(())
-            }
-            NodeMessage::Cleared(_) => {
-                early_status.remove(&node_id);
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(
-                error = e.log_message(),
-                topic,
-                "could not record an MQTT message"
-            );
         }
     }
 }
