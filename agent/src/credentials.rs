@@ -3,8 +3,6 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -56,21 +54,12 @@ pub fn save(dir: Option<&Path>, node_id: &str, login: &(String, String)) -> anyh
     fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create state directory {}: {e}", dir.display()))?;
     let path = file(dir);
-    let tmp = dir.join("credentials.json.tmp");
     let stored = Stored {
         node_id: node_id.to_owned(),
         username: login.0.clone(),
         password: login.1.clone(),
     };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(&stored)?)?;
-    f.sync_all()?;
-    fs::rename(&tmp, &path)?;
+    crate::files::write_private(&path, &serde_json::to_vec_pretty(&stored)?, 0o600)?;
     Ok(())
 }
 
@@ -102,16 +91,10 @@ fn enroll_nonce(dir: Option<&Path>) -> anyhow::Result<String> {
     }
     let mut bytes = [0u8; 16];
     std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut bytes)?;
-    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let nonce = trellis_proto::hex(&bytes);
     if let Some(dir) = dir {
         fs::create_dir_all(dir)?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join(NONCE_FILE))?;
-        f.write_all(nonce.as_bytes())?;
+        crate::files::write_private(&dir.join(NONCE_FILE), nonce.as_bytes(), 0o600)?;
     }
     Ok(nonce)
 }

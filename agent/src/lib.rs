@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod files;
 pub mod hardware;
 pub mod jobs;
 pub mod link;

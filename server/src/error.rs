@@ -63,6 +63,28 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status for this error when it ends a request before GraphQL runs.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Database(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs an internal failure with its whole text (the client gets only [`INTERNAL_MESSAGE`]);
+    /// `during` says what was being done.
+    pub fn log_if_internal(&self, during: &str) {
+        if matches!(self, ApiError::Database(_) | ApiError::Internal(_)) {
+            tracing::error!(error = self.log_message(), "internal error in {during}");
+        }
+    }
+
     /// The stable code sent as `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -79,12 +101,7 @@ impl ApiError {
 
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
-        if matches!(e, ApiError::Database(_) | ApiError::Internal(_)) {
-            tracing::error!(
-                error = e.log_message(),
-                "internal error in a GraphQL resolver"
-            );
-        }
+        e.log_if_internal("a GraphQL resolver");
         let code = e.code();
         async_graphql::Error::new(e.public_message()).extend_with(|_, ext| ext.set("code", code))
     }

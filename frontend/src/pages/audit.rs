@@ -27,8 +27,23 @@ pub fn AuditPage() -> impl IntoView {
                         Err(e) => error.set(Some(e)),
                     }
                 }
+                Feed::Event(ev)
+                    if ev.audit_events.kind == api::audit_events::AuditFeedKind::RESYNC =>
+                {
+                    // This page fell behind the live feed: reload the log.
+                    match api::run::<api::AuditLog>(api::audit_log::Variables { limit: 200 }).await
+                    {
+                        Ok(d) => rows.set(d.audit_log),
+                        Err(e) => error.set(Some(e)),
+                    }
+                }
                 Feed::Event(ev) => {
-                    if let Some(row) = same_shape::<_, Row>(&ev.audit_events) {
+                    if let Some(row) = ev
+                        .audit_events
+                        .entry
+                        .as_ref()
+                        .and_then(same_shape::<_, Row>)
+                    {
                         rows.update(|r| {
                             if !r.iter().any(|x| x.id == row.id) {
                                 r.insert(0, row);

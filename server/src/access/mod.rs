@@ -22,6 +22,8 @@ use std::{
 
 use sea_orm::DatabaseConnection;
 
+use crate::error::{ApiError, ApiResult};
+
 pub use rate_limit::*;
 pub use secrets::*;
 pub use sessions::*;
@@ -46,6 +48,16 @@ impl Role {
             Role::Operator => "operator",
             Role::Admin => "admin",
         }
+    }
+
+    /// A role read from the database. A value that is none of the roles is an error, not a
+    /// silent default: it means the database was changed by hand or by a newer version.
+    pub fn stored(s: &str) -> ApiResult<Role> {
+        Role::parse(s).ok_or_else(|| {
+            ApiError::Internal(format!(
+                "stored role {s:?} is not one of viewer, operator, admin"
+            ))
+        })
     }
 
     /// Parses the stored name.

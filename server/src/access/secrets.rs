@@ -15,8 +15,7 @@ use crate::error::{ApiError, ApiResult};
 pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    format!("{prefix}{}", trellis_proto::hex(&bytes))
 }
 
 /// Whether a token that may be revoked or expire works now.
@@ -26,10 +25,39 @@ pub fn usable(revoked_at: Option<DateTime<Utc>>, expires_at: Option<DateTime<Utc
 
 /// SHA-256 of a token, hex.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    trellis_proto::hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Longest name of an API token or join token, in characters.
+pub const MAX_TOKEN_NAME_LEN: usize = 64;
+
+/// The trimmed name of a new token (`what` says which kind, for the error), 1 to
+/// [`MAX_TOKEN_NAME_LEN`] characters.
+pub fn token_name<'a>(what: &str, name: &'a str) -> ApiResult<&'a str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "{what} name must be 1-{MAX_TOKEN_NAME_LEN} characters"
+        )));
+    }
+    Ok(name)
+}
+
+/// [`hash_password`] on a blocking thread: Argon2 takes tens of milliseconds of CPU and 19 MiB,
+/// which must not stall the async workers that serve every other request.
+pub(crate) async fn hash_password_off_worker(password: &str) -> ApiResult<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))?
+}
+
+/// [`verify_password`] on a blocking thread, for the same reason.
+pub(crate) async fn verify_password_off_worker(password: &str, hash: &str) -> ApiResult<bool> {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))
 }
 
 pub(crate) fn hash_password(password: &str) -> ApiResult<String> {

@@ -121,7 +121,7 @@ impl Auth {
             return Ok(None);
         };
         Ok(Some(Principal {
-            role: role_of(&u),
+            role: role_of(&u)?,
             user_id: u.id,
             username: u.username,
             token: None,

@@ -47,9 +47,7 @@ impl Auth {
         else {
             return Ok(None);
         };
-        let role = Role::parse(&t.role)
-            .unwrap_or(Role::Viewer)
-            .min(role_of(&u));
+        let role = Role::stored(&t.role)?.min(role_of(&u)?);
         Ok(Some(Principal {
             user_id: u.id,
             username: u.username,
@@ -81,12 +79,7 @@ impl Auth {
         role: Role,
         expires_at: Option<DateTime<Utc>>,
     ) -> ApiResult<(api_token::Model, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiError::BadRequest(
-                "token name must be 1-64 characters".into(),
-            ));
-        }
+        let name = super::token_name("token", name)?;
         if role > owner.role {
             return Err(ApiError::Forbidden(format!(
                 "a {} cannot create a token with role {}",

@@ -8,7 +8,9 @@ use sea_orm::{
     QueryFilter, QueryOrder,
 };
 
-use super::{Auth, MIN_PASSWORD_LEN, Principal, Role, hash_password, verify_password};
+use super::{
+    Auth, MIN_PASSWORD_LEN, Principal, Role, hash_password_off_worker, verify_password_off_worker,
+};
 use crate::error::{ApiError, ApiResult};
 
 /// Checks a new username: 1–64 characters, letters, digits and `._-@`.
@@ -43,9 +45,9 @@ pub fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) fn role_of(m: &user::Model) -> Role {
+pub(crate) fn role_of(m: &user::Model) -> ApiResult<Role> {
     // An unknown stored role gets the least power rather than failing every request.
-    Role::parse(&m.role).unwrap_or(Role::Viewer)
+    Role::stored(&m.role)
 }
 
 impl Auth {
@@ -72,7 +74,7 @@ impl Auth {
         let model = user::ActiveModel {
             id: Set(uuid::Uuid::new_v4().simple().to_string()),
             username: Set(username.to_owned()),
-            password_hash: Set(hash_password(password)?),
+            password_hash: Set(hash_password_off_worker(password).await?),
             role: Set(role.as_str().to_owned()),
             created_at: Set(Utc::now()),
         };
@@ -114,7 +116,7 @@ impl Auth {
             .user(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("user {id:?}")))?;
-        if role_of(&u) == Role::Admin && role != Role::Admin {
+        if role_of(&u)? == Role::Admin && role != Role::Admin {
             self.ensure_another_admin(&u.id).await?;
         }
         let mut m = u.into_active_model();
@@ -142,7 +144,7 @@ impl Auth {
             .user(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("user {id:?}")))?;
-        if role_of(&u) == Role::Admin {
+        if role_of(&u)? == Role::Admin {
             self.ensure_another_admin(&u.id).await?;
         }
         session::Entity::delete_many()
@@ -178,7 +180,7 @@ impl Auth {
             .user(&who.user_id)
             .await?
             .ok_or_else(|| ApiError::NotFound("user".into()))?;
-        if !verify_password(current, &u.password_hash) {
+        if !verify_password_off_worker(current, &u.password_hash).await? {
             return Err(ApiError::Unauthenticated(
                 "the current password is wrong".into(),
             ));
@@ -186,7 +188,7 @@ impl Auth {
         check_password(new)?;
         let id = u.id.clone();
         let mut m = u.into_active_model();
-        m.password_hash = Set(hash_password(new)?);
+        m.password_hash = Set(hash_password_off_worker(new).await?);
         m.update(&self.db).await?;
         session::Entity::delete_many()
             .filter(session::Column::UserId.eq(id))

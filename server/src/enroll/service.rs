@@ -90,8 +90,12 @@ impl Enroll {
                 joins.push((trellis_proto::join_username_for_hash(&t.token_hash), hash));
             }
         }
-        mosquitto
-            .write(&accounts, &joins)
+        // Writing and syncing two files and signalling Mosquitto block: keep them off the async
+        // workers that serve every other request.
+        let mosquitto = mosquitto.clone();
+        tokio::task::spawn_blocking(move || mosquitto.write(&accounts, &joins))
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot write the Mosquitto accounts: {e}")))?
             .map_err(|e| ApiError::Internal(format!("cannot write the Mosquitto accounts: {e}")))
     }
 
@@ -102,12 +106,7 @@ impl Enroll {
         created_by: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> ApiResult<(join_token::Model, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiError::BadRequest(
-                "join token name must be 1-64 characters".into(),
-            ));
-        }
+        let name = crate::access::token_name("join token", name)?;
         let token = new_token("trellis_j_");
         let model = join_token::ActiveModel {
             id: Set(uuid::Uuid::new_v4().simple().to_string()),
@@ -195,9 +194,12 @@ impl Enroll {
                 "node id {node_id:?} is already waiting under another request; reject it to free the id"
             )));
         }
+        let facts = serde_json::to_value(announce).map_err(|e| {
+            ApiError::Internal(format!("cannot store the facts of {node_id:?}: {e}"))
+        })?;
         let row = enrollment::ActiveModel {
             node_id: Set(node_id),
-            facts: Set(serde_json::to_value(announce).unwrap_or_default()),
+            facts: Set(facts),
             join_token_id: Set(join_token_id.to_owned()),
             nonce: Set(nonce.to_owned()),
             requested_at: Set(Utc::now()),

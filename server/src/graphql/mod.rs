@@ -4,6 +4,7 @@
 pub mod guard;
 pub mod mutation;
 pub mod query;
+pub mod stream;
 pub mod subscription;
 pub mod types;
 

@@ -76,13 +76,12 @@ pub(super) fn caller_parts(req: &Request) -> (axum::http::HeaderMap, Option<std:
 
 /// A GraphQL-shaped error body with the HTTP status that matches its code.
 pub(super) fn error_response(e: &ApiError) -> Response {
-    let status = match e {
-        ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-        ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    error_response_with(e.http_status(), e)
+}
+
+/// The same body with a status of the caller's choosing (405 for a mutation sent with GET).
+pub(super) fn error_response_with(status: StatusCode, e: &ApiError) -> Response {
+    e.log_if_internal("an HTTP request");
     let body = serde_json::json!({"errors": [{"message": e.public_message(), "extensions": {"code": e.code()}}]});
     (status, Json(body)).into_response()
 }

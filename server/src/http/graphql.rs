@@ -3,18 +3,17 @@
 use async_graphql::parser::{parse_query, types::OperationType};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, rejection::GraphQLRejection};
 use axum::{
-    Json,
     extract::{FromRequest, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
 use super::{
     HttpState,
-    caller::{caller, caller_parts},
+    caller::{caller, caller_parts, error_response_with},
     ws::websocket,
 };
-use crate::{access::Principal, graphql::guard::RequestInfo};
+use crate::{access::Principal, error::ApiError, graphql::guard::RequestInfo};
 
 async fn execute(
     s: &HttpState,
@@ -70,12 +69,12 @@ pub(super) async fn graphql_get(State(s): State<HttpState>, req: Request) -> Res
             selected && op.node.ty == OperationType::Mutation
         });
         if is_mutation {
-            return (
-                StatusCode::METHOD_NOT_ALLOWED,
-                [(header::ALLOW, "POST")],
-                Json(serde_json::json!({"errors": [{"message": "mutations must be sent with POST", "extensions": {"code": "METHOD_NOT_ALLOWED"}}]})),
-            )
-                .into_response();
+            let refused = ApiError::BadRequest("mutations must be sent with POST".into());
+            let mut response = error_response_with(StatusCode::METHOD_NOT_ALLOWED, &refused);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
         }
     }
     execute(&s, gql, principal, info).await

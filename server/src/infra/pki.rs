@@ -2,7 +2,7 @@
 //! (keys, passwords): Docker's TLS directory, the leader's own TLS certificate and Mosquitto's
 //! accounts all go through here.
 
-use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -107,19 +107,7 @@ pub(crate) fn validity(params: &mut CertificateParams) {
     params.not_after = ymd(today + chrono::Days::new(VALIDITY_DAYS));
 }
 
+/// Writes a private file atomically with `mode` (the one writer, shared with the agent).
 pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    // A fresh file, so the mode holds even if a crashed run left one behind (or a link).
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    trellis_agent::files::write_private(path, data, mode)
 }

@@ -13,11 +13,7 @@
 //! user <the leader's user>
 //! ```
 
-use std::{
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::Sha512;
@@ -119,9 +115,9 @@ impl Mosquitto {
             .chain(joins)
             .map(|(u, h)| format!("{u}:{h}\n"))
             .collect();
-        write_private(&self.dir.join("passwd"), passwd.as_bytes())?;
+        crate::infra::pki::write_file(&self.dir.join("passwd"), passwd.as_bytes(), 0o600)?;
         let join_users: Vec<&str> = joins.iter().map(|(u, _)| u.as_str()).collect();
-        write_private(&self.dir.join("acl"), acl(&join_users).as_bytes())?;
+        crate::infra::pki::write_file(&self.dir.join("acl"), acl(&join_users).as_bytes(), 0o600)?;
         self.reload();
         Ok(())
     }
@@ -149,19 +145,6 @@ impl Mosquitto {
             ),
         }
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl AuthMutation {
             SET_COOKIE,
             session_cookie(Some(&token), state.config.cookie_secure),
         );
-        Ok(User::from(user))
+        Ok(User::try_from(user)?)
     }
 
     /// Logs in with a username and password; sets the session cookie.
@@ -78,7 +78,7 @@ impl AuthMutation {
             SET_COOKIE,
             session_cookie(Some(&token), state.config.cookie_secure),
         );
-        Ok(User::from(user))
+        Ok(User::try_from(user)?)
     }
 
     /// Ends the caller's browser session and clears the cookie.
@@ -105,16 +105,16 @@ impl AuthMutation {
     ) -> Result<User> {
         let state = ctx.data::<AppState>()?;
         let work = state.auth.create_user(&username, &password, role);
-        Ok(User::from(
+        Ok(User::try_from(
             audited(ctx, "createUser", Some(&username), work).await?,
-        ))
+        )?)
     }
 
     /// Changes a user's role. The last admin stays an admin.
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn set_user_role(&self, ctx: &Context<'_>, id: String, role: Role) -> Result<User> {
         let state = ctx.data::<AppState>()?;
-        Ok(User::from(
+        Ok(User::try_from(
             audited(
                 ctx,
                 "setUserRole",
@@ -122,7 +122,7 @@ impl AuthMutation {
                 state.auth.set_role(&id, role),
             )
             .await?,
-        ))
+        )?)
     }
 
     /// Deletes a user, ending their sessions and revoking their tokens. The last admin stays.

@@ -36,7 +36,7 @@ impl AuthQuery {
         };
         Ok(Some(User {
             role: p.role,
-            ..User::from(u)
+            ..User::try_from(u)?
         }))
     }
 
@@ -49,8 +49,8 @@ impl AuthQuery {
             .list_users()
             .await?
             .into_iter()
-            .map(User::from)
-            .collect())
+            .map(User::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     /// API tokens: your own, or everyone's for an admin. Tokens themselves are never shown again.

@@ -1,12 +1,17 @@
-//! Live audit events.
+//! Live audit events. A client that falls behind gets one `RESYNC` item instead of unbounded
+//! buffering or a silent gap (see `graphql::stream`): it reloads `auditLog`.
 
 use async_graphql::{Context, Result, Subscription};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 
 use crate::{
     AppState,
     access::Role,
-    graphql::{guard::RoleGuard, types::AuditEvent},
+    graphql::{
+        guard::RoleGuard,
+        stream::resyncing,
+        types::{AuditEvent, AuditFeedEvent, AuditFeedKind},
+    },
 };
 
 /// Audit subscriptions.
@@ -15,21 +20,21 @@ pub struct AuditSubscription;
 
 #[Subscription]
 impl AuditSubscription {
-    /// Every audit event from now on. A client that falls behind skips what it missed (reload
-    /// `auditLog` to fill the gap).
+    /// Every audit event from now on: `ENTRY` with the event, or `RESYNC` (no event) when this
+    /// client fell behind and missed some; reload `auditLog` then.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
-    async fn audit_events(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = AuditEvent>> {
+    async fn audit_events(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = AuditFeedEvent>> {
         let state = ctx.data::<AppState>()?;
-        let rx = state.audit.subscribe();
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((AuditEvent(e), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed())
+        Ok(resyncing(
+            state.audit.subscribe(),
+            |e| AuditFeedEvent {
+                kind: AuditFeedKind::Entry,
+                entry: Some(AuditEvent(e)),
+            },
+            || AuditFeedEvent {
+                kind: AuditFeedKind::Resync,
+                entry: None,
+            },
+        ))
     }
 }

@@ -1,15 +1,13 @@
 //! Node subscriptions, fed by the node service's broadcast channel. A client that falls behind
-//! gets one `RESYNC` event instead of unbounded buffering (tokio's broadcast drops the oldest).
+//! gets one `RESYNC` event instead of unbounded buffering (see `graphql::stream`).
 
 use async_graphql::{Context, Result, Subscription};
-use futures::{Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use futures::Stream;
 
 use crate::{
     AppState,
     access::Role,
-    graphql::guard::RoleGuard,
-    graphql::types::NodeEvent,
+    graphql::{guard::RoleGuard, stream::resyncing, types::NodeEvent},
     nodes::{NodeEvent as ServiceEvent, NodeEventKind},
 };
 
@@ -23,19 +21,12 @@ impl NodeSubscription {
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn node_events(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = NodeEvent>> {
         let state = ctx.data::<AppState>()?;
-        let rx = state.nodes.subscribe();
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            let event = match rx.recv().await {
-                Ok(e) => e,
-                Err(RecvError::Lagged(_)) => ServiceEvent {
-                    kind: NodeEventKind::Resync,
-                    node_id: String::new(),
-                    node: None,
-                },
-                Err(RecvError::Closed) => return None,
-            };
-            Some((NodeEvent(event), rx))
-        })
-        .boxed())
+        Ok(resyncing(state.nodes.subscribe(), NodeEvent, || {
+            NodeEvent(ServiceEvent {
+                kind: NodeEventKind::Resync,
+                node_id: String::new(),
+                node: None,
+            })
+        }))
     }
 }

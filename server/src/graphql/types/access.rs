@@ -18,14 +18,17 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<entity::user::Model> for User {
-    fn from(u: entity::user::Model) -> Self {
-        User {
-            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
+impl TryFrom<entity::user::Model> for User {
+    type Error = crate::error::ApiError;
+
+    /// Fails on a stored role that is none of the roles (see [`Role::stored`]).
+    fn try_from(u: entity::user::Model) -> Result<Self, Self::Error> {
+        Ok(User {
+            role: Role::stored(&u.role)?,
             id: u.id,
             username: u.username,
             created_at: u.created_at,
-        }
+        })
     }
 }
 
@@ -50,8 +53,8 @@ impl ApiToken {
         &self.0.name
     }
     /// Its role.
-    async fn role(&self) -> Role {
-        Role::parse(&self.0.role).unwrap_or(Role::Viewer)
+    async fn role(&self) -> async_graphql::Result<Role> {
+        Ok(Role::stored(&self.0.role)?)
     }
     /// The first characters of the token, to tell it apart.
     async fn prefix(&self) -> &str {

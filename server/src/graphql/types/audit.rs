@@ -38,3 +38,21 @@ impl AuditEvent {
         self.0.detail.as_deref()
     }
 }
+
+/// What an item of the live audit feed is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum AuditFeedKind {
+    /// A new audit event (in `entry`).
+    Entry,
+    /// The subscriber fell behind and missed events: reload `auditLog`.
+    Resync,
+}
+
+/// One item of the live audit feed.
+#[derive(async_graphql::SimpleObject)]
+pub struct AuditFeedEvent {
+    /// What it is.
+    pub kind: AuditFeedKind,
+    /// The event, for `ENTRY`.
+    pub entry: Option<AuditEvent>,
+}

@@ -8,8 +8,12 @@ use chrono::{DateTime, Utc};
 pub struct PendingNode(pub entity::enrollment::Model);
 
 impl PendingNode {
-    fn facts(&self) -> Option<trellis_proto::Announce> {
-        serde_json::from_value(self.0.facts.clone()).ok()
+    fn facts(&self) -> async_graphql::Result<trellis_proto::Announce> {
+        Ok(super::node::stored(
+            &self.0.facts,
+            "facts",
+            &self.0.node_id,
+        )?)
     }
 }
 
@@ -20,24 +24,24 @@ impl PendingNode {
         &self.0.node_id
     }
     /// Its hostname.
-    async fn hostname(&self) -> Option<String> {
-        self.facts().map(|f| f.hostname)
+    async fn hostname(&self) -> async_graphql::Result<Option<String>> {
+        Ok(Some(self.facts()?.hostname))
     }
     /// Its MAC address.
-    async fn mac(&self) -> Option<String> {
-        self.facts().and_then(|f| f.mac)
+    async fn mac(&self) -> async_graphql::Result<Option<String>> {
+        Ok(self.facts()?.mac)
     }
     /// Its IP addresses.
-    async fn ip_addresses(&self) -> Vec<String> {
-        self.facts().map(|f| f.ip_addresses).unwrap_or_default()
+    async fn ip_addresses(&self) -> async_graphql::Result<Vec<String>> {
+        Ok(self.facts()?.ip_addresses)
     }
     /// CPU architecture.
-    async fn arch(&self) -> Option<String> {
-        self.facts().map(|f| f.arch)
+    async fn arch(&self) -> async_graphql::Result<Option<String>> {
+        Ok(Some(self.facts()?.arch))
     }
     /// Board model.
-    async fn model(&self) -> Option<String> {
-        self.facts().and_then(|f| f.model)
+    async fn model(&self) -> async_graphql::Result<Option<String>> {
+        Ok(self.facts()?.model)
     }
     /// When it (last) asked.
     async fn requested_at(&self) -> DateTime<Utc> {

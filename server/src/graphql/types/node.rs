@@ -68,8 +68,8 @@ impl Node {
         self.0.mac.as_deref()
     }
     /// IP addresses.
-    async fn ip_addresses(&self) -> Vec<String> {
-        serde_json::from_value(self.0.ip_addresses.clone()).unwrap_or_default()
+    async fn ip_addresses(&self) -> async_graphql::Result<Vec<String>> {
+        Ok(stored(&self.0.ip_addresses, "ip_addresses", &self.0.id)?)
     }
     /// CPU architecture.
     async fn arch(&self) -> &str {
@@ -92,12 +92,13 @@ impl Node {
         &self.0.hardware
     }
     /// Labels, sorted by key.
-    async fn labels(&self) -> Vec<Label> {
+    async fn labels(&self) -> async_graphql::Result<Vec<Label>> {
         let map: std::collections::BTreeMap<String, String> =
-            serde_json::from_value(self.0.labels.clone()).unwrap_or_default();
-        map.into_iter()
+            stored(&self.0.labels, "labels", &self.0.id)?;
+        Ok(map
+            .into_iter()
             .map(|(key, value)| Label { key, value })
-            .collect()
+            .collect())
     }
     /// Seconds between heartbeats.
     async fn heartbeat_interval_secs(&self) -> i64 {
@@ -182,4 +183,16 @@ impl NodeEvent {
     async fn node(&self) -> Option<Node> {
         self.0.node.clone().map(Node)
     }
+}
+
+/// A JSON column read back into its type. A stored value that does not decode is an internal
+/// error (logged with the row), never a silent empty value.
+pub(crate) fn stored<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    column: &str,
+    row: &str,
+) -> Result<T, crate::error::ApiError> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        crate::error::ApiError::Internal(format!("stored {column} of {row:?} does not decode: {e}"))
+    })
 }
