@@ -65,6 +65,20 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The `extensions.code` of a GraphQL response's first error, or `"no error"`.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("no error")
+}
+
+/// Whether `log` (from [`Server::audit_log`]) has an entry whose fields equal every
+/// `(field, value)` of `want`.
+pub fn audit_has(log: &[Value], want: &[(&str, &str)]) -> bool {
+    log.iter()
+        .any(|e| want.iter().all(|(field, value)| e[*field] == *value))
+}
+
 /// Waits until `check` returns `Some`, polling every 100 ms, or panics with `what` after `timeout`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -140,6 +154,15 @@ impl Proc {
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many log lines so far hold every one of `needles` (one line, not the whole log: a
+    /// check for a new event must not be satisfied by an older line that says part of it).
+    pub fn log_lines_with(&self, needles: &[&str]) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
     }
 }
 
@@ -335,6 +358,31 @@ fn spawn_server(
 }
 
 impl Server {
+    /// The newest `limit` audit entries (actor, action, target, outcome, detail), read as `auth`.
+    pub async fn audit_log_as(&self, auth: &Auth, limit: u32) -> Vec<Value> {
+        let (_, r) = self
+            .graphql_as(
+                auth,
+                "query($limit: Int!) { auditLog(limit: $limit) { actor action target outcome detail } }",
+                json!({"limit": limit}),
+            )
+            .await;
+        r["data"]["auditLog"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("no audit log in {r}"))
+    }
+
+    /// The newest `limit` audit entries, read as the admin.
+    pub async fn audit_log(&self, limit: u32) -> Vec<Value> {
+        let auth = self
+            .admin_cookie
+            .clone()
+            .map(Auth::Cookie)
+            .unwrap_or(Auth::Anonymous);
+        self.audit_log_as(&auth, limit).await
+    }
+
     /// Starts a leader and waits until `/readyz` says the database and broker are reachable.
     /// A port that some other process took between [`free_port`] and the leader's bind makes
     /// the leader stop with "cannot listen": it is started again on other ports (twice at most).
@@ -844,6 +892,23 @@ impl Mosquitto {
             accounts: Some(dir.to_owned()),
             _dir: conf_dir,
         }
+    }
+
+    /// Adds an account that may read every topic to a managed Mosquitto's files (with Debian's
+    /// `mosquitto_passwd`), for a test that must see the broker's retained state itself. The
+    /// leader rewrites the files on its next account change, so add it right before a restart.
+    pub fn add_reader_account(&self, user: &str, password: &str) {
+        let dir = self.accounts.as_ref().expect("a managed Mosquitto");
+        let out = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg(dir.join("passwd"))
+            .args([user, password])
+            .output()
+            .expect("mosquitto_passwd");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut acl = std::fs::read_to_string(dir.join("acl")).expect("acl");
+        acl.push_str(&format!("\nuser {user}\ntopic read #\n"));
+        std::fs::write(dir.join("acl"), acl).expect("acl");
     }
 
     /// Options for a leader on this Mosquitto (managing its accounts when it is a managed one).

@@ -8,15 +8,11 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
-    ADMIN_PASSWORD, Auth, PATIENCE, Server, ServerOpts, next_json, until_closed, ws_connect,
+    ADMIN_PASSWORD, Auth, PATIENCE, Server, ServerOpts, audit_has, next_json, until_closed, ws_connect,
     ws_session,
 };
 
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("no error")
-}
+use trellis_tests::error_code as code;
 
 async fn admin(server: &Server) -> Auth {
     Auth::Cookie(server.admin_cookie.clone().expect("admin logged in"))
@@ -314,17 +310,9 @@ async fn logins_are_rate_limited_and_sessions_end_on_logout() {
     assert_eq!(code(&r), "UNAUTHENTICATED");
 
     // The audit log has it all, failures included.
-    let (_, r) = server
-        .graphql_as(
-            &auditor,
-            "{ auditLog(limit: 50) { actor action target outcome } }",
-            json!({}),
-        )
-        .await;
-    let log = r["data"]["auditLog"].as_array().expect("audit log").clone();
+    let log = server.audit_log_as(&auditor, 50).await;
     let has = |action: &str, outcome: &str| {
-        log.iter()
-            .any(|e| e["action"] == action && e["outcome"] == outcome)
+        audit_has(&log, &[("action", action), ("outcome", outcome)])
     };
     assert!(
         has("login", "UNAUTHENTICATED")

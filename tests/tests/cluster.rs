@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use trellis_tests::{
-    Agent, Broker, Db, Mosquitto, PATIENCE, Postgres, Server, ServerOpts, wait_for,
+    Agent, Broker, Db, Mosquitto, MqttProbe, PATIENCE, Postgres, Server, ServerOpts, wait_for,
 };
 
 /// The whole life of one node on a leader started with `opts` (without its local agent).
@@ -177,6 +177,9 @@ async fn everything_resubscribes_after_the_broker_restarts() {
     server.wait_state("resub", "ONLINE", PATIENCE).await;
     assert_eq!(server.ping("resub").await, Ok("pong".to_owned()));
 
+    // The restarted broker keeps nothing (persistence false): every retained message on it
+    // afterwards was published again after the restart. A reader account looks at them.
+    mosquitto.add_reader_account("spy", "spy-password");
     mosquitto.restart().await;
     // Both sides must be back: the agent's announce reaches the server's new subscription, and
     // the server's command reaches the agent's new subscription.
@@ -186,6 +189,32 @@ async fn everything_resubscribes_after_the_broker_restarts() {
         || async { server.ping("resub").await.ok() },
     )
     .await;
+    // A new subscriber now gets the retained state, which only the agent can have sent again.
+    let mut spy = MqttProbe::connect_as(
+        mosquitto.port,
+        "spy",
+        Some(("spy", "spy-password")),
+        Some("trellis/v1/nodes/resub/+"),
+    )
+    .await
+    .expect("the reader connects");
+    let retained: Vec<(String, String)> = spy
+        .collect(Duration::from_secs(2))
+        .await
+        .into_iter()
+        .filter(|p| p.retain)
+        .map(|p| (p.topic, String::from_utf8_lossy(&p.payload).into_owned()))
+        .collect();
+    assert!(
+        retained.iter().any(|(t, p)| t == "trellis/v1/nodes/resub/status" && p.contains("online")),
+        "the agent did not re-assert its status after the restart: {retained:?}"
+    );
+    assert!(
+        retained
+            .iter()
+            .any(|(t, p)| t == "trellis/v1/nodes/resub/announce" && p.contains("\"node_id\":\"resub\"")),
+        "the agent did not re-announce after the restart: {retained:?}"
+    );
     let node = server.wait_state("resub", "ONLINE", PATIENCE).await;
     assert_eq!(node["hostname"].as_str().map(str::is_empty), Some(false));
 }

@@ -9,15 +9,13 @@
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
 
 use serde_json::{Value, json};
-use trellis_tests::{Auth, PATIENCE, Proc, Server, ServerOpts, binary, free_port, wait_for};
+use trellis_tests::{
+    Auth, PATIENCE, Proc, Server, ServerOpts, audit_has, binary, free_port, wait_for,
+};
 
 const SOCKET: &str = "/var/run/docker.sock";
 
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("no error")
-}
+use trellis_tests::error_code as code;
 
 /// OpenSSL settings for socat: no session tickets. socat sets no session id context, so OpenSSL
 /// fails a resumed handshake from a client that shows a certificate ("session id context
@@ -309,20 +307,17 @@ async fn docker_over_tcp_takes_tls_with_the_leaders_certificates_or_an_admins_in
     );
 
     // Every change of the mark is in the audit log, with who did it.
-    let r = server
-        .graphql(
-            "{ auditLog(limit: 50) { actor action target outcome } }",
-            json!({}),
-        )
-        .await;
-    let log = r["data"]["auditLog"].as_array().expect("audit log");
+    let log = server.audit_log(50).await;
     let entry = |action: &str, actor: &str, outcome: &str| {
-        log.iter().any(|e| {
-            e["action"] == action
-                && e["actor"] == actor
-                && e["target"] == "plain-node"
-                && e["outcome"] == outcome
-        })
+        audit_has(
+            &log,
+            &[
+                ("action", action),
+                ("actor", actor),
+                ("target", "plain-node"),
+                ("outcome", outcome),
+            ],
+        )
     };
     assert!(entry("markNodeDockerInsecure", "user:admin", "ok"), "{r}");
     assert!(entry("requireNodeDockerTls", "user:admin", "ok"), "{r}");

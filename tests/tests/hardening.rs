@@ -6,11 +6,7 @@
 use serde_json::{Value, json};
 use trellis_tests::{Auth, Db, PATIENCE, Postgres, Server, ServerOpts};
 
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("no code")
-}
+use trellis_tests::error_code as code;
 
 /// graphql-js's `getIntrospectionQuery()`, which GraphiQL sends on load.
 const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name } mutationType { name } \
@@ -248,16 +244,22 @@ async fn a_slow_body_is_cut_off_with_408() {
             }
         }
     };
-    // Meanwhile the leader answers others at once.
+    // Meanwhile the leader answers others at once: within a second, while the trickle goes on.
     let others = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let r = server.graphql("{ nodes { id } }", json!({})).await;
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            server.graphql("{ nodes { id } }", json!({})),
+        )
+        .await
+        .expect("the leader stalled while one client trickled its body");
         assert!(r["errors"].is_null(), "{r}");
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(4), async {
-        tokio::join!(others, trickle)
-    })
-    .await;
+    let trickle_for_a_while = async {
+        // The trickle itself ends when the leader closes the connection, or after 4 s.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(4), trickle).await;
+    };
+    tokio::join!(others, trickle_for_a_while);
     let mut answer = vec![0u8; 1024];
     let n = tokio::time::timeout(PATIENCE, slow.read(&mut answer))
         .await

@@ -120,7 +120,22 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
             true,
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A sentinel after the forgery on the same connection: edge-1's own announce with a new
+    // hostname. Once the leader shows it, a forgery it let through would have arrived before.
+    let mut genuine = forged.clone();
+    genuine["node_id"] = json!("edge-1");
+    genuine["hostname"] = json!("sentinel");
+    probe
+        .publish(
+            "trellis/v1/nodes/edge-1/announce",
+            genuine.to_string().as_bytes(),
+            true,
+        )
+        .await;
+    wait_for("edge-1's own announce to arrive", PATIENCE, || async {
+        (server.node("edge-1").await?["hostname"] == "sentinel").then_some(())
+    })
+    .await;
     assert_ne!(
         server.node("leader").await.expect("leader")["hostname"],
         "forged",
@@ -129,12 +144,22 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
 
     // Nor take the leader node's session over by reusing its client id (MQTT-3.1.4-2): Mosquitto
     // does not tie ids to accounts, but a node's id comes from its password, so nobody else
-    // knows it. The leader's own agent stays connected.
+    // knows it. The real id (as Mosquitto logged it) has that form; the best edge-1 can make for
+    // the leader's node, from its own password, is another id, and using it kicks nobody off.
+    let mosquitto_log = mosquitto.proc.log_text();
+    let real_id = mosquitto_log
+        .split_whitespace()
+        .find(|w| w.starts_with("trellis-agent-leader-"))
+        .unwrap_or_else(|| panic!("Mosquitto logged no client id of the leader's node: {mosquitto_log}"))
+        .to_owned();
+    assert_eq!(real_id.len(), "trellis-agent-leader-".len() + 16, "{real_id}");
+    let guess = trellis_proto::node_client_id("leader", Some(&password));
+    assert!(guess.starts_with("trellis-agent-leader-") && guess != real_id);
     let agent_connects = |log: &str| log.matches("connected to broker").count();
     let before = agent_connects(&server.proc.log_text());
     let kicker = MqttProbe::connect_as(
         mosquitto.port,
-        "trellis-agent-leader",
+        &guess,
         Some(("edge-1", &password)),
         None,
     )
@@ -210,7 +235,20 @@ async fn join_tokens_enroll_through_a_managed_mosquitto_and_removal_cuts_the_nod
             true,
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The sentinel: an enroll request on the same connection (the one thing a join account
+    // may publish) reaches the leader, which records it; the forged status, sent before it,
+    // would have been recorded first.
+    let ask = json!({"announce": {"node_id": "sentinel-node", "hostname": "s", "mac": null, "ip_addresses": [],
+        "arch": "x", "os": "x", "model": null, "agent_version": "0", "hardware": "simulator",
+        "heartbeat_interval_secs": 1}, "nonce": "0123456789abcdef0123456789abcdef", "join_token": token});
+    joiner
+        .publish(
+            "trellis/v1/enroll/sentinel-node/request",
+            ask.to_string().as_bytes(),
+            false,
+        )
+        .await;
+    server.wait_pending("sentinel-node").await;
     assert_eq!(
         server.node("edge-2").await.expect("edge-2")["state"],
         "ONLINE",

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use trellis_tests::{Agent, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, wait_for};
+use trellis_tests::{
+    Agent, MqttProbe, PATIENCE, Server, ServerOpts, agent_credentials, audit_has, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_join_only_with_a_token_and_an_approval() {
@@ -123,23 +125,16 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
         "the claim to be refused in the audit log",
         PATIENCE,
         || async {
-            let r = server
-                .graphql(
-                    "{ auditLog(limit: 50) { action target outcome } }",
-                    json!({}),
-                )
-                .await;
-            let log = r["data"]["auditLog"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            log.iter()
-                .any(|e| {
-                    e["action"] == "requestToJoin"
-                        && e["target"] == "newcomer"
-                        && e["outcome"] == "FORBIDDEN"
-                })
-                .then_some(())
+            let log = server.audit_log(50).await;
+            audit_has(
+                &log,
+                &[
+                    ("action", "requestToJoin"),
+                    ("target", "newcomer"),
+                    ("outcome", "FORBIDDEN"),
+                ],
+            )
+            .then_some(())
         },
     )
     .await;
@@ -147,6 +142,9 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
         server.pending_ids().await.is_empty(),
         "the claim must not become a pending request"
     );
+    // A claim whose nonce is not hex is refused by the gate as malformed, before it reaches the
+    // enroll flow: no new audit entry, no pending request.
+    let refusals_before = audit_count(&server.audit_log(100).await, "requestToJoin");
     claim["nonce"] = json!("not-hex");
     claimer
         .publish(
@@ -155,6 +153,20 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
             false,
         )
         .await;
+    wait_for("the gate to refuse the bad nonce", PATIENCE, || async {
+        (server
+            .proc
+            .log_lines_with(&["malformed enroll request", "nonce is not 16-64 lowercase hex"])
+            > 0)
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        audit_count(&server.audit_log(100).await, "requestToJoin"),
+        refusals_before,
+        "a malformed claim reached the enroll flow"
+    );
+    assert!(server.pending_ids().await.is_empty());
 
     // A revoked join token lets nobody else in; the approved node keeps working.
     let r = server
@@ -191,24 +203,17 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
     assert!(server.node("intruder").await.is_none());
 
     // The audit log recorded the requests and decisions.
-    let r = server
-        .graphql(
-            "{ auditLog(limit: 100) { actor action target outcome } }",
-            json!({}),
-        )
-        .await;
-    let log: Vec<Value> = r["data"]["auditLog"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let log = server.audit_log(100).await;
     for (actor, action, target) in [
         ("node:newcomer", "requestToJoin", "newcomer"),
         ("user:admin", "approveNode", "newcomer"),
         ("user:admin", "rejectNode", "intruder"),
     ] {
         assert!(
-            log.iter()
-                .any(|e| e["actor"] == actor && e["action"] == action && e["target"] == target),
+            audit_has(
+                &log,
+                &[("actor", actor), ("action", action), ("target", target)]
+            ),
             "{actor} {action} {target}: {log:?}"
         );
     }
@@ -280,10 +285,13 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
         "A's forged announce for B was delivered"
     );
     assert_eq!(b["state"], "ONLINE");
-    let log = server.proc.log_text();
-    assert!(
-        log.contains("MQTT publish denied") && log.contains("trellis/v1/nodes/node-b/announce"),
-        "{log}"
+    assert_eq!(
+        server
+            .proc
+            .log_lines_with(&["MQTT publish denied", "trellis/v1/nodes/node-b/announce"]),
+        1,
+        "{}",
+        server.proc.log_text()
     );
     // Only the server commands nodes: A cannot publish on its own command topic either.
     probe
@@ -293,7 +301,18 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
             false,
         )
         .await;
-    assert!(server.proc.log_text().contains("MQTT publish denied"));
+    wait_for(
+        "the gate to deny A's publish on its command topic",
+        PATIENCE,
+        || async {
+            (server
+                .proc
+                .log_lines_with(&["MQTT publish denied", "trellis/v1/nodes/node-a/command"])
+                > 0)
+            .then_some(())
+        },
+    )
+    .await;
 
     // Removing A revokes its credentials and cuts its live connection.
     let r = server
@@ -346,20 +365,16 @@ async fn listed_mac_addresses_are_approved_without_an_operator() {
         mac.contains(&node["mac"].as_str().unwrap_or_default().to_owned()),
         "{node}"
     );
-    let r = server
-        .graphql(
-            "{ auditLog(limit: 20) { actor action target outcome detail } }",
-            json!({}),
-        )
-        .await;
-    let log = r["data"]["auditLog"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let log = server.audit_log(20).await;
     assert!(
-        log.iter().any(|e| e["actor"] == "system"
-            && e["action"] == "approveNode"
-            && e["outcome"] == "ok"),
+        audit_has(
+            &log,
+            &[
+                ("actor", "system"),
+                ("action", "approveNode"),
+                ("outcome", "ok")
+            ]
+        ),
         "{log:?}"
     );
 }
@@ -492,4 +507,9 @@ async fn idle_connections_from_one_address_cannot_fill_the_broker() {
         Some(4),
         "refused for its credentials, not for the crowd"
     );
+}
+
+/// How many entries of `log` have this action.
+fn audit_count(log: &[Value], action: &str) -> usize {
+    log.iter().filter(|e| e["action"] == action).count()
 }
