@@ -34,7 +34,7 @@ impl Mutation {
 
     /// Whether an action is under way (controls disable themselves meanwhile).
     pub fn pending(self) -> bool {
-        self.0.get() == Status::Pending
+        self.0.with(|s| matches!(s, Status::Pending))
     }
 
     /// Runs `Q`; on success `done` turns the answer into the text to show (and may start
