@@ -20,8 +20,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::{FutureExt, SinkExt, Stream, StreamExt, channel::mpsc, select};
-use gloo_net::websocket::{Message, futures::WebSocket};
+use futures::{
+    FutureExt, Sink, SinkExt, Stream, StreamExt, channel::mpsc, future::poll_fn, select,
+};
+use gloo_net::websocket::{Message, State, futures::WebSocket};
 use gloo_timers::future::TimeoutFuture;
 use graphql_client::{GraphQLQuery, Response};
 use serde::{Serialize, de::DeserializeOwned};
@@ -218,6 +220,13 @@ async fn session() -> bool {
             return false;
         }
     };
+    // gloo's sink reports ready once the socket is past CONNECTING, open or not; sending on a
+    // socket that failed to open only logs a browser error, so check first.
+    let mut ws = Box::pin(ws);
+    if poll_fn(|cx| ws.as_mut().poll_ready(cx)).await.is_err() || !matches!(ws.state(), State::Open)
+    {
+        return false;
+    }
     let (mut sink, stream) = ws.split();
     let mut stream = stream.fuse();
     let (out_tx, mut out_rx) = mpsc::unbounded::<String>();
