@@ -202,10 +202,10 @@ async fn drive() {
             return;
         }
         failures = if acknowledged { 0 } else { failures + 1 };
-        // Full backoff with ±50 % jitter, so tabs that lost the leader together do not return
-        // together.
-        let backoff = (MIN_BACKOFF_MS * 2f64.powi(failures.min(10))).min(MAX_BACKOFF_MS);
-        let wait = backoff * (0.5 + js_sys::Math::random());
+        // Exponential backoff with ±50 % jitter, so tabs that lost the leader together do not
+        // all come back in the same instant; capped after the jitter.
+        let backoff = MIN_BACKOFF_MS * 2f64.powi(failures.min(10));
+        let wait = (backoff * (0.5 + js_sys::Math::random())).min(MAX_BACKOFF_MS);
         TimeoutFuture::new(wait as u32).await;
     }
 }
