@@ -9,7 +9,7 @@
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools binutils \
+ && apt-get install -y --no-install-recommends musl-tools binutils brotli \
  && rm -rf /var/lib/apt/lists/*
 RUN rustup target add "$(uname -m)-unknown-linux-musl" wasm32-unknown-unknown \
  && cargo install wasm-bindgen-cli --version 0.2.130
@@ -17,13 +17,10 @@ WORKDIR /src
 COPY . .
 RUN target="$(uname -m)-unknown-linux-musl" \
  && cargo build --locked --release --target "$target" -p trellis-server \
- && cargo build --locked -p trellis-frontend --target wasm32-unknown-unknown --profile wasm-release \
  && mkdir -p /out/web /out/data \
  && cp "target/$target/release/trellis" /out/trellis \
  && strip /out/trellis \
- && wasm-bindgen --target web --no-typescript --out-dir /out/web --out-name trellis_frontend \
-      target/wasm32-unknown-unknown/wasm-release/trellis-frontend.wasm \
- && cp frontend/index.html frontend/style.css /out/web/
+ && CARGO_TARGET_DIR=/src/target bash scripts/build-web.sh /out/web
 
 FROM scratch AS leader
 COPY --from=build /out/ /

@@ -24,7 +24,7 @@ pub struct Cluster {
     /// Now, in ms since the epoch, ticking every second (for "5 s ago").
     pub now_ms: RwSignal<f64>,
     /// Nodes waiting for approval.
-    pub pending: RwSignal<Vec<api::pending::PendingPendingNodes>>,
+    pub pending: RwSignal<Vec<api::enroll::PendingNode>>,
     /// Whether the user may change things (operator or admin).
     pub can_operate: bool,
     /// Whether the user is an admin.
@@ -32,7 +32,7 @@ pub struct Cluster {
 }
 
 /// Who is using the app.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum SessionState {
     /// Still asking the leader.
     Loading,
@@ -40,8 +40,8 @@ pub enum SessionState {
     NeedsSetup,
     /// Not logged in.
     LoggedOut,
-    /// Logged in as this user with this role (lowercase).
-    LoggedIn(String, String),
+    /// Logged in as this user with this role.
+    LoggedIn(String, api::Role),
     /// The leader could not be reached.
     Unreachable(String),
 }
@@ -52,12 +52,10 @@ pub fn App() -> impl IntoView {
     let session = RwSignal::new(SessionState::Loading);
     leptos::task::spawn_local(async move {
         session.set(
-            match api::run::<api::Session>(api::session::Variables {}).await {
+            match api::run::<api::auth::Session>(api::auth::session::Variables {}).await {
                 Ok(d) if d.setup_status.needs_setup => SessionState::NeedsSetup,
                 Ok(d) => match d.me {
-                    Some(me) => {
-                        SessionState::LoggedIn(me.username, format!("{:?}", me.role).to_lowercase())
-                    }
+                    Some(me) => SessionState::LoggedIn(me.username, me.role),
                     None => SessionState::LoggedOut,
                 },
                 Err(e) => SessionState::Unreachable(e),
@@ -77,22 +75,23 @@ pub fn App() -> impl IntoView {
 
 /// The app for a logged-in user.
 #[component]
-fn Shell(user: String, role: String) -> impl IntoView {
+fn Shell(user: String, role: api::Role) -> impl IntoView {
     let cluster = Cluster {
         nodes: RwSignal::new(Vec::new()),
         live: RwSignal::new(false),
         error: RwSignal::new(None),
         now_ms: RwSignal::new(js_sys::Date::now()),
         pending: RwSignal::new(Vec::new()),
-        can_operate: role != "viewer",
-        is_admin: role == "admin",
+        can_operate: role.can_operate(),
+        is_admin: role == api::Role::ADMIN,
     };
     provide_context(cluster);
     components::start_live_feed(cluster);
-    let can_audit = role != "viewer";
+    // The audit log is for operators and admins (the server enforces the same rule).
+    let can_audit = role.can_operate();
     let logout = move |_| {
         leptos::task::spawn_local(async move {
-            let _ = api::run::<api::Logout>(api::logout::Variables {}).await;
+            let _ = api::run::<api::auth::Logout>(api::auth::logout::Variables {}).await;
             api::reload_at("/");
         });
     };
@@ -110,7 +109,7 @@ fn Shell(user: String, role: String) -> impl IntoView {
                 <span class="live" class:on=move || cluster.live.get()>
                     {move || if cluster.live.get() { "live" } else { "reconnecting…" }}
                 </span>
-                <span class="user">{user} " (" {role} ")"</span>
+                <span class="user">{user} " (" {role.word().to_owned()} ")"</span>
                 <button type="button" class="logout" on:click=logout>"Log out"</button>
             </header>
             <Show when=move || cluster.error.get().is_some()>

@@ -905,7 +905,11 @@ impl Mosquitto {
             .args([user, password])
             .output()
             .expect("mosquitto_passwd");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut acl = std::fs::read_to_string(dir.join("acl")).expect("acl");
         acl.push_str(&format!("\nuser {user}\ntopic read #\n"));
         std::fs::write(dir.join("acl"), acl).expect("acl");

@@ -8,8 +8,8 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
-    ADMIN_PASSWORD, Auth, PATIENCE, Server, ServerOpts, audit_has, next_json, until_closed, ws_connect,
-    ws_session,
+    ADMIN_PASSWORD, Auth, PATIENCE, Server, ServerOpts, audit_has, next_json, until_closed,
+    ws_connect, ws_session,
 };
 
 use trellis_tests::error_code as code;
@@ -311,9 +311,8 @@ async fn logins_are_rate_limited_and_sessions_end_on_logout() {
 
     // The audit log has it all, failures included.
     let log = server.audit_log_as(&auditor, 50).await;
-    let has = |action: &str, outcome: &str| {
-        audit_has(&log, &[("action", action), ("outcome", outcome)])
-    };
+    let has =
+        |action: &str, outcome: &str| audit_has(&log, &[("action", action), ("outcome", outcome)]);
     assert!(
         has("login", "UNAUTHENTICATED")
             && has("login", "RATE_LIMITED")

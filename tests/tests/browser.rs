@@ -1,7 +1,8 @@
 //! The web app in headless Chromium, as a new user first meets it: the first-start setup page,
 //! then the leader's own node listed online with its load, a second node appearing and going lost
 //! live without a reload, a ping from the node page, the audit log, and logging out and in again.
-//! Screenshots go to `<target>/screenshots/`.
+//! Every page holds one websocket for all its live feeds. Screenshots go to
+//! `<target>/screenshots/`.
 
 use std::time::Duration;
 
@@ -68,6 +69,60 @@ async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
     row.text().await.ok()
 }
 
+/// Chromedriver's own command to run a Chrome DevTools Protocol method (WebDriver has none
+/// that runs a script before the page's own). `reqwest` re-exports the `url` and `http` types
+/// fantoccini's trait names.
+#[derive(Debug)]
+struct Cdp(&'static str, serde_json::Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (reqwest::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.0, "params": self.1});
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// From now on, every page the browser loads counts the websockets it opens in
+/// `window.__trellisSockets`, counted before the page's own scripts run.
+async fn count_websockets(browser: &Browser) {
+    let source = "(() => {
+        const Real = window.WebSocket;
+        window.__trellisSockets = 0;
+        window.WebSocket = function (...args) { window.__trellisSockets++; return new Real(...args); };
+        window.WebSocket.prototype = Real.prototype;
+    })();";
+    browser
+        .client
+        .issue_cmd(Cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            serde_json::json!({ "source": source }),
+        ))
+        .await
+        .expect("add the websocket counter");
+}
+
+/// How many websockets the current page has opened.
+async fn websockets_opened(browser: &Browser) -> u64 {
+    browser
+        .client
+        .execute("return window.__trellisSockets", vec![])
+        .await
+        .expect("read the websocket count")
+        .as_u64()
+        .expect("a websocket count")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_app_shows_the_cluster_live() {
     let mut server = Server::start(ServerOpts {
@@ -77,6 +132,7 @@ async fn the_web_app_shows_the_cluster_live() {
     })
     .await;
     let browser = Browser::start().await;
+    count_websockets(&browser).await;
     browser
         .client
         .goto(&server.url("/"))
@@ -198,6 +254,8 @@ async fn the_web_app_shows_the_cluster_live() {
     assert_eq!(counts, "1 of 2 online");
     let png = browser.client.screenshot().await.expect("screenshot");
     std::fs::write(screenshot_dir().join("cluster-lost-node.png"), png).expect("save screenshot");
+    // All of that came through one socket, opened once.
+    assert_eq!(websockets_opened(&browser).await, 1);
 
     // A client-side route loaded directly (deep link) renders the node page.
     browser
@@ -281,6 +339,8 @@ async fn the_web_app_shows_the_cluster_live() {
     )
     .await;
     assert!(audit.contains("user:admin"), "{audit}");
+    // The node feed and the audit feed share the page's one socket.
+    assert_eq!(websockets_opened(&browser).await, 1);
     save_screenshot(&browser, "audit.png").await;
 
     // Access: create an API token on the page, use it, revoke it on the page.

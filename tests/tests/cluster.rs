@@ -206,13 +206,16 @@ async fn everything_resubscribes_after_the_broker_restarts() {
         .map(|p| (p.topic, String::from_utf8_lossy(&p.payload).into_owned()))
         .collect();
     assert!(
-        retained.iter().any(|(t, p)| t == "trellis/v1/nodes/resub/status" && p.contains("online")),
+        retained
+            .iter()
+            .any(|(t, p)| t == "trellis/v1/nodes/resub/status" && p.contains("online")),
         "the agent did not re-assert its status after the restart: {retained:?}"
     );
     assert!(
         retained
             .iter()
-            .any(|(t, p)| t == "trellis/v1/nodes/resub/announce" && p.contains("\"node_id\":\"resub\"")),
+            .any(|(t, p)| t == "trellis/v1/nodes/resub/announce"
+                && p.contains("\"node_id\":\"resub\"")),
         "the agent did not re-announce after the restart: {retained:?}"
     );
     let node = server.wait_state("resub", "ONLINE", PATIENCE).await;

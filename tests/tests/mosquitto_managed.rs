@@ -150,21 +150,22 @@ async fn the_leader_writes_mosquittos_accounts_and_acls() {
     let real_id = mosquitto_log
         .split_whitespace()
         .find(|w| w.starts_with("trellis-agent-leader-"))
-        .unwrap_or_else(|| panic!("Mosquitto logged no client id of the leader's node: {mosquitto_log}"))
+        .unwrap_or_else(|| {
+            panic!("Mosquitto logged no client id of the leader's node: {mosquitto_log}")
+        })
         .to_owned();
-    assert_eq!(real_id.len(), "trellis-agent-leader-".len() + 16, "{real_id}");
+    assert_eq!(
+        real_id.len(),
+        "trellis-agent-leader-".len() + 16,
+        "{real_id}"
+    );
     let guess = trellis_proto::node_client_id("leader", Some(&password));
     assert!(guess.starts_with("trellis-agent-leader-") && guess != real_id);
     let agent_connects = |log: &str| log.matches("connected to broker").count();
     let before = agent_connects(&server.proc.log_text());
-    let kicker = MqttProbe::connect_as(
-        mosquitto.port,
-        &guess,
-        Some(("edge-1", &password)),
-        None,
-    )
-    .await
-    .expect("edge-1's account connects under another id");
+    let kicker = MqttProbe::connect_as(mosquitto.port, &guess, Some(("edge-1", &password)), None)
+        .await
+        .expect("edge-1's account connects under another id");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(server.ping("leader").await, Ok("pong".to_owned()));
     assert_eq!(

@@ -154,11 +154,11 @@ async fn nodes_join_only_with_a_token_and_an_approval() {
         )
         .await;
     wait_for("the gate to refuse the bad nonce", PATIENCE, || async {
-        (server
-            .proc
-            .log_lines_with(&["malformed enroll request", "nonce is not 16-64 lowercase hex"])
-            > 0)
-        .then_some(())
+        (server.proc.log_lines_with(&[
+            "malformed enroll request",
+            "nonce is not 16-64 lowercase hex",
+        ]) > 0)
+            .then_some(())
     })
     .await;
     assert_eq!(

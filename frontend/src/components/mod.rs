@@ -1,32 +1,38 @@
-//! Shared pieces: the live feed that keeps [`crate::Cluster`] current, and small formatters.
+//! Shared pieces: the live feed that keeps [`crate::Cluster`] current, the mutation helper, and
+//! small formatters.
+
+mod mutation;
 
 use futures::StreamExt;
 use leptos::prelude::*;
 
+pub use mutation::{Feedback, Mutation};
+
 use crate::{
     Cluster,
-    api::{self, Feed, Node},
+    api::{
+        self, DockerTransport, Node, NodeEventKind, NodeState, enroll, nodes,
+        ws::{self, Feed},
+    },
 };
 
-/// Converts between the per-operation copies of the `NodeFields` fragment, which share one shape.
-pub fn same_shape<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: &A) -> Option<B> {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-}
-
-/// Loads the node list, then applies subscription events; reloads after every reconnect or
-/// `RESYNC`, so nothing missed while disconnected stays wrong.
+/// Loads the node list, then applies subscription events; reloads after every (re)connect or
+/// `RESYNC`, so nothing missed while disconnected stays wrong. The feed lives as long as the
+/// shell that called this (the logged-in app).
 pub fn start_live_feed(cluster: Cluster) {
+    let mut feed = ws::subscribe::<nodes::NodeEvents>(nodes::node_events::Variables {}).scoped();
     leptos::task::spawn_local(async move {
-        let mut feed = api::subscribe::<api::NodeEvents>(api::node_events::Variables {});
         while let Some(item) = feed.next().await {
             match item {
-                Feed::Connected => {
+                Feed::Resync => {
                     cluster.live.set(true);
                     reload(cluster).await;
                 }
                 Feed::Disconnected => cluster.live.set(false),
+                Feed::Failed(why) => {
+                    cluster.live.set(false);
+                    cluster.error.set(Some(why));
+                }
                 Feed::Event(ev) => apply(cluster, ev.node_events).await,
             }
         }
@@ -34,14 +40,17 @@ pub fn start_live_feed(cluster: Cluster) {
     leptos::task::spawn_local(async move {
         loop {
             gloo_timers::future::TimeoutFuture::new(1_000).await;
-            cluster.now_ms.set(js_sys::Date::now());
+            if cluster.now_ms.try_set(js_sys::Date::now()).is_some() {
+                // The shell is gone (logged out): stop ticking.
+                return;
+            }
         }
     });
 }
 
 /// Reloads the whole node list and the nodes waiting to join.
 pub async fn reload(cluster: Cluster) {
-    match api::run::<api::Nodes>(api::nodes::Variables {}).await {
+    match api::run::<nodes::Nodes>(nodes::nodes::Variables {}).await {
         Ok(data) => {
             cluster.nodes.set(data.nodes);
             cluster.error.set(None);
@@ -53,21 +62,20 @@ pub async fn reload(cluster: Cluster) {
 
 /// Reloads the nodes waiting to join.
 pub async fn reload_pending(cluster: Cluster) {
-    if let Ok(data) = api::run::<api::Pending>(api::pending::Variables {}).await {
+    if let Ok(data) = api::run::<enroll::Pending>(enroll::pending::Variables {}).await {
         cluster.pending.set(data.pending_nodes);
     }
 }
 
-async fn apply(cluster: Cluster, ev: api::node_events::NodeEventsNodeEvents) {
-    use api::node_events::NodeEventKind as K;
+async fn apply(cluster: Cluster, ev: nodes::NodeEvent) {
     match ev.kind {
-        K::RESYNC | K::Other(_) => reload(cluster).await,
-        K::PENDING => reload_pending(cluster).await,
-        K::REMOVED => cluster
+        NodeEventKind::RESYNC | NodeEventKind::Other(_) => reload(cluster).await,
+        NodeEventKind::PENDING => reload_pending(cluster).await,
+        NodeEventKind::REMOVED => cluster
             .nodes
             .update(|list| list.retain(|n| n.id != ev.node_id)),
         _ => {
-            let Some(node) = ev.node.as_ref().and_then(same_shape::<_, Node>) else {
+            let Some(node) = nodes::event_node(&ev) else {
                 return;
             };
             cluster.nodes.update(|list| upsert(list, node));
@@ -85,12 +93,12 @@ pub fn upsert(list: &mut Vec<Node>, node: Node) {
 }
 
 /// The state as a word and a CSS class.
-pub fn state_word(state: &api::NodeState) -> (&'static str, &'static str) {
+pub fn state_word(state: &NodeState) -> (&'static str, &'static str) {
     match state {
-        api::NodeState::ONLINE => ("online", "state online"),
-        api::NodeState::OFFLINE => ("offline", "state offline"),
-        api::NodeState::LOST => ("lost", "state lost"),
-        api::NodeState::Other(_) => ("unknown", "state lost"),
+        NodeState::ONLINE => ("online", "state online"),
+        NodeState::OFFLINE => ("offline", "state offline"),
+        NodeState::LOST => ("lost", "state lost"),
+        NodeState::Other(_) => ("unknown", "state lost"),
     }
 }
 
@@ -153,7 +161,7 @@ pub fn local_time(rfc3339: &str) -> String {
 /// ("TLS", false), ("insecure: plain TCP", true), or the reason the leader refuses it.
 pub fn docker_words(
     insecure: bool,
-    transport: Option<String>,
+    transport: Option<&DockerTransport>,
     refused: Option<String>,
 ) -> (String, bool) {
     if let Some(why) = refused {
@@ -162,9 +170,9 @@ pub fn docker_words(
     if insecure {
         return ("insecure: plain TCP".into(), true);
     }
-    match transport.map(|t| t.to_uppercase()).as_deref() {
-        Some("TLS") => ("TLS".into(), false),
-        Some("UNIX") => ("local socket".into(), false),
+    match transport {
+        Some(DockerTransport::TLS) => ("TLS".into(), false),
+        Some(DockerTransport::UNIX) => ("local socket".into(), false),
         _ => ("—".into(), false),
     }
 }

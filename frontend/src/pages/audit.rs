@@ -1,56 +1,65 @@
-//! The audit log: who did what and when, newest first, live.
+//! The audit log: who did what and when, newest first, live. The live feed is this page's own
+//! subscription on the tab's socket, completed when the page unmounts.
 
 use futures::StreamExt;
 use leptos::prelude::*;
 
 use crate::{
-    api::{self, Feed},
-    components::{local_time, same_shape},
+    api::{
+        self,
+        audit::{self, AuditRow},
+        ws::{self, Feed},
+    },
+    components::local_time,
 };
 
-/// One audit row, as the log query returns it.
-type Row = api::audit_log::AuditFields;
+/// How many rows the page loads, and keeps while events arrive.
+const LOADED: i64 = 200;
+const KEPT: usize = 500;
+
+/// Loads the newest rows of the log into `rows` (or the error into `error`).
+async fn reload(rows: RwSignal<Vec<AuditRow>>, error: RwSignal<Option<String>>) {
+    let vars = audit::audit_log::Variables { limit: LOADED };
+    match api::run::<audit::AuditLog>(vars).await {
+        Ok(d) => {
+            error.try_set(None);
+            rows.try_set(d.audit_log);
+        }
+        Err(e) => {
+            error.try_set(Some(e));
+        }
+    }
+}
 
 /// The audit page.
 #[component]
 pub fn AuditPage() -> impl IntoView {
-    let rows = RwSignal::new(Vec::<Row>::new());
+    let rows = RwSignal::new(Vec::<AuditRow>::new());
     let error = RwSignal::new(None::<String>);
+    let mut feed = ws::subscribe::<audit::AuditEvents>(audit::audit_events::Variables {}).scoped();
     leptos::task::spawn_local(async move {
-        let mut feed = api::subscribe::<api::AuditEvents>(api::audit_events::Variables {});
         while let Some(item) = feed.next().await {
             match item {
-                Feed::Connected => {
-                    match api::run::<api::AuditLog>(api::audit_log::Variables { limit: 200 }).await
-                    {
-                        Ok(d) => rows.set(d.audit_log),
-                        Err(e) => error.set(Some(e)),
-                    }
+                // The server keeps no backlog for a new or returning subscriber, and says RESYNC
+                // when this page fell behind: load the log.
+                Feed::Resync => {
+                    reload(rows, error).await;
                 }
-                Feed::Event(ev)
-                    if ev.audit_events.kind == api::audit_events::AuditFeedKind::RESYNC =>
-                {
-                    // This page fell behind the live feed: reload the log.
-                    match api::run::<api::AuditLog>(api::audit_log::Variables { limit: 200 }).await
-                    {
-                        Ok(d) => rows.set(d.audit_log),
-                        Err(e) => error.set(Some(e)),
-                    }
+                Feed::Event(ev) if audit::is_resync(&ev) => {
+                    reload(rows, error).await;
                 }
                 Feed::Event(ev) => {
-                    if let Some(row) = ev
-                        .audit_events
-                        .entry
-                        .as_ref()
-                        .and_then(same_shape::<_, Row>)
-                    {
-                        rows.update(|r| {
+                    if let Some(row) = audit::event_row(&ev) {
+                        rows.try_update(|r| {
                             if !r.iter().any(|x| x.id == row.id) {
                                 r.insert(0, row);
-                                r.truncate(500);
+                                r.truncate(KEPT);
                             }
                         });
                     }
+                }
+                Feed::Failed(why) => {
+                    error.try_set(Some(why));
                 }
                 Feed::Disconnected => {}
             }
@@ -66,6 +75,7 @@ pub fn AuditPage() -> impl IntoView {
             <tbody>
                 {move || rows.get().into_iter().map(|r| {
                     let when = local_time(&r.at);
+                    // `outcome` is a string in the schema: `ok` or an error code.
                     let class = if r.outcome == "ok" { "state online" } else { "state lost" };
                     view! {
                         <tr data-audit-id=r.id.to_string()>

@@ -2,7 +2,10 @@
 
 use leptos::prelude::*;
 
-use crate::api;
+use crate::{
+    api::{self, auth},
+    components::{Feedback, Mutation},
+};
 
 /// Shown while the leader has no users: creates the first admin, who is then logged in.
 #[component]
@@ -10,22 +13,20 @@ pub fn SetupPage() -> impl IntoView {
     let username = RwSignal::new("admin".to_owned());
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
+    let setup = Mutation::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         if password.get() != confirm.get() {
-            error.set(Some("The passwords do not match.".into()));
+            setup.fail("The passwords do not match.");
             return;
         }
-        let vars = api::setup::Variables {
+        let vars = auth::setup::Variables {
             username: username.get(),
             password: password.get(),
         };
-        leptos::task::spawn_local(async move {
-            match api::run::<api::Setup>(vars).await {
-                Ok(_) => api::reload_at("/"),
-                Err(e) => error.set(Some(e)),
-            }
+        setup.run::<auth::Setup, _>(vars, |_| {
+            api::reload_at("/");
+            String::new()
         });
     };
     view! {
@@ -39,11 +40,9 @@ pub fn SetupPage() -> impl IntoView {
                     on:input=move |ev| password.set(event_target_value(&ev)) required minlength="8"/></label>
                 <label>"Repeat the password"<input name="confirm" type="password" autocomplete="new-password"
                     on:input=move |ev| confirm.set(event_target_value(&ev)) required/></label>
-                <button type="submit">"Create administrator"</button>
+                <button type="submit" prop:disabled=move || setup.pending()>"Create administrator"</button>
             </form>
-            <Show when=move || error.get().is_some()>
-                <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
-            </Show>
+            <Feedback mutation=setup/>
         </main>
     }
 }
@@ -53,23 +52,19 @@ pub fn SetupPage() -> impl IntoView {
 pub fn LoginPage() -> impl IntoView {
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
+    let login = Mutation::new();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let vars = api::login::Variables {
+        let vars = auth::login::Variables {
             username: username.get(),
             password: password.get(),
         };
-        leptos::task::spawn_local(async move {
-            match api::run::<api::Login>(vars).await {
-                Ok(_) => {
-                    let here = web_sys::window()
-                        .and_then(|w| w.location().pathname().ok())
-                        .unwrap_or_else(|| "/".into());
-                    api::reload_at(&here);
-                }
-                Err(e) => error.set(Some(e)),
-            }
+        login.run::<auth::Login, _>(vars, |_| {
+            let here = web_sys::window()
+                .and_then(|w| w.location().pathname().ok())
+                .unwrap_or_else(|| "/".into());
+            api::reload_at(&here);
+            String::new()
         });
     };
     view! {
@@ -80,11 +75,9 @@ pub fn LoginPage() -> impl IntoView {
                     on:input=move |ev| username.set(event_target_value(&ev)) required/></label>
                 <label>"Password"<input name="password" type="password" autocomplete="current-password"
                     on:input=move |ev| password.set(event_target_value(&ev)) required/></label>
-                <button type="submit">"Log in"</button>
+                <button type="submit" prop:disabled=move || login.pending()>"Log in"</button>
             </form>
-            <Show when=move || error.get().is_some()>
-                <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
-            </Show>
+            <Feedback mutation=login/>
         </main>
     }
 }

@@ -4,8 +4,9 @@ use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::{
-    Cluster, api,
-    components::{ago, bytes, cpu, docker_words, memory, reload, state_word},
+    Cluster,
+    api::nodes,
+    components::{Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, state_word},
 };
 
 /// The node page.
@@ -16,86 +17,61 @@ pub fn NodePage() -> impl IntoView {
     let id = move || params.read().get("id").unwrap_or_default();
     let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
     let new_name = RwSignal::new(String::new());
-    let message = RwSignal::new(None::<String>);
+    // The action row's buttons share one status line under the row; the Docker admin button
+    // in the facts has its own, next to it.
+    let action = Mutation::new();
+    let docker_admin = Mutation::new();
 
     let rename = move |_| {
-        let (id, name) = (id(), new_name.get());
-        leptos::task::spawn_local(async move {
-            let vars = api::rename_node::Variables {
-                id,
-                name: Some(name),
-            };
-            match api::run::<api::RenameNode>(vars).await {
-                Ok(_) => {
-                    message.set(Some("Renamed.".into()));
-                    reload(cluster).await;
-                }
-                Err(e) => message.set(Some(e)),
-            }
+        let vars = nodes::rename_node::Variables {
+            id: id(),
+            name: Some(new_name.get()),
+        };
+        action.run::<nodes::RenameNode, _>(vars, move |_| {
+            leptos::task::spawn_local(reload(cluster));
+            "Renamed.".into()
         });
     };
     let ping = move |_| {
-        let id = id();
-        leptos::task::spawn_local(async move {
-            match api::run::<api::PingNode>(api::ping_node::Variables { id }).await {
-                Ok(r) => message.set(Some(format!(
-                    "The node answered “{}” in {:.0} ms.",
-                    r.ping_node.message, r.ping_node.round_trip_ms
-                ))),
-                Err(e) => message.set(Some(e)),
-            }
+        action.run::<nodes::PingNode, _>(nodes::ping_node::Variables { id: id() }, |r| {
+            format!(
+                "The node answered “{}” in {:.0} ms.",
+                r.ping_node.message, r.ping_node.round_trip_ms
+            )
         });
     };
     let check_docker = move |_| {
-        let id = id();
-        leptos::task::spawn_local(async move {
-            match api::run::<api::DockerEngine>(api::docker_engine::Variables { id }).await {
-                Ok(r) => {
-                    let e = r.docker_engine;
-                    message.set(Some(format!(
-                        "Docker {} (API {}, {}/{}) over {}: {} containers ({} running), {} images.",
-                        e.version,
-                        e.api_version,
-                        e.os,
-                        e.arch,
-                        format!("{:?}", e.transport).to_uppercase(),
-                        e.containers,
-                        e.containers_running,
-                        e.images
-                    )));
-                }
-                Err(e) => message.set(Some(e)),
-            }
+        let vars = nodes::docker_engine::Variables { id: id() };
+        action.run::<nodes::DockerEngine, _>(vars, |r| {
+            let e = r.docker_engine;
+            format!(
+                "Docker {} (API {}, {}/{}) over {}: {} containers ({} running), {} images.",
+                e.version,
+                e.api_version,
+                e.os,
+                e.arch,
+                e.transport.name(),
+                e.containers,
+                e.containers_running,
+                e.images
+            )
         });
     };
     let set_insecure = move |insecure: bool| {
-        let id = id();
-        leptos::task::spawn_local(async move {
-            let vars = api::set_node_docker_insecure::Variables { id, insecure };
-            match api::run::<api::SetNodeDockerInsecure>(vars).await {
-                Ok(_) => {
-                    message.set(Some(if insecure {
-                        "Plain TCP allowed: anyone who reaches that port controls the engine."
-                            .into()
-                    } else {
-                        "TLS required again.".into()
-                    }));
-                    reload(cluster).await;
-                }
-                Err(e) => message.set(Some(e)),
+        let vars = nodes::set_node_docker_insecure::Variables { id: id(), insecure };
+        docker_admin.run::<nodes::SetNodeDockerInsecure, _>(vars, move |_| {
+            leptos::task::spawn_local(reload(cluster));
+            if insecure {
+                "Plain TCP allowed: anyone who reaches that port controls the engine.".into()
+            } else {
+                "TLS required again.".into()
             }
         });
     };
     let remove = move |_| {
-        let id = id();
-        leptos::task::spawn_local(async move {
-            match api::run::<api::RemoveNode>(api::remove_node::Variables { id }).await {
-                Ok(_) => {
-                    message.set(Some("Removed.".into()));
-                    reload(cluster).await;
-                }
-                Err(e) => message.set(Some(e)),
-            }
+        action.run::<nodes::RemoveNode, _>(nodes::remove_node::Variables { id: id() }, move |_| {
+            leptos::task::spawn_local(reload(cluster));
+            "Removed.".into()
         });
     };
 
@@ -112,7 +88,7 @@ pub fn NodePage() -> impl IntoView {
                 let docker = match &n.docker {
                     None => view! { <span>"—"</span> }.into_any(),
                     Some(d) => {
-                        let (how, warn) = docker_words(d.insecure, d.transport.as_ref().map(|t| format!("{t:?}")), d.refused.clone());
+                        let (how, warn) = docker_words(d.insecure, d.transport.as_ref(), d.refused.clone());
                         view! {
                             <code>{d.endpoint.clone()}</code> " "
                             <span class=if warn { "badge insecure" } else { "badge" }>{how}</span>
@@ -141,11 +117,12 @@ pub fn NodePage() -> impl IntoView {
                     <Show when=move || cluster.is_admin && tcp>
                         <p class="docker-admin">
                             {if insecure {
-                                view! { <button type="button" class="require-tls" on:click=move |_| set_insecure(false)>"Require TLS for Docker"</button> }.into_any()
+                                view! { <button type="button" class="require-tls" prop:disabled=move || docker_admin.pending() on:click=move |_| set_insecure(false)>"Require TLS for Docker"</button> }.into_any()
                             } else {
-                                view! { <button type="button" class="danger allow-plain" on:click=move |_| set_insecure(true)>"Allow plain TCP to Docker (insecure)"</button> }.into_any()
+                                view! { <button type="button" class="danger allow-plain" prop:disabled=move || docker_admin.pending() on:click=move |_| set_insecure(true)>"Allow plain TCP to Docker (insecure)"</button> }.into_any()
                             }}
                         </p>
+                        <Feedback mutation=docker_admin/>
                     </Show>
                 }.into_any()
             }
@@ -153,13 +130,11 @@ pub fn NodePage() -> impl IntoView {
         <form class="actions" on:submit=|ev| ev.prevent_default()>
             <input type="text" placeholder="New name" prop:value=move || new_name.get()
                 on:input=move |ev| new_name.set(event_target_value(&ev)) maxlength="64"/>
-            <button type="button" on:click=rename>"Rename"</button>
-            <button type="button" on:click=ping>"Ping"</button>
-            <button type="button" class="check-docker" on:click=check_docker>"Check Docker"</button>
-            <button type="button" class="danger" on:click=remove>"Remove node"</button>
+            <button type="button" prop:disabled=move || action.pending() on:click=rename>"Rename"</button>
+            <button type="button" prop:disabled=move || action.pending() on:click=ping>"Ping"</button>
+            <button type="button" class="check-docker" prop:disabled=move || action.pending() on:click=check_docker>"Check Docker"</button>
+            <button type="button" class="danger" prop:disabled=move || action.pending() on:click=remove>"Remove node"</button>
         </form>
-        <Show when=move || message.get().is_some()>
-            <p class="message">{move || message.get().unwrap_or_default()}</p>
-        </Show>
+        <Feedback mutation=action/>
     }
 }

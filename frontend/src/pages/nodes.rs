@@ -4,8 +4,9 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::{
-    Cluster, api,
-    components::{ago, cpu, memory, reload_pending, state_word},
+    Cluster,
+    api::{NodeState, enroll},
+    components::{Feedback, Mutation, ago, cpu, memory, reload_pending, state_word},
 };
 
 /// The node list.
@@ -16,7 +17,7 @@ pub fn NodesPage() -> impl IntoView {
         let nodes = cluster.nodes.get();
         let online = nodes
             .iter()
-            .filter(|n| state_word(&n.state).0 == "online")
+            .filter(|n| n.state == NodeState::ONLINE)
             .count();
         format!("{online} of {} online", nodes.len())
     };
@@ -72,68 +73,63 @@ pub fn NodesPage() -> impl IntoView {
 #[component]
 fn PendingNodes() -> impl IntoView {
     let cluster = expect_context::<Cluster>();
-    let message = RwSignal::new(None::<String>);
+    // "Add a node" shows its command under the button; Approve and Reject report above the
+    // table they are in.
+    let add_node = Mutation::new();
+    let decision = Mutation::new();
     let decide = move |id: String, approve: bool| {
-        leptos::task::spawn_local(async move {
-            let result = if approve {
-                api::run::<api::ApproveNode>(api::approve_node::Variables { id })
-                    .await
-                    .map(|_| ())
-            } else {
-                api::run::<api::RejectNode>(api::reject_node::Variables { id })
-                    .await
-                    .map(|_| ())
-            };
-            if let Err(e) = result {
-                message.set(Some(e));
+        // Either answer is just `true`; the list tells the rest.
+        fn reload<T>(cluster: Cluster) -> impl FnOnce(T) -> String {
+            move |_| {
+                leptos::task::spawn_local(reload_pending(cluster));
+                String::new()
             }
-            reload_pending(cluster).await;
-        });
+        }
+        if approve {
+            let vars = enroll::approve_node::Variables { id };
+            decision.run::<enroll::ApproveNode, _>(vars, reload(cluster));
+        } else {
+            let vars = enroll::reject_node::Variables { id };
+            decision.run::<enroll::RejectNode, _>(vars, reload(cluster));
+        }
     };
     let add = move |_| {
-        leptos::task::spawn_local(async move {
-            let name = format!(
-                "web app {}",
-                String::from(js_sys::Date::new_0().to_iso_string())
-            );
-            match api::run::<api::CreateJoinToken>(api::create_join_token::Variables { name }).await
-            {
-                Ok(d) => {
-                    let host = web_sys::window()
-                        .and_then(|w| w.location().hostname().ok())
-                        .unwrap_or_default();
-                    let t = d.create_join_token;
-                    let scheme = if t.broker_tls { "mqtts" } else { "mqtt" };
-                    // The leader's own CA (`trellis tls-cert`) must be copied to the node.
-                    let ca = if t.broker_uses_leader_ca {
-                        " --broker-ca /etc/trellis/ca.pem"
-                    } else {
-                        ""
-                    };
-                    message.set(Some(format!(
-                        "On the new machine run: trellis-agent --broker-url {scheme}://{host}:{}{ca} --join-token {} (valid 7 days, shown once){}",
-                        t.broker_port,
-                        t.token,
-                        if t.broker_uses_leader_ca {
-                            "; first copy the ca.pem made by trellis tls-cert to /etc/trellis/ca.pem there"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
-                Err(e) => message.set(Some(e)),
-            }
-        });
+        let name = format!(
+            "web app {}",
+            String::from(js_sys::Date::new_0().to_iso_string())
+        );
+        add_node.run::<enroll::CreateJoinToken, _>(
+            enroll::create_join_token::Variables { name },
+            |d| {
+                let host = web_sys::window()
+                    .and_then(|w| w.location().hostname().ok())
+                    .unwrap_or_default();
+                let t = d.create_join_token;
+                let scheme = if t.broker_tls { "mqtts" } else { "mqtt" };
+                // The leader's own CA (`trellis tls-cert`) must be copied to the node.
+                let (ca, copy_ca) = if t.broker_uses_leader_ca {
+                    (
+                        " --broker-ca /etc/trellis/ca.pem",
+                        "; first copy the ca.pem made by trellis tls-cert to /etc/trellis/ca.pem there",
+                    )
+                } else {
+                    ("", "")
+                };
+                format!(
+                    "On the new machine run: trellis-agent --broker-url {scheme}://{host}:{}{ca} --join-token {} (valid 7 days, shown once){copy_ca}",
+                    t.broker_port, t.token,
+                )
+            },
+        );
     };
     view! {
         <Show when=move || cluster.can_operate>
-            <p><button type="button" class="add-node" on:click=add>"Add a node"</button></p>
+            <p><button type="button" class="add-node" prop:disabled=move || add_node.pending() on:click=add>"Add a node"</button></p>
         </Show>
-        <Show when=move || message.get().is_some()>
-            <p class="message join-command"><code>{move || message.get().unwrap_or_default()}</code></p>
-        </Show>
+        <Feedback mutation=add_node class="join-command" code=true/>
         <Show when=move || !cluster.pending.get().is_empty()>
             <h2>"Waiting to join"</h2>
+            <Feedback mutation=decision/>
             <table class="nodes pending">
                 <thead><tr><th>"Node id"</th><th>"Hostname"</th><th>"MAC"</th><th>"Addresses"</th><th></th></tr></thead>
                 <tbody>
