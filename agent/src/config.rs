@@ -164,22 +164,35 @@ pub enum ConfigError {
     },
 }
 
+/// Reads the TOML configuration file at `path` (the defaults when there is none). Unknown keys
+/// and bad values are errors naming the file and what is wrong. The leader reads its file with
+/// this too.
+pub fn read_file<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&std::path::Path>,
+) -> Result<T, ConfigError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let failed = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| failed(e.to_string()))
+}
+
+/// A [`ConfigError::Invalid`] for `key`.
+pub fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
 impl Args {
     /// Merges flags, environment and file into an [`AgentConfig`].
     pub fn resolve(self) -> Result<AgentConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?
-            }
-            None => FileConfig::default(),
-        };
+        let file: FileConfig = read_file(self.config.as_deref())?;
         let mut c = AgentConfig::default();
         if let Some(url) = self.broker_url.or(file.broker_url) {
             c.broker = url.parse().map_err(|reason| ConfigError::Invalid {

@@ -11,6 +11,10 @@ use trellis_proto::BrokerAddr;
 /// Where the server keeps its data unless told otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "trellis-data";
 
+/// Default of `mqtt_max_connections`: room for 500 nodes many times over, within a Pi's file
+/// descriptor limit.
+pub const DEFAULT_MQTT_MAX_CONNECTIONS: usize = 2_000;
+
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -42,6 +46,9 @@ pub struct ServerConfig {
     pub ws_init_timeout: Duration,
     /// Longest time one HTTP request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Most MQTT client connections the embedded broker's gate holds at once (rumqttd's own limit
+    /// follows it). Each node's agent is one; so is each agent waiting to join.
+    pub mqtt_max_connections: usize,
     /// Origins allowed to call the API from a browser (CORS); empty allows none but the leader's own.
     pub cors_origins: Vec<String>,
     /// MAC addresses whose enrollment requests are approved without an operator (as Grape does).
@@ -118,6 +125,7 @@ impl ServerConfig {
             cookie_secure: false,
             ws_init_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            mqtt_max_connections: DEFAULT_MQTT_MAX_CONNECTIONS,
             cors_origins: Vec::new(),
             auto_approve_macs: Vec::new(),
             broker_login: None,
@@ -194,6 +202,9 @@ pub struct Args {
     /// Seconds one HTTP request may take.
     #[arg(long, env = "TRELLIS_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Most MQTT client connections at once on the embedded broker (default 2000).
+    #[arg(long, env = "TRELLIS_MQTT_MAX_CONNECTIONS")]
+    pub mqtt_max_connections: Option<usize>,
     /// Browser origins allowed to call the API (comma-separated), e.g. https://lab.example.org.
     #[arg(long, env = "TRELLIS_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
@@ -246,6 +257,7 @@ struct FileConfig {
     cookie_secure: Option<bool>,
     ws_init_timeout_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
+    mqtt_max_connections: Option<usize>,
     cors_origins: Option<Vec<String>>,
     auto_approve_macs: Option<Vec<String>>,
     broker_username: Option<String>,
@@ -257,33 +269,10 @@ struct FileConfig {
     broker_ca: Option<PathBuf>,
 }
 
-/// A configuration error, naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read or parsed.
-    #[error("config file {path}: {reason}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A value cannot be used.
-    #[error("invalid {key}: {reason}")]
-    Invalid {
-        /// The key.
-        key: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
-}
+/// A configuration error, naming the key at fault: the agent's, so both binaries report bad
+/// configuration the same way.
+pub use trellis_agent::config::ConfigError;
+use trellis_agent::config::{invalid, read_file};
 
 fn addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
@@ -297,19 +286,7 @@ fn addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
 impl Args {
     /// Merges flags, environment, file and defaults.
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?
-            }
-            None => FileConfig::default(),
-        };
+        let file: FileConfig = read_file(self.config.as_deref())?;
         let data_dir = self
             .data_dir
             .or(file.data_dir)
@@ -418,6 +395,15 @@ impl Args {
                 return Err(invalid("ws_init_timeout_secs", "must be between 1 and 300"));
             }
             c.ws_init_timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = self.mqtt_max_connections.or(file.mqtt_max_connections) {
+            if !(1..=100_000).contains(&n) {
+                return Err(invalid(
+                    "mqtt_max_connections",
+                    "must be between 1 and 100000",
+                ));
+            }
+            c.mqtt_max_connections = n;
         }
         if let Some(s) = self.request_timeout_secs.or(file.request_timeout_secs) {
             if !(1..=3600).contains(&s) {

@@ -58,12 +58,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let mut bridge_enroll_tx = None;
     let (mqtt_login, enroll_rx) = match config.broker {
         BrokerMode::Embedded(listen) => {
-            let (internal, broker_login) = broker::start_embedded_checked().await?;
+            let (internal, broker_login) =
+                broker::start_embedded_checked(config.mqtt_max_connections).await?;
             let gate_listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                 anyhow::anyhow!("cannot listen for MQTT on {listen} (mqtt_listen): {e}")
             })?;
             let server_password = access::new_token("trellis_m_");
-            let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(64);
+            let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(enroll::JOIN_QUEUE);
             let gate = mqtt_gate::Gate {
                 auth: mqtt_gate::GateAuth {
                     server_password: server_password.clone(),
@@ -73,7 +74,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                 broker_login,
                 connections: mqtt_connections.clone(),
                 enroll_requests: enroll_tx,
-                slots: Arc::new(tokio::sync::Semaphore::new(mqtt_gate::MAX_CONNECTIONS)),
+                slots: Arc::new(tokio::sync::Semaphore::new(config.mqtt_max_connections)),
                 tls: leader_tls.as_ref().map(|t| t.acceptor.clone()),
             };
             tokio::spawn(gate.serve(gate_listener, shutdown.clone()));
@@ -93,7 +94,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                     .manage_mosquitto(managed, mqtt_gate::SERVER_USERNAME, &server_password)
                     .await
                     .map_err(|e| anyhow::anyhow!(e.log_message()))?;
-                let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(64);
+                let (enroll_tx, enroll_rx) = tokio::sync::mpsc::channel(enroll::JOIN_QUEUE);
                 bridge_enroll_tx = Some(enroll_tx);
                 (
                     Some((mqtt_gate::SERVER_USERNAME.to_owned(), server_password)),

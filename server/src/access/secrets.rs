@@ -28,6 +28,23 @@ pub fn token_hash(token: &str) -> String {
     trellis_proto::hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// Longest API token lifetime accepted, days.
+pub const MAX_API_TOKEN_DAYS: i32 = 3650;
+
+/// The expiry time for "expires in `days` days" (none when `None`), refusing values outside
+/// 1..=`max`.
+pub fn expiry(days: Option<i32>, max: i32) -> ApiResult<Option<DateTime<Utc>>> {
+    match days {
+        None => Ok(None),
+        Some(d) if (1..=max).contains(&d) => {
+            Ok(Some(Utc::now() + chrono::Duration::days(i64::from(d))))
+        }
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "expiresInDays must be 1-{max}"
+        ))),
+    }
+}
+
 /// Longest name of an API token or join token, in characters.
 pub const MAX_TOKEN_NAME_LEN: usize = 64;
 

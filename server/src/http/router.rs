@@ -8,6 +8,7 @@ use axum::{
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
     timeout::TimeoutLayer,
@@ -72,5 +73,8 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
             timeout,
         ))
         .layer(CatchPanicLayer::new())
+        // API answers (and GraphiQL's assets) compressed when the client accepts it; the web
+        // app's files come precompressed and are left alone (they carry Content-Encoding).
+        .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
 }

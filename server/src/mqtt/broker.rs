@@ -14,9 +14,15 @@ pub const MAX_PAYLOAD: usize = 256 * 1024;
 /// Username the gate logs in to rumqttd with.
 const INTERNAL_USER: &str = "trellis-gate";
 
+/// Connections rumqttd allows beyond the gate's client limit: the gate's own checks
+/// (`check_embedded`) and connections closing while new ones open.
+const INTERNAL_CONNECTION_SLACK: usize = 16;
+
 /// Starts rumqttd (MQTT 3.1.1) on a free loopback port; returns the address and the login that
-/// rumqttd accepts (nothing else is accepted).
-pub fn start_embedded() -> anyhow::Result<(SocketAddr, Login)> {
+/// rumqttd accepts (nothing else is accepted). `max_clients` is the gate's limit
+/// (`mqtt_max_connections`): every client comes through the gate, so rumqttd's own limit is that
+/// plus a little slack, and the two never disagree.
+pub fn start_embedded(max_clients: usize) -> anyhow::Result<(SocketAddr, Login)> {
     // rumqttd binds on its own thread and only logs a bind failure: pick a port that is free now.
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let password = crate::access::new_token("");
@@ -42,7 +48,7 @@ pub fn start_embedded() -> anyhow::Result<(SocketAddr, Login)> {
     let config = Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 2_000,
+            max_connections: max_clients + INTERNAL_CONNECTION_SLACK,
             max_outgoing_packet_count: 200,
             // Memory held per topic filter: segments of 1 MiB, at most 4 kept.
             max_segment_size: 1024 * 1024,
@@ -66,10 +72,10 @@ pub fn start_embedded() -> anyhow::Result<(SocketAddr, Login)> {
 
 /// Starts rumqttd as [`start_embedded`] does and checks it is the one answering on its port,
 /// trying another port (up to three) when something else took the port first.
-pub async fn start_embedded_checked() -> anyhow::Result<(SocketAddr, Login)> {
+pub async fn start_embedded_checked(max_clients: usize) -> anyhow::Result<(SocketAddr, Login)> {
     let mut failure = None;
     for _ in 0..3 {
-        let (addr, login) = start_embedded()?;
+        let (addr, login) = start_embedded(max_clients)?;
         match check_embedded(addr, &login, std::time::Duration::from_secs(5)).await {
             Ok(()) => return Ok((addr, login)),
             Err(e) => {
@@ -141,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_check_tells_our_broker_from_whatever_else_holds_the_port() {
-        let (addr, login) = start_embedded().expect("start");
+        let (addr, login) = start_embedded(10).expect("start");
         check_embedded(addr, &login, std::time::Duration::from_secs(10))
             .await
             .expect("our broker answers");

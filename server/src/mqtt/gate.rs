@@ -45,8 +45,6 @@ const MAX_PACKET: usize = crate::mqtt::broker::MAX_PAYLOAD + 4096;
 const MAX_CONNECT: usize = 4096;
 /// Most agents enrolling at once with one join token.
 pub const MAX_CONNECTIONS_PER_JOIN_TOKEN: usize = 32;
-/// Most client connections at once.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send CONNECT within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// MQTT username of the server's own client.

@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use axum::http::header::SET_COOKIE;
-use chrono::Utc;
 
 use crate::{
     AppState,
@@ -21,26 +20,6 @@ pub struct CreatedApiToken {
     pub token: String,
     /// The stored token's details.
     pub api_token: ApiToken,
-}
-
-/// Longest token lifetime accepted, days.
-const MAX_TOKEN_DAYS: i32 = 3650;
-
-/// The expiry time for "expires in `days` days" (none when `None`), refusing values outside
-/// 1..=`max`.
-pub(crate) fn expiry(
-    days: Option<i32>,
-    max: i32,
-) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
-    match days {
-        None => Ok(None),
-        Some(d) if (1..=max).contains(&d) => {
-            Ok(Some(Utc::now() + chrono::Duration::days(i64::from(d))))
-        }
-        Some(_) => Err(ApiError::BadRequest(format!(
-            "expiresInDays must be 1-{max}"
-        ))),
-    }
 }
 
 /// Auth mutations.
@@ -170,7 +149,8 @@ impl AuthMutation {
         let state = ctx.data::<AppState>()?;
         let who = principal(ctx)?;
         let work = async {
-            let expires_at = expiry(expires_in_days, MAX_TOKEN_DAYS)?;
+            let expires_at =
+                crate::access::expiry(expires_in_days, crate::access::MAX_API_TOKEN_DAYS)?;
             state.auth.create_token(who, &name, role, expires_at).await
         };
         let (model, token) = audited(ctx, "createApiToken", Some(&name), work).await?;

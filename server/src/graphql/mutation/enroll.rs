@@ -47,7 +47,8 @@ impl EnrollMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let work = async {
-            let expires_at = super::access::expiry(expires_in_days, 365)?;
+            let expires_at =
+                crate::access::expiry(expires_in_days, crate::enroll::MAX_JOIN_TOKEN_DAYS)?;
             state
                 .enroll
                 .create_join_token(&name, &actor, expires_at)

@@ -23,6 +23,12 @@ use crate::nodes::Nodes;
 
 mod router;
 
+/// Publishes and subscribes the bridge may have queued for the broker client at once; past this a
+/// command or enroll response fails at once as "not sent" instead of waiting.
+pub const BRIDGE_REQUESTS: usize = 256;
+/// Messages from the broker waiting for the router. When it is full the bridge stops reading from
+/// the broker (back-pressure through TCP and MQTT flow control) rather than growing memory.
+pub const BRIDGE_INBOX: usize = 1024;
 /// Longest wait between reconnect attempts to the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -113,9 +119,9 @@ impl Bridge {
             crate::mqtt::broker::MAX_PAYLOAD,
             crate::mqtt::broker::MAX_PAYLOAD,
         );
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let (client, mut eventloop) = AsyncClient::new(opts, BRIDGE_REQUESTS);
         let connected = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
+        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(BRIDGE_INBOX);
 
         let sub_client = client.clone();
         let flag = connected.clone();
