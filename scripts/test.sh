@@ -7,7 +7,13 @@ bash scripts/setup.sh
 source scripts/env.sh
 source scripts/services.sh
 
-step() { printf '\n== %s ==\n' "$*"; }
+# Each step says how long the one before took, so a slow step is plain in CI's log.
+started=$SECONDS
+last=$SECONDS
+step() {
+  printf '\n== %s == (previous step: %d s)\n' "$*" $((SECONDS - last))
+  last=$SECONDS
+}
 
 step "format"
 cargo fmt --all -- --check
@@ -22,11 +28,13 @@ cargo check -p trellis-agent --target aarch64-unknown-linux-gnu --features rpi
 step "build the web app, the binaries, and the static leader for the container image"
 bash scripts/build-web.sh
 cargo build -p trellis-server -p trellis-agent
-cargo build --release --target x86_64-unknown-linux-musl -p trellis-server
+cargo build --profile static-test --target x86_64-unknown-linux-musl -p trellis-server
 
 step "tests"
 status=0
 cargo test --workspace --exclude trellis-frontend --no-fail-fast || status=$?
+
+printf '\n== done == (tests: %d s; whole run: %d s)\n' $((SECONDS - last)) $((SECONDS - started))
 
 # Docker objects are labelled by the tests and removed by them; sweep any left by a killed run.
 docker ps -aq --filter label=trellis-test | xargs -r docker rm -f >/dev/null

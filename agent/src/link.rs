@@ -113,10 +113,10 @@ pub(crate) async fn session(
                     heartbeat.reset_immediately();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
-                    if let Some(result) = commands.handle(&p.payload) {
-                        if let Err(e) = publish(&client, TopicKind::Result, node_id, &result) {
-                            tracing::warn!(error = %e, id = result.id, "could not queue a command result");
-                        }
+                    if let Some(result) = commands.handle(&p.payload)
+                        && let Err(e) = publish(&client, TopicKind::Result, node_id, &result)
+                    {
+                        tracing::warn!(error = %e, id = result.id, "could not queue a command result");
                     }
                 }
                 Ok(_) => {}

@@ -214,9 +214,17 @@ pub fn parse_topic(topic: &str) -> Option<ParsedTopic<'_>> {
         let mut segments = rest.split('/');
         for part in spec.pattern.split('/') {
             let seg = segments.next()?;
+            // A placeholder takes only a valid value, never its own text: `{node}` as a segment
+            // is not a node id.
             match part {
-                "{node}" if validate_node_id(seg).is_ok() => parsed.node = seg,
-                "{nonce}" if valid_nonce(seg) => parsed.nonce = Some(seg),
+                "{node}" => {
+                    validate_node_id(seg).ok()?;
+                    parsed.node = seg;
+                }
+                "{nonce}" => {
+                    valid_nonce(seg).then_some(())?;
+                    parsed.nonce = Some(seg);
+                }
                 literal if literal == seg => {}
                 _ => return None,
             }
@@ -455,6 +463,9 @@ mod tests {
             "trellis/v1/nodes/pi-01",
             "trellis/v2/nodes/pi-01/status",
             "trellis/v1/enroll/pi-01/response/NOTHEX0123456789",
+            "trellis/v1/enroll/{node}/request",
+            "trellis/v1/nodes/{node}/status",
+            "trellis/v1/enroll/pi-01/response/{nonce}",
         ] {
             assert!(parse_topic(bad).is_none(), "{bad}");
         }

@@ -397,10 +397,12 @@ impl Args {
             c.ws_init_timeout = Duration::from_secs(s);
         }
         if let Some(n) = self.mqtt_max_connections.or(file.mqtt_max_connections) {
-            if !(1..=100_000).contains(&n) {
+            // The leader's own bridge and local agent need slots too, and slots are taken before
+            // a client logs in: a handful below this would let strangers lock the leader out.
+            if !(16..=100_000).contains(&n) {
                 return Err(invalid(
                     "mqtt_max_connections",
-                    "must be between 1 and 100000",
+                    "must be between 16 and 100000",
                 ));
             }
             c.mqtt_max_connections = n;

@@ -28,10 +28,14 @@ impl Drop for Leader {
 }
 
 async fn leader() -> Leader {
+    leader_with_web(None).await
+}
+
+async fn leader_with_web(web_dir: Option<std::path::PathBuf>) -> Leader {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = ServerConfig::defaults_in(dir.path().to_path_buf());
     config.local_agent = false;
-    config.web_dir = None;
+    config.web_dir = web_dir;
     let db = trellis_server::infra::db::connect(&config.database_url)
         .await
         .expect("database");
@@ -332,4 +336,69 @@ async fn the_schema_limits_depth_without_running_anything() {
         r.errors
     );
     assert!(r.data == async_graphql::Value::Null, "nothing ran");
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_precompressed_and_cached_by_content_hash() {
+    let web = tempfile::tempdir().expect("tempdir");
+    let w = |name: &str, body: &[u8]| std::fs::write(web.path().join(name), body).expect("write");
+    w("index.html", b"<!doctype html><title>Trellis</title>");
+    w("app-0123456789abcdef.js", b"console.log('plain')");
+    w("app-0123456789abcdef.js.br", b"BROTLI BYTES");
+    w("app-0123456789abcdef.js.gz", b"GZIP BYTES");
+    let l = leader_with_web(Some(web.path().to_path_buf())).await;
+    let get = |path: &str, encoding: Option<&str>| {
+        let mut req = Request::get(path);
+        if let Some(e) = encoding {
+            req = req.header(header::ACCEPT_ENCODING, e);
+        }
+        let app = l.app.clone();
+        let req = req.body(Body::empty()).expect("request");
+        async move {
+            let resp = app.oneshot(req).await.expect("answer");
+            let h = |name: header::HeaderName| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (status, cache, enc, vary) = (
+                resp.status(),
+                h(header::CACHE_CONTROL),
+                h(header::CONTENT_ENCODING),
+                h(header::VARY),
+            );
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            (status, cache, enc, vary, body)
+        }
+    };
+    // The hashed file: the copy the client prefers, kept for a year, varying by encoding.
+    let (status, cache, enc, vary, body) = get("/app-0123456789abcdef.js", Some("br, gzip")).await;
+    assert_eq!(
+        (status, enc.as_str(), &body[..]),
+        (StatusCode::OK, "br", &b"BROTLI BYTES"[..])
+    );
+    assert_eq!(cache, "public, max-age=31536000, immutable");
+    assert!(vary.to_lowercase().contains("accept-encoding"), "{vary}");
+    let (_, _, enc, _, body) = get("/app-0123456789abcdef.js", Some("gzip")).await;
+    assert_eq!((enc.as_str(), &body[..]), ("gzip", &b"GZIP BYTES"[..]));
+    let (_, _, enc, _, body) = get("/app-0123456789abcdef.js", None).await;
+    assert_eq!(
+        (enc.as_str(), &body[..]),
+        ("", &b"console.log('plain')"[..])
+    );
+    // index.html, and client-side routes, are revalidated every time.
+    for route in ["/", "/nodes/pi-01", "/audit"] {
+        let (status, cache, _, _, body) = get(route, None).await;
+        assert_eq!(status, StatusCode::OK, "{route}");
+        assert_eq!(cache, "no-cache", "{route}");
+        assert!(body.starts_with(b"<!doctype html>"), "{route}");
+    }
+    // An asset of another version is 404, not index.html kept for a year under its name.
+    let (status, cache, _, _, _) = get("/app-fedcba9876543210.js", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!cache.contains("immutable"), "{cache}");
 }

@@ -73,10 +73,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_runtime_image_builds_offline_and_serves_the_leader() {
-    let binary = target_dir().join("x86_64-unknown-linux-musl/release/trellis");
+    let binary = target_dir().join("x86_64-unknown-linux-musl/static-test/trellis");
     assert!(
         binary.is_file(),
-        "{} is missing: `cargo build --release --target x86_64-unknown-linux-musl -p trellis-server` (scripts/test.sh does)",
+        "{} is missing: `cargo build --profile static-test --target x86_64-unknown-linux-musl -p trellis-server` (scripts/test.sh does)",
         binary.display()
     );
     let ctx = tempfile::tempdir().expect("tempdir");

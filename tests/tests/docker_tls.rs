@@ -319,11 +319,14 @@ async fn docker_over_tcp_takes_tls_with_the_leaders_certificates_or_an_admins_in
             ],
         )
     };
-    assert!(entry("markNodeDockerInsecure", "user:admin", "ok"), "{r}");
-    assert!(entry("requireNodeDockerTls", "user:admin", "ok"), "{r}");
+    assert!(
+        entry("markNodeDockerInsecure", "user:admin", "ok"),
+        "{log:?}"
+    );
+    assert!(entry("requireNodeDockerTls", "user:admin", "ok"), "{log:?}");
     assert!(
         entry("setNodeDockerInsecure", "user:olga", "FORBIDDEN"),
-        "{r}"
+        "{log:?}"
     );
 }
 

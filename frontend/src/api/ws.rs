@@ -114,6 +114,8 @@ where
 }
 
 /// Stops subscription `id`: the server is sent `complete` and the stream ends. Safe to call twice.
+/// When it was the last one, the socket closes (after the `complete` goes out): an idle socket
+/// would only make the leader re-check its credentials for nothing.
 fn unsubscribe(id: u64) {
     CLIENT.with_borrow_mut(|c| {
         if c.subs.remove(&id).is_some()
@@ -121,6 +123,10 @@ fn unsubscribe(id: u64) {
         {
             let _ =
                 out.unbounded_send(json!({"id": id.to_string(), "type": "complete"}).to_string());
+        }
+        if c.subs.is_empty() {
+            // Dropping the last sender ends the session's outgoing stream, which closes it.
+            c.out = None;
         }
     });
 }
@@ -272,13 +278,15 @@ async fn session() -> bool {
                     _ => {}
                 }
             }
-            outgoing = out_rx.next() => {
-                if let Some(text) = outgoing
-                    && sink.send(Message::Text(text)).await.is_err()
-                {
-                    break;
+            outgoing = out_rx.next() => match outgoing {
+                Some(text) => {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
                 }
-            }
+                // The last subscription ended (see `unsubscribe`): close the idle socket.
+                None => break,
+            },
             () = ack_deadline => {
                 if !acknowledged {
                     leptos::logging::warn!("the leader did not acknowledge the live feed");

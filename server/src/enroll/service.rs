@@ -39,6 +39,9 @@ pub struct Enroll {
     auto_approve_macs: Vec<String>,
     /// A Trellis-managed Mosquitto and the server's own account on it (username, `$7$` hash).
     mosquitto: Option<(crate::mqtt::mosquitto::Mosquitto, (String, String))>,
+    /// Held from reading the accounts to writing them, so two changes at once never interleave
+    /// their files or leave an older view written last.
+    mosquitto_sync: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Enroll {
@@ -52,6 +55,7 @@ impl Enroll {
             db,
             auto_approve_macs,
             mosquitto: None,
+            mosquitto_sync: std::sync::Arc::default(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Enroll {
         let Some((mosquitto, server)) = &self.mosquitto else {
             return Ok(());
         };
+        let _one_at_a_time = self.mosquitto_sync.lock().await;
         let mut accounts = vec![server.clone()];
         for c in node_credential::Entity::find().all(&self.db).await? {
             accounts.push((c.node_id, c.mosquitto_hash));
@@ -177,6 +182,10 @@ impl Enroll {
         nonce: &str,
     ) -> ApiResult<bool> {
         let node_id = announce.node_id.clone();
+        // The topic's node id was checked by the parser; this is the service's own rule, so no
+        // path around it can record a pending node under an id that is not one.
+        trellis_proto::validate_node_id(&node_id)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         if node_credential::Entity::find_by_id(node_id.clone())
             .one(&self.db)
             .await?
@@ -258,6 +267,8 @@ impl Enroll {
 
     /// Issues (or replaces) a node's MQTT password and returns it.
     pub async fn issue_credential(&self, node_id: &str) -> ApiResult<String> {
+        trellis_proto::validate_node_id(node_id)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let password = new_token("trellis_n_");
         let row = node_credential::ActiveModel {
             node_id: Set(node_id.to_owned()),

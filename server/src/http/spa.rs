@@ -15,22 +15,42 @@ use axum::{
     middleware::Next,
     response::{Html, IntoResponse, Response},
 };
+use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// Cache lifetime of a content-hashed asset.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// Serves the built web app; unknown paths get `index.html` so client-side routes work on reload.
+/// Serves the built web app. A path naming a file (its last segment has a `.`) is that file or
+/// 404, never `index.html`: a tab asking for an asset of another version must not get (and keep
+/// for a year) HTML under a `.wasm` name. Every other path is a client-side route: `index.html`.
 pub(super) fn spa(dir: &Path) -> Router {
     let index = ServeFile::new(dir.join("index.html"))
         .precompressed_br()
         .precompressed_gzip();
-    let files = ServeDir::new(dir)
-        .precompressed_br()
-        .precompressed_gzip()
-        .fallback(index);
+    let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
+    let serve = move |req: Request| {
+        let (index, files) = (index.clone(), files.clone());
+        async move {
+            let names_a_file = req
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains('.'));
+            let served = if names_a_file {
+                files.oneshot(req).await
+            } else {
+                index.oneshot(req).await
+            };
+            match served {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            }
+        }
+    };
     Router::new()
-        .fallback_service(files)
+        .fallback(serve)
         .layer(axum::middleware::from_fn(cache_control))
 }
 
@@ -55,11 +75,24 @@ async fn cache_control(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
         let value = if hashed { IMMUTABLE } else { "no-cache" };
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+        // The body depends on Accept-Encoding (a .br, .gz or plain copy): caches must know.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     response
+}
+
+pub(super) async fn no_web_app() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(
+            "<!doctype html><title>Trellis</title><h1>Trellis</h1><p>The web app is not built into this \
+             leader. Start it with <code>scripts/run-leader.sh</code>, or pass <code>--web-dir</code> \
+             pointing at a built <code>dist</code> folder. The API is at <a href=\"/graphiql\">/graphiql</a>.</p>",
+        ),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -83,16 +116,4 @@ mod tests {
             assert!(!is_content_hashed(plain), "{plain}");
         }
     }
-}
-
-pub(super) async fn no_web_app() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Html(
-            "<!doctype html><title>Trellis</title><h1>Trellis</h1><p>The web app is not built into this \
-             leader. Start it with <code>scripts/run-leader.sh</code>, or pass <code>--web-dir</code> \
-             pointing at a built <code>dist</code> folder. The API is at <a href=\"/graphiql\">/graphiql</a>.</p>",
-        ),
-    )
-        .into_response()
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
-use trellis_proto::{NodeMessage, NodeState, decode, topic};
+use trellis_proto::{NodeMessage, NodeState, TopicKind, decode, topic};
 
 use super::{FirstLogin, PendingCommands, Publisher};
 use crate::{enroll, nodes::Nodes, nodes::liveness::HeartbeatThrottle};
@@ -91,10 +91,13 @@ impl Router {
                 self.enroll_request(&node_id, r);
                 Ok(())
             }
-            NodeMessage::Cleared(_) => {
+            // Only a cleared status or announce says something about the node (it is being
+            // removed); an empty message on another topic means nothing.
+            NodeMessage::Cleared(TopicKind::Announce | TopicKind::Status) => {
                 self.early_status.remove(&node_id);
                 Ok(())
             }
+            NodeMessage::Cleared(_) => Ok(()),
         };
         if let Err(e) = result {
             tracing::error!(
