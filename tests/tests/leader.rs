@@ -50,23 +50,29 @@ async fn a_leader_with_no_configuration_is_a_cluster_of_one() {
     );
 
     // The web app, and its client-side routes fall back to index.html.
+    let mut index = String::new();
     for path in ["/", "/nodes/leader", "/some/client/route"] {
         let resp = http.get(server.url(path)).send().await.expect("GET");
         assert_eq!(resp.status(), 200, "{path}");
+        index = resp.text().await.expect("body");
         assert!(
-            resp.text()
-                .await
-                .expect("body")
-                .contains("trellis_frontend.js"),
+            index.contains("/trellis_frontend-"),
             "{path} is not the web app"
         );
     }
-    let wasm = http
-        .get(server.url("/trellis_frontend_bg.wasm"))
-        .send()
-        .await
-        .expect("wasm");
+    // The wasm it names, by content hash, kept by browsers for a year.
+    let wasm_path = index
+        .split(['\'', '"'])
+        .find(|w| w.starts_with("/trellis_frontend_bg-") && w.ends_with(".wasm"))
+        .unwrap_or_else(|| panic!("index.html names no hashed wasm: {index}"))
+        .to_owned();
+    let wasm = http.get(server.url(&wasm_path)).send().await.expect("wasm");
+    assert_eq!(wasm.status(), 200, "{wasm_path}");
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert_eq!(
+        wasm.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
