@@ -52,6 +52,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         docker_endpoint: config.docker_endpoint.as_ref().map(ToString::to_string),
     };
     tracing::info!(node_id, broker = %config.broker, hardware = hardware.name(), "agent starting");
+    let mut work = link::Work {
+        jobs: jobs::runtime::Runtime::new(hardware.clone(), config.state_dir.as_deref()),
+        commands: jobs::commands::Commands::new(),
+    };
+    for problem in work.jobs.restore() {
+        tracing::error!(problem, "a job kept on disk did not start again");
+    }
     loop {
         let (login, stored) = match &config.credentials {
             Some(c) => (Some(c.clone()), false),
@@ -68,7 +75,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                 },
             },
         };
-        match session(&config, &announce, login, &shutdown).await? {
+        match session(&config, &announce, login, &mut work, &shutdown).await? {
             Ended::Shutdown => return Ok(()),
             Ended::Refused if stored && config.join_token.is_some() => {
                 tracing::warn!(

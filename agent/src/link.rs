@@ -11,7 +11,20 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use trellis_proto::{Announce, NodeState, Status, TopicKind, encode, topic};
 
-use crate::{AgentConfig, jobs::commands, system};
+use crate::{
+    AgentConfig,
+    jobs::{commands::Commands, runtime::Runtime},
+    system,
+};
+
+/// What outlives a broker session: the job runtime (jobs keep running through an outage) and the
+/// memory of recent commands (a command redelivered after a reconnect is not run twice).
+pub struct Work {
+    /// The jobs.
+    pub jobs: Runtime,
+    /// Recent command results.
+    pub commands: Commands,
+}
 
 /// The rumqttc QoS for a QoS of the topic table.
 pub fn qos(q: trellis_proto::Qos) -> QoS {
@@ -24,17 +37,19 @@ pub fn qos(q: trellis_proto::Qos) -> QoS {
 /// Queues `msg` on the node's `kind` topic with the QoS and retain flag the topic table gives it.
 /// Never waits: the task that calls this also drives the event loop, so an awaited publish on a
 /// full request queue would deadlock. The error says what was not sent and why.
+/// `arg` is the job name for a job's topic (see `TopicKind::topic`).
 pub fn publish<T: Serialize>(
     client: &AsyncClient,
     kind: TopicKind,
     node_id: &str,
+    arg: Option<&str>,
     msg: &T,
 ) -> Result<(), String> {
     let spec = kind.spec();
     let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
     client
         .try_publish(
-            kind.topic(node_id, None),
+            kind.topic(node_id, arg),
             qos(spec.qos),
             spec.retain,
             payload,
@@ -59,6 +74,7 @@ pub(crate) async fn session(
     config: &AgentConfig,
     announce: &Announce,
     login: Option<(String, String)>,
+    work: &mut Work,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Ended> {
     let node_id = announce.node_id.as_str();
@@ -88,17 +104,25 @@ pub(crate) async fn session(
     let mut connected = false;
     let mut backoff = INITIAL_BACKOFF;
     let command_topic = topic::command(node_id);
-    let mut commands = commands::Commands::new();
     let mut refusals = 0u32;
 
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
+            status = work.jobs.next_update() => {
+                // Retained, so the leader (and a leader started later) sees the latest; while
+                // disconnected the next connect publishes every job's status anyway.
+                if connected
+                    && let Err(e) = publish(&client, TopicKind::Job, node_id, Some(&status.name), &status)
+                {
+                    tracing::warn!(error = %e, job = status.name, "could not queue a job status");
+                }
+            }
             _ = heartbeat.tick() => {
                 let beat = stats.sample();
                 if connected {
                     // A dropped heartbeat is harmless: the next one follows.
-                    if let Err(e) = publish(&client, TopicKind::Heartbeat, node_id, &beat) {
+                    if let Err(e) = publish(&client, TopicKind::Heartbeat, node_id, None, &beat) {
                         tracing::debug!(error = %e, "heartbeat dropped");
                     }
                 }
@@ -109,12 +133,12 @@ pub(crate) async fn session(
                     connected = true;
                     backoff = INITIAL_BACKOFF;
                     refusals = 0;
-                    on_connect(&client, announce);
+                    on_connect(&client, announce, &work.jobs);
                     heartbeat.reset_immediately();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
-                    if let Some(result) = commands.handle(&p.payload)
-                        && let Err(e) = publish(&client, TopicKind::Result, node_id, &result)
+                    if let Some(result) = work.commands.handle(&p.payload, &mut work.jobs)
+                        && let Err(e) = publish(&client, TopicKind::Result, node_id, None, &result)
                     {
                         tracing::warn!(error = %e, id = result.id, "could not queue a command result");
                     }
@@ -148,7 +172,7 @@ pub(crate) async fn session(
         let offline = Status {
             state: NodeState::Offline,
         };
-        if let Err(e) = publish(&client, TopicKind::Status, node_id, &offline) {
+        if let Err(e) = publish(&client, TopicKind::Status, node_id, None, &offline) {
             tracing::warn!(error = %e, "could not say offline");
         }
         let _ = client.try_disconnect();
@@ -176,7 +200,7 @@ pub(crate) async fn session(
 /// leader sends this node (a clean session, or a broker restarted without persistence, has
 /// forgotten them, and rumqttc does not resubscribe: rumqtt#250), and re-assert the node's retained
 /// state (the broker may have lost it, or an operator cleared it).
-fn on_connect(client: &AsyncClient, announce: &Announce) {
+fn on_connect(client: &AsyncClient, announce: &Announce, jobs: &Runtime) {
     let node_id = announce.node_id.as_str();
     for t in trellis_proto::TOPICS
         .iter()
@@ -189,10 +213,22 @@ fn on_connect(client: &AsyncClient, announce: &Announce) {
     let online = Status {
         state: NodeState::Online,
     };
-    for sent in [
-        publish(client, TopicKind::Announce, node_id, announce),
-        publish(client, TopicKind::Status, node_id, &online),
-    ] {
+    let mut sent = vec![
+        publish(client, TopicKind::Announce, node_id, None, announce),
+        publish(client, TopicKind::Kinds, node_id, None, &jobs.kinds()),
+    ];
+    for status in jobs.statuses() {
+        sent.push(publish(
+            client,
+            TopicKind::Job,
+            node_id,
+            Some(&status.name),
+            status,
+        ));
+    }
+    // The status last: "online" once everything else about the node is there.
+    sent.push(publish(client, TopicKind::Status, node_id, None, &online));
+    for sent in sent {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not re-assert the node's retained state");
         }

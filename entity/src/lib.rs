@@ -3,6 +3,7 @@
 pub mod api_token;
 pub mod audit_event;
 pub mod enrollment;
+pub mod job;
 pub mod join_token;
 pub mod node;
 pub mod node_credential;

@@ -51,6 +51,8 @@ pub struct Model {
     pub docker_endpoint: Option<String>,
     /// An admin allowed plain TCP (no TLS) to this node's Docker engine.
     pub docker_insecure: bool,
+    /// The job kinds the node's agent offers, with their settings (`trellis_proto::JobKinds`).
+    pub job_kinds: Option<Json>,
 }
 
 /// Nodes have no relations yet.

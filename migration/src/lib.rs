@@ -8,6 +8,7 @@ mod m20261121_000002_create_auth_and_audit;
 mod m20261121_000003_create_enrollment;
 mod m20261121_000004_add_node_docker;
 mod m20261121_000005_add_join_token_mosquitto_hash;
+mod m20261129_000006_create_job;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_create_enrollment::Migration),
             Box::new(m20261121_000004_add_node_docker::Migration),
             Box::new(m20261121_000005_add_join_token_mosquitto_hash::Migration),
+            Box::new(m20261129_000006_create_job::Migration),
         ]
     }
 }

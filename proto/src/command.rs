@@ -18,6 +18,40 @@ pub struct Command {
 pub enum Action {
     /// Answer at once: proves the node receives commands and measures the round trip.
     Ping,
+    /// Start a job of `kind` named `name` (the kind's name when absent) with these settings (the
+    /// kind's defaults for the rest). Refused when the name is taken by a job that has not ended.
+    StartJob {
+        /// The job's name, unique on the node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Which kind.
+        kind: String,
+        /// Settings given at start.
+        #[serde(default)]
+        settings: crate::Settings,
+    },
+    /// Stop a job: release its hardware, then say `stopped`.
+    StopJob {
+        /// The job.
+        name: String,
+    },
+    /// Pause a job: release its hardware, keep its settings (`sleeping`).
+    PauseJob {
+        /// The job.
+        name: String,
+    },
+    /// Resume a paused job.
+    ResumeJob {
+        /// The job.
+        name: String,
+    },
+    /// Change settings of a running job, all or nothing.
+    SetJobSettings {
+        /// The job.
+        name: String,
+        /// The new values.
+        settings: crate::Settings,
+    },
 }
 
 /// An agent's answer to a [`Command`].

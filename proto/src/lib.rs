@@ -9,12 +9,14 @@ use serde::Serialize;
 mod addr;
 mod command;
 mod enroll;
+mod job;
 mod node;
 pub mod topics;
 
 pub use addr::*;
 pub use command::*;
 pub use enroll::*;
+pub use job::*;
 pub use node::*;
 pub use topics::*;
 
@@ -32,6 +34,11 @@ pub enum ProtoError {
         "invalid node id {0:?}: use 1 to {MAX_NODE_ID_LEN} characters from A-Z, a-z, 0-9, '-' and '_'"
     )]
     InvalidNodeId(String),
+    /// The job name is empty, too long or holds a character outside `[A-Za-z0-9_-]`.
+    #[error(
+        "invalid job name {0:?}: use 1 to {MAX_JOB_NAME_LEN} characters from A-Z, a-z, 0-9, '-' and '_'"
+    )]
+    InvalidJobName(String),
     /// The topic is not one of the Trellis topics.
     #[error("not a Trellis topic: {0:?}")]
     UnknownTopic(String),

@@ -7,8 +7,8 @@
 //! its payload in [`decode`] when it is leader-bound).
 
 use crate::{
-    Announce, CommandResult, EnrollRequest, Heartbeat, PREFIX, ProtoError, Status, valid_nonce,
-    validate_node_id,
+    Announce, CommandResult, EnrollRequest, Heartbeat, JobKinds, JobStatus, PREFIX, ProtoError,
+    Status, valid_nonce, validate_job_name, validate_node_id,
 };
 
 /// Who publishes on a topic and who reads it.
@@ -67,6 +67,10 @@ pub enum TopicKind {
     EnrollRequest,
     /// The leader's answer with the node's credentials.
     EnrollResponse,
+    /// The job kinds a node offers, with their settings.
+    Kinds,
+    /// One job's status and settings.
+    Job,
 }
 
 /// One topic: what the table knows about it.
@@ -76,8 +80,8 @@ pub struct TopicSpec {
     pub kind: TopicKind,
     /// What its messages are called in logs and errors.
     pub name: &'static str,
-    /// The topic below [`PREFIX`], with `{node}` for the node id and `{nonce}` for an enrolling
-    /// connection's secret.
+    /// The topic below [`PREFIX`], with `{node}` for the node id, `{nonce}` for an enrolling
+    /// connection's secret and `{job}` for a job's name.
     pub pattern: &'static str,
     /// Who publishes and who reads.
     pub direction: Direction,
@@ -154,6 +158,24 @@ pub const TOPICS: &[TopicSpec] = &[
         retain: true,
         payload: "EnrollResponse",
     },
+    TopicSpec {
+        kind: TopicKind::Kinds,
+        name: "job kinds",
+        pattern: "nodes/{node}/kinds",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "JobKinds",
+    },
+    TopicSpec {
+        kind: TopicKind::Job,
+        name: "job status",
+        pattern: "nodes/{node}/jobs/{job}",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "JobStatus",
+    },
 ];
 
 impl TopicKind {
@@ -163,13 +185,16 @@ impl TopicKind {
         TOPICS.iter().find(|t| t.kind == self).unwrap_or(&TOPICS[0])
     }
 
-    /// The full topic for `node` (and `nonce`, for the kinds that carry one).
-    pub fn topic(self, node: &str, nonce: Option<&str>) -> String {
+    /// The full topic for `node`; `arg` fills the second placeholder of the kinds that have one
+    /// (the nonce of an enroll response, the name of a job), `+` when absent.
+    pub fn topic(self, node: &str, arg: Option<&str>) -> String {
+        let arg = arg.unwrap_or("+");
         let pattern = self
             .spec()
             .pattern
             .replace("{node}", node)
-            .replace("{nonce}", nonce.unwrap_or("+"));
+            .replace("{nonce}", arg)
+            .replace("{job}", arg);
         format!("{PREFIX}/{pattern}")
     }
 
@@ -179,13 +204,14 @@ impl TopicKind {
     }
 
     /// The filter with `{node}` and `{nonce}` replaced by the given texts (for broker ACLs,
-    /// which name them `%u` and `%c`).
+    /// which name them `%u` and `%c`) and `{job}` by `+` (any job).
     pub fn with_placeholders(self, node: &str, nonce: &str) -> String {
         let pattern = self
             .spec()
             .pattern
             .replace("{node}", node)
-            .replace("{nonce}", nonce);
+            .replace("{nonce}", nonce)
+            .replace("{job}", "+");
         format!("{PREFIX}/{pattern}")
     }
 }
@@ -199,6 +225,8 @@ pub struct ParsedTopic<'a> {
     pub node: &'a str,
     /// Its nonce, for the kinds that carry one (a valid one).
     pub nonce: Option<&'a str>,
+    /// Its job name, for the kinds that carry one (a valid one).
+    pub job: Option<&'a str>,
 }
 
 /// Takes a topic apart, or `None` when it is not a Trellis topic (or its node id or nonce is not
@@ -210,6 +238,7 @@ pub fn parse_topic(topic: &str) -> Option<ParsedTopic<'_>> {
             kind: spec.kind,
             node: "",
             nonce: None,
+            job: None,
         };
         let mut segments = rest.split('/');
         for part in spec.pattern.split('/') {
@@ -224,6 +253,10 @@ pub fn parse_topic(topic: &str) -> Option<ParsedTopic<'_>> {
                 "{nonce}" => {
                     valid_nonce(seg).then_some(())?;
                     parsed.nonce = Some(seg);
+                }
+                "{job}" => {
+                    validate_job_name(seg).ok()?;
+                    parsed.job = Some(seg);
                 }
                 literal if literal == seg => {}
                 _ => return None,
@@ -296,8 +329,14 @@ pub enum NodeMessage {
     Result(CommandResult),
     /// An agent asks to join (its node id and nonce already checked against the request).
     EnrollRequest(EnrollRequest),
+    /// The node says which job kinds it offers.
+    Kinds(JobKinds),
+    /// A job's status changed (its name matches the topic's).
+    Job(JobStatus),
     /// A retained message was cleared (empty payload) on this node's topic of this kind.
     Cleared(TopicKind),
+    /// A job's retained status was cleared: the job is gone from the node.
+    JobCleared(String),
 }
 
 /// Decodes a message the leader received. An empty payload is a cleared retained message.
@@ -315,7 +354,10 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
     };
     let json = |e: serde_json::Error| malformed(e.to_string());
     let msg = if payload.is_empty() {
-        NodeMessage::Cleared(parsed.kind)
+        match parsed.job {
+            Some(job) => NodeMessage::JobCleared(job.to_owned()),
+            None => NodeMessage::Cleared(parsed.kind),
+        }
     } else {
         match parsed.kind {
             TopicKind::Announce => {
@@ -334,6 +376,17 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
                 let r: EnrollRequest = serde_json::from_slice(payload).map_err(json)?;
                 r.check(parsed.node).map_err(malformed)?;
                 NodeMessage::EnrollRequest(r)
+            }
+            TopicKind::Kinds => NodeMessage::Kinds(serde_json::from_slice(payload).map_err(json)?),
+            TopicKind::Job => {
+                let s: JobStatus = serde_json::from_slice(payload).map_err(json)?;
+                if Some(s.name.as_str()) != parsed.job {
+                    return Err(malformed(format!(
+                        "job name {:?} does not match the topic",
+                        s.name
+                    )));
+                }
+                NodeMessage::Job(s)
             }
             // Leader-bound only (filtered above).
             TopicKind::Command | TopicKind::EnrollResponse => {
@@ -438,6 +491,8 @@ mod tests {
             Result,
             EnrollRequest,
             EnrollResponse,
+            Kinds,
+            Job,
         ] {
             assert_eq!(
                 TOPICS.iter().filter(|t| t.kind == kind).count(),
@@ -451,6 +506,11 @@ mod tests {
             assert_eq!(
                 p.nonce.is_some(),
                 kind.spec().pattern.contains("{nonce}"),
+                "{t}"
+            );
+            assert_eq!(
+                p.job.is_some(),
+                kind.spec().pattern.contains("{job}"),
                 "{t}"
             );
             assert!(
@@ -480,7 +540,9 @@ mod tests {
                 "trellis/v1/nodes/+/status",
                 "trellis/v1/nodes/+/heartbeat",
                 "trellis/v1/nodes/+/result",
-                "trellis/v1/enroll/+/request"
+                "trellis/v1/enroll/+/request",
+                "trellis/v1/nodes/+/kinds",
+                "trellis/v1/nodes/+/jobs/+"
             ]
         );
     }

@@ -146,6 +146,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             credentials,
             heartbeat_interval: config.heartbeat_interval,
             max_backoff: Duration::from_secs(5),
+            // The local node's jobs are kept with the leader's data, so they start again with it.
+            state_dir: Some(config.data_dir.join("local-agent")),
             ..trellis_agent::AgentConfig::default()
         };
         let token = shutdown.child_token();

@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ServerConfig, access, enroll,
+    ServerConfig, access, enroll, jobs,
     mqtt::{bridge, gate},
     nodes::{self, docker},
 };
@@ -31,6 +31,8 @@ pub struct AppState {
     pub mqtt_connections: gate::Connections,
     /// Nodes' Docker engines.
     pub docker: docker::DockerAccess,
+    /// Hardware jobs on the nodes.
+    pub jobs: jobs::Jobs,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -59,11 +61,13 @@ impl AppState {
         docker_tls: docker::DockerTls,
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
+        let jobs = jobs::Jobs::new(db.clone());
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
             mqtt.login,
             nodes.clone(),
+            jobs.clone(),
             mqtt.enroll_requests,
             shutdown,
         );
@@ -79,6 +83,7 @@ impl AppState {
             enroll,
             mqtt_connections: mqtt.connections,
             docker,
+            jobs,
         }
     }
 }

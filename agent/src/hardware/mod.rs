@@ -17,6 +17,9 @@ pub enum HardwareError {
     /// A PWM duty cycle outside 0.0–1.0.
     #[error("duty cycle {0} is outside 0.0-1.0")]
     BadDuty(f64),
+    /// A PWM frequency the backend cannot make.
+    #[error("PWM frequency {0} Hz is outside 0.1-10000 Hz")]
+    BadFrequency(f64),
     /// The temperature channel does not exist.
     #[error("no temperature sensor {0}")]
     NoSuchSensor(u8),
@@ -33,8 +36,9 @@ pub trait Hardware: Send + Sync {
     fn write_pin(&self, pin: u8, high: bool) -> Result<(), HardwareError>;
     /// Reads a pin's level.
     fn read_pin(&self, pin: u8) -> Result<bool, HardwareError>;
-    /// Sets a (software) PWM duty cycle, 0.0–1.0, on a pin; 0 stops it.
-    fn set_pwm(&self, pin: u8, duty: f64) -> Result<(), HardwareError>;
+    /// Drives a pin with (software) PWM at `frequency_hz` and a duty cycle of 0.0–1.0; a duty of 0
+    /// leaves the pin low.
+    fn set_pwm(&self, pin: u8, frequency_hz: f64, duty: f64) -> Result<(), HardwareError>;
     /// Reads a temperature sensor, °C.
     fn read_temperature(&self, sensor: u8) -> Result<f64, HardwareError>;
 }
@@ -80,5 +84,13 @@ pub(crate) fn check_duty(duty: f64) -> Result<(), HardwareError> {
         Ok(())
     } else {
         Err(HardwareError::BadDuty(duty))
+    }
+}
+
+pub(crate) fn check_frequency(hz: f64) -> Result<(), HardwareError> {
+    if (0.1..=10_000.0).contains(&hz) {
+        Ok(())
+    } else {
+        Err(HardwareError::BadFrequency(hz))
     }
 }

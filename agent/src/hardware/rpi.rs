@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use rppal::gpio::{Gpio, IoPin, Mode};
 
-use super::{Hardware, HardwareError, check_duty, check_pin};
+use super::{Hardware, HardwareError, check_duty, check_frequency, check_pin};
 
 /// GPIO pins claimed so far, by BCM number.
 pub struct Rppal {
@@ -67,11 +67,18 @@ impl Hardware for Rppal {
         self.with_pin(pin, Mode::Input, |io| Ok(io.is_high()))
     }
 
-    fn set_pwm(&self, pin: u8, duty: f64) -> Result<(), HardwareError> {
+    fn set_pwm(&self, pin: u8, frequency_hz: f64, duty: f64) -> Result<(), HardwareError> {
         check_duty(duty)?;
+        check_frequency(frequency_hz)?;
         self.with_pin(pin, Mode::Output, |io| {
-            // 100 Hz software PWM: enough for heaters and LEDs.
-            io.set_pwm_frequency(100.0, duty)
+            if duty == 0.0 {
+                // rppal's software PWM keeps a thread toggling the pin: stop it, pin low.
+                io.clear_pwm()
+                    .map_err(|e| HardwareError::Backend(e.to_string()))?;
+                io.set_low();
+                return Ok(());
+            }
+            io.set_pwm_frequency(frequency_hz, duty)
                 .map_err(|e| HardwareError::Backend(e.to_string()))
         })
     }

@@ -4,7 +4,7 @@
 
 use std::{sync::Mutex, time::Instant};
 
-use super::{Hardware, HardwareError, check_duty, check_pin};
+use super::{Hardware, HardwareError, check_duty, check_frequency, check_pin};
 
 /// BCM pin the simulated heater is wired to.
 pub const HEATER_PIN: u8 = 18;
@@ -37,6 +37,7 @@ impl Default for Vessel {
 struct State {
     levels: [bool; 28],
     duty: [f64; 28],
+    frequency: [f64; 28],
     temperature_c: f64,
     last: Instant,
 }
@@ -67,10 +68,18 @@ impl Simulator {
             state: Mutex::new(State {
                 levels: [false; 28],
                 duty: [0.0; 28],
+                frequency: [0.0; 28],
                 temperature_c: vessel.ambient_c,
                 last: Instant::now(),
             }),
         }
+    }
+
+    /// What a pin is driven with now: its level, and its PWM frequency and duty (0 when none).
+    pub fn pin(&self, pin: u8) -> Option<(bool, f64, f64)> {
+        let s = self.lock();
+        let i = usize::from(pin);
+        (i < 28).then(|| (s.levels[i], s.frequency[i], s.duty[i]))
     }
 
     /// Advances the model by `dt` seconds of simulated time (on top of real time).
@@ -128,13 +137,15 @@ impl Hardware for Simulator {
         Ok(self.lock().levels[pin as usize])
     }
 
-    fn set_pwm(&self, pin: u8, duty: f64) -> Result<(), HardwareError> {
+    fn set_pwm(&self, pin: u8, frequency_hz: f64, duty: f64) -> Result<(), HardwareError> {
         check_pin(pin)?;
         check_duty(duty)?;
+        check_frequency(frequency_hz)?;
         let mut s = self.lock();
         self.catch_up(&mut s);
         s.levels[pin as usize] = false;
         s.duty[pin as usize] = duty;
+        s.frequency[pin as usize] = frequency_hz;
         Ok(())
     }
 
@@ -157,12 +168,12 @@ mod tests {
         let sim = Simulator::new();
         let v = Vessel::default();
         assert!((sim.read_temperature(0).unwrap() - v.ambient_c).abs() < 0.01);
-        sim.set_pwm(HEATER_PIN, 0.5).unwrap();
+        sim.set_pwm(HEATER_PIN, 100.0, 0.5).unwrap();
         // Equilibrium: P·duty = k·ΔT → ΔT = 10·0.5/0.25 = 20 K; time constant C/k = 2000 s.
         sim.advance(20_000.0);
         let hot = sim.read_temperature(0).unwrap();
         assert!((hot - 42.0).abs() < 0.1, "{hot}");
-        sim.set_pwm(HEATER_PIN, 0.0).unwrap();
+        sim.set_pwm(HEATER_PIN, 100.0, 0.0).unwrap();
         sim.advance(2_000.0);
         let cooled = sim.read_temperature(0).unwrap();
         // One time constant: the excess falls to 1/e (≈ 7.36 K above room).
@@ -176,7 +187,10 @@ mod tests {
     fn bad_pins_duties_and_sensors_are_named() {
         let sim = Simulator::new();
         assert_eq!(sim.write_pin(40, true), Err(HardwareError::NoSuchPin(40)));
-        assert_eq!(sim.set_pwm(18, 1.5), Err(HardwareError::BadDuty(1.5)));
+        assert_eq!(
+            sim.set_pwm(18, 100.0, 1.5),
+            Err(HardwareError::BadDuty(1.5))
+        );
         assert_eq!(sim.read_temperature(3), Err(HardwareError::NoSuchSensor(3)));
         sim.write_pin(17, true).unwrap();
         assert!(sim.read_pin(17).unwrap());

@@ -1,4 +1,7 @@
-//! Work the agent does for the leader. Today: the command runner, which answers each command once
-//! however often QoS 1 delivers it.
+//! Work the agent does for the leader: the command runner (each command once, however often QoS 1
+//! delivers it), the job runtime (supervised jobs with a state machine and live settings, kept on
+//! disk), and the kinds of job this node offers.
 
 pub mod commands;
+pub mod kinds;
+pub mod runtime;

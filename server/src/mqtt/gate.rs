@@ -534,6 +534,17 @@ mod tests {
             !a.may_publish("trellis/v1/nodes/a/command"),
             "only the server commands nodes"
         );
+        // Its own job topics and kinds, and no other node's.
+        assert!(
+            a.may_publish("trellis/v1/nodes/a/jobs/stirring")
+                && a.may_publish("trellis/v1/nodes/a/kinds")
+        );
+        assert!(
+            !a.may_publish("trellis/v1/nodes/b/jobs/stirring")
+                && !a.may_publish("trellis/v1/nodes/b/kinds")
+                && !a.may_publish("trellis/v1/nodes/a/jobs/+")
+                && !a.may_publish("trellis/v1/nodes/a/jobs/x/y")
+        );
         assert!(a.may_subscribe("trellis/v1/nodes/a/command", None));
         assert!(
             !a.may_subscribe("trellis/v1/nodes/+/command", None) && !a.may_subscribe("#", None)

@@ -162,6 +162,8 @@ mod tests {
              pattern read trellis/v1/nodes/%u/command\n\
              pattern write trellis/v1/nodes/%u/result\n\
              pattern read trellis/v1/enroll/+/response/%c\n\
+             pattern write trellis/v1/nodes/%u/kinds\n\
+             pattern write trellis/v1/nodes/%u/jobs/+\n\
              \nuser join.0123456789abcdef\ntopic write trellis/v1/enroll/+/request\n"
         );
     }

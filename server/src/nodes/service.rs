@@ -187,6 +187,7 @@ impl Nodes {
                     last_seen: Set(now),
                     docker_endpoint: Set(docker),
                     docker_insecure: Set(false),
+                    job_kinds: Set(None),
                 }
                 .insert(&self.db)
                 .await?

@@ -2,6 +2,7 @@
 
 mod access;
 mod enroll;
+mod job;
 mod node;
 
 /// The mutation root.
@@ -10,4 +11,5 @@ pub struct Mutation(
     access::AuthMutation,
     node::NodeMutation,
     enroll::EnrollMutation,
+    job::JobMutation,
 );

@@ -119,7 +119,8 @@ impl NodeMutation {
                 Err(ApiError::NotFound(_)) if had_credential => {}
                 other => other?,
             }
-            state.bridge.clear_retained(&id).await.map_err(|e| {
+            let jobs = state.jobs.forget_node(&id).await?;
+            state.bridge.clear_retained(&id, &jobs).await.map_err(|e| {
                 ApiError::Internal(format!(
                     "node removed but its retained topics were not cleared: {e}"
                 ))

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod enroll;
+mod job;
 mod node;
 
 /// The query root.
@@ -12,4 +13,5 @@ pub struct Query(
     access::AuthQuery,
     node::NodeQuery,
     enroll::EnrollQuery,
+    job::JobQuery,
 );

@@ -1,8 +1,13 @@
 //! Subscription root, merged from one object per domain.
 
 mod audit;
+mod job;
 mod node;
 
 /// The subscription root.
 #[derive(async_graphql::MergedSubscription, Default)]
-pub struct Subscription(audit::AuditSubscription, node::NodeSubscription);
+pub struct Subscription(
+    audit::AuditSubscription,
+    node::NodeSubscription,
+    job::JobSubscription,
+);

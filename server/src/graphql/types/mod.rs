@@ -3,9 +3,11 @@
 mod access;
 mod audit;
 mod enroll;
+mod job;
 mod node;
 
 pub use access::*;
 pub use audit::*;
 pub use enroll::*;
+pub use job::*;
 pub use node::*;

@@ -104,6 +104,7 @@ impl Bridge {
         tls: Option<Arc<rustls::ClientConfig>>,
         login: Option<(String, String)>,
         nodes: Nodes,
+        jobs: crate::jobs::Jobs,
         enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
         shutdown: CancellationToken,
     ) -> Bridge {
@@ -198,6 +199,7 @@ impl Bridge {
         tokio::spawn(
             router::Router {
                 nodes: nodes.clone(),
+                jobs,
                 pending: pending.clone(),
                 first_login: first_login.clone(),
                 publisher: publisher.clone(),
@@ -225,8 +227,19 @@ impl Bridge {
     /// removed node does not come back as a ghost when the server re-subscribes.
     /// Returns once the broker has acknowledged both, so a subscriber arriving afterwards sees
     /// nothing.
-    pub async fn clear_retained(&self, node_id: &str) -> anyhow::Result<()> {
-        for t in [topic::announce(node_id), topic::status(node_id)] {
+    /// `jobs` are the names of the node's jobs, whose retained statuses go too.
+    pub async fn clear_retained(&self, node_id: &str, jobs: &[String]) -> anyhow::Result<()> {
+        let mut topics = vec![
+            topic::announce(node_id),
+            trellis_proto::TopicKind::Kinds.topic(node_id, None),
+        ];
+        topics.extend(
+            jobs.iter()
+                .map(|j| trellis_proto::TopicKind::Job.topic(node_id, Some(j))),
+        );
+        // The status last: a subscriber that still sees it sees the rest too.
+        topics.push(topic::status(node_id));
+        for t in topics {
             self.publish_acked(t, Vec::new(), true).await?;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The bridge's router: every message the leader receives goes from here to the domain that owns
-//! it (liveness and inventory to `nodes`, command results to their waiting callers, join requests
-//! to `enroll`). It owns only small bounded maps (statuses that came before their node's announce,
+//! it (liveness and inventory to `nodes`, job kinds and statuses to `jobs`, command results to
+//! their waiting callers, join requests to `enroll`). It owns only small bounded maps (statuses that came before their node's announce,
 //! the heartbeat throttle); the database holds everything else, so a restart loses nothing that
 //! the agents' retained messages do not bring back.
 
@@ -19,6 +19,7 @@ const MAX_EARLY_STATUSES: usize = 10_000;
 /// The router's state; [`Router::run`] consumes messages until the bridge's inbox closes.
 pub(super) struct Router {
     pub(super) nodes: Nodes,
+    pub(super) jobs: crate::jobs::Jobs,
     pub(super) pending: PendingCommands,
     pub(super) first_login: FirstLogin,
     pub(super) publisher: Publisher,
@@ -87,6 +88,9 @@ impl Router {
                 }
                 Ok(())
             }
+            NodeMessage::Kinds(k) => self.jobs.record_kinds(&node_id, &k).await,
+            NodeMessage::Job(s) => self.jobs.record(&node_id, &s, now).await.map(|_| ()),
+            NodeMessage::JobCleared(name) => self.jobs.forget(&node_id, &name).await,
             NodeMessage::EnrollRequest(r) => {
                 self.enroll_request(&node_id, r);
                 Ok(())

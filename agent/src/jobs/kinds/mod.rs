@@ -1,0 +1,101 @@
+//! The kinds of job an agent can run. Each kind declares its settings (a [`KindSpec`]) and makes a
+//! [`Driver`] that puts those settings on the hardware. The runtime (`jobs::runtime`) owns the
+//! state machine, supervision and publishing; a driver only touches pins.
+
+use std::time::Duration;
+
+use serde_json::json;
+use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
+
+use crate::hardware::{Hardware, HardwareError};
+
+mod gpio;
+mod pwm;
+
+/// What a kind does with the hardware. Every call may block briefly (GPIO, I2C): the runtime calls
+/// it off the async workers, and catches a panic as the job's failure.
+pub trait Driver: Send {
+    /// Puts `settings` on the hardware: at start, on resume and after every accepted change.
+    fn apply(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError>;
+    /// How often [`Driver::tick`] runs while the job is ready; `None` for a job with nothing to
+    /// do between changes.
+    fn period(&self, _settings: &Settings) -> Option<Duration> {
+        None
+    }
+    /// Work done every [`Driver::period`] (a blink, a sample).
+    fn tick(&mut self, _hw: &dyn Hardware, _settings: &Settings) -> Result<(), HardwareError> {
+        Ok(())
+    }
+    /// Puts the hardware in its safe state: PWM at 0, outputs low. Runs before the job says
+    /// `stopped` or `sleeping`.
+    fn release(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError>;
+}
+
+/// A kind: its declaration and how to make a driver for one job of it.
+pub struct Kind {
+    /// Name, settings and their rules, as announced.
+    pub spec: KindSpec,
+    /// Makes the driver for a new job.
+    pub make: fn() -> Box<dyn Driver>,
+}
+
+/// The kinds this agent offers on `hardware` (today every backend offers them all).
+pub fn available(_hardware: &dyn Hardware) -> Vec<Kind> {
+    vec![pwm::kind(), gpio::kind()]
+}
+
+/// A setting spec, briefly.
+pub(crate) struct Setting {
+    pub name: &'static str,
+    pub ty: SettingType,
+    pub unit: Option<&'static str>,
+    pub range: Option<(f64, f64)>,
+    pub choices: &'static [&'static str],
+    pub default: serde_json::Value,
+    pub live: bool,
+    pub description: &'static str,
+}
+
+impl From<Setting> for SettingSpec {
+    fn from(s: Setting) -> Self {
+        SettingSpec {
+            name: s.name.to_owned(),
+            ty: s.ty,
+            unit: s.unit.map(str::to_owned),
+            min: s.range.map(|r| r.0),
+            max: s.range.map(|r| r.1),
+            choices: s.choices.iter().map(|c| (*c).to_owned()).collect(),
+            default: s.default,
+            live: s.live,
+            description: s.description.to_owned(),
+        }
+    }
+}
+
+/// The `pin` setting every pin-driving kind has: a BCM pin, fixed while the job runs.
+pub(crate) fn pin_setting(default: u8) -> Setting {
+    Setting {
+        name: "pin",
+        ty: SettingType::Int,
+        unit: None,
+        range: Some((0.0, 27.0)),
+        choices: &[],
+        default: json!(default),
+        live: false,
+        description: "BCM pin number",
+    }
+}
+
+/// A setting's value as a number (the runtime checked it against its spec first).
+pub(crate) fn number(settings: &Settings, name: &str) -> Result<f64, HardwareError> {
+    settings
+        .get(name)
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| HardwareError::Backend(format!("setting {name} is missing")))
+}
+
+/// A setting's value as a pin number.
+pub(crate) fn pin(settings: &Settings) -> Result<u8, HardwareError> {
+    let n = number(settings, "pin")?;
+    u8::try_from(n as i64).map_err(|_| HardwareError::Backend(format!("pin {n} is not a pin")))
+}

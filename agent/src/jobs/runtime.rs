@@ -1,0 +1,603 @@
+//! The job runtime: every job is a supervised task with a state machine
+//! (`init → ready ↔ sleeping → stopped`, or `failed` with the reason), fed through its own bounded
+//! control channel. It owns the jobs' drivers and the hardware they hold; the runtime owns the
+//! table of jobs and their desired state on disk (`jobs.json` in the state directory), so after an
+//! agent restart or a power cut the jobs that were running start again with their last settings.
+//!
+//! Supervision: every driver call runs on a blocking thread inside `catch_unwind`, so a hardware
+//! error or a panic fails that job alone (`failed`, with the reason) and never the agent or another
+//! job. Stopping and pausing release the hardware (PWM to 0, outputs low) before the state says so.
+//!
+//! The runtime outlives broker sessions: jobs keep driving the hardware through an outage, and the
+//! link re-publishes every job's status after each reconnect.
+
+use std::{
+    collections::BTreeMap,
+    panic::AssertUnwindSafe,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use trellis_proto::{JobKinds, JobState, JobStatus, KindSpec, Settings, validate_job_name};
+
+use super::kinds::{self, Driver, Kind};
+use crate::hardware::Hardware;
+
+/// Commands waiting for one job's task; a job that cannot keep up refuses more (the caller gets
+/// an error at once, nothing piles up).
+const CONTROL_QUEUE: usize = 16;
+/// Status changes waiting for the link to publish them.
+const UPDATE_QUEUE: usize = 256;
+/// Most jobs on one agent (each is a task and, often, a pin).
+pub const MAX_JOBS: usize = 64;
+/// The file in the state directory holding the desired jobs.
+const STORE_FILE: &str = "jobs.json";
+
+/// What a job's task is asked to do.
+#[derive(Debug)]
+enum Control {
+    Set(Settings),
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// One job as the runtime sees it: its last status and the way to its task (none once over).
+struct Job {
+    status: JobStatus,
+    control: Option<mpsc::Sender<Control>>,
+}
+
+/// A job as kept on disk: enough to start it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Desired {
+    name: String,
+    kind: String,
+    settings: Settings,
+    paused: bool,
+}
+
+/// The runtime.
+pub struct Runtime {
+    hw: Arc<dyn Hardware>,
+    kinds: Arc<Vec<Kind>>,
+    jobs: BTreeMap<String, Job>,
+    updates_tx: mpsc::Sender<JobStatus>,
+    updates_rx: mpsc::Receiver<JobStatus>,
+    store: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// A runtime driving `hw`, keeping its desired jobs in `state_dir` (not kept without one).
+    pub fn new(hw: Arc<dyn Hardware>, state_dir: Option<&Path>) -> Self {
+        let kinds = Arc::new(kinds::available(&*hw));
+        let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
+        Runtime {
+            hw,
+            kinds,
+            jobs: BTreeMap::new(),
+            updates_tx,
+            updates_rx,
+            store: state_dir.map(|d| d.join(STORE_FILE)),
+        }
+    }
+
+    /// The kinds this agent offers, as announced.
+    pub fn kinds(&self) -> JobKinds {
+        JobKinds {
+            kinds: self.kinds.iter().map(|k| k.spec.clone()).collect(),
+        }
+    }
+
+    /// Every job's current status.
+    pub fn statuses(&self) -> impl Iterator<Item = &JobStatus> {
+        self.jobs.values().map(|j| &j.status)
+    }
+
+    /// Starts the jobs kept on disk (paused ones stay paused). Returns what could not be started,
+    /// with the reason, for the log.
+    pub fn restore(&mut self) -> Vec<String> {
+        let Some(path) = &self.store else {
+            return Vec::new();
+        };
+        let desired: Vec<Desired> = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => return vec![format!("cannot read {}: {e}", path.display())],
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(d) => d,
+                Err(e) => return vec![format!("{} is not a job list: {e}", path.display())],
+            },
+        };
+        let mut problems = Vec::new();
+        for d in desired {
+            if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused) {
+                problems.push(format!("job {}: {e}", d.name));
+            }
+        }
+        problems
+    }
+
+    fn spec(&self, kind: &str) -> Result<&KindSpec, String> {
+        self.kinds
+            .iter()
+            .find(|k| k.spec.kind == kind)
+            .map(|k| &k.spec)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.kinds.iter().map(|k| k.spec.kind.as_str()).collect();
+                format!(
+                    "this node has no job kind {kind:?} (it has: {})",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Starts a job of `kind` named `name` (the kind's name when `None`). Refused: a bad name, an
+    /// unknown kind, a bad setting, or a name taken by a job that has not ended.
+    pub fn start(
+        &mut self,
+        name: Option<&str>,
+        kind: &str,
+        settings: &Settings,
+    ) -> Result<String, String> {
+        let name = name.unwrap_or(kind);
+        validate_job_name(name).map_err(|e| e.to_string())?;
+        if let Some(j) = self.jobs.get(name)
+            && !j.status.state.is_final()
+        {
+            return Err(format!(
+                "a job named {name} is already {} on this node (kind {}); stop it first or choose another name",
+                j.status.state.as_str(),
+                j.status.kind
+            ));
+        }
+        let resolved = self.spec(kind)?.resolve(settings)?;
+        let live = self
+            .jobs
+            .values()
+            .filter(|j| !j.status.state.is_final())
+            .count();
+        if live >= MAX_JOBS {
+            return Err(format!("this node runs {MAX_JOBS} jobs already"));
+        }
+        self.spawn(name, kind, &resolved, false)?;
+        Ok(format!("starting job {name} ({kind})"))
+    }
+
+    fn spawn(
+        &mut self,
+        name: &str,
+        kind: &str,
+        settings: &Settings,
+        paused: bool,
+    ) -> Result<(), String> {
+        let spec = self.spec(kind)?.clone();
+        let settings = spec.resolve(settings)?;
+        let make = self
+            .kinds
+            .iter()
+            .find(|k| k.spec.kind == kind)
+            .map(|k| k.make)
+            .ok_or_else(|| format!("no job kind {kind:?}"))?;
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let status = JobStatus {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            state: JobState::Init,
+            settings,
+            error: None,
+        };
+        tokio::spawn(run_job(
+            status.clone(),
+            make(),
+            self.hw.clone(),
+            paused,
+            control_rx,
+            self.updates_tx.clone(),
+        ));
+        self.jobs.insert(
+            name.to_owned(),
+            Job {
+                status,
+                control: Some(control_tx),
+            },
+        );
+        Ok(())
+    }
+
+    fn send(&self, name: &str, control: Control) -> Result<(), String> {
+        let job = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| format!("no job named {name} on this node"))?;
+        let over = || {
+            format!(
+                "job {name} is {}; start it again first",
+                job.status.state.as_str()
+            )
+        };
+        if job.status.state.is_final() {
+            return Err(over());
+        }
+        let tx = job.control.as_ref().ok_or_else(over)?;
+        tx.try_send(control)
+            .map_err(|_| format!("job {name} is busy; try again"))
+    }
+
+    /// Stops a job (its hardware is released before it says `stopped`).
+    pub fn stop(&mut self, name: &str) -> Result<String, String> {
+        self.send(name, Control::Stop)?;
+        Ok(format!("stopping job {name}"))
+    }
+
+    /// Pauses a running job.
+    pub fn pause(&mut self, name: &str) -> Result<String, String> {
+        self.send(name, Control::Pause)?;
+        Ok(format!("pausing job {name}"))
+    }
+
+    /// Resumes a paused job.
+    pub fn resume(&mut self, name: &str) -> Result<String, String> {
+        self.send(name, Control::Resume)?;
+        Ok(format!("resuming job {name}"))
+    }
+
+    /// Changes live settings of a job, all or nothing: a refused value changes nothing and the
+    /// job keeps running with its old settings.
+    pub fn set(&mut self, name: &str, change: &Settings) -> Result<String, String> {
+        let job = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| format!("no job named {name} on this node"))?;
+        self.spec(&job.status.kind)?.check_change(change)?;
+        self.send(name, Control::Set(change.clone()))?;
+        let names: Vec<&str> = change.keys().map(String::as_str).collect();
+        Ok(format!("setting {} of job {name}", names.join(", ")))
+    }
+
+    /// The next status change of any job, once the runtime has recorded it (and kept the desired
+    /// jobs on disk). The link publishes it.
+    pub async fn next_update(&mut self) -> JobStatus {
+        // The runtime holds a sender itself, so the channel never closes.
+        let status = loop {
+            if let Some(s) = self.updates_rx.recv().await {
+                break s;
+            }
+        };
+        if let Some(job) = self.jobs.get_mut(&status.name) {
+            job.status = status.clone();
+            if status.state.is_final() {
+                job.control = None;
+            }
+        }
+        if let Err(e) = self.save() {
+            tracing::error!(error = %e, "cannot keep the desired jobs on disk");
+        }
+        status
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.store else {
+            return Ok(());
+        };
+        let desired: Vec<Desired> = self
+            .jobs
+            .values()
+            .filter(|j| !j.status.state.is_final())
+            .map(|j| Desired {
+                name: j.status.name.clone(),
+                kind: j.status.kind.clone(),
+                settings: j.status.settings.clone(),
+                paused: j.status.state == JobState::Sleeping,
+            })
+            .collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let bytes = serde_json::to_vec_pretty(&desired)?;
+        crate::files::write_private(path, &bytes, 0o600)
+    }
+}
+
+/// Which driver call to make.
+#[derive(Clone, Copy)]
+enum Op {
+    Apply,
+    Tick,
+    Release,
+}
+
+/// Makes one driver call on a blocking thread, catching a panic. Returns the driver (gone only if
+/// the blocking thread itself could not run) and the outcome in words.
+async fn call(
+    driver: Box<dyn Driver>,
+    hw: Arc<dyn Hardware>,
+    settings: Settings,
+    op: Op,
+) -> (Option<Box<dyn Driver>>, Result<(), String>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut d = driver;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match op {
+            Op::Apply => d.apply(&*hw, &settings),
+            Op::Tick => d.tick(&*hw, &settings),
+            Op::Release => d.release(&*hw, &settings),
+        }));
+        let outcome = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("hardware error: {e}")),
+            Err(panic) => Err(format!("the job panicked: {}", panic_text(&panic))),
+        };
+        (d, outcome)
+    })
+    .await;
+    match joined {
+        Ok((d, outcome)) => (Some(d), outcome),
+        Err(e) => (None, Err(format!("the job's driver could not run: {e}"))),
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// One job's task: the state machine around its driver.
+async fn run_job(
+    mut status: JobStatus,
+    driver: Box<dyn Driver>,
+    hw: Arc<dyn Hardware>,
+    paused: bool,
+    mut control: mpsc::Receiver<Control>,
+    updates: mpsc::Sender<JobStatus>,
+) {
+    let name = status.name.clone();
+    let publish = |s: &JobStatus| {
+        let updates = updates.clone();
+        let s = s.clone();
+        async move {
+            // The runtime reads updates for as long as the agent runs.
+            let _ = updates.send(s).await;
+        }
+    };
+    publish(&status).await;
+    let mut driver = Some(driver);
+    // Runs one driver call; on failure the job ends `failed` (after a best-effort release).
+    macro_rules! drive {
+        ($op:expr) => {{
+            let Some(d) = driver.take() else { return };
+            let (d, outcome) = call(d, hw.clone(), status.settings.clone(), $op).await;
+            driver = d;
+            if let Err(reason) = outcome {
+                tracing::error!(job = name, reason, "job failed");
+                if let Some(d) = driver.take() {
+                    let _ = call(d, hw.clone(), status.settings.clone(), Op::Release).await;
+                }
+                status.state = JobState::Failed;
+                status.error = Some(reason);
+                publish(&status).await;
+                return;
+            }
+        }};
+    }
+    if paused {
+        drive!(Op::Release);
+        status.state = JobState::Sleeping;
+    } else {
+        drive!(Op::Apply);
+        status.state = JobState::Ready;
+    }
+    publish(&status).await;
+    loop {
+        let period = match (status.state, driver.as_ref()) {
+            (JobState::Ready, Some(d)) => d.period(&status.settings),
+            _ => None,
+        };
+        let tick = async {
+            match period {
+                Some(p) => tokio::time::sleep(p).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            c = control.recv() => match c {
+                None | Some(Control::Stop) => {
+                    drive!(Op::Release);
+                    status.state = JobState::Stopped;
+                    publish(&status).await;
+                    return;
+                }
+                Some(Control::Pause) => {
+                    if status.state == JobState::Ready {
+                        drive!(Op::Release);
+                        status.state = JobState::Sleeping;
+                        publish(&status).await;
+                    }
+                }
+                Some(Control::Resume) => {
+                    if status.state == JobState::Sleeping {
+                        drive!(Op::Apply);
+                        status.state = JobState::Ready;
+                        publish(&status).await;
+                    }
+                }
+                Some(Control::Set(change)) => {
+                    status.settings.extend(change);
+                    if status.state == JobState::Ready {
+                        drive!(Op::Apply);
+                    }
+                    publish(&status).await;
+                }
+            },
+            () = tick => drive!(Op::Tick),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::hardware::simulator::Simulator;
+
+    async fn until(rt: &mut Runtime, name: &str, state: JobState) -> JobStatus {
+        // Updates of other jobs may come first; the runtime records every one, so check its
+        // table after each.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(s) = rt.statuses().find(|s| s.name == name && s.state == state) {
+                    return s.clone();
+                }
+                rt.next_update().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} never became {state:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_pwm_job_runs_changes_live_and_releases_its_pin_when_stopped() {
+        let sim = Arc::new(Simulator::new());
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = Runtime::new(sim.clone(), Some(dir.path()));
+        let given = Settings::from([("pin".into(), json!(12)), ("duty".into(), json!(40))]);
+        rt.start(Some("fan"), "pwm", &given).unwrap();
+        until(&mut rt, "fan", JobState::Ready).await;
+        assert_eq!(sim.pin(12), Some((false, 100.0, 0.4)));
+
+        // A refused change changes nothing, and says why.
+        let e = rt
+            .set("fan", &Settings::from([("duty".into(), json!(140))]))
+            .unwrap_err();
+        assert_eq!(e, "setting duty = 140 refused: must be between 0 and 100 %");
+        let e = rt
+            .set("fan", &Settings::from([("pin".into(), json!(13))]))
+            .unwrap_err();
+        assert!(e.contains("cannot change while the job runs"), "{e}");
+        assert_eq!(sim.pin(12), Some((false, 100.0, 0.4)));
+
+        rt.set("fan", &Settings::from([("duty".into(), json!(75))]))
+            .unwrap();
+        let s = rt.next_update().await;
+        assert_eq!(
+            (s.state, &s.settings["duty"]),
+            (JobState::Ready, &json!(75))
+        );
+        assert_eq!(sim.pin(12), Some((false, 100.0, 0.75)));
+
+        // The name is taken while the job runs.
+        let e = rt.start(Some("fan"), "gpio", &Settings::new()).unwrap_err();
+        assert!(e.contains("already ready on this node (kind pwm)"), "{e}");
+
+        // Pause releases the pin and keeps the settings; resume puts them back.
+        rt.pause("fan").unwrap();
+        until(&mut rt, "fan", JobState::Sleeping).await;
+        assert_eq!(sim.pin(12).map(|p| p.2), Some(0.0));
+        rt.resume("fan").unwrap();
+        until(&mut rt, "fan", JobState::Ready).await;
+        assert_eq!(sim.pin(12).map(|p| p.2), Some(0.75));
+
+        rt.stop("fan").unwrap();
+        let s = until(&mut rt, "fan", JobState::Stopped).await;
+        assert_eq!(
+            sim.pin(12).map(|p| p.2),
+            Some(0.0),
+            "released before stopped"
+        );
+        assert_eq!(s.settings["duty"], json!(75));
+        assert!(rt.stop("fan").unwrap_err().contains("is stopped"));
+        // The name is free again.
+        rt.start(Some("fan"), "pwm", &Settings::new()).unwrap();
+        until(&mut rt, "fan", JobState::Ready).await;
+    }
+
+    #[tokio::test]
+    async fn running_jobs_start_again_after_a_restart_with_their_last_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut rt = Runtime::new(Arc::new(Simulator::new()), Some(dir.path()));
+            rt.start(Some("heater"), "pwm", &Settings::new()).unwrap();
+            until(&mut rt, "heater", JobState::Ready).await;
+            rt.set("heater", &Settings::from([("duty".into(), json!(33))]))
+                .unwrap();
+            rt.next_update().await;
+            rt.start(None, "gpio", &Settings::new()).unwrap();
+            until(&mut rt, "gpio", JobState::Ready).await;
+            rt.pause("gpio").unwrap();
+            until(&mut rt, "gpio", JobState::Sleeping).await;
+            rt.start(
+                Some("gone"),
+                "pwm",
+                &Settings::from([("pin".into(), json!(5))]),
+            )
+            .unwrap();
+            until(&mut rt, "gone", JobState::Ready).await;
+            rt.stop("gone").unwrap();
+            until(&mut rt, "gone", JobState::Stopped).await;
+        }
+        // A new agent process on the same state directory (a power cut in between).
+        let sim = Arc::new(Simulator::new());
+        let mut rt = Runtime::new(sim.clone(), Some(dir.path()));
+        assert!(rt.restore().is_empty());
+        until(&mut rt, "heater", JobState::Ready).await;
+        until(&mut rt, "gpio", JobState::Sleeping).await;
+        assert_eq!(sim.pin(18), Some((false, 100.0, 0.33)));
+        let names: Vec<&str> = rt.statuses().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["gpio", "heater"], "the stopped job is not back");
+    }
+
+    struct Faulty;
+    impl Driver for Faulty {
+        fn apply(
+            &mut self,
+            _: &dyn Hardware,
+            s: &Settings,
+        ) -> Result<(), crate::hardware::HardwareError> {
+            if s.get("duty") == Some(&json!(13)) {
+                panic!("unlucky duty");
+            }
+            Ok(())
+        }
+        fn release(
+            &mut self,
+            _: &dyn Hardware,
+            _: &Settings,
+        ) -> Result<(), crate::hardware::HardwareError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_fails_alone_with_its_reason() {
+        let sim = Arc::new(Simulator::new());
+        let mut rt = Runtime::new(sim.clone(), None);
+        // A hardware error at start: a pin the board does not have... refused by the schema
+        // first; so make the driver itself fail through a kind with a faulty driver.
+        let mut kinds = kinds::available(&*sim);
+        let mut faulty = kinds::available(&*sim).remove(0);
+        faulty.spec.kind = "faulty".into();
+        faulty.make = || Box::new(Faulty);
+        kinds.push(faulty);
+        rt.kinds = Arc::new(kinds);
+        rt.start(Some("bad"), "faulty", &Settings::new()).unwrap();
+        until(&mut rt, "bad", JobState::Ready).await;
+        rt.start(Some("good"), "pwm", &Settings::new()).unwrap();
+        until(&mut rt, "good", JobState::Ready).await;
+        rt.set("bad", &Settings::from([("duty".into(), json!(13))]))
+            .unwrap();
+        let s = until(&mut rt, "bad", JobState::Failed).await;
+        assert_eq!(s.error.as_deref(), Some("the job panicked: unlucky duty"));
+        // The other job and the runtime carry on.
+        rt.set("good", &Settings::from([("duty".into(), json!(50))]))
+            .unwrap();
+        let s = rt.next_update().await;
+        assert_eq!((s.name.as_str(), s.state), ("good", JobState::Ready));
+        assert_eq!(sim.pin(18).map(|p| p.2), Some(0.5));
+    }
+}

@@ -1,0 +1,73 @@
+//! Job queries: the jobs on the nodes, and the kinds of job each node offers.
+
+use async_graphql::{Context, Object, Result};
+
+use crate::{
+    AppState,
+    access::Role,
+    graphql::{
+        guard::RoleGuard,
+        types::{Job, JobKind},
+    },
+};
+
+/// Job queries.
+#[derive(Default)]
+pub struct JobQuery;
+
+#[Object]
+impl JobQuery {
+    /// Every job, or those of one node, by node and name. A job whose node is lost shows `LOST`.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn jobs(&self, ctx: &Context<'_>, node_id: Option<String>) -> Result<Vec<Job>> {
+        let state = ctx.data::<AppState>()?;
+        let lost: std::collections::HashSet<String> = state
+            .nodes
+            .list()
+            .await?
+            .into_iter()
+            .filter(|n| n.state == trellis_proto::NodeState::Lost.as_str())
+            .map(|n| n.id)
+            .collect();
+        Ok(state
+            .jobs
+            .list(node_id.as_deref())
+            .await?
+            .into_iter()
+            .map(|row| Job {
+                node_lost: lost.contains(&row.node_id),
+                row,
+            })
+            .collect())
+    }
+
+    /// One job.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn job(&self, ctx: &Context<'_>, node_id: String, name: String) -> Result<Option<Job>> {
+        let state = ctx.data::<AppState>()?;
+        let node_lost = state
+            .nodes
+            .get(&node_id)
+            .await?
+            .is_some_and(|n| n.state == trellis_proto::NodeState::Lost.as_str());
+        Ok(state
+            .jobs
+            .get(&node_id, &name)
+            .await?
+            .map(|row| Job { row, node_lost }))
+    }
+
+    /// The kinds of job a node offers, with each setting's type, unit, range and default (empty
+    /// until its agent has said).
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn job_kinds(&self, ctx: &Context<'_>, node_id: String) -> Result<Vec<JobKind>> {
+        let state = ctx.data::<AppState>()?;
+        Ok(state
+            .jobs
+            .kinds(&node_id)
+            .await?
+            .into_iter()
+            .map(JobKind::from)
+            .collect())
+    }
+}

@@ -1,0 +1,191 @@
+//! GraphQL types of the jobs domain: jobs, the kinds a node offers with their settings' rules,
+//! and job events.
+
+use async_graphql::{Enum, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use crate::jobs::{JobEvent as ServiceEvent, JobEventKind};
+
+/// Where a job is in its life, as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum JobState {
+    /// Starting: the hardware is being set up.
+    Init,
+    /// Running.
+    Ready,
+    /// Paused: hardware released, settings kept.
+    Sleeping,
+    /// Stopped on request.
+    Stopped,
+    /// Stopped by a failure (see `error`).
+    Failed,
+    /// Its node is lost: the leader cannot know what the job does. It shows the agent's state
+    /// again when the node is back.
+    Lost,
+}
+
+/// A job on a node.
+pub struct Job {
+    /// The row.
+    pub row: entity::job::Model,
+    /// Whether its node is lost (then a job that had not ended shows `LOST`).
+    pub node_lost: bool,
+}
+
+#[Object]
+impl Job {
+    /// The node it runs on.
+    async fn node_id(&self) -> &str {
+        &self.row.node_id
+    }
+    /// Its name, unique on its node.
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    /// Its kind.
+    async fn kind(&self) -> &str {
+        &self.row.kind
+    }
+    /// Its state.
+    async fn state(&self) -> async_graphql::Result<JobState> {
+        let state = trellis_proto::JobState::parse(&self.row.state).ok_or_else(|| {
+            crate::error::ApiError::Internal(format!(
+                "stored state {:?} of job {} is not a job state",
+                self.row.state, self.row.name
+            ))
+        })?;
+        if self.node_lost && !state.is_final() {
+            return Ok(JobState::Lost);
+        }
+        Ok(match state {
+            trellis_proto::JobState::Init => JobState::Init,
+            trellis_proto::JobState::Ready => JobState::Ready,
+            trellis_proto::JobState::Sleeping => JobState::Sleeping,
+            trellis_proto::JobState::Stopped => JobState::Stopped,
+            trellis_proto::JobState::Failed => JobState::Failed,
+        })
+    }
+    /// The settings in force: setting name → value, as the agent echoed them.
+    async fn settings(&self) -> Json<serde_json::Value> {
+        Json(self.row.settings.clone())
+    }
+    /// Why it failed.
+    async fn error(&self) -> Option<&str> {
+        self.row.error.as_deref()
+    }
+    /// Who started it through this leader.
+    async fn started_by(&self) -> Option<&str> {
+        self.row.started_by.as_deref()
+    }
+    /// When the leader last heard of it.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+}
+
+/// The type of a setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum SettingType {
+    /// A whole number.
+    Int,
+    /// A number.
+    Float,
+    /// True or false.
+    Bool,
+    /// Text.
+    String,
+    /// One of `choices`.
+    Enum,
+}
+
+/// A setting of a job kind and the values it takes.
+#[derive(SimpleObject)]
+pub struct JobSetting {
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[graphql(name = "type")]
+    pub ty: SettingType,
+    /// Unit, if any.
+    pub unit: Option<String>,
+    /// Lowest value (numbers).
+    pub min: Option<f64>,
+    /// Highest value (numbers).
+    pub max: Option<f64>,
+    /// The values of an enum.
+    pub choices: Vec<String>,
+    /// The value when a start does not give one.
+    pub default: Json<serde_json::Value>,
+    /// Whether it can change while the job runs.
+    pub live: bool,
+    /// One line for people.
+    pub description: String,
+}
+
+/// A kind of job a node offers.
+#[derive(SimpleObject)]
+pub struct JobKind {
+    /// Name (`pwm`, `gpio`, ...).
+    pub kind: String,
+    /// One line for people.
+    pub description: String,
+    /// Its settings.
+    pub settings: Vec<JobSetting>,
+}
+
+impl From<trellis_proto::KindSpec> for JobKind {
+    fn from(k: trellis_proto::KindSpec) -> Self {
+        JobKind {
+            kind: k.kind,
+            description: k.description,
+            settings: k
+                .settings
+                .into_iter()
+                .map(|s| JobSetting {
+                    name: s.name,
+                    ty: match s.ty {
+                        trellis_proto::SettingType::Int => SettingType::Int,
+                        trellis_proto::SettingType::Float => SettingType::Float,
+                        trellis_proto::SettingType::Bool => SettingType::Bool,
+                        trellis_proto::SettingType::String => SettingType::String,
+                        trellis_proto::SettingType::Enum => SettingType::Enum,
+                    },
+                    unit: s.unit,
+                    min: s.min,
+                    max: s.max,
+                    choices: s.choices,
+                    default: Json(s.default),
+                    live: s.live,
+                    description: s.description,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Something that happened to a job.
+pub struct JobEvent(pub ServiceEvent);
+
+#[Object]
+impl JobEvent {
+    /// What happened.
+    async fn kind(&self) -> JobEventKind {
+        self.0.kind
+    }
+    /// The node.
+    async fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+    /// The job's name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The job after the change (null once removed, and for `RESYNC`). Its state is the agent's:
+    /// a lost node shows in `nodeEvents`.
+    async fn job(&self) -> Option<Job> {
+        self.0.job.clone().map(|row| Job {
+            row,
+            node_lost: false,
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! Jobs: hardware jobs on the nodes (`service`): their table, the kinds each node offers, the
+//! actions sent to agents as commands, and the events subscribers see. The agent side (runtime,
+//! kinds, drivers) is `agent/src/jobs`.
+
+pub mod service;
+
+pub use service::{JobEvent, JobEventKind, Jobs};

@@ -1,0 +1,415 @@
+//! The jobs service: every read and write of the `job` table and of the kinds each node offers,
+//! the events those writes emit, and the job actions (start, stop, pause, resume, set), sent to the
+//! node's agent as commands through the bridge. A setting is checked here with the same rules the
+//! agent applies (`trellis_proto::KindSpec`), so a bad value is refused before anything is sent;
+//! the agent checks again, and its refusal reaches the caller in its own words.
+//!
+//! An action returns once the agent's status shows it took effect (or the job failed), so a
+//! script that starts a job and then reads it sees it running.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{job, node};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder,
+};
+use tokio::sync::broadcast;
+use trellis_proto::{Action, JobKinds, JobState, JobStatus, KindSpec, Settings};
+
+use crate::{
+    error::{ApiError, ApiResult},
+    mqtt::bridge::{Bridge, CommandError},
+};
+
+/// How long an action waits for the node to answer its command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an action waits, after the node took the command, for the job's status to show it.
+pub const EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Capacity of the event channel; a subscriber further behind than this gets a `RESYNC`.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum JobEventKind {
+    /// Its status changed (state or settings).
+    Updated,
+    /// It is gone from its node (its retained status was cleared, or the node was removed).
+    Removed,
+    /// The subscriber fell behind and missed events: reload `jobs`.
+    Resync,
+}
+
+/// An event for subscribers, with the job as it is after the change (`None` once removed).
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    /// What happened.
+    pub kind: JobEventKind,
+    /// The node.
+    pub node_id: String,
+    /// The job's name.
+    pub name: String,
+    /// The job after the change.
+    pub job: Option<job::Model>,
+}
+
+/// The jobs service.
+#[derive(Clone)]
+pub struct Jobs {
+    db: DatabaseConnection,
+    events: broadcast::Sender<JobEvent>,
+}
+
+impl Jobs {
+    /// A service over `db`. Actions take the bridge they command agents through (the bridge's
+    /// router records what agents report here, so the bridge is made after this service).
+    pub fn new(db: DatabaseConnection) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Jobs { db, events }
+    }
+
+    /// A receiver of every job event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, kind: JobEventKind, node_id: &str, name: &str, job: Option<job::Model>) {
+        // No subscribers is fine: send only fails when nobody listens.
+        let _ = self.events.send(JobEvent {
+            kind,
+            node_id: node_id.to_owned(),
+            name: name.to_owned(),
+            job,
+        });
+    }
+
+    /// Records a job status an agent published.
+    pub async fn record(
+        &self,
+        node_id: &str,
+        status: &JobStatus,
+        now: DateTime<Utc>,
+    ) -> ApiResult<job::Model> {
+        let settings = serde_json::to_value(&status.settings).map_err(|e| {
+            ApiError::Internal(format!("cannot store the settings of {}: {e}", status.name))
+        })?;
+        let existing = job::Entity::find_by_id((node_id.to_owned(), status.name.clone()))
+            .one(&self.db)
+            .await?;
+        let row = match existing {
+            Some(row) => {
+                let mut m = row.into_active_model();
+                m.kind = Set(status.kind.clone());
+                m.settings = Set(settings);
+                m.state = Set(status.state.as_str().to_owned());
+                m.error = Set(status.error.clone());
+                m.updated_at = Set(now);
+                m.update(&self.db).await?
+            }
+            None => {
+                job::ActiveModel {
+                    node_id: Set(node_id.to_owned()),
+                    name: Set(status.name.clone()),
+                    kind: Set(status.kind.clone()),
+                    settings: Set(settings),
+                    state: Set(status.state.as_str().to_owned()),
+                    error: Set(status.error.clone()),
+                    started_by: Set(None),
+                    updated_at: Set(now),
+                }
+                .insert(&self.db)
+                .await?
+            }
+        };
+        self.emit(
+            JobEventKind::Updated,
+            node_id,
+            &status.name,
+            Some(row.clone()),
+        );
+        Ok(row)
+    }
+
+    /// Forgets a job whose retained status its agent cleared.
+    pub async fn forget(&self, node_id: &str, name: &str) -> ApiResult<()> {
+        let res = job::Entity::delete_by_id((node_id.to_owned(), name.to_owned()))
+            .exec(&self.db)
+            .await?;
+        if res.rows_affected > 0 {
+            self.emit(JobEventKind::Removed, node_id, name, None);
+        }
+        Ok(())
+    }
+
+    /// Forgets every job of a removed node; returns their names (their retained topics are
+    /// cleared too, so they do not come back).
+    pub async fn forget_node(&self, node_id: &str) -> ApiResult<Vec<String>> {
+        let names: Vec<String> = self
+            .list(Some(node_id))
+            .await?
+            .into_iter()
+            .map(|j| j.name)
+            .collect();
+        job::Entity::delete_many()
+            .filter(job::Column::NodeId.eq(node_id))
+            .exec(&self.db)
+            .await?;
+        for n in &names {
+            self.emit(JobEventKind::Removed, node_id, n, None);
+        }
+        Ok(names)
+    }
+
+    /// Records the kinds a node's agent offers.
+    pub async fn record_kinds(&self, node_id: &str, kinds: &JobKinds) -> ApiResult<()> {
+        let Some(row) = node::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            // The announce creates the node; the agent sends its kinds again after every connect.
+            return Ok(());
+        };
+        let value = serde_json::to_value(kinds).map_err(|e| {
+            ApiError::Internal(format!("cannot store the job kinds of {node_id}: {e}"))
+        })?;
+        let mut m = row.into_active_model();
+        m.job_kinds = Set(Some(value));
+        m.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// The kinds node `node_id` offers (empty until its agent said).
+    pub async fn kinds(&self, node_id: &str) -> ApiResult<Vec<KindSpec>> {
+        let row = node::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("node {node_id:?}")))?;
+        match row.job_kinds {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_value::<JobKinds>(v)
+                .map(|k| k.kinds)
+                .map_err(|e| {
+                    ApiError::Internal(format!(
+                        "stored job kinds of {node_id:?} do not decode: {e}"
+                    ))
+                }),
+        }
+    }
+
+    /// Every job (of `node_id` when given), by node and name.
+    pub async fn list(&self, node_id: Option<&str>) -> ApiResult<Vec<job::Model>> {
+        let mut q = job::Entity::find()
+            .order_by_asc(job::Column::NodeId)
+            .order_by_asc(job::Column::Name);
+        if let Some(n) = node_id {
+            q = q.filter(job::Column::NodeId.eq(n));
+        }
+        Ok(q.all(&self.db).await?)
+    }
+
+    /// One job.
+    pub async fn get(&self, node_id: &str, name: &str) -> ApiResult<Option<job::Model>> {
+        Ok(
+            job::Entity::find_by_id((node_id.to_owned(), name.to_owned()))
+                .one(&self.db)
+                .await?,
+        )
+    }
+
+    async fn kind(&self, node_id: &str, kind: &str) -> ApiResult<KindSpec> {
+        let kinds = self.kinds(node_id).await?;
+        let names: Vec<&str> = kinds.iter().map(|k| k.kind.as_str()).collect();
+        let offered = names.join(", ");
+        kinds
+            .iter()
+            .find(|k| k.kind == kind)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "node {node_id:?} has no job kind {kind:?} (it has: {offered})"
+                ))
+            })
+    }
+
+    /// Sends `action` to the node and waits for the job's status to satisfy `done`. The agent's
+    /// refusal is `BAD_REQUEST` in its words; a node that does not answer is `UNAVAILABLE`.
+    async fn act(
+        &self,
+        bridge: &Bridge,
+        node_id: &str,
+        name: &str,
+        action: Action,
+        done: impl Fn(&job::Model) -> bool,
+    ) -> ApiResult<job::Model> {
+        let node = node::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("node {node_id:?}")))?;
+        if node.state != trellis_proto::NodeState::Online.as_str() {
+            return Err(ApiError::Unavailable(format!(
+                "node {node_id:?} is {}",
+                node.state
+            )));
+        }
+        // Listen before sending, so the status that answers cannot slip by.
+        let mut events = self.subscribe();
+        let result = bridge
+            .command(node_id, action, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                CommandError::NotSent(_) | CommandError::NoAnswer(_) => {
+                    ApiError::Unavailable(format!("node {node_id:?}: {e}"))
+                }
+            })?;
+        if !result.ok {
+            return Err(ApiError::BadRequest(result.message));
+        }
+        if let Some(row) = self.get(node_id, name).await?
+            && done(&row)
+        {
+            return Ok(row);
+        }
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.node_id == node_id && e.name == name => {
+                        if let Some(row) = e.job
+                            && done(&row)
+                        {
+                            return Ok(row);
+                        }
+                    }
+                    Ok(_) => {}
+                    // Fell behind: the table has the latest.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(row) = self.get(node_id, name).await?
+                            && done(&row)
+                        {
+                            return Ok(row);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(ApiError::Internal("job events closed".into()));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(EFFECT_TIMEOUT, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "node {node_id:?} took the command but job {name} did not report the change within {EFFECT_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Starts a job of `kind` named `name` (the kind's name when absent) on a node, with these
+    /// settings (the kind's defaults for the rest). Returns the job once it runs; `BAD_REQUEST`
+    /// when it failed at once, with the reason.
+    pub async fn start(
+        &self,
+        bridge: &Bridge,
+        node_id: &str,
+        kind: &str,
+        name: Option<&str>,
+        settings: &Settings,
+        actor: &str,
+    ) -> ApiResult<job::Model> {
+        let name = name.unwrap_or(kind).to_owned();
+        trellis_proto::validate_job_name(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        self.kind(node_id, kind)
+            .await?
+            .resolve(settings)
+            .map_err(ApiError::BadRequest)?;
+        let action = Action::StartJob {
+            name: Some(name.clone()),
+            kind: kind.to_owned(),
+            settings: settings.clone(),
+        };
+        // A start is done once the job left `init`, and it is this start's job: not the previous
+        // run of a job with the same name, which ended stopped or failed before.
+        let previous = self.get(node_id, &name).await?.map(|j| j.updated_at);
+        let row = self
+            .act(bridge, node_id, &name, action, |j| {
+                j.state != JobState::Init.as_str() && Some(j.updated_at) != previous
+            })
+            .await?;
+        let mut m = row.into_active_model();
+        m.started_by = Set(Some(actor.to_owned()));
+        let row = m.update(&self.db).await?;
+        if row.state == JobState::Failed.as_str() {
+            return Err(ApiError::BadRequest(format!(
+                "job {name} failed at start: {}",
+                row.error.as_deref().unwrap_or("no reason given")
+            )));
+        }
+        Ok(row)
+    }
+
+    /// Stops a job; returns it once its hardware is released and it says `stopped`.
+    pub async fn stop(&self, bridge: &Bridge, node_id: &str, name: &str) -> ApiResult<job::Model> {
+        let action = Action::StopJob {
+            name: name.to_owned(),
+        };
+        self.act(bridge, node_id, name, action, |j| {
+            JobState::parse(&j.state).is_some_and(JobState::is_final)
+        })
+        .await
+    }
+
+    /// Pauses a running job (hardware released, settings kept).
+    pub async fn pause(&self, bridge: &Bridge, node_id: &str, name: &str) -> ApiResult<job::Model> {
+        let action = Action::PauseJob {
+            name: name.to_owned(),
+        };
+        self.act(bridge, node_id, name, action, |j| {
+            j.state == JobState::Sleeping.as_str() || j.state == JobState::Failed.as_str()
+        })
+        .await
+    }
+
+    /// Resumes a paused job.
+    pub async fn resume(
+        &self,
+        bridge: &Bridge,
+        node_id: &str,
+        name: &str,
+    ) -> ApiResult<job::Model> {
+        let action = Action::ResumeJob {
+            name: name.to_owned(),
+        };
+        self.act(bridge, node_id, name, action, |j| {
+            j.state == JobState::Ready.as_str() || j.state == JobState::Failed.as_str()
+        })
+        .await
+    }
+
+    /// Changes settings of a running job, all or nothing; returns the job once its agent echoes
+    /// every new value. A refused value (unknown, not live, wrong type, out of range) changes
+    /// nothing, and the error names the setting, the value and the rule.
+    pub async fn set(
+        &self,
+        bridge: &Bridge,
+        node_id: &str,
+        name: &str,
+        change: &Settings,
+    ) -> ApiResult<job::Model> {
+        let job = self
+            .get(node_id, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job {name:?} on node {node_id:?}")))?;
+        self.kind(node_id, &job.kind)
+            .await?
+            .check_change(change)
+            .map_err(ApiError::BadRequest)?;
+        let action = Action::SetJobSettings {
+            name: name.to_owned(),
+            settings: change.clone(),
+        };
+        self.act(bridge, node_id, name, action, |j| {
+            j.state == JobState::Failed.as_str()
+                || change.iter().all(|(k, v)| j.settings.get(k) == Some(v))
+        })
+        .await
+    }
+}

@@ -1,0 +1,273 @@
+//! Hardware jobs as a user drives them through GraphQL, on real agent processes with the
+//! simulator: the kinds a node offers, start, live setting changes (applied, echoed, or refused
+//! with the job still running), name collisions, pause and resume, stop, the audit log, and jobs
+//! that come back with their settings after the agent or the whole leader is killed.
+
+use serde_json::{Value, json};
+use trellis_tests::{PATIENCE, Server, ServerOpts, audit_has, error_code, wait_for};
+
+const JOB: &str = "nodeId name kind state settings error startedBy";
+
+async fn start(server: &Server, node: &str, kind: &str, name: &str, settings: Value) -> Value {
+    server
+        .graphql(
+            &format!(
+                "mutation($n: String!, $k: String!, $name: String, $s: JSON) {{
+                   startJob(nodeId: $n, kind: $k, name: $name, settings: $s) {{ {JOB} }} }}"
+            ),
+            json!({"n": node, "k": kind, "name": name, "s": settings}),
+        )
+        .await
+}
+
+async fn set(server: &Server, node: &str, name: &str, settings: Value) -> Value {
+    server
+        .graphql(
+            &format!(
+                "mutation($n: String!, $name: String!, $s: JSON!) {{
+                   setJobSettings(nodeId: $n, name: $name, settings: $s) {{ {JOB} }} }}"
+            ),
+            json!({"n": node, "name": name, "s": settings}),
+        )
+        .await
+}
+
+async fn act(server: &Server, verb: &str, node: &str, name: &str) -> Value {
+    let r = server
+        .graphql(
+            &format!(
+                "mutation($n: String!, $name: String!) {{ {verb}(nodeId: $n, name: $name) {{ {JOB} }} }}"
+            ),
+            json!({"n": node, "name": name}),
+        )
+        .await;
+    r["data"][verb].clone()
+}
+
+async fn job(server: &Server, node: &str, name: &str) -> Value {
+    let r = server
+        .graphql(
+            &format!(
+                "query($n: String!, $name: String!) {{ job(nodeId: $n, name: $name) {{ {JOB} }} }}"
+            ),
+            json!({"n": node, "name": name}),
+        )
+        .await;
+    r["data"]["job"].clone()
+}
+
+async fn wait_job_state(server: &Server, node: &str, name: &str, state: &str) -> Value {
+    wait_for(
+        &format!("job {node}/{name} to be {state}"),
+        PATIENCE,
+        || async {
+            let j = job(server, node, name).await;
+            (j["state"] == state).then_some(j)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
+    let mut server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+
+    // The node says what it can run, with each setting's rules.
+    let kinds = wait_for("the leader's node to offer job kinds", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ jobKinds(nodeId: \"leader\") { kind settings { name type unit min max live default } } }",
+                json!({}),
+            )
+            .await;
+        let kinds = r["data"]["jobKinds"].as_array().cloned().unwrap_or_default();
+        (!kinds.is_empty()).then_some(kinds)
+    })
+    .await;
+    let pwm = kinds.iter().find(|k| k["kind"] == "pwm").expect("pwm kind");
+    let duty = pwm["settings"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "duty"))
+        .expect("duty setting");
+    assert_eq!(
+        (&duty["type"], &duty["unit"], &duty["max"], &duty["live"]),
+        (&json!("FLOAT"), &json!("%"), &json!(100.0), &json!(true))
+    );
+    assert!(kinds.iter().any(|k| k["kind"] == "gpio"), "{kinds:?}");
+
+    // Start: the job runs with the given settings and the defaults for the rest.
+    let r = start(&server, "leader", "pwm", "heater", json!({"duty": 20})).await;
+    let j = &r["data"]["startJob"];
+    assert_eq!(j["state"], "READY", "{r}");
+    assert_eq!(
+        j["settings"],
+        json!({"pin": 18, "frequency": 100.0, "duty": 20})
+    );
+    assert_eq!(j["startedBy"], "user:admin");
+
+    // A live change is applied and echoed by the agent.
+    let r = set(&server, "leader", "heater", json!({"duty": 55})).await;
+    assert_eq!(r["data"]["setJobSettings"]["settings"]["duty"], 55, "{r}");
+
+    // Bad values are refused, named, and change nothing: the job keeps running with 55.
+    for (bad, says) in [
+        (
+            json!({"duty": 150}),
+            "setting duty = 150 refused: must be between 0 and 100 %",
+        ),
+        (
+            json!({"duty": "max"}),
+            "setting duty = \"max\" refused: must be a number",
+        ),
+        (
+            json!({"pin": 5}),
+            "setting pin cannot change while the job runs",
+        ),
+        (json!({"speed": 1}), "kind pwm has no setting speed"),
+    ] {
+        let r = set(&server, "leader", "heater", bad.clone()).await;
+        assert_eq!(error_code(&r), "BAD_REQUEST", "{bad}: {r}");
+        let message = r["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+    let j = job(&server, "leader", "heater").await;
+    assert_eq!(
+        (&j["state"], &j["settings"]["duty"]),
+        (&json!("READY"), &json!(55))
+    );
+
+    // A second job may not take a running job's name; the agent's refusal names the running one.
+    let r = start(&server, "leader", "gpio", "heater", json!({})).await;
+    assert_eq!(error_code(&r), "BAD_REQUEST", "{r}");
+    assert!(
+        r["errors"][0]["message"].as_str().is_some_and(
+            |m| m.contains("a job named heater is already ready on this node (kind pwm)")
+        ),
+        "{r}"
+    );
+    let r = start(&server, "leader", "laser", "x", json!({})).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio)")),
+        "{r}"
+    );
+
+    // Pause releases the hardware and keeps the settings; resume puts them back.
+    assert_eq!(
+        act(&server, "pauseJob", "leader", "heater").await["state"],
+        "SLEEPING"
+    );
+    let j = act(&server, "resumeJob", "leader", "heater").await;
+    assert_eq!(
+        (&j["state"], &j["settings"]["duty"]),
+        (&json!("READY"), &json!(55))
+    );
+
+    // A blinking gpio job beside it.
+    let r = start(
+        &server,
+        "leader",
+        "gpio",
+        "beacon",
+        json!({"mode": "blink", "period": 0.1}),
+    )
+    .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+
+    // Every action is in the audit log with the job as its target.
+    let log = server.audit_log(50).await;
+    for (action, outcome) in [
+        ("startJob", "ok"),
+        ("setJobSettings", "ok"),
+        ("setJobSettings", "BAD_REQUEST"),
+        ("pauseJob", "ok"),
+        ("resumeJob", "ok"),
+    ] {
+        assert!(
+            audit_has(
+                &log,
+                &[
+                    ("action", action),
+                    ("target", "leader/heater"),
+                    ("outcome", outcome),
+                    ("actor", "user:admin")
+                ]
+            ),
+            "{action} {outcome}: {log:?}"
+        );
+    }
+
+    // The whole leader is killed (and its local agent with it): the jobs come back running,
+    // with the settings they had.
+    server.restart().await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let j = wait_job_state(&server, "leader", "heater", "READY").await;
+    assert_eq!(j["settings"]["duty"], 55);
+    wait_job_state(&server, "leader", "beacon", "READY").await;
+
+    // Stop: released, then STOPPED; the name is free again.
+    let j = act(&server, "stopJob", "leader", "heater").await;
+    assert_eq!(j["state"], "STOPPED");
+    let r = start(&server, "leader", "pwm", "heater", json!({"duty": 5})).await;
+    assert_eq!(r["data"]["startJob"]["settings"]["duty"], 5, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agent_shows_its_jobs_lost_and_runs_them_again_when_back() {
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let mut agent = server.join_agent("bench-1").await;
+    server.wait_state("bench-1", "ONLINE", PATIENCE).await;
+    wait_for("bench-1 to offer job kinds", PATIENCE, || async {
+        let r = server
+            .graphql("{ jobKinds(nodeId: \"bench-1\") { kind } }", json!({}))
+            .await;
+        (!r["data"]["jobKinds"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let r = start(
+        &server,
+        "bench-1",
+        "pwm",
+        "stirrer",
+        json!({"pin": 12, "duty": 30}),
+    )
+    .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+
+    // kill -9: the node is lost, and so are its jobs as the leader sees them.
+    agent.proc.kill9();
+    server.wait_state("bench-1", "LOST", PATIENCE).await;
+    let r = server
+        .graphql("{ jobs(nodeId: \"bench-1\") { name state } }", json!({}))
+        .await;
+    assert_eq!(
+        r["data"]["jobs"],
+        json!([{"name": "stirrer", "state": "LOST"}]),
+        "{r}"
+    );
+
+    // Back: the agent starts the job again from its state directory, with its settings.
+    agent.respawn();
+    server.wait_state("bench-1", "ONLINE", PATIENCE).await;
+    let j = wait_job_state(&server, "bench-1", "stirrer", "READY").await;
+    assert_eq!(
+        j["settings"],
+        json!({"pin": 12, "frequency": 100.0, "duty": 30})
+    );
+
+    // Removing the node forgets its jobs (and clears their retained topics).
+    let r = server
+        .graphql("mutation { removeNode(id: \"bench-1\") }", json!({}))
+        .await;
+    assert_eq!(r["data"]["removeNode"], true, "{r}");
+    let r = server
+        .graphql("{ jobs(nodeId: \"bench-1\") { name } }", json!({}))
+        .await;
+    assert_eq!(r["data"]["jobs"], json!([]));
+}
