@@ -31,13 +31,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// with the join token. When the broker refuses stored credentials (the node was removed) and a
 /// join token is configured, the agent forgets them and enrolls again.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let hardware = hardware::open(&config.hardware)?;
     let facts = system::facts();
     let node_id = config
         .node_id
         .clone()
         .unwrap_or_else(|| facts.default_node_id());
     trellis_proto::validate_node_id(&node_id)?;
+    let hardware = hardware::open(&config.hardware, seed(&node_id))?;
     let announce = Announce {
         node_id: node_id.clone(),
         hostname: facts.hostname.clone(),
@@ -87,4 +87,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             Ended::Refused => {}
         }
     }
+}
+
+/// A stable 64-bit seed from a node id (FNV-1a: the same on every build and machine, unlike the
+/// standard library's hasher), so each node's simulator differs and runs repeat.
+fn seed(node_id: &str) -> u64 {
+    node_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

@@ -20,6 +20,8 @@ pub struct Model {
     pub state: String,
     /// Why it failed.
     pub error: Option<String>,
+    /// Its latest values (name → number, e.g. a `pid` job's `measured` and `output`).
+    pub latest_values: Option<Json>,
     /// Who started it (an audit actor), when it was started through this leader.
     pub started_by: Option<String>,
     /// When the leader last heard of it.

@@ -21,6 +21,7 @@ impl MigrationTrait for Migration {
                     .col(json(Job::Settings))
                     .col(string(Job::State))
                     .col(text_null(Job::Error))
+                    .col(json_null(Job::LatestValues))
                     .col(string_null(Job::StartedBy))
                     .col(timestamp_with_time_zone(Job::UpdatedAt))
                     .primary_key(Index::create().col(Job::NodeId).col(Job::Name))
@@ -61,6 +62,7 @@ enum Job {
     Settings,
     State,
     Error,
+    LatestValues,
     StartedBy,
     UpdatedAt,
 }

@@ -266,6 +266,10 @@ pub struct JobStatus {
     /// Why it failed, for `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The job's latest values (a `pid` job's `measured` and `output`), refreshed at most once a
+    /// second; readings with history are the telemetry stream's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
 }
 
 #[cfg(test)]

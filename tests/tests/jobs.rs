@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use trellis_tests::{PATIENCE, Server, ServerOpts, audit_has, error_code, wait_for};
 
-const JOB: &str = "nodeId name kind state settings error startedBy";
+const JOB: &str = "nodeId name kind state settings values error startedBy";
 
 async fn start(server: &Server, node: &str, kind: &str, name: &str, settings: Value) -> Value {
     server
@@ -150,7 +150,7 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
     assert!(
         r["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio)")),
+            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio, pid)")),
         "{r}"
     );
 
@@ -270,4 +270,129 @@ async fn a_killed_agent_shows_its_jobs_lost_and_runs_them_again_when_back() {
         .graphql("{ jobs(nodeId: \"bench-1\") { name } }", json!({}))
         .await;
     assert_eq!(r["data"]["jobs"], json!([]));
+}
+
+/// The value a job last reported under `key`.
+fn value(job: &Value, key: &str) -> Option<f64> {
+    job["values"][key].as_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
+    let server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let presets = wait_for("the leader's node to offer presets", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ jobPresets(nodeId: \"leader\") { name kind settings } }",
+                json!({}),
+            )
+            .await;
+        let p = r["data"]["jobPresets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    let names: Vec<&str> = presets.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["stirring", "temperature_automation", "led_intensity"]
+    );
+
+    // Stirring, as a Pioreactor user would start it: by its preset name.
+    let r = server
+        .graphql(
+            &format!(
+                "mutation {{ startJob(nodeId: \"leader\", preset: \"stirring\") {{ {JOB} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    let j = &r["data"]["startJob"];
+    assert_eq!(
+        (&j["name"], &j["kind"], &j["state"]),
+        (&json!("stirring"), &json!("pid"), &json!("READY")),
+        "{r}"
+    );
+    assert_eq!(j["settings"]["target"], 500.0);
+
+    // The simulated stirrer (2000 rpm at full duty, 0.5 s time constant, ±1 % noise) settles
+    // within ±5 % of the target.
+    let settled = |target: f64| {
+        let server = &server;
+        async move {
+            wait_for(
+                &format!("stirring to settle at {target} rpm"),
+                PATIENCE,
+                || async {
+                    let j = job(server, "leader", "stirring").await;
+                    let rpm = value(&j, "measured")?;
+                    ((rpm - target).abs() <= target * 0.05).then_some(rpm)
+                },
+            )
+            .await
+        }
+    };
+    settled(500.0).await;
+
+    // A new target, live: applied, echoed, and the stirrer follows.
+    let r = set(&server, "leader", "stirring", json!({"target": 800})).await;
+    assert_eq!(
+        r["data"]["setJobSettings"]["settings"]["target"], 800,
+        "{r}"
+    );
+    settled(800.0).await;
+
+    // The thermostat runs beside it, reading the vessel's temperature.
+    let r = server
+        .graphql(
+            &format!(
+                "mutation {{ startJob(nodeId: \"leader\", preset: \"temperature_automation\", settings: {{target: 35}}) {{ {JOB} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+    let j = wait_for(
+        "the thermostat to report the temperature",
+        PATIENCE,
+        || async {
+            let j = job(&server, "leader", "temperature_automation").await;
+            value(&j, "measured").map(|_| j)
+        },
+    )
+    .await;
+    let celsius = value(&j, "measured").unwrap_or_default();
+    assert!((15.0..60.0).contains(&celsius), "{j}");
+    assert!(
+        value(&j, "output").is_some_and(|o| o > 0.0),
+        "heating from room temperature: {j}"
+    );
+
+    // Unknown presets are named.
+    let r = server
+        .graphql(
+            "mutation { startJob(nodeId: \"leader\", preset: \"od_blasting\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| {
+                m.contains(
+            "no preset \"od_blasting\" (there are: stirring, temperature_automation, led_intensity)"
+        )
+            }),
+        "{r}"
+    );
+
+    for name in ["stirring", "temperature_automation"] {
+        assert_eq!(
+            act(&server, "stopJob", "leader", name).await["state"],
+            "STOPPED"
+        );
+    }
 }

@@ -41,7 +41,14 @@ pub trait Hardware: Send + Sync {
     fn set_pwm(&self, pin: u8, frequency_hz: f64, duty: f64) -> Result<(), HardwareError>;
     /// Reads a temperature sensor, °C.
     fn read_temperature(&self, sensor: u8) -> Result<f64, HardwareError>;
+    /// Measures a shaft's speed, revolutions per minute, from the pulses of a tachometer (a hall
+    /// sensor giving [`PULSES_PER_REVOLUTION`] pulses per turn) on an input pin. May block up to
+    /// a second while it counts.
+    fn read_rpm(&self, pin: u8) -> Result<f64, HardwareError>;
 }
+
+/// Tachometer pulses per revolution (a stirrer's magnet pair passing a hall sensor).
+pub const PULSES_PER_REVOLUTION: f64 = 2.0;
 
 /// Backend names accepted in configuration.
 pub const BACKENDS: &[&str] = &["simulator", "rppal"];
@@ -58,9 +65,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Opens the named backend.
-pub fn open(name: &str) -> anyhow::Result<Arc<dyn Hardware>> {
+/// `seed` makes each node's simulator differ (its node id's hash) while runs repeat.
+pub fn open(name: &str, seed: u64) -> anyhow::Result<Arc<dyn Hardware>> {
     match name {
-        "simulator" => Ok(Arc::new(simulator::Simulator::new())),
+        "simulator" => Ok(Arc::new(simulator::Simulator::seeded(seed))),
         #[cfg(feature = "rpi")]
         "rppal" => Ok(Arc::new(rpi::Rppal::open()?)),
         #[cfg(not(feature = "rpi"))]

@@ -83,6 +83,24 @@ impl Hardware for Rppal {
         })
     }
 
+    fn read_rpm(&self, pin: u8) -> Result<f64, HardwareError> {
+        // Count rising edges for one second by polling every 250 µs: a stirrer at 2000 rpm gives
+        // 67 pulses per second, far below what polling misses, and it needs no interrupt thread.
+        let window = std::time::Duration::from_secs(1);
+        let start = std::time::Instant::now();
+        let mut last = self.read_pin(pin)?;
+        let mut edges = 0u32;
+        while start.elapsed() < window {
+            std::thread::sleep(std::time::Duration::from_micros(250));
+            let now = self.read_pin(pin)?;
+            if now && !last {
+                edges += 1;
+            }
+            last = now;
+        }
+        Ok(f64::from(edges) / super::PULSES_PER_REVOLUTION * 60.0 / window.as_secs_f64())
+    }
+
     fn read_temperature(&self, sensor: u8) -> Result<f64, HardwareError> {
         let mut devices: Vec<_> = std::fs::read_dir("/sys/bus/w1/devices")
             .map_err(|e| HardwareError::Backend(format!("1-wire bus: {e}")))?

@@ -1,6 +1,14 @@
-//! A simulated board with a physical model: a culture vessel warmed by a heater on PWM pin
-//! [`HEATER_PIN`] and losing heat to the room (Newton's law of cooling), read by temperature sensor 0.
-//! Time is real elapsed time, so jobs see a vessel that heats and cools as a real one would.
+//! A simulated board with physical models, so jobs behave on a laptop as on a bioreactor:
+//!
+//! - a culture vessel warmed by a heater on PWM pin [`HEATER_PIN`] and losing heat to the room
+//!   (Newton's law of cooling), read by temperature sensor 0:
+//!   `dT/dt = (P·duty − k·(T − T_room)) / C`;
+//! - a stirrer whose motor is on PWM pin [`STIRRER_PIN`] and whose speed, read by the tachometer
+//!   on [`TACH_PIN`], follows the duty with inertia (a first-order lag) and some measurement noise:
+//!   `dω/dt = (ω_max·duty − ω) / τ`, read as `ω·(1 + ε)` with `ε` uniform in ±[`RPM_NOISE`].
+//!
+//! Time is real elapsed time (plus [`Simulator::advance`] in tests). The noise comes from a
+//! generator seeded by the node, so nodes differ but runs repeat.
 
 use std::{sync::Mutex, time::Instant};
 
@@ -8,6 +16,16 @@ use super::{Hardware, HardwareError, check_duty, check_frequency, check_pin};
 
 /// BCM pin the simulated heater is wired to.
 pub const HEATER_PIN: u8 = 18;
+/// BCM pin the simulated stirrer's motor driver is wired to.
+pub const STIRRER_PIN: u8 = 13;
+/// BCM pin the simulated stirrer's tachometer (hall sensor) is wired to.
+pub const TACH_PIN: u8 = 25;
+/// Stirrer speed at 100 % duty, rpm.
+pub const STIRRER_MAX_RPM: f64 = 2000.0;
+/// Stirrer time constant, s: how fast its speed follows the duty.
+pub const STIRRER_TAU_S: f64 = 0.5;
+/// Relative noise of a tachometer reading (±).
+pub const RPM_NOISE: f64 = 0.01;
 
 /// Physical constants of the simulated vessel.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +57,8 @@ struct State {
     duty: [f64; 28],
     frequency: [f64; 28],
     temperature_c: f64,
+    rpm: f64,
+    noise: u64,
     last: Instant,
 }
 
@@ -56,13 +76,18 @@ impl Default for Simulator {
 }
 
 impl Simulator {
-    /// A vessel at room temperature with every pin low.
+    /// A vessel at room temperature, the stirrer still, every pin low.
     pub fn new() -> Self {
-        Self::with_vessel(Vessel::default())
+        Self::seeded(0)
+    }
+
+    /// Like [`Simulator::new`], with measurement noise from `seed`.
+    pub fn seeded(seed: u64) -> Self {
+        Self::with_vessel(Vessel::default(), seed)
     }
 
     /// A simulator with other physical constants.
-    pub fn with_vessel(vessel: Vessel) -> Self {
+    pub fn with_vessel(vessel: Vessel, seed: u64) -> Self {
         Simulator {
             vessel,
             state: Mutex::new(State {
@@ -70,6 +95,9 @@ impl Simulator {
                 duty: [0.0; 28],
                 frequency: [0.0; 28],
                 temperature_c: vessel.ambient_c,
+                rpm: 0.0,
+                // xorshift needs a state that is not zero.
+                noise: seed | 1,
                 last: Instant::now(),
             }),
         }
@@ -100,21 +128,37 @@ impl Simulator {
         self.integrate(s, dt);
     }
 
-    /// dT/dt = (P·duty − k·(T − T_room)) / C, integrated in steps of at most one second.
-    fn integrate(&self, s: &mut State, mut dt: f64) {
-        let v = self.vessel;
-        let duty = if s.levels[HEATER_PIN as usize] {
+    /// The duty a pin is driven with: its PWM duty, or 1 when held high.
+    fn drive(s: &State, pin: u8) -> f64 {
+        if s.levels[usize::from(pin)] {
             1.0
         } else {
-            s.duty[HEATER_PIN as usize]
-        };
+            s.duty[usize::from(pin)]
+        }
+    }
+
+    /// Integrates both models over `dt` seconds, in steps of at most 50 ms (explicit Euler; the
+    /// stirrer's 0.5 s time constant needs the small step, the vessel's 2000 s does not care).
+    fn integrate(&self, s: &mut State, mut dt: f64) {
+        let v = self.vessel;
+        let heater = Self::drive(s, HEATER_PIN);
+        let stirrer = Self::drive(s, STIRRER_PIN);
         while dt > 0.0 {
-            let h = dt.min(1.0);
-            let power_in = v.heater_watts * duty;
+            let h = dt.min(0.05);
+            let power_in = v.heater_watts * heater;
             let power_out = v.loss_w_per_k * (s.temperature_c - v.ambient_c);
             s.temperature_c += (power_in - power_out) * h / v.heat_capacity;
+            s.rpm += (STIRRER_MAX_RPM * stirrer - s.rpm) * h / STIRRER_TAU_S;
             dt -= h;
         }
+    }
+
+    /// The next noise sample, uniform in [-1, 1] (xorshift64).
+    fn noise(s: &mut State) -> f64 {
+        s.noise ^= s.noise << 13;
+        s.noise ^= s.noise >> 7;
+        s.noise ^= s.noise << 17;
+        (s.noise >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 }
 
@@ -157,6 +201,17 @@ impl Hardware for Simulator {
         self.catch_up(&mut s);
         Ok(s.temperature_c)
     }
+
+    fn read_rpm(&self, pin: u8) -> Result<f64, HardwareError> {
+        check_pin(pin)?;
+        if pin != TACH_PIN {
+            return Err(HardwareError::NoSuchSensor(pin));
+        }
+        let mut s = self.lock();
+        self.catch_up(&mut s);
+        let noise = Self::noise(&mut s);
+        Ok((s.rpm * (1.0 + RPM_NOISE * noise)).max(0.0))
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +236,53 @@ mod tests {
             (cooled - (22.0 + 20.0 / std::f64::consts::E)).abs() < 0.2,
             "{cooled}"
         );
+    }
+
+    #[test]
+    fn the_stirrer_follows_its_duty_with_a_first_order_lag() {
+        let sim = Simulator::seeded(7);
+        sim.set_pwm(STIRRER_PIN, 200.0, 0.25).unwrap();
+        // One time constant: 1 − 1/e of the way to 0.25 · 2000 = 500 rpm.
+        sim.advance(STIRRER_TAU_S);
+        let rpm = sim.read_rpm(TACH_PIN).unwrap();
+        let expected = 500.0 * (1.0 - 1.0 / std::f64::consts::E);
+        assert!(
+            (rpm - expected).abs() < expected * 0.03,
+            "{rpm} vs {expected}"
+        );
+        sim.advance(10.0);
+        let readings: Vec<f64> = (0..50).map(|_| sim.read_rpm(TACH_PIN).unwrap()).collect();
+        assert!(
+            readings
+                .iter()
+                .all(|r| (r - 500.0).abs() <= 500.0 * RPM_NOISE + 0.5)
+        );
+        assert!(
+            readings.windows(2).any(|w| w[0] != w[1]),
+            "the readings carry noise"
+        );
+        // The same seed repeats, another differs.
+        let a = Simulator::seeded(1);
+        let b = Simulator::seeded(1);
+        let c = Simulator::seeded(2);
+        for sim in [&a, &b, &c] {
+            sim.set_pwm(STIRRER_PIN, 200.0, 0.5).unwrap();
+            sim.advance(5.0);
+        }
+        let (ra, rb, rc) = (
+            a.read_rpm(TACH_PIN).unwrap(),
+            b.read_rpm(TACH_PIN).unwrap(),
+            c.read_rpm(TACH_PIN).unwrap(),
+        );
+        assert!(
+            (ra - rb).abs() < 1.0 && (ra - rc).abs() > 1e-9,
+            "{ra} {rb} {rc}"
+        );
+        assert_eq!(sim_err(), Err(HardwareError::NoSuchSensor(24)));
+    }
+
+    fn sim_err() -> Result<f64, HardwareError> {
+        Simulator::new().read_rpm(24)
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::{
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,8 @@ const CONTROL_QUEUE: usize = 16;
 const UPDATE_QUEUE: usize = 256;
 /// Most jobs on one agent (each is a task and, often, a pin).
 pub const MAX_JOBS: usize = 64;
+/// Shortest time between two publications of a job's values.
+pub const VALUES_EVERY: Duration = Duration::from_secs(1);
 /// The file in the state directory holding the desired jobs.
 const STORE_FILE: &str = "jobs.json";
 
@@ -187,6 +190,7 @@ impl Runtime {
             state: JobState::Init,
             settings,
             error: None,
+            values: BTreeMap::new(),
         };
         tokio::spawn(run_job(
             status.clone(),
@@ -383,6 +387,7 @@ async fn run_job(
             }
         }};
     }
+    let mut values_sent: Option<Instant> = None;
     if paused {
         drive!(Op::Release);
         status.state = JobState::Sleeping;
@@ -432,15 +437,30 @@ async fn run_job(
                     publish(&status).await;
                 }
             },
-            () = tick => drive!(Op::Tick),
+            () = tick => {
+                drive!(Op::Tick);
+                let due = values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY);
+                if let Some(d) = driver.as_ref()
+                    && due
+                {
+                    let values: BTreeMap<String, f64> = d
+                        .values()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect();
+                    if !values.is_empty() && values != status.values {
+                        status.values = values;
+                        values_sent = Some(Instant::now());
+                        publish(&status).await;
+                    }
+                }
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::json;
 
     use super::*;

@@ -54,6 +54,15 @@ pub struct JobEvent {
     pub job: Option<job::Model>,
 }
 
+/// What a start names: a kind, or a preset (a kind with settings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A kind (`pwm`).
+    Kind(String),
+    /// A preset (`stirring`).
+    Preset(String),
+}
+
 /// The jobs service.
 #[derive(Clone)]
 pub struct Jobs {
@@ -94,6 +103,12 @@ impl Jobs {
         let settings = serde_json::to_value(&status.settings).map_err(|e| {
             ApiError::Internal(format!("cannot store the settings of {}: {e}", status.name))
         })?;
+        let values = (!status.values.is_empty())
+            .then(|| serde_json::to_value(&status.values))
+            .transpose()
+            .map_err(|e| {
+                ApiError::Internal(format!("cannot store the values of {}: {e}", status.name))
+            })?;
         let existing = job::Entity::find_by_id((node_id.to_owned(), status.name.clone()))
             .one(&self.db)
             .await?;
@@ -104,6 +119,7 @@ impl Jobs {
                 m.settings = Set(settings);
                 m.state = Set(status.state.as_str().to_owned());
                 m.error = Set(status.error.clone());
+                m.latest_values = Set(values);
                 m.updated_at = Set(now);
                 m.update(&self.db).await?
             }
@@ -115,6 +131,7 @@ impl Jobs {
                     settings: Set(settings),
                     state: Set(status.state.as_str().to_owned()),
                     error: Set(status.error.clone()),
+                    latest_values: Set(values),
                     started_by: Set(None),
                     updated_at: Set(now),
                 }
@@ -303,19 +320,46 @@ impl Jobs {
         }
     }
 
-    /// Starts a job of `kind` named `name` (the kind's name when absent) on a node, with these
-    /// settings (the kind's defaults for the rest). Returns the job once it runs; `BAD_REQUEST`
-    /// when it failed at once, with the reason.
+    /// The built-in presets node `node_id` can run (those whose kind it offers).
+    pub async fn presets(&self, node_id: &str) -> ApiResult<Vec<super::presets::Preset>> {
+        let kinds = self.kinds(node_id).await?;
+        Ok(super::presets::builtin()
+            .into_iter()
+            .filter(|p| kinds.iter().any(|k| k.kind == p.kind))
+            .collect())
+    }
+
+    /// Starts a job on a node, of a kind or from a preset (`what`), named `name` (the kind's or
+    /// preset's name when absent), with these settings over the preset's (the kind's defaults for
+    /// the rest). Returns the job once it runs; `BAD_REQUEST` when it failed at once, with the
+    /// reason.
     pub async fn start(
         &self,
         bridge: &Bridge,
         node_id: &str,
-        kind: &str,
+        what: &Start,
         name: Option<&str>,
-        settings: &Settings,
+        given: &Settings,
         actor: &str,
     ) -> ApiResult<job::Model> {
-        let name = name.unwrap_or(kind).to_owned();
+        let (kind, default_name, mut settings) = match what {
+            Start::Kind(kind) => (kind.clone(), kind.clone(), Settings::new()),
+            Start::Preset(preset) => {
+                let p = super::presets::find(preset).ok_or_else(|| {
+                    let names: Vec<&str> =
+                        super::presets::builtin().iter().map(|p| p.name).collect();
+                    ApiError::BadRequest(format!(
+                        "no preset {preset:?} (there are: {})",
+                        names.join(", ")
+                    ))
+                })?;
+                (p.kind.to_owned(), p.name.to_owned(), p.settings)
+            }
+        };
+        settings.extend(given.clone());
+        let settings = &settings;
+        let kind = kind.as_str();
+        let name = name.unwrap_or(&default_name).to_owned();
         trellis_proto::validate_job_name(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         self.kind(node_id, kind)
             .await?

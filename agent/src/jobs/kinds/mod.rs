@@ -10,6 +10,7 @@ use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
 use crate::hardware::{Hardware, HardwareError};
 
 mod gpio;
+mod pid;
 mod pwm;
 
 /// What a kind does with the hardware. Every call may block briefly (GPIO, I2C): the runtime calls
@@ -29,6 +30,11 @@ pub trait Driver: Send {
     /// Puts the hardware in its safe state: PWM at 0, outputs low. Runs before the job says
     /// `stopped` or `sleeping`.
     fn release(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError>;
+    /// The job's latest values (a measurement, an output), published with its status at most
+    /// once per [`crate::jobs::runtime::VALUES_EVERY`].
+    fn values(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 /// A kind: its declaration and how to make a driver for one job of it.
@@ -41,7 +47,7 @@ pub struct Kind {
 
 /// The kinds this agent offers on `hardware` (today every backend offers them all).
 pub fn available(_hardware: &dyn Hardware) -> Vec<Kind> {
-    vec![pwm::kind(), gpio::kind()]
+    vec![pwm::kind(), gpio::kind(), pid::kind()]
 }
 
 /// A setting spec, briefly.

@@ -8,10 +8,12 @@ use trellis_proto::Settings;
 use crate::{
     AppState,
     access::{Principal, Role},
+    error::ApiError,
     graphql::{
         guard::{RoleGuard, audited},
         types::Job,
     },
+    jobs::Start,
 };
 
 /// Job mutations.
@@ -31,16 +33,18 @@ fn job(row: entity::job::Model) -> Job {
 
 #[Object]
 impl JobMutation {
-    /// Starts a job of `kind` on a node, named `name` (the kind's name when absent), with
-    /// `settings` (a JSON object of setting name → value; the kind's defaults for the rest).
-    /// Returns the job once it runs. `BAD_REQUEST` names what was wrong: an unknown kind or
-    /// setting, a value outside its rule, a name taken by a running job, a job that failed at start.
+    /// Starts a job on a node: of `kind`, or from `preset` (one of the two), named `name` (the
+    /// kind's or preset's name when absent), with `settings` (a JSON object of setting name →
+    /// value, over the preset's; the kind's defaults for the rest). Returns the job once it runs.
+    /// `BAD_REQUEST` names what was wrong: an unknown kind, preset or setting, a value outside its
+    /// rule, a name taken by a running job, a job that failed at start.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn start_job(
         &self,
         ctx: &Context<'_>,
         node_id: String,
-        kind: String,
+        kind: Option<String>,
+        preset: Option<String>,
         name: Option<String>,
         settings: Option<Json<Settings>>,
     ) -> Result<Job> {
@@ -50,11 +54,24 @@ impl JobMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let settings = settings.map(|s| s.0).unwrap_or_default();
-        let shown = target(&node_id, name.as_deref().unwrap_or(&kind));
+        let what = match (kind, preset) {
+            (Some(k), None) => Start::Kind(k),
+            (None, Some(p)) => Start::Preset(p),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "name a kind or a preset to start (one of the two)".into(),
+                )
+                .into());
+            }
+        };
+        let default_name = match &what {
+            Start::Kind(k) | Start::Preset(k) => k.clone(),
+        };
+        let shown = target(&node_id, name.as_deref().unwrap_or(&default_name));
         let work = state.jobs.start(
             &state.bridge,
             &node_id,
-            &kind,
+            &what,
             name.as_deref(),
             &settings,
             &actor,

@@ -7,7 +7,7 @@ use crate::{
     access::Role,
     graphql::{
         guard::RoleGuard,
-        types::{Job, JobKind},
+        types::{Job, JobKind, JobPreset},
     },
 };
 
@@ -55,6 +55,25 @@ impl JobQuery {
             .get(&node_id, &name)
             .await?
             .map(|row| Job { row, node_lost }))
+    }
+
+    /// The built-in presets a node can run (those whose kind it offers): `stirring`,
+    /// `temperature_automation`, `led_intensity`, with their kind and settings.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn job_presets(&self, ctx: &Context<'_>, node_id: String) -> Result<Vec<JobPreset>> {
+        let state = ctx.data::<AppState>()?;
+        Ok(state
+            .jobs
+            .presets(&node_id)
+            .await?
+            .into_iter()
+            .map(|p| JobPreset {
+                name: p.name.to_owned(),
+                kind: p.kind.to_owned(),
+                description: p.description.to_owned(),
+                settings: async_graphql::Json(p.settings),
+            })
+            .collect())
     }
 
     /// The kinds of job a node offers, with each setting's type, unit, range and default (empty

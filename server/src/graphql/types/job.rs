@@ -73,6 +73,11 @@ impl Job {
     async fn error(&self) -> Option<&str> {
         self.row.error.as_deref()
     }
+    /// Its latest values, name → number (a `pid` job's `measured` and `output`), refreshed at
+    /// most once a second; null for kinds that report none.
+    async fn values(&self) -> Option<Json<serde_json::Value>> {
+        self.row.latest_values.clone().map(Json)
+    }
     /// Who started it through this leader.
     async fn started_by(&self) -> Option<&str> {
         self.row.started_by.as_deref()
@@ -161,6 +166,19 @@ impl From<trellis_proto::KindSpec> for JobKind {
                 .collect(),
         }
     }
+}
+
+/// A preset: a kind and the settings a start from it uses.
+#[derive(SimpleObject)]
+pub struct JobPreset {
+    /// Its name (also the default job name).
+    pub name: String,
+    /// The kind it starts.
+    pub kind: String,
+    /// One line for people.
+    pub description: String,
+    /// The settings it gives (the kind's defaults for the rest).
+    pub settings: Json<trellis_proto::Settings>,
 }
 
 /// Something that happened to a job.
