@@ -379,13 +379,11 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
         )
         .await;
     assert!(
-        r["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|m| {
-                m.contains(
+        r["errors"][0]["message"].as_str().is_some_and(|m| {
+            m.contains(
             "no preset \"od_blasting\" (there are: stirring, temperature_automation, led_intensity)"
         )
-            }),
+        }),
         "{r}"
     );
 
