@@ -22,8 +22,8 @@ step "lint (host crates, then the web app for wasm32)"
 cargo clippy --workspace --exclude trellis-frontend --all-targets -- -D warnings
 cargo clippy -p trellis-frontend --target wasm32-unknown-unknown -- -D warnings
 
-step "the Raspberry Pi backend compiles for the Pi (aarch64, rppal)"
-cargo check -p trellis-agent --target aarch64-unknown-linux-gnu --features rpi
+step "the Raspberry Pi agent builds for the Pi (aarch64, rppal; run under qemu by tests/pi_agent.rs)"
+cargo build -p trellis-agent --target aarch64-unknown-linux-gnu --features rpi
 
 step "build the web app, the binaries, and the static leader for the container image"
 bash scripts/build-web.sh

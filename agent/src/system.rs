@@ -154,6 +154,10 @@ impl StatsSampler {
             mem_total_bytes,
             temperature_c: read_temperature(),
             uptime_secs,
+            sent_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_millis()).ok()),
         }
     }
 }

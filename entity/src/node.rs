@@ -53,6 +53,9 @@ pub struct Model {
     pub docker_insecure: bool,
     /// The job kinds the node's agent offers, with their settings (`trellis_proto::JobKinds`).
     pub job_kinds: Option<Json>,
+    /// How far the node's clock is ahead of the leader's (negative: behind), milliseconds, from
+    /// its last heartbeat (the message's transit time included, a few ms on a LAN).
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Nodes have no relations yet.

@@ -9,6 +9,7 @@ mod m20261121_000003_create_enrollment;
 mod m20261121_000004_add_node_docker;
 mod m20261121_000005_add_join_token_mosquitto_hash;
 mod m20261129_000006_create_job;
+mod m20261129_000007_add_node_clock_offset;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_add_node_docker::Migration),
             Box::new(m20261121_000005_add_join_token_mosquitto_hash::Migration),
             Box::new(m20261129_000006_create_job::Migration),
+            Box::new(m20261129_000007_add_node_clock_offset::Migration),
         ]
     }
 }

@@ -85,6 +85,10 @@ pub struct Heartbeat {
     pub temperature_c: Option<f32>,
     /// Seconds since the machine booted.
     pub uptime_secs: u64,
+    /// The node's clock when it sent this, milliseconds since the Unix epoch, so the leader can
+    /// tell a node whose clock is wrong (absent from agents before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
 }
 
 /// The MQTT client id of a node's agent logged in with `password`:

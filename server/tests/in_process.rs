@@ -402,3 +402,66 @@ async fn the_web_app_is_served_precompressed_and_cached_by_content_hash() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!cache.contains("immutable"), "{cache}");
 }
+
+#[tokio::test]
+async fn a_node_whose_clock_is_off_is_flagged() {
+    let l = leader().await;
+    let admin = l.admin().await;
+    let now = chrono::Utc::now();
+    let announce = trellis_proto::Announce {
+        node_id: "pi-7".into(),
+        hostname: "pi-7".into(),
+        mac: None,
+        ip_addresses: vec![],
+        arch: "aarch64".into(),
+        os: "Raspberry Pi OS".into(),
+        model: None,
+        agent_version: "0.1.0".into(),
+        hardware: "simulator".into(),
+        heartbeat_interval_secs: 5,
+        docker_endpoint: None,
+    };
+    l.state
+        .nodes
+        .announce(&announce, None, now)
+        .await
+        .expect("announce");
+    let beat = |offset_ms: i64| trellis_proto::Heartbeat {
+        cpu_percent: 1.0,
+        mem_used_bytes: 1,
+        mem_total_bytes: 2,
+        temperature_c: None,
+        uptime_secs: 3,
+        sent_at_ms: Some(now.timestamp_millis() + offset_ms),
+    };
+    let clock = || async {
+        let a = l
+            .graphql(
+                Some(&admin),
+                "{ node(id: \"pi-7\") { clockOffsetMs clockSkewed } }",
+                json!({}),
+            )
+            .await;
+        a.body["data"]["node"].clone()
+    };
+    // Five seconds ahead: flagged.
+    l.state
+        .nodes
+        .heartbeat("pi-7", &beat(5_000), now)
+        .await
+        .expect("heartbeat");
+    assert_eq!(
+        clock().await,
+        json!({"clockOffsetMs": 5000, "clockSkewed": true})
+    );
+    // Fixed (NTP caught up): a second behind is within the 2 s allowed.
+    l.state
+        .nodes
+        .heartbeat("pi-7", &beat(-1_000), now)
+        .await
+        .expect("heartbeat");
+    assert_eq!(
+        clock().await,
+        json!({"clockOffsetMs": -1000, "clockSkewed": false})
+    );
+}

@@ -188,6 +188,7 @@ impl Nodes {
                     docker_endpoint: Set(docker),
                     docker_insecure: Set(false),
                     job_kinds: Set(None),
+                    clock_offset_ms: Set(None),
                 }
                 .insert(&self.db)
                 .await?
@@ -245,6 +246,11 @@ impl Nodes {
         m.temperature_c = Set(hb.temperature_c.map(f64::from));
         m.uptime_secs = Set(Some(i64::try_from(hb.uptime_secs).unwrap_or(i64::MAX)));
         m.last_seen = Set(now);
+        if let Some(sent) = hb.sent_at_ms {
+            // Field-reported Pioreactor failure: units with wrong clocks. Measured at every
+            // heartbeat, so a corrected clock clears the flag.
+            m.clock_offset_ms = Set(Some(sent.saturating_sub(now.timestamp_millis())));
+        }
         m.state = Set(NodeState::Online.as_str().to_owned());
         let model = m.update(&self.db).await?;
         self.emit(

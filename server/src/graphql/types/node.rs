@@ -7,6 +7,9 @@ use entity::node;
 
 use crate::nodes::{NodeEvent as ServiceEvent, NodeEventKind};
 
+/// Clock offset beyond which a node's clock is flagged as skewed, milliseconds.
+pub const MAX_CLOCK_SKEW_MS: u64 = 2_000;
+
 /// Liveness of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum NodeState {
@@ -131,6 +134,18 @@ impl Node {
     /// When the leader last heard from it (leader's clock, so node clock skew does not matter).
     async fn last_seen(&self) -> DateTime<Utc> {
         self.0.last_seen
+    }
+    /// How far the node's clock is ahead of the leader's (negative: behind), milliseconds, from
+    /// its last heartbeat; null until one carried the node's time.
+    async fn clock_offset_ms(&self) -> Option<i64> {
+        self.0.clock_offset_ms
+    }
+    /// Whether the node's clock is off by more than [`MAX_CLOCK_SKEW_MS`] (2 s): its timestamps
+    /// (readings, logs) cannot be trusted until it is fixed (NTP).
+    async fn clock_skewed(&self) -> bool {
+        self.0
+            .clock_offset_ms
+            .is_some_and(|o| o.unsigned_abs() > MAX_CLOCK_SKEW_MS)
     }
     /// The node's Docker engine as the leader sees it; null when the node announced none.
     async fn docker(&self, ctx: &async_graphql::Context<'_>) -> Option<NodeDocker> {
