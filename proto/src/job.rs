@@ -137,6 +137,29 @@ pub struct KindSpec {
     pub description: String,
     /// Its settings.
     pub settings: Vec<SettingSpec>,
+    /// Whether it takes settings beyond those declared (an `exec` job's program has its own):
+    /// such a setting may be any number, `true`/`false` or text up to 1024 bytes, and is live.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
+}
+
+/// Checks a setting an open kind does not declare: a plain value, not too big.
+fn check_open(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    crate::validate_job_name(name).map_err(|_| {
+        format!("setting name {name:?} is not a plain name (A-Z, a-z, 0-9, '-', '_')")
+    })?;
+    let ok = match value {
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+        serde_json::Value::String(s) => s.len() <= 1024,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "setting {name} = {value} refused: must be a number, true/false or text up to 1024 bytes"
+        ))
+    }
 }
 
 /// A job's settings by name.
@@ -146,15 +169,20 @@ impl KindSpec {
     /// The settings a start would run with: each given value checked, the rest defaulted. Refused:
     /// a setting this kind does not have, or a value its rule does not allow.
     pub fn resolve(&self, given: &Settings) -> Result<Settings, String> {
-        if let Some(unknown) = given
-            .keys()
-            .find(|k| !self.settings.iter().any(|s| &s.name == *k))
-        {
-            return Err(format!(
-                "kind {} has no setting {unknown} (it has: {})",
-                self.kind,
-                self.setting_names()
-            ));
+        let undeclared = given
+            .iter()
+            .filter(|(k, _)| !self.settings.iter().any(|s| &s.name == *k));
+        let mut extra = Settings::new();
+        for (name, value) in undeclared {
+            if !self.open {
+                return Err(format!(
+                    "kind {} has no setting {name} (it has: {})",
+                    self.kind,
+                    self.setting_names()
+                ));
+            }
+            check_open(name, value)?;
+            extra.insert(name.clone(), value.clone());
         }
         let mut out = Settings::new();
         for spec in &self.settings {
@@ -162,6 +190,7 @@ impl KindSpec {
             spec.check(value)?;
             out.insert(spec.name.clone(), value.clone());
         }
+        out.extend(extra);
         Ok(out)
     }
 
@@ -173,6 +202,10 @@ impl KindSpec {
         }
         for (name, value) in change {
             let Some(spec) = self.settings.iter().find(|s| &s.name == name) else {
+                if self.open {
+                    check_open(name, value)?;
+                    continue;
+                }
                 return Err(format!(
                     "kind {} has no setting {name} (it has: {})",
                     self.kind,
@@ -306,6 +339,7 @@ mod tests {
                     description: "duty cycle".into(),
                 },
             ],
+            open: false,
         }
     }
 

@@ -439,20 +439,25 @@ async fn run_job(
             },
             () = tick => {
                 drive!(Op::Tick);
-                let due = values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY);
-                if let Some(d) = driver.as_ref()
-                    && due
-                {
-                    let values: BTreeMap<String, f64> = d
-                        .values()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect();
+                let Some(d) = driver.as_mut() else { return };
+                for line in d.take_logs() {
+                    tracing::info!(job = name, "{line}");
+                }
+                // Settings the job reports using are published at once (they are its echo);
+                // values at most every VALUES_EVERY.
+                let echoed = d.take_echoed();
+                let mut changed = !echoed.is_empty();
+                status.settings.extend(echoed);
+                if values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY) {
+                    let values = d.values();
                     if !values.is_empty() && values != status.values {
                         status.values = values;
                         values_sent = Some(Instant::now());
-                        publish(&status).await;
+                        changed = true;
                     }
+                }
+                if changed {
+                    publish(&status).await;
                 }
             }
         }
@@ -570,6 +575,96 @@ mod tests {
         assert_eq!(sim.pin(18), Some((false, 100.0, 0.33)));
         let names: Vec<&str> = rt.statuses().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["gpio", "heater"], "the stopped job is not back");
+    }
+
+    /// A program in the JSON-lines protocol: reports a reading and a setting, then echoes each
+    /// setting change it receives on stdin as a setting and as a reading.
+    const ECHO_PROGRAM: &str = r#"python3 -u -c '
+import sys, json, os
+print(json.dumps({"reading": {"od": 0.5}}))
+print(json.dumps({"setting": {"speed": json.loads(os.environ["TRELLIS_SETTINGS"])["speed"]}}))
+print("plain text is a log line")
+for line in sys.stdin:
+    for k, v in json.loads(line)["set"].items():
+        print(json.dumps({"setting": {k: v}, "reading": {"seen_" + k: v}}))
+'"#;
+
+    #[tokio::test]
+    async fn an_exec_job_speaks_json_lines_both_ways() {
+        let mut rt = Runtime::new(Arc::new(Simulator::new()), None);
+        let given = Settings::from([
+            ("command".into(), json!(ECHO_PROGRAM)),
+            ("speed".into(), json!(2)),
+        ]);
+        rt.start(Some("py"), "exec", &given).unwrap();
+        until(&mut rt, "py", JobState::Ready).await;
+        let reported = |rt: &Runtime, key: &str| {
+            rt.statuses()
+                .find(|s| s.name == "py")
+                .and_then(|s| s.values.get(key).copied())
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while reported(&rt, "od") != Some(0.5) {
+                rt.next_update().await;
+            }
+        })
+        .await
+        .expect("the program's reading arrives");
+        // A setting change goes to the program's stdin; its answer comes back as a reading.
+        rt.set("py", &Settings::from([("speed".into(), json!(7))]))
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while reported(&rt, "seen_speed") != Some(7.0) {
+                rt.next_update().await;
+            }
+        })
+        .await
+        .expect("the program saw the new setting");
+        // A value that is not plain is refused before it reaches the program.
+        let e = rt
+            .set("py", &Settings::from([("speed".into(), json!([1, 2]))]))
+            .unwrap_err();
+        assert!(e.contains("must be a number, true/false or text"), "{e}");
+        rt.stop("py").unwrap();
+        until(&mut rt, "py", JobState::Stopped).await;
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ignores_sigterm_is_killed_after_the_grace_period() {
+        let mut rt = Runtime::new(Arc::new(Simulator::new()), None);
+        let given = Settings::from([
+            (
+                "command".into(),
+                json!("trap '' TERM; while :; do sleep 0.05; done"),
+            ),
+            ("grace".into(), json!(0.5)),
+        ]);
+        rt.start(Some("stubborn"), "exec", &given).unwrap();
+        until(&mut rt, "stubborn", JobState::Ready).await;
+        // Let the shell set its trap before it is asked to stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = std::time::Instant::now();
+        rt.stop("stubborn").unwrap();
+        until(&mut rt, "stubborn", JobState::Stopped).await;
+        let took = asked.elapsed();
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ends_by_itself_fails_its_job_with_the_exit_status() {
+        let mut rt = Runtime::new(Arc::new(Simulator::new()), None);
+        let given = Settings::from([("command".into(), json!("sleep 0.2; exit 3"))]);
+        rt.start(Some("short"), "exec", &given).unwrap();
+        let s = until(&mut rt, "short", JobState::Failed).await;
+        assert_eq!(
+            s.error.as_deref(),
+            Some(
+                "hardware error: hardware backend error: the program ended by itself (exit status: 3)"
+            )
+        );
     }
 
     struct Faulty;

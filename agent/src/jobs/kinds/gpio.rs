@@ -51,6 +51,7 @@ pub fn kind() -> Kind {
                 }
                 .into(),
             ],
+            open: false,
         },
         make: || Box::new(Gpio { on: false }),
     }

@@ -9,6 +9,7 @@ use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
 
 use crate::hardware::{Hardware, HardwareError};
 
+mod exec;
 mod gpio;
 mod pid;
 mod pwm;
@@ -32,7 +33,16 @@ pub trait Driver: Send {
     fn release(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError>;
     /// The job's latest values (a measurement, an output), published with its status at most
     /// once per [`crate::jobs::runtime::VALUES_EVERY`].
-    fn values(&self) -> Vec<(&'static str, f64)> {
+    fn values(&self) -> std::collections::BTreeMap<String, f64> {
+        std::collections::BTreeMap::new()
+    }
+    /// Settings the job itself reports it now uses (an `exec` program's `{"setting": ...}`
+    /// lines), taken once: published as the job's settings.
+    fn take_echoed(&mut self) -> Settings {
+        Settings::new()
+    }
+    /// Log lines since the last call, taken once.
+    fn take_logs(&mut self) -> Vec<String> {
         Vec::new()
     }
 }
@@ -47,7 +57,7 @@ pub struct Kind {
 
 /// The kinds this agent offers on `hardware` (today every backend offers them all).
 pub fn available(_hardware: &dyn Hardware) -> Vec<Kind> {
-    vec![pwm::kind(), gpio::kind(), pid::kind()]
+    vec![pwm::kind(), gpio::kind(), pid::kind(), exec::kind()]
 }
 
 /// A setting spec, briefly.

@@ -97,6 +97,7 @@ pub fn kind() -> Kind {
                 }
                 .into(),
             ],
+            open: false,
         },
         make: || Box::new(Pid::default()),
     }
@@ -184,10 +185,10 @@ impl Driver for Pid {
         hw.set_pwm(pin(settings)?, number(settings, "frequency")?, 0.0)
     }
 
-    fn values(&self) -> Vec<(&'static str, f64)> {
-        let mut v = vec![("output", self.output)];
+    fn values(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut v = std::collections::BTreeMap::from([("output".to_owned(), self.output)]);
         if let Some(m) = self.measured {
-            v.push(("measured", m));
+            v.insert("measured".to_owned(), m);
         }
         v
     }

@@ -38,6 +38,7 @@ pub fn kind() -> Kind {
                 }
                 .into(),
             ],
+            open: false,
         },
         make: || Box::new(Pwm),
     }

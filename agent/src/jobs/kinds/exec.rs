@@ -1,0 +1,284 @@
+//! `exec`: any program as a job, in any language: how hardware Trellis has no kind for is added.
+//! The program runs under `/bin/sh -c <command>` and speaks JSON lines (docs/jobs.md):
+//!
+//! - on its stdout, one JSON object per line: `{"reading": {"od": 0.52}}` (its latest values, as a
+//!   `pid` job's), `{"setting": {"speed": 3}}` (a setting it now uses, published as the job's), or
+//!   `{"log": "text"}`; any other line is a log line as it is, and so is every stderr line;
+//! - on its stdin, each accepted setting change: `{"set": {"speed": 4}}`;
+//! - at start, every setting in the environment variable `TRELLIS_SETTINGS` (a JSON object).
+//!
+//! Settings beyond `command` and `grace` are the program's own (the kind is open). Stopping sends
+//! SIGTERM, then SIGKILL when the program is still running after `grace` seconds. A program that
+//! ends by itself fails the job with its exit status.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use trellis_proto::{KindSpec, SettingType, Settings};
+
+use super::{Driver, Kind, Setting, number};
+use crate::hardware::{Hardware, HardwareError};
+
+/// Most lines taken from the program per tick; the rest wait for the next (a chatty program cannot
+/// starve the others).
+const LINES_PER_TICK: usize = 1000;
+/// Lines waiting between the program and the job (reader threads block when it is full, and so
+/// does the program: back-pressure, not memory).
+const LINE_QUEUE: usize = 4096;
+/// Longest line kept, bytes; longer ones are cut (and say so).
+const MAX_LINE: usize = 16 * 1024;
+
+/// The kind's declaration.
+pub fn kind() -> Kind {
+    Kind {
+        spec: KindSpec {
+            kind: "exec".into(),
+            description: "Run any program as a job; it speaks JSON lines on stdin and stdout"
+                .into(),
+            settings: vec![
+                Setting {
+                    name: "command",
+                    ty: SettingType::String,
+                    unit: None,
+                    range: None,
+                    choices: &[],
+                    default: json!("true"),
+                    live: false,
+                    description: "The program and its arguments, run by /bin/sh -c",
+                }
+                .into(),
+                Setting {
+                    name: "grace",
+                    ty: SettingType::Float,
+                    unit: Some("s"),
+                    range: Some((0.0, 600.0)),
+                    choices: &[],
+                    default: json!(5.0),
+                    live: true,
+                    description: "Time between SIGTERM and SIGKILL when stopping",
+                }
+                .into(),
+            ],
+            open: true,
+        },
+        make: || Box::new(Exec::default()),
+    }
+}
+
+/// A line from the program.
+enum Line {
+    Out(String),
+    Err(String),
+}
+
+/// The running program and what it said.
+#[derive(Default)]
+struct Exec {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Option<mpsc::Receiver<Line>>,
+    /// The settings last handed to the program.
+    sent: Settings,
+    values: BTreeMap<String, f64>,
+    echoed: Settings,
+    logs: Vec<String>,
+}
+
+fn backend(what: &str, e: impl std::fmt::Display) -> HardwareError {
+    HardwareError::Backend(format!("{what}: {e}"))
+}
+
+/// Reads `from` line by line into `tx` until the program closes it.
+fn pump(from: impl std::io::Read + Send + 'static, tx: mpsc::SyncSender<Line>, err: bool) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let mut text = String::from_utf8_lossy(&buf).trim_end().to_owned();
+            if text.len() > MAX_LINE {
+                let mut cut = MAX_LINE;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                text.push_str(" … (line cut)");
+            }
+            let line = if err {
+                Line::Err(text)
+            } else {
+                Line::Out(text)
+            };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+impl Exec {
+    fn start(&mut self, settings: &Settings) -> Result<(), HardwareError> {
+        let command = settings
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or("true");
+        let env = serde_json::to_string(settings).map_err(|e| backend("settings", e))?;
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", command])
+            .env("TRELLIS_SETTINGS", env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| backend("cannot start /bin/sh", e))?;
+        let (tx, rx) = mpsc::sync_channel(LINE_QUEUE);
+        if let Some(out) = child.stdout.take() {
+            pump(out, tx.clone(), false);
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, tx, true);
+        }
+        self.stdin = child.stdin.take();
+        self.lines = Some(rx);
+        self.child = Some(child);
+        self.sent = settings.clone();
+        Ok(())
+    }
+
+    /// Hands the program every setting that changed since it last heard.
+    fn send_changes(&mut self, settings: &Settings) -> Result<(), HardwareError> {
+        let changed: Settings = settings
+            .iter()
+            .filter(|(k, v)| self.sent.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        if let Some(stdin) = self.stdin.as_mut() {
+            let line = json!({ "set": changed }).to_string();
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .and_then(|()| stdin.flush())
+                .map_err(|e| backend("the program's stdin is closed", e))?;
+        }
+        self.sent = settings.clone();
+        Ok(())
+    }
+
+    fn take(&mut self, line: Line) {
+        let text = match line {
+            Line::Err(t) => {
+                self.logs.push(format!("stderr: {t}"));
+                return;
+            }
+            Line::Out(t) => t,
+        };
+        let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(&text) else {
+            self.logs.push(text);
+            return;
+        };
+        let mut understood = false;
+        if let Some(Value::Object(r)) = msg.get("reading") {
+            understood = true;
+            for (k, v) in r {
+                if let Some(n) = v.as_f64() {
+                    self.values.insert(k.clone(), n);
+                }
+            }
+        }
+        if let Some(Value::Object(s)) = msg.get("setting") {
+            understood = true;
+            for (k, v) in s {
+                self.echoed.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(log) = msg.get("log") {
+            understood = true;
+            self.logs
+                .push(log.as_str().map_or_else(|| log.to_string(), str::to_owned));
+        }
+        if !understood {
+            self.logs.push(text);
+        }
+    }
+}
+
+impl Driver for Exec {
+    fn apply(&mut self, _hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
+        if self.child.is_none() {
+            self.start(settings)
+        } else {
+            self.send_changes(settings)
+        }
+    }
+
+    fn period(&self, _settings: &Settings) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    fn tick(&mut self, _hw: &dyn Hardware, _settings: &Settings) -> Result<(), HardwareError> {
+        if let Some(rx) = self.lines.take() {
+            for line in rx.try_iter().take(LINES_PER_TICK) {
+                self.take(line);
+            }
+            self.lines = Some(rx);
+        }
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait().map_err(|e| backend("wait", e))?
+        {
+            self.child = None;
+            return Err(HardwareError::Backend(format!(
+                "the program ended by itself ({status})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, _hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        self.stdin = None;
+        let grace = Duration::from_secs_f64(number(settings, "grace").unwrap_or(5.0));
+        // SIGTERM first (std has only SIGKILL): the program may put its hardware in a safe state.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if child.try_wait().map_err(|e| backend("wait", e))?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.logs.push(format!(
+            "the program was still running {grace:?} after SIGTERM: killed"
+        ));
+        child.kill().map_err(|e| backend("kill", e))?;
+        child.wait().map_err(|e| backend("wait", e))?;
+        Ok(())
+    }
+
+    fn values(&self) -> BTreeMap<String, f64> {
+        self.values.clone()
+    }
+
+    fn take_echoed(&mut self) -> Settings {
+        std::mem::take(&mut self.echoed)
+    }
+
+    fn take_logs(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.logs)
+    }
+}
