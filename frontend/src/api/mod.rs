@@ -12,6 +12,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod enroll;
+pub mod jobs;
 pub mod nodes;
 pub mod ws;
 
@@ -23,6 +24,10 @@ pub use nodes::{DockerTransport, Node, NodeEventKind, NodeState};
 
 /// RFC 3339 timestamps from the server (the schema's `DateTime` scalar).
 pub type DateTime = String;
+/// Any JSON value (the schema's `JSON` scalar: job settings, setting defaults). The generated
+/// code names the scalar as the schema spells it, hence the upper-case alias.
+#[allow(clippy::upper_case_acronyms)]
+pub type JSON = serde_json::Value;
 
 /// Declares one typed operation of `$file` (a path under the crate, as `graphql_client` wants it).
 /// Responses derive `Clone, PartialEq` unless told otherwise: no `Debug`, which would only add
