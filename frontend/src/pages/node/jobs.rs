@@ -112,7 +112,11 @@ pub fn JobsSection(
     view! {
         <section class="jobs" id="jobs">
             <h2>"Jobs"</h2>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            // Parts that come and go are hidden rather than re-rendered where that will do: each
+            // reactive view closure is its own code in the wasm, which has a size budget.
+            <p class="error" role="alert" class:hidden=move || error.with(Option::is_none)>
+                {move || error.get().unwrap_or_default()}
+            </p>
             <p class="empty" class:hidden=move || !s.jobs.with(Vec::is_empty)>"No jobs on this node."</p>
             <For each=cards key=|c| c.clone() children=move |(name, kind)| view! { <JobCard s name kind/> }/>
             {s.can_operate.then(|| view! { <StartForm s/> })}
@@ -202,7 +206,9 @@ fn range(spec: &SettingSpec) -> Option<String> {
 }
 
 /// The input for one setting's value, by its type: a number input with the rule's `min`/`max`
-/// (the browser's spinner stays in range; typed values are checked before sending), a checkbox,
+/// (the browser's spinner stays in range; typed values are checked before sending, and the forms
+/// are `novalidate` so the refusal is said in words next to the field rather than in a browser
+/// tooltip that disappears), a checkbox,
 /// a select of the choices, or a text field. `name` is the input's `name` attribute.
 fn setting_input(
     spec: &SettingSpec,
@@ -313,11 +319,17 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         names
     });
     let shown = name.clone();
-    // The buttons the state allows, for operators while the node is reachable.
+    // The state's badge, and the buttons it allows (for operators while the node is reachable).
     let buttons = move || {
-        let st = state.get().filter(|_| s.can_operate && !s.lost.get())?;
+        let st = state.get()?;
+        let (word, class) = st.word();
+        let badge = view! { <span class=class>{word.to_owned()}</span> };
+        if !s.can_operate || s.lost.get() {
+            return Some(view! { {badge} }.into_any());
+        }
         let busy = move || action.pending();
         Some(view! {
+            {badge}
             <span class="job-actions">
                 {(st == JobState::READY).then(|| view! {
                     <button type="button" class="pause" prop:disabled=busy on:click=pause>"Pause"</button>
@@ -329,8 +341,15 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
                     <button type="button" class="danger stop" prop:disabled=busy on:click=stop>"Stop"</button>
                 })}
             </span>
-        })
+        }.into_any())
     };
+    let failure = move || job.with(|j| j.as_ref().and_then(|j| j.error.clone()));
+    // A new state makes the last action's message old news (a job stopped, then started again
+    // under the same name, keeps this card).
+    Effect::new(move |_| {
+        state.track();
+        action.clear();
+    });
 
     view! {
         <article class="job" data-job-name=name
@@ -338,16 +357,12 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
             <header>
                 <strong class="job-name">{shown}</strong>
                 <span class="badge kind">{kind}</span>
-                {move || state.get().map(|st| {
-                    let (word, class) = st.word();
-                    view! { <span class=class>{word.to_owned()}</span> }
-                })}
                 {buttons}
             </header>
             <Feedback mutation=action/>
-            {move || job.with(|j| j.as_ref().and_then(|j| j.error.clone())).map(|e| view! {
-                <p class="error job-error" role="alert">{e}</p>
-            })}
+            <p class="error job-error" role="alert" class:hidden=move || failure().is_none()>
+                {move || failure().unwrap_or_default()}
+            </p>
             <table class="settings">
                 <tbody>
                     <For each=move || setting_names.get() key=|n| n.clone()
@@ -433,15 +448,17 @@ fn SettingRow(
                     Some(sp) if editable.get() => {
                         let input = setting_input(&sp, draft.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
                         view! {
-                            <form class="setting-form" title=sp.description on:submit=save>
+                            <form class="setting-form" title=sp.description novalidate on:submit=save>
                                 {input}
                                 <button type="submit" class="save" prop:disabled=move || save_m.pending()>"Save"</button>
                             </form>
+                            // Only while the field can be edited: a stopped job's row shows no
+                            // leftover refusal.
+                            <Feedback mutation=save_m/>
                         }.into_any()
                     }
                     _ => ().into_any(),
                 }}
-                <Feedback mutation=save_m/>
             </td>
         </tr>
     }
@@ -467,11 +484,12 @@ fn StartForm(s: Section) -> impl IntoView {
     });
     // Another kind (or its first load): every input back to that kind's defaults.
     Effect::new(move |_| {
-        let defaults = kind.with(|k| {
-            k.iter()
-                .flat_map(|k| &k.settings)
-                .map(|sp| (sp.name.clone(), text(&sp.default)))
-                .collect()
+        // Maps are filled by insertion: collecting into one sorts first, more code in the wasm.
+        let mut defaults = BTreeMap::new();
+        kind.with(|k| {
+            for sp in k.iter().flat_map(|k| &k.settings) {
+                defaults.insert(sp.name.clone(), text(&sp.default));
+            }
         });
         values.set(defaults);
     });
@@ -490,14 +508,18 @@ fn StartForm(s: Section) -> impl IntoView {
         }
         // Only what differs from the defaults is sent: the leader fills in the rest, and the
         // audit log shows what the user chose.
-        let given: Settings = values.with_untracked(|m| {
-            k.settings
-                .iter()
-                .filter_map(|sp| {
-                    let t = m.get(&sp.name)?;
-                    (*t != text(&sp.default)).then(|| (sp.name.clone(), parse(sp, t)))
-                })
-                .collect()
+        let mut given = Settings::new();
+        let mut sent = serde_json::Map::new();
+        values.with_untracked(|m| {
+            for sp in &k.settings {
+                if let Some(t) = m.get(&sp.name)
+                    && *t != text(&sp.default)
+                {
+                    let value = parse(sp, t);
+                    given.insert(sp.name.clone(), value.clone());
+                    sent.insert(sp.name.clone(), value);
+                }
+            }
         });
         if let Err(why) = k.resolve(&given) {
             start_m.fail(why);
@@ -507,7 +529,7 @@ fn StartForm(s: Section) -> impl IntoView {
             node_id: s.node_id.get_value(),
             kind: k.kind,
             name: (!name.is_empty()).then_some(name),
-            settings: Some(Value::Object(given.into_iter().collect())),
+            settings: Some(Value::Object(sent)),
         };
         start_m.run::<jobs::StartJob, _>(vars, move |d| {
             job_name.try_set(String::new());
@@ -555,11 +577,10 @@ fn StartForm(s: Section) -> impl IntoView {
 
     view! {
         <h3>"Start a job"</h3>
-        <Show
-            when=move || !s.kinds.with(Vec::is_empty)
-            fallback=|| view! { <p class="empty">"This node has not said which jobs it can run (yet)."</p> }
-        >
-            <form class="start-job" on:submit=submit>
+        <p class="empty" class:hidden=move || !s.kinds.with(Vec::is_empty)>
+            "This node has not said which jobs it can run (yet)."
+        </p>
+        <form class="start-job" class:hidden=move || s.kinds.with(Vec::is_empty) novalidate on:submit=submit>
                 <label class="setting">
                     <span class="setting-name">"Kind"</span>
                     <select name="kind" on:change=move |ev| chosen.set(event_target_value(&ev))>
@@ -583,7 +604,6 @@ fn StartForm(s: Section) -> impl IntoView {
                 {fields}
                 <p><button type="submit" class="start" prop:disabled=move || start_m.pending()>"Start"</button></p>
             </form>
-            <Feedback mutation=start_m/>
-        </Show>
+        <Feedback mutation=start_m/>
     }
 }
