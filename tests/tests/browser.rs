@@ -1,6 +1,7 @@
 //! The web app in headless Chromium, as a new user first meets it: the first-start setup page,
 //! then the leader's own node listed online with its load, a second node appearing and going lost
-//! live without a reload, a ping from the node page, the audit log, and logging out and in again.
+//! live without a reload, a ping from the node page, the audit log, and logging out and in again;
+//! and a hardware job started, changed, refused a bad value and stopped from the node page.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -462,4 +463,98 @@ async fn the_web_app_works_over_https() {
         "{command}"
     );
     save_screenshot(&browser, "cluster-https.png").await;
+}
+
+/// The `data-state` of job `name`'s card on the node page, once it is shown.
+async fn job_state(browser: &Browser, name: &str) -> Option<String> {
+    browser
+        .client
+        .find(Locator::Css(&format!("article[data-job-name='{name}']")))
+        .await
+        .ok()?
+        .attr("data-state")
+        .await
+        .ok()?
+}
+
+/// Replaces what an input holds with `text`.
+async fn retype(browser: &Browser, css: &str, text: &str) {
+    let input = element(browser, css).await;
+    input.clear().await.expect("clear");
+    input.send_keys(text).await.expect("type");
+}
+
+/// The leader's own node runs a hardware job from its page (the local agent drives the
+/// simulator): started from the form, a live setting changed inline and the agent's echo shown,
+/// a value out of range refused in words next to the field, then stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_page_runs_a_job() {
+    let server = Server::start(ServerOpts {
+        web_dir: Some(web_dir()),
+        ..ServerOpts::default()
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&server.url("/nodes/leader"))
+        .await
+        .expect("open the node page");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+
+    // The form is built from the kinds the node's agent offers.
+    element(
+        &browser,
+        "form.start-job select[name=kind] option[value=pwm]",
+    )
+    .await;
+    element(&browser, "form.start-job select[name=kind]")
+        .await
+        .select_by_value("pwm")
+        .await
+        .expect("choose pwm");
+    type_into(&browser, "form.start-job input[name=job-name]", "heater").await;
+    retype(&browser, "form.start-job input[name=setting-duty]", "20").await;
+    click(&browser, "form.start-job button.start").await;
+    wait_for("heater READY on the page", PATIENCE, || async {
+        job_state(&browser, "heater").await.filter(|s| s == "READY")
+    })
+    .await;
+    let duty = "article[data-job-name='heater'] tr[data-setting='duty']";
+    let shown = text_of(&browser, &format!("{duty} td.value")).await;
+    assert_eq!(shown.as_deref(), Some("20 %"));
+    save_screenshot(&browser, "job-started.png").await;
+
+    // A live setting, changed in place: the row shows what the agent echoed.
+    retype(&browser, &format!("{duty} input"), "55").await;
+    click(&browser, &format!("{duty} button.save")).await;
+    let echoed = wait_for("the echoed duty", PATIENCE, || async {
+        text_of(&browser, &format!("{duty} p.message")).await
+    })
+    .await;
+    assert_eq!(echoed, "duty is now 55 %.");
+    let shown = text_of(&browser, &format!("{duty} td.value")).await;
+    assert_eq!(shown.as_deref(), Some("55 %"));
+
+    // Out of range: refused next to the field, in the rule's words; the job keeps 55.
+    retype(&browser, &format!("{duty} input"), "150").await;
+    click(&browser, &format!("{duty} button.save")).await;
+    let refused = wait_for("the refusal", PATIENCE, || async {
+        text_of(&browser, &format!("{duty} p.error")).await
+    })
+    .await;
+    assert!(refused.contains("must be between 0 and 100"), "{refused}");
+    let shown = text_of(&browser, &format!("{duty} td.value")).await;
+    assert_eq!(shown.as_deref(), Some("55 %"));
+    save_screenshot(&browser, "job-refused.png").await;
+
+    click(&browser, "article[data-job-name='heater'] button.stop").await;
+    wait_for("heater STOPPED on the page", PATIENCE, || async {
+        job_state(&browser, "heater")
+            .await
+            .filter(|s| s == "STOPPED")
+    })
+    .await;
+    save_screenshot(&browser, "job-stopped.png").await;
+    browser.client.clone().close().await.expect("close browser");
 }

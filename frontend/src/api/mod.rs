@@ -12,8 +12,11 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod enroll;
+pub mod jobs;
 pub mod nodes;
 pub mod ws;
+
+use std::pin::Pin;
 
 use graphql_client::{GraphQLQuery, Response};
 use serde::{Serialize, de::DeserializeOwned};
@@ -23,6 +26,10 @@ pub use nodes::{DockerTransport, Node, NodeEventKind, NodeState};
 
 /// RFC 3339 timestamps from the server (the schema's `DateTime` scalar).
 pub type DateTime = String;
+/// Any JSON value (the schema's `JSON` scalar: job settings, setting defaults). The generated
+/// code names the scalar as the schema spells it, hence the upper-case alias.
+#[allow(clippy::upper_case_acronyms)]
+pub type JSON = serde_json::Value;
 
 /// Declares one typed operation of `$file` (a path under the crate, as `graphql_client` wants it).
 /// Responses derive `Clone, PartialEq` unless told otherwise: no `Debug`, which would only add
@@ -61,23 +68,17 @@ fn same_shape<A: Serialize, B: DeserializeOwned>(a: &A) -> Option<B> {
         .and_then(|v| serde_json::from_value(v).ok())
 }
 
-/// Runs a query or mutation; the error is the text to show the user.
+/// Runs a query or mutation; the error is the text to show the user. Only the (de)serialising
+/// is generic: the request itself is [`post`], one copy in the wasm for every operation.
 pub async fn run<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::ResponseData, String>
 where
     Q::Variables: Serialize,
     Q::ResponseData: DeserializeOwned,
 {
-    let body = Q::build_query(variables);
-    let resp = gloo_net::http::Request::post(&format!("{}/graphql", origin()))
-        .json(&body)
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the leader: {e}"))?;
-    let parsed: Response<Q::ResponseData> = resp
-        .json()
-        .await
-        .map_err(|e| format!("bad response: {e}"))?;
+    let body = serde_json::to_string(&Q::build_query(variables)).map_err(|e| e.to_string())?;
+    let text = post(body).await?;
+    let parsed: Response<Q::ResponseData> =
+        serde_json::from_str(&text).map_err(|e| format!("bad response: {e}"))?;
     if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
         return Err(errors
             .into_iter()
@@ -86,6 +87,21 @@ where
             .join("; "));
     }
     parsed.data.ok_or_else(|| "empty response".to_owned())
+}
+
+/// Sends one GraphQL request body to the leader and returns the answer's text. Boxed, so every
+/// operation's [`run`] shares this code instead of carrying the request's state machine inline.
+fn post(body: String) -> Pin<Box<dyn Future<Output = Result<String, String>>>> {
+    Box::pin(async move {
+        let resp = gloo_net::http::Request::post(&format!("{}/graphql", origin()))
+            .header("content-type", "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the leader: {e}"))?;
+        resp.text().await.map_err(|e| format!("bad response: {e}"))
+    })
 }
 
 /// Reloads the page at `path`: after logging in or out the app starts afresh with the new cookie.

@@ -57,6 +57,15 @@ impl Mutation {
         });
     }
 
+    /// Forgets the last outcome (it no longer describes what the page shows); an action under
+    /// way keeps its status.
+    /// Untracked, so an effect that clears on some change does not also run on this status.
+    pub fn clear(self) {
+        if !self.0.with_untracked(|s| matches!(s, Status::Pending)) {
+            self.0.set(Status::Idle);
+        }
+    }
+
     /// Shows an error found before anything was sent (a form check).
     pub fn fail(self, why: impl Into<String>) {
         self.0.set(Status::Failed(why.into()));

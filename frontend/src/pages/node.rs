@@ -1,4 +1,7 @@
-//! One node: its facts, live stats, and the rename and remove actions.
+//! One node: its facts, live stats, the rename and remove actions, and its hardware jobs
+//! ([`jobs`]).
+
+mod jobs;
 
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
@@ -16,6 +19,9 @@ pub fn NodePage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
+    // The jobs section depends on the node id alone: the node list changes with every
+    // heartbeat, which must not re-create the section (its feed, drafts and messages).
+    let node_id = Memo::new(move |_| id());
     let new_name = RwSignal::new(String::new());
     // The action row's buttons share one status line under the row; the Docker admin button
     // in the facts has its own, next to it.
@@ -136,5 +142,6 @@ pub fn NodePage() -> impl IntoView {
             <button type="button" class="danger" prop:disabled=move || action.pending() on:click=remove>"Remove node"</button>
         </form>
         <Feedback mutation=action/>
+        {move || view! { <jobs::JobsSection node_id=node_id.get()/> }}
     }
 }

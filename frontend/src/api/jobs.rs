@@ -1,0 +1,126 @@
+//! Hardware jobs: one node's jobs and their live feed, the kinds it offers, and the actions on a
+//! job. The `Jobs` query generates the shared [`JobState`] enum. Settings travel as JSON objects
+//! (the schema's `JSON` scalar); the kinds convert to [`trellis_proto::KindSpec`] so the page
+//! checks a value with the very rule, and words, the leader and the agent use.
+
+use super::{DateTime, JSON, operation};
+
+operation!(
+    /// One node's jobs.
+    Jobs,
+    "src/operations/jobs.graphql"
+);
+operation!(
+    /// The kinds of job a node offers, with each setting's rule.
+    JobKinds,
+    "src/operations/jobs.graphql"
+);
+operation!(
+    /// One node's job events: which job changed, and how.
+    JobEvents,
+    "src/operations/jobs.graphql"
+);
+operation!(
+    /// Start a job.
+    StartJob,
+    "src/operations/jobs.graphql",
+    extern_enums("JobState")
+);
+operation!(
+    /// Stop a job (its hardware is released first).
+    StopJob,
+    "src/operations/jobs.graphql",
+    extern_enums("JobState")
+);
+operation!(
+    /// Pause a running job.
+    PauseJob,
+    "src/operations/jobs.graphql",
+    extern_enums("JobState")
+);
+operation!(
+    /// Resume a paused job.
+    ResumeJob,
+    "src/operations/jobs.graphql",
+    extern_enums("JobState")
+);
+operation!(
+    /// Change live settings of a running job; answers once the agent echoed them.
+    SetJobSettings,
+    "src/operations/jobs.graphql"
+);
+
+pub use job_events::JobEventKind;
+pub use job_kinds::SettingType;
+pub use jobs::JobState;
+
+/// A job as the page holds it.
+pub type Job = jobs::JobFields;
+/// A kind of job a node offers.
+pub type JobKind = job_kinds::JobKindsJobKinds;
+
+impl JobState {
+    /// The state as people read it and its CSS class (the node states' colours: green runs,
+    /// grey rests, red needs a look).
+    pub fn word(&self) -> (&str, &'static str) {
+        match self {
+            JobState::INIT => ("starting", "state offline"),
+            JobState::READY => ("ready", "state online"),
+            JobState::SLEEPING => ("paused", "state offline"),
+            JobState::STOPPED => ("stopped", "state offline"),
+            JobState::FAILED => ("failed", "state lost"),
+            JobState::LOST => ("lost", "state lost"),
+            JobState::Other(other) => (other, "state lost"),
+        }
+    }
+
+    /// The schema's name ("READY"), for the page's `data-state` attributes.
+    pub fn name(&self) -> &str {
+        match self {
+            JobState::INIT => "INIT",
+            JobState::READY => "READY",
+            JobState::SLEEPING => "SLEEPING",
+            JobState::STOPPED => "STOPPED",
+            JobState::FAILED => "FAILED",
+            JobState::LOST => "LOST",
+            JobState::Other(other) => other,
+        }
+    }
+
+    /// Whether the job still holds its node's hardware or will again (so it can be stopped).
+    pub fn is_live(&self) -> bool {
+        matches!(self, JobState::INIT | JobState::READY | JobState::SLEEPING)
+    }
+}
+
+/// A kind as the wire protocol describes it, for [`trellis_proto::KindSpec::resolve`] and
+/// [`trellis_proto::SettingSpec::check`]. A setting type this app does not know is checked as
+/// text: the leader checks it again with the real rule.
+pub fn spec(kind: &JobKind) -> trellis_proto::KindSpec {
+    use trellis_proto::SettingType as Wire;
+    trellis_proto::KindSpec {
+        kind: kind.kind.clone(),
+        description: kind.description.clone(),
+        settings: kind
+            .settings
+            .iter()
+            .map(|s| trellis_proto::SettingSpec {
+                name: s.name.clone(),
+                ty: match s.type_ {
+                    SettingType::INT => Wire::Int,
+                    SettingType::FLOAT => Wire::Float,
+                    SettingType::BOOL => Wire::Bool,
+                    SettingType::ENUM => Wire::Enum,
+                    SettingType::STRING | SettingType::Other(_) => Wire::String,
+                },
+                unit: s.unit.clone(),
+                min: s.min,
+                max: s.max,
+                choices: s.choices.clone(),
+                default: s.default.clone(),
+                live: s.live,
+                description: s.description.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,609 @@
+//! The node page's Jobs section: the node's hardware jobs, live through `jobEvents(nodeId)`, with
+//! Stop / Pause / Resume and inline editing of live settings for operators, and a form that
+//! starts a job from the kinds the node offers. Viewers see the same, read-only; the leader
+//! enforces the same rule.
+//!
+//! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
+//! and the agent apply, so a value out of range is refused with the same words before anything
+//! is sent; what the leader refuses anyway (a job name taken, a job that failed at start) shows
+//! in the same place.
+
+use futures::StreamExt;
+use leptos::{ev::SubmitEvent, prelude::*};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
+
+use crate::{
+    Cluster,
+    api::{
+        self, NodeState,
+        jobs::{self, Job, JobEventKind, JobState},
+        ws::{self, Feed},
+    },
+    components::{Feedback, Mutation},
+};
+
+/// What every part of the section shares. `Copy`, so event handlers can hold it.
+#[derive(Clone, Copy)]
+struct Section {
+    node_id: StoredValue<String>,
+    /// The node's jobs, by name.
+    jobs: RwSignal<Vec<Job>>,
+    /// The kinds the node offers, as the wire protocol describes them (converted once per load).
+    kinds: RwSignal<Vec<KindSpec>>,
+    /// Whether the node is lost: its jobs then show `LOST`, as the `jobs` query says, since the
+    /// feed carries the agent's last word and the node's loss comes through `nodeEvents`.
+    lost: Memo<bool>,
+    can_operate: bool,
+}
+
+/// The Jobs section of node `node_id`'s page. Re-created when the page shows another node, so its
+/// live feed is always that node's.
+#[component]
+pub fn JobsSection(
+    /// The node whose jobs to show.
+    node_id: String,
+) -> impl IntoView {
+    let cluster = expect_context::<Cluster>();
+    let node_state = {
+        let id = node_id.clone();
+        Memo::new(move |_| {
+            cluster
+                .nodes
+                .with(|l| l.iter().find(|n| n.id == id).map(|n| n.state.clone()))
+        })
+    };
+    let s = Section {
+        node_id: StoredValue::new(node_id.clone()),
+        jobs: RwSignal::new(Vec::new()),
+        kinds: RwSignal::new(Vec::new()),
+        lost: Memo::new(move |_| node_state.get() == Some(NodeState::LOST)),
+        can_operate: cluster.can_operate,
+    };
+    let error = RwSignal::new(None::<String>);
+
+    let mut feed = ws::subscribe::<jobs::JobEvents>(jobs::job_events::Variables {
+        node_id: node_id.clone(),
+    })
+    .scoped();
+    {
+        leptos::task::spawn_local(async move {
+            while let Some(item) = feed.next().await {
+                match item {
+                    // The server keeps no backlog for a new or returning subscriber: load all.
+                    Feed::Resync => reload(s, &node_id, error).await,
+                    Feed::Event(ev) => {
+                        let ev = ev.job_events;
+                        if ev.kind == JobEventKind::REMOVED {
+                            s.jobs.try_update(|l| l.retain(|j| j.name != ev.name));
+                        } else {
+                            // UPDATED (the event names the job, the list query brings it),
+                            // RESYNC (this page fell behind), or a kind this app does not know.
+                            reload(s, &node_id, error).await;
+                        }
+                    }
+                    Feed::Failed(why) => {
+                        error.try_set(Some(why));
+                    }
+                    Feed::Disconnected => {}
+                }
+            }
+        });
+    }
+    // A node's kinds are empty until its agent has said (after its first connect), so they are
+    // asked again whenever the node comes back online.
+    Effect::new(move |was_online: Option<bool>| {
+        let online = node_state.get() == Some(NodeState::ONLINE);
+        if online && was_online == Some(false) {
+            leptos::task::spawn_local(reload_kinds(s, s.node_id.get_value(), error));
+        }
+        online
+    });
+
+    // A card per name and kind: a name started again as another kind gets a fresh card.
+    let cards = move || {
+        s.jobs.with(|l| {
+            l.iter()
+                .map(|j| (j.name.clone(), j.kind.clone()))
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <section class="jobs" id="jobs">
+            <h2>"Jobs"</h2>
+            // Parts that come and go are hidden rather than re-rendered where that will do: each
+            // reactive view closure is its own code in the wasm, which has a size budget.
+            <p class="error" role="alert" class:hidden=move || error.with(Option::is_none)>
+                {move || error.get().unwrap_or_default()}
+            </p>
+            <p class="empty" class:hidden=move || !s.jobs.with(Vec::is_empty)>"No jobs on this node."</p>
+            <For each=cards key=|c| c.clone() children=move |(name, kind)| view! { <JobCard s name kind/> }/>
+            {s.can_operate.then(|| view! { <StartForm s/> })}
+        </section>
+    }
+}
+
+/// Loads the node's jobs and kinds (or the error into `error`).
+async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+    let vars = jobs::jobs::Variables {
+        node_id: node_id.to_owned(),
+    };
+    match api::run::<jobs::Jobs>(vars).await {
+        Ok(d) => {
+            let mut list = d.jobs;
+            sort(&mut list);
+            s.jobs.try_set(list);
+            error.try_set(None);
+        }
+        Err(e) => {
+            error.try_set(Some(e));
+        }
+    }
+    reload_kinds(s, node_id.to_owned(), error).await;
+}
+
+/// Loads the kinds the node offers.
+async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
+    match api::run::<jobs::JobKinds>(jobs::job_kinds::Variables { node_id }).await {
+        Ok(d) => {
+            s.kinds
+                .try_set(d.job_kinds.iter().map(jobs::spec).collect());
+        }
+        Err(e) => {
+            error.try_set(Some(e));
+        }
+    }
+}
+
+/// Jobs by name (one sort for the whole section: each sort call is its own code in the wasm).
+fn sort(list: &mut [Job]) {
+    list.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// A value as a person reads it: text without quotes, anything else as JSON.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value with its setting's unit ("55 %").
+fn with_unit(value: &Value, spec: Option<&SettingSpec>) -> String {
+    match spec.and_then(|s| s.unit.as_deref()) {
+        Some(unit) => format!("{} {unit}", text(value)),
+        None => text(value),
+    }
+}
+
+/// What an input's text means for `spec`: a number for numbers (anything else is kept as text,
+/// so the check names the bad value), `true`/`false` for a checkbox, text for the rest.
+fn parse(spec: &SettingSpec, input: &str) -> Value {
+    match spec.ty {
+        SettingType::Int | SettingType::Float => serde_json::from_str::<Value>(input.trim())
+            .ok()
+            .filter(Value::is_number)
+            .unwrap_or_else(|| Value::String(input.to_owned())),
+        SettingType::Bool => Value::Bool(input == "true"),
+        SettingType::String | SettingType::Enum => Value::String(input.to_owned()),
+    }
+}
+
+/// The allowed range in words ("0 to 100 %"), if the setting has one.
+fn range(spec: &SettingSpec) -> Option<String> {
+    let unit = spec
+        .unit
+        .as_deref()
+        .map(|u| format!(" {u}"))
+        .unwrap_or_default();
+    match (spec.min, spec.max) {
+        (Some(lo), Some(hi)) => Some(format!("{lo} to {hi}{unit}")),
+        (Some(lo), None) => Some(format!("at least {lo}{unit}")),
+        (None, Some(hi)) => Some(format!("at most {hi}{unit}")),
+        (None, None) => None,
+    }
+}
+
+/// The input for one setting's value, by its type: a number input with the rule's `min`/`max`
+/// (the browser's spinner stays in range; typed values are checked before sending, and the forms
+/// are `novalidate` so the refusal is said in words next to the field rather than in a browser
+/// tooltip that disappears), a checkbox,
+/// a select of the choices, or a text field. `name` is the input's `name` attribute.
+fn setting_input(
+    spec: &SettingSpec,
+    value: Signal<String>,
+    set: impl Fn(String) + 'static,
+    name: String,
+) -> AnyView {
+    match spec.ty {
+        SettingType::Int | SettingType::Float => {
+            let step = if spec.ty == SettingType::Int {
+                "1"
+            } else {
+                "any"
+            };
+            view! {
+                <input type="number" name=name step=step
+                    min=spec.min.map(|m| m.to_string()) max=spec.max.map(|m| m.to_string())
+                    prop:value=move || value.get()
+                    on:input=move |ev| set(event_target_value(&ev))/>
+            }
+            .into_any()
+        }
+        SettingType::Bool => view! {
+            <input type="checkbox" name=name prop:checked=move || value.get() == "true"
+                on:change=move |ev| set(event_target_checked(&ev).to_string())/>
+        }
+        .into_any(),
+        SettingType::Enum => {
+            let options = spec
+                .choices
+                .iter()
+                .map(|c| {
+                    let chosen = c.clone();
+                    view! { <option value=c.clone() selected=move || value.get() == chosen>{c.clone()}</option> }
+                })
+                .collect_view();
+            view! { <select name=name on:change=move |ev| set(event_target_value(&ev))>{options}</select> }
+                .into_any()
+        }
+        SettingType::String => view! {
+            <input type="text" name=name maxlength="1024" prop:value=move || value.get()
+                on:input=move |ev| set(event_target_value(&ev))/>
+        }
+        .into_any(),
+    }
+}
+
+/// The text an action's answer leaves next to the buttons. The job itself is already shown: an
+/// action returns once the agent's status shows it, which the feed has brought.
+fn acted(state: &JobState) -> String {
+    format!("Now {}.", state.word().0)
+}
+
+/// One job: its state, actions, error and settings.
+#[component]
+fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
+    let job_name = StoredValue::new(name.clone());
+    let job = Memo::new(move |_| {
+        s.jobs
+            .with(|l| job_name.with_value(|n| l.iter().find(|j| &j.name == n).cloned()))
+    });
+    let state = Memo::new(move |_| {
+        if s.lost.get() {
+            Some(JobState::LOST)
+        } else {
+            job.with(|j| j.as_ref().map(|j| j.state.clone()))
+        }
+    });
+    let action = Mutation::new();
+    let vars = move || (s.node_id.get_value(), job_name.get_value());
+    let stop = move |_| {
+        let (node_id, name) = vars();
+        let vars = jobs::stop_job::Variables { node_id, name };
+        action.run::<jobs::StopJob, _>(vars, |d| acted(&d.stop_job.state));
+    };
+    let pause = move |_| {
+        let (node_id, name) = vars();
+        let vars = jobs::pause_job::Variables { node_id, name };
+        action.run::<jobs::PauseJob, _>(vars, |d| acted(&d.pause_job.state));
+    };
+    let resume = move |_| {
+        let (node_id, name) = vars();
+        let vars = jobs::resume_job::Variables { node_id, name };
+        action.run::<jobs::ResumeJob, _>(vars, |d| acted(&d.resume_job.state));
+    };
+    // The job's settings, in the order its kind declares them, then any the kind does not.
+    let of_kind = kind.clone();
+    let setting_names = Memo::new(move |_| {
+        let have = job.with(|j| {
+            j.as_ref()
+                .and_then(|j| j.settings.as_object())
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        let mut names = s.kinds.with(|ks| {
+            ks.iter()
+                .filter(|k| k.kind == of_kind)
+                .flat_map(|k| &k.settings)
+                .filter(|x| have.contains(&x.name))
+                .map(|x| x.name.clone())
+                .collect::<Vec<_>>()
+        });
+        for n in have {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    });
+    let shown = name.clone();
+    // The state's badge, and the buttons it allows (for operators while the node is reachable).
+    let buttons = move || {
+        let st = state.get()?;
+        let (word, class) = st.word();
+        let badge = view! { <span class=class>{word.to_owned()}</span> };
+        if !s.can_operate || s.lost.get() {
+            return Some(view! { {badge} }.into_any());
+        }
+        let busy = move || action.pending();
+        Some(view! {
+            {badge}
+            <span class="job-actions">
+                {(st == JobState::READY).then(|| view! {
+                    <button type="button" class="pause" prop:disabled=busy on:click=pause>"Pause"</button>
+                })}
+                {(st == JobState::SLEEPING).then(|| view! {
+                    <button type="button" class="resume" prop:disabled=busy on:click=resume>"Resume"</button>
+                })}
+                {st.is_live().then(|| view! {
+                    <button type="button" class="danger stop" prop:disabled=busy on:click=stop>"Stop"</button>
+                })}
+            </span>
+        }.into_any())
+    };
+    let failure = move || job.with(|j| j.as_ref().and_then(|j| j.error.clone()));
+    // A new state makes the last action's message old news (a job stopped, then started again
+    // under the same name, keeps this card).
+    Effect::new(move |_| {
+        state.track();
+        action.clear();
+    });
+
+    view! {
+        <article class="job" data-job-name=name
+            data-state=move || state.get().map(|st| st.name().to_owned()).unwrap_or_default()>
+            <header>
+                <strong class="job-name">{shown}</strong>
+                <span class="badge kind">{kind}</span>
+                {buttons}
+            </header>
+            <Feedback mutation=action/>
+            <p class="error job-error" role="alert" class:hidden=move || failure().is_none()>
+                {move || failure().unwrap_or_default()}
+            </p>
+            <table class="settings">
+                <tbody>
+                    <For each=move || setting_names.get() key=|n| n.clone()
+                        children=move |setting| view! { <SettingRow s job job_name setting/> }/>
+                </tbody>
+            </table>
+        </article>
+    }
+}
+
+/// One setting of a job: its echoed value, and for an operator on a running job with a live
+/// setting, an input, a Save button and what became of the last save, next to the field.
+#[component]
+fn SettingRow(
+    s: Section,
+    job: Memo<Option<Job>>,
+    job_name: StoredValue<String>,
+    setting: String,
+) -> impl IntoView {
+    let key = StoredValue::new(setting.clone());
+    let value = Memo::new(move |_| {
+        job.with(|j| {
+            j.as_ref()
+                .and_then(|j| key.with_value(|k| j.settings.get(k).cloned()))
+        })
+    });
+    let spec = Memo::new(move |_| {
+        let kind = job.with(|j| j.as_ref().map(|j| j.kind.clone()))?;
+        s.kinds.with(|ks| {
+            ks.iter()
+                .find(|k| k.kind == kind)
+                .and_then(|k| key.with_value(|n| k.settings.iter().find(|x| &x.name == n)))
+                .cloned()
+        })
+    });
+    let editable = Memo::new(move |_| {
+        s.can_operate
+            && !s.lost.get()
+            && spec.with(|x| x.as_ref().is_some_and(|x| x.live))
+            && job.with(|j| j.as_ref().is_some_and(|j| j.state == JobState::READY))
+    });
+    // The input starts from, and follows, the value in force: after a save it shows the agent's
+    // echo; a refused value stays in the input, next to the reason.
+    let draft = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        draft.set(value.get().as_ref().map(text).unwrap_or_default());
+    });
+    let save_m = Mutation::new();
+    let save = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Some(spec) = spec.get_untracked() else {
+            return;
+        };
+        let value = parse(&spec, &draft.get_untracked());
+        if let Err(why) = spec.check(&value) {
+            save_m.fail(why);
+            return;
+        }
+        let mut change = serde_json::Map::new();
+        change.insert(spec.name.clone(), value);
+        let vars = jobs::set_job_settings::Variables {
+            node_id: s.node_id.get_value(),
+            name: job_name.get_value(),
+            settings: Value::Object(change),
+        };
+        // The answer is the agent's echo (the feed has already put it in the row).
+        save_m.run::<jobs::SetJobSettings, _>(vars, move |d| {
+            let echoed = d
+                .set_job_settings
+                .settings
+                .get(&spec.name)
+                .map(|v| with_unit(v, Some(&spec)))
+                .unwrap_or_default();
+            format!("{} is now {echoed}.", spec.name)
+        });
+    };
+    view! {
+        <tr data-setting=setting>
+            <th>{setting.clone()}</th>
+            <td class="value">{move || value.get().map(|v| with_unit(&v, spec.get().as_ref()))}</td>
+            <td class="edit">
+                {move || match spec.get() {
+                    Some(sp) if editable.get() => {
+                        let input = setting_input(&sp, draft.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
+                        view! {
+                            <form class="setting-form" title=sp.description novalidate on:submit=save>
+                                {input}
+                                <button type="submit" class="save" prop:disabled=move || save_m.pending()>"Save"</button>
+                            </form>
+                            // Only while the field can be edited: a stopped job's row shows no
+                            // leftover refusal.
+                            <Feedback mutation=save_m/>
+                        }.into_any()
+                    }
+                    _ => ().into_any(),
+                }}
+            </td>
+        </tr>
+    }
+}
+
+/// The form that starts a job: a kind, an optional name, and one input per setting with its
+/// default, unit, range and description.
+#[component]
+fn StartForm(s: Section) -> impl IntoView {
+    let chosen = RwSignal::new(String::new());
+    let job_name = RwSignal::new(String::new());
+    let values = RwSignal::new(BTreeMap::<String, String>::new());
+    let start_m = Mutation::new();
+    // The chosen kind, or the first one offered until the user picks.
+    let kind = Memo::new(move |_| {
+        let want = chosen.get();
+        s.kinds.with(|ks| {
+            ks.iter()
+                .find(|k| k.kind == want)
+                .or_else(|| ks.first())
+                .cloned()
+        })
+    });
+    // Another kind (or its first load): every input back to that kind's defaults.
+    Effect::new(move |_| {
+        // Maps are filled by insertion: collecting into one sorts first, more code in the wasm.
+        let mut defaults = BTreeMap::new();
+        kind.with(|k| {
+            for sp in k.iter().flat_map(|k| &k.settings) {
+                defaults.insert(sp.name.clone(), text(&sp.default));
+            }
+        });
+        values.set(defaults);
+    });
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let Some(k) = kind.get_untracked() else {
+            start_m.fail("This node offers no kind of job yet.");
+            return;
+        };
+        let name = job_name.get_untracked().trim().to_owned();
+        if !name.is_empty()
+            && let Err(e) = trellis_proto::validate_job_name(&name)
+        {
+            start_m.fail(e.to_string());
+            return;
+        }
+        // Only what differs from the defaults is sent: the leader fills in the rest, and the
+        // audit log shows what the user chose.
+        let mut given = Settings::new();
+        let mut sent = serde_json::Map::new();
+        values.with_untracked(|m| {
+            for sp in &k.settings {
+                if let Some(t) = m.get(&sp.name)
+                    && *t != text(&sp.default)
+                {
+                    let value = parse(sp, t);
+                    given.insert(sp.name.clone(), value.clone());
+                    sent.insert(sp.name.clone(), value);
+                }
+            }
+        });
+        if let Err(why) = k.resolve(&given) {
+            start_m.fail(why);
+            return;
+        }
+        let vars = jobs::start_job::Variables {
+            node_id: s.node_id.get_value(),
+            kind: k.kind,
+            name: (!name.is_empty()).then_some(name),
+            settings: Some(Value::Object(sent)),
+        };
+        start_m.run::<jobs::StartJob, _>(vars, move |d| {
+            job_name.try_set(String::new());
+            let job = d.start_job;
+            format!("Started {}: {}.", job.name, job.state.word().0)
+        });
+    };
+    let fields = move || {
+        kind.get().map(|k| {
+            k.settings
+                .into_iter()
+                .map(|sp| {
+                    let n = sp.name.clone();
+                    let value = Signal::derive({
+                        let n = n.clone();
+                        move || values.with(|m| m.get(&n).cloned().unwrap_or_default())
+                    });
+                    let set = {
+                        let n = n.clone();
+                        move |v| {
+                            values.update(|m| {
+                                m.insert(n.clone(), v);
+                            })
+                        }
+                    };
+                    let unit = sp.unit.clone().map(|u| format!(" ({u})"));
+                    let mut help = sp.description.clone();
+                    if let Some(r) = range(&sp) {
+                        help = format!("{help}; {r}");
+                    }
+                    if sp.live {
+                        help.push_str("; can change while it runs");
+                    }
+                    view! {
+                        <label class="setting" data-setting=n>
+                            <span class="setting-name">{n.clone()}{unit}</span>
+                            {setting_input(&sp, value, set, format!("setting-{n}"))}
+                            <small>{help}</small>
+                        </label>
+                    }
+                })
+                .collect_view()
+        })
+    };
+
+    view! {
+        <h3>"Start a job"</h3>
+        <p class="empty" class:hidden=move || !s.kinds.with(Vec::is_empty)>
+            "This node has not said which jobs it can run (yet)."
+        </p>
+        <form class="start-job" class:hidden=move || s.kinds.with(Vec::is_empty) novalidate on:submit=submit>
+                <label class="setting">
+                    <span class="setting-name">"Kind"</span>
+                    <select name="kind" on:change=move |ev| chosen.set(event_target_value(&ev))>
+                        {move || s.kinds.get().into_iter().map(|k| {
+                            let this = k.kind.clone();
+                            view! {
+                                <option value=k.kind
+                                    selected=move || kind.with(|c| c.as_ref().is_some_and(|c| c.kind == this))>
+                                    {format!("{}: {}", k.kind, k.description)}
+                                </option>
+                            }
+                        }).collect_view()}
+                    </select>
+                </label>
+                <label class="setting">
+                    <span class="setting-name">"Name"</span>
+                    <input type="text" name="job-name" maxlength="64" placeholder="the kind's name"
+                        prop:value=move || job_name.get() on:input=move |ev| job_name.set(event_target_value(&ev))/>
+                    <small>"Letters, digits, - and _; unique on this node."</small>
+                </label>
+                {fields}
+                <p><button type="submit" class="start" prop:disabled=move || start_m.pending()>"Start"</button></p>
+            </form>
+        <Feedback mutation=start_m/>
+    }
+}
