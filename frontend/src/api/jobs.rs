@@ -122,5 +122,6 @@ pub fn spec(kind: &JobKind) -> trellis_proto::KindSpec {
                 description: s.description.clone(),
             })
             .collect(),
+        open: kind.open,
     }
 }

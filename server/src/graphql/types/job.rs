@@ -136,11 +136,15 @@ pub struct JobKind {
     pub description: String,
     /// Its settings.
     pub settings: Vec<JobSetting>,
+    /// Whether it takes settings beyond those listed (an `exec` job's program has its own: any
+    /// number, true/false or text, all live).
+    pub open: bool,
 }
 
 impl From<trellis_proto::KindSpec> for JobKind {
     fn from(k: trellis_proto::KindSpec) -> Self {
         JobKind {
+            open: k.open,
             kind: k.kind,
             description: k.description,
             settings: k
