@@ -150,7 +150,7 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
     assert!(
         r["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio, pid)")),
+            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio, pid, exec)")),
         "{r}"
     );
 
@@ -393,4 +393,59 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
             "STOPPED"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_program_is_a_job_through_json_lines() {
+    let server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    wait_for("the leader's node to offer exec", PATIENCE, || async {
+        let r = server
+            .graphql("{ jobKinds(nodeId: \"leader\") { kind open } }", json!({}))
+            .await;
+        r["data"]["jobKinds"]
+            .as_array()?
+            .iter()
+            .any(|k| k["kind"] == "exec" && k["open"] == true)
+            .then_some(())
+    })
+    .await;
+    // The program's own setting (`gain`) travels with the start, and changes reach its stdin.
+    let program = r#"python3 -u -c '
+import sys, json, os
+gain = json.loads(os.environ["TRELLIS_SETTINGS"])["gain"]
+print(json.dumps({"reading": {"od": 0.25 * gain}}))
+for line in sys.stdin:
+    gain = json.loads(line)["set"]["gain"]
+    print(json.dumps({"setting": {"gain": gain}, "reading": {"od": 0.25 * gain}}))
+'"#;
+    let r = start(
+        &server,
+        "leader",
+        "exec",
+        "photometer",
+        json!({"command": program, "gain": 2}),
+    )
+    .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+    let od = |want: f64| {
+        let server = &server;
+        async move {
+            wait_for(
+                &format!("the program to report od {want}"),
+                PATIENCE,
+                || async {
+                    let j = job(server, "leader", "photometer").await;
+                    (value(&j, "od") == Some(want)).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    od(0.5).await;
+    let r = set(&server, "leader", "photometer", json!({"gain": 4})).await;
+    assert_eq!(r["data"]["setJobSettings"]["settings"]["gain"], 4, "{r}");
+    od(1.0).await;
+    let j = act(&server, "stopJob", "leader", "photometer").await;
+    assert_eq!(j["state"], "STOPPED");
 }
