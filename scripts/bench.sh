@@ -4,14 +4,20 @@
 # machine, the command and the date. Timing and size goals live here, never in tests.
 #
 # Benchmarks:
-#   web   what a browser downloads to open the web app: every asset index.html names, fetched
-#         from a real leader the way a browser asks (Accept-Encoding: br, then gzip, then none),
-#         bytes on the wire. Goal (issue "Make room for the hearts"): <= 400 kB gzipped.
+#   web        what a browser downloads to open the web app: every asset index.html names, fetched
+#              from a real leader the way a browser asks (Accept-Encoding: br, then gzip, then
+#              none), bytes on the wire. Goal (issue "Make room for the hearts"): <= 400 kB gzipped.
+#   footprint  the agent (release build) running stirring, temperature_automation and
+#              led_intensity on the simulator for WINDOW seconds (default 60): RSS, peak RSS and
+#              CPU of the agent process, job start -> ready and a setting round trip through the
+#              leader's API; beside the real Pioreactor 26.11.1 running stirring, od_reading and
+#              temperature_automation in its test mode, measured in the same run by
+#              ../shared/peers/pioreactor/footprint.sh. Goal: at least 14x less memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web)
+all=(web footprint)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -73,9 +79,110 @@ bench_web() {
 $verdict" web
 }
 
+# A GraphQL call to the leader at $LEADER with the cookie jar $JAR; prints the JSON answer.
+gql() {
+  curl -fsS -b "$JAR" -c "$JAR" -H 'Content-Type: application/json' \
+    -d "$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$1")" "$LEADER/graphql"
+}
+
+# Milliseconds since the epoch.
+now_ms() { date +%s%3N; }
+
+bench_footprint() {
+  bash scripts/setup.sh
+  local window=${WINDOW:-60}
+  cargo build -q --release -p trellis-agent
+  cargo build -q -p trellis-server
+  local dir
+  dir=$(mktemp -d)
+  local pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$dir"' RETURN
+  local free='import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local mport hport
+  mport=$(python3 -c "$free")
+  hport=$(python3 -c "$free")
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mport" >"$dir/mosquitto.conf"
+  mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+  pids+=($!)
+  TRELLIS_INITIAL_ADMIN_PASSWORD=bench-password "$CARGO_TARGET_DIR/debug/trellis" \
+    --data-dir "$dir/leader" --http-listen "127.0.0.1:$hport" \
+    --broker-url "mqtt://127.0.0.1:$mport" --local-agent false >"$dir/leader.log" 2>&1 &
+  pids+=($!)
+  LEADER="http://127.0.0.1:$hport" JAR="$dir/cookies"
+  for _ in $(seq 1 100); do curl -fsS "$LEADER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  gql 'mutation { login(username: "admin", password: "bench-password") { username } }' >/dev/null
+  "$CARGO_TARGET_DIR/release/trellis-agent" --broker-url "mqtt://127.0.0.1:$mport" \
+    --node-id bench --state-dir "$dir/agent" >"$dir/agent.log" 2>&1 &
+  local agent=$!
+  pids+=("$agent")
+  for _ in $(seq 1 100); do
+    gql '{ jobKinds(nodeId: "bench") { kind } }' 2>/dev/null | grep -q stirring\|pid && break
+    sleep 0.1
+  done
+  # Job start -> ready through the API (the mutation returns once the agent reports ready),
+  # and a setting round trip (returns once the agent echoes the new value).
+  local t0 t1 start_ms set_ms
+  t0=$(now_ms)
+  gql 'mutation { startJob(nodeId: "bench", preset: "stirring") { state } }' | grep -q READY
+  t1=$(now_ms); start_ms=$((t1 - t0))
+  t0=$(now_ms)
+  gql 'mutation { setJobSettings(nodeId: "bench", name: "stirring", settings: {target: 700}) { settings } }' | grep -q '"target":700'
+  t1=$(now_ms); set_ms=$((t1 - t0))
+  gql 'mutation { startJob(nodeId: "bench", preset: "temperature_automation") { state } }' | grep -q READY
+  gql 'mutation { startJob(nodeId: "bench", preset: "led_intensity") { state } }' | grep -q READY
+  # RSS and CPU of the agent process over the window.
+  local hz ticks0 ticks1 rss hwm
+  hz=$(getconf CLK_TCK)
+  ticks0=$(awk '{print $14 + $15}' "/proc/$agent/stat")
+  sleep "$window"
+  ticks1=$(awk '{print $14 + $15}' "/proc/$agent/stat")
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$agent/status")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+  local cpu
+  cpu=$(python3 -c "print(round(($ticks1 - $ticks0) / $hz / $window * 100, 2))")
+  t0=$(now_ms)
+  for j in stirring temperature_automation led_intensity; do
+    gql "mutation { stopJob(nodeId: \"bench\", name: \"$j\") { state } }" | grep -q STOPPED
+  done
+  t1=$(now_ms)
+  local stop_ms=$((t1 - t0))
+
+  # The peer, in the same run.
+  local pio
+  pio=$(WINDOW=$window bash ../shared/peers/pioreactor/footprint.sh 2>"$dir/pio.err" || true)
+  local pio_rss pio_cpu pio_start pio_rt
+  pio_rss=$(echo "$pio" | awk '$1 == "total3_rss" {print $2}')
+  pio_cpu=$(echo "$pio" | awk '$1 == "total3_cpu" {print $2}')
+  pio_start=$(echo "$pio" | awk '$1 == "stirring_start_to_ready_median" {print $2 * 1000}')
+  pio_rt=$(echo "$pio" | awk '$1 == "stirring_set_target_rpm_roundtrip" {print $2}')
+  local ratio="?"
+  [ -n "$pio_rss" ] && ratio=$(python3 -c "print(round($pio_rss * 1024 / $rss, 1))")
+  local table="| measure | Trellis agent (3 jobs, one process) | Pioreactor 26.11.1 (3 jobs, 3 processes) | ratio |
+|---|---:|---:|---:|
+| RSS | $(python3 -c "print(round($rss / 1024, 1))") MiB | ${pio_rss:-?} MiB | ${ratio}x less |
+| peak RSS | $(python3 -c "print(round($hwm / 1024, 1))") MiB | | |
+| CPU over ${window} s (% of one core) | $cpu | ${pio_cpu:-?} | |
+| start -> ready (stirring) | $start_ms ms | ${pio_start:-?} ms | |
+| setting round trip (stirring target) | $set_ms ms | ${pio_rt:-?} ms | |
+| stop 3 jobs | $stop_ms ms | | |
+
+Trellis figures are through the leader's GraphQL API (each mutation returns once the agent's status
+shows the change), so they include the leader and the broker; Pioreactor's are on MQTT directly.
+Trellis runs led_intensity where Pioreactor runs od_reading (Trellis has no od_reading kind yet)."
+  printf '%s\n\nPioreactor footprint.sh said:\n%s\n' "$table" "$pio"
+  record "Agent footprint beside Pioreactor" "$table
+
+Pioreactor's own output (\`footprint.sh\`, WINDOW=$window):
+
+\`\`\`
+$pio
+\`\`\`" footprint
+}
+
 for name in "${wanted[@]}"; do
   case "$name" in
     web) bench_web ;;
+    footprint) bench_footprint ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done
