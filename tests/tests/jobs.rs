@@ -449,3 +449,71 @@ for line in sys.stdin:
     let j = act(&server, "stopJob", "leader", "photometer").await;
     assert_eq!(j["state"], "STOPPED");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_start_reaches_every_selected_node_with_an_answer_per_node() {
+    let server = Server::start(ServerOpts::default()).await;
+    let _worker = server.join_agent("rack-2").await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    server.wait_state("rack-2", "ONLINE", PATIENCE).await;
+    for node in ["leader", "rack-2"] {
+        wait_for(&format!("{node} to offer job kinds"), PATIENCE, || async {
+            let r = server
+                .graphql(
+                    "query($n: String!) { jobKinds(nodeId: $n) { kind } }",
+                    json!({"n": node}),
+                )
+                .await;
+            (!r["data"]["jobKinds"].as_array()?.is_empty()).then_some(())
+        })
+        .await;
+    }
+    let start_jobs = |selector: Value| {
+        let server = &server;
+        async move {
+            let r = server
+                .graphql(
+                    "mutation($s: NodeSelector!) { startJobs(nodes: $s, kind: \"gpio\", name: \"beacon\") {
+                       nodeId code error job { state } } }",
+                    json!({"s": selector}),
+                )
+                .await;
+            r["data"]["startJobs"].clone()
+        }
+    };
+    // A label picks one node.
+    let r = server
+        .graphql(
+            "mutation { setNodeLabels(id: \"rack-2\", labels: [{key: \"room\", value: \"b\"}]) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let r = start_jobs(json!({"labels": [{"key": "room", "value": "b"}]})).await;
+    assert_eq!(
+        r,
+        json!([{"nodeId": "rack-2", "code": null, "error": null, "job": {"state": "READY"}}])
+    );
+    // All online: the leader starts it, rack-2 refuses (the name is taken there), each answered.
+    let r = start_jobs(json!({"allOnline": true})).await;
+    assert_eq!(r[0]["nodeId"], "leader", "{r}");
+    assert_eq!(r[0]["job"]["state"], "READY", "{r}");
+    assert_eq!(
+        (&r[1]["nodeId"], &r[1]["code"]),
+        (&json!("rack-2"), &json!("BAD_REQUEST")),
+        "{r}"
+    );
+    assert!(
+        r[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a job named beacon is already")),
+        "{r}"
+    );
+    let r = server
+        .graphql(
+            "mutation { startJobs(nodes: {nodeIds: [\"nowhere\"]}, kind: \"gpio\") { nodeId } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "NOT_FOUND", "{r}");
+}

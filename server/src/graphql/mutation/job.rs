@@ -2,7 +2,7 @@
 //! and answered once the agent's status shows the change. Operators act; every action is in the
 //! audit log with the job (`node/name`) as its target.
 
-use async_graphql::{Context, Json, Object, Result};
+use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject};
 use trellis_proto::Settings;
 
 use crate::{
@@ -19,6 +19,62 @@ use crate::{
 /// Job mutations.
 #[derive(Default)]
 pub struct JobMutation;
+
+/// Which nodes a job starts on: the listed ids, every node carrying all the given labels, or all
+/// online nodes. The sets add up.
+#[derive(InputObject, Default)]
+pub struct NodeSelector {
+    /// These nodes.
+    #[graphql(default)]
+    pub node_ids: Vec<String>,
+    /// Every node whose labels include all of these (`key` = `value`).
+    #[graphql(default)]
+    pub labels: Vec<super::node::LabelInput>,
+    /// Every node online now.
+    #[graphql(default)]
+    pub all_online: bool,
+}
+
+/// What a start did on one node.
+#[derive(SimpleObject)]
+pub struct JobStartResult {
+    /// The node.
+    pub node_id: String,
+    /// The job, when it started.
+    pub job: Option<Job>,
+    /// Why not, in words, when it did not.
+    pub error: Option<String>,
+    /// The error's code (`BAD_REQUEST`, `UNAVAILABLE`, ...), when it did not.
+    pub code: Option<String>,
+}
+
+/// The ids `selector` names, sorted, each once; `NOT_FOUND` for a listed id that is no node.
+async fn select(state: &AppState, selector: &NodeSelector) -> Result<Vec<String>, ApiError> {
+    let nodes = state.nodes.list().await?;
+    let mut ids = std::collections::BTreeSet::new();
+    for id in &selector.node_ids {
+        if !nodes.iter().any(|n| &n.id == id) {
+            return Err(ApiError::NotFound(format!("node {id:?}")));
+        }
+        ids.insert(id.clone());
+    }
+    for n in &nodes {
+        let labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(n.labels.clone()).map_err(|e| {
+                ApiError::Internal(format!("stored labels of {:?} do not decode: {e}", n.id))
+            })?;
+        let has_labels = !selector.labels.is_empty()
+            && selector
+                .labels
+                .iter()
+                .all(|l| labels.get(&l.key) == Some(&l.value));
+        let online = selector.all_online && n.state == trellis_proto::NodeState::Online.as_str();
+        if has_labels || online {
+            ids.insert(n.id.clone());
+        }
+    }
+    Ok(ids.into_iter().collect())
+}
 
 fn target(node_id: &str, name: &str) -> String {
     format!("{node_id}/{name}")
@@ -77,6 +133,80 @@ impl JobMutation {
             &actor,
         );
         Ok(job(audited(ctx, "startJob", Some(&shown), work).await?))
+    }
+
+    /// Starts the same job on every node `nodes` selects (ids, labels, all online), at once, each
+    /// as `startJob` would; returns one result per node, with that node's error when it refused
+    /// or could not be reached. A selector that names no node is `BAD_REQUEST`.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn start_jobs(
+        &self,
+        ctx: &Context<'_>,
+        nodes: NodeSelector,
+        kind: Option<String>,
+        preset: Option<String>,
+        name: Option<String>,
+        settings: Option<Json<Settings>>,
+    ) -> Result<Vec<JobStartResult>> {
+        let state = ctx.data::<AppState>()?;
+        let actor = ctx
+            .data_opt::<Principal>()
+            .map(Principal::actor)
+            .unwrap_or_default();
+        let settings = settings.map(|s| s.0).unwrap_or_default();
+        let what = match (kind, preset) {
+            (Some(k), None) => Start::Kind(k),
+            (None, Some(p)) => Start::Preset(p),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "name a kind or a preset to start (one of the two)".into(),
+                )
+                .into());
+            }
+        };
+        let ids = select(state, &nodes).await?;
+        if ids.is_empty() {
+            return Err(ApiError::BadRequest("the selector names no node".into()).into());
+        }
+        let starts = ids.iter().map(|id| {
+            state
+                .jobs
+                .start(&state.bridge, id, &what, name.as_deref(), &settings, &actor)
+        });
+        let outcomes = futures::future::join_all(starts).await;
+        let mut results = Vec::new();
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            let default_name = match &what {
+                Start::Kind(k) | Start::Preset(k) => k.as_str(),
+            };
+            let shown = target(&id, name.as_deref().unwrap_or(default_name));
+            let (code, detail) = match &outcome {
+                Ok(_) => ("ok", None),
+                Err(e) => {
+                    e.log_if_internal("startJobs");
+                    (e.code(), Some(e.public_message()))
+                }
+            };
+            state
+                .audit
+                .record(&actor, "startJob", Some(&shown), code, detail)
+                .await;
+            results.push(match outcome {
+                Ok(row) => JobStartResult {
+                    node_id: id,
+                    job: Some(job(row)),
+                    error: None,
+                    code: None,
+                },
+                Err(e) => JobStartResult {
+                    node_id: id,
+                    job: None,
+                    error: Some(e.public_message()),
+                    code: Some(e.code().to_owned()),
+                },
+            });
+        }
+        Ok(results)
     }
 
     /// Stops a job: its hardware is released (PWM to 0, outputs low) before it says `STOPPED`.
