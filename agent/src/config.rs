@@ -62,6 +62,9 @@ impl AgentConfig {
     pub fn mqtt_options(&self, client_id: String) -> anyhow::Result<rumqttc::MqttOptions> {
         let mut opts =
             rumqttc::MqttOptions::new(client_id, self.broker.host.clone(), self.broker.port);
+        // rumqttc's default of 10 KiB would drop the connection on a large job status and retry
+        // it for ever; the embedded broker takes 256 KiB, and statuses are bounded well below.
+        opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if self.broker.tls {
             let tls = self.broker_tls.as_ref().ok_or_else(|| {
                 anyhow::anyhow!(
@@ -74,6 +77,9 @@ impl AgentConfig {
         Ok(opts)
     }
 }
+
+/// Largest MQTT packet the agent sends or takes, bytes (the embedded broker's payload limit).
+pub const MAX_PACKET: usize = 256 * 1024;
 
 /// Command-line flags of the `trellis-agent` binary.
 #[derive(Debug, Parser)]

@@ -96,7 +96,8 @@ pub(crate) async fn session(
         qos(status_spec.qos),
         status_spec.retain,
     ));
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    // Room for every job's status on (re)connect (MAX_JOBS running, MAX_FINISHED ended).
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
 
     let mut stats = system::StatsSampler::new();
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);

@@ -172,6 +172,15 @@ async fn roles_guard_every_mutation_and_refusals_are_audited() {
         )
         .await;
     assert_eq!(a.code(), "FORBIDDEN");
+    // An exec job runs a program on the node: operators may start jobs, but not that kind.
+    let a = l
+        .graphql(
+            Some(&operator),
+            "mutation { startJob(nodeId: \"leader\", kind: \"exec\", settings: {command: \"id\"}) { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.code(), "FORBIDDEN", "{}", a.body);
     // Setup is closed once an admin exists.
     let a = l
         .graphql(
@@ -200,6 +209,7 @@ async fn roles_guard_every_mutation_and_refusals_are_audited() {
     };
     assert!(has("user:vera", "createJoinToken"), "{log:?}");
     assert!(has("user:otto", "createUser"), "{log:?}");
+    assert!(has("user:otto", "startJob"), "{log:?}");
 }
 
 #[tokio::test]

@@ -206,6 +206,10 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
     let j = wait_job_state(&server, "leader", "heater", "READY").await;
     assert_eq!(j["settings"]["duty"], 55);
     wait_job_state(&server, "leader", "beacon", "READY").await;
+    // The row said READY before the kill too: a live change answered by the new agent process
+    // proves the job really runs again.
+    let r = set(&server, "leader", "heater", json!({"duty": 56})).await;
+    assert_eq!(r["data"]["setJobSettings"]["settings"]["duty"], 56, "{r}");
 
     // Stop: released, then STOPPED; the name is free again.
     let j = act(&server, "stopJob", "leader", "heater").await;
@@ -260,6 +264,9 @@ async fn a_killed_agent_shows_its_jobs_lost_and_runs_them_again_when_back() {
         j["settings"],
         json!({"pin": 12, "frequency": 100.0, "duty": 30})
     );
+    // Answered by the restarted process: the job runs again, not only its old row.
+    let r = set(&server, "bench-1", "stirrer", json!({"duty": 31})).await;
+    assert_eq!(r["data"]["setJobSettings"]["settings"]["duty"], 31, "{r}");
 
     // Removing the node forgets its jobs (and clears their retained topics).
     let r = server

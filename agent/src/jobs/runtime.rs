@@ -29,8 +29,8 @@ use crate::hardware::Hardware;
 /// Commands waiting for one job's task; a job that cannot keep up refuses more (the caller gets
 /// an error at once, nothing piles up).
 const CONTROL_QUEUE: usize = 16;
-/// Status changes waiting for the link to publish them.
-const UPDATE_QUEUE: usize = 256;
+/// Ended jobs kept (to answer about them and re-publish them); older ones are forgotten.
+pub const MAX_FINISHED: usize = 32;
 /// Most jobs on one agent (each is a task and, often, a pin).
 pub const MAX_JOBS: usize = 64;
 /// Shortest time between two publications of a job's values.
@@ -67,23 +67,55 @@ pub struct Runtime {
     hw: Arc<dyn Hardware>,
     kinds: Arc<Vec<Kind>>,
     jobs: BTreeMap<String, Job>,
-    updates_tx: mpsc::Sender<JobStatus>,
-    updates_rx: mpsc::Receiver<JobStatus>,
+    /// Each job's newest status not yet taken by [`Runtime::next_update`]. A job task never waits
+    /// to report (a full queue during a broker outage must not stall a heater's control loop):
+    /// it replaces its entry, and only the newest status of a job matters.
+    updates: Updates,
     store: Option<PathBuf>,
+    /// The desired jobs as last written, so the file is written only when they change.
+    saved: Option<Vec<Desired>>,
+    /// Jobs from the file that could not start again (a kind gone, a rule changed): kept in the
+    /// file, not silently dropped, and reported.
+    unrestored: Vec<Desired>,
+}
+
+/// Statuses waiting for the link, and the signal that one arrived.
+#[derive(Clone, Default)]
+struct Updates {
+    latest: Arc<std::sync::Mutex<BTreeMap<String, JobStatus>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Updates {
+    fn put(&self, status: JobStatus) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(status.name.clone(), status);
+        self.arrived.notify_one();
+    }
+
+    fn take(&self) -> Option<JobStatus> {
+        self.latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_first()
+            .map(|(_, s)| s)
+    }
 }
 
 impl Runtime {
     /// A runtime driving `hw`, keeping its desired jobs in `state_dir` (not kept without one).
     pub fn new(hw: Arc<dyn Hardware>, state_dir: Option<&Path>) -> Self {
         let kinds = Arc::new(kinds::available(&*hw));
-        let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
         Runtime {
             hw,
             kinds,
             jobs: BTreeMap::new(),
-            updates_tx,
-            updates_rx,
+            updates: Updates::default(),
             store: state_dir.map(|d| d.join(STORE_FILE)),
+            saved: None,
+            unrestored: Vec::new(),
         }
     }
 
@@ -102,21 +134,31 @@ impl Runtime {
     /// Starts the jobs kept on disk (paused ones stay paused). Returns what could not be started,
     /// with the reason, for the log.
     pub fn restore(&mut self) -> Vec<String> {
-        let Some(path) = &self.store else {
+        let Some(path) = self.store.clone() else {
             return Vec::new();
         };
-        let desired: Vec<Desired> = match std::fs::read(path) {
+        let desired: Vec<Desired> = match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
             Err(e) => return vec![format!("cannot read {}: {e}", path.display())],
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(d) => d,
-                Err(e) => return vec![format!("{} is not a job list: {e}", path.display())],
+                Err(e) => {
+                    // Keep it for a person to look at rather than overwrite it with no jobs.
+                    let aside = path.with_extension("json.unreadable");
+                    let _ = std::fs::rename(&path, &aside);
+                    return vec![format!(
+                        "{} is not a job list ({e}); moved to {}",
+                        path.display(),
+                        aside.display()
+                    )];
+                }
             },
         };
         let mut problems = Vec::new();
         for d in desired {
             if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused) {
-                problems.push(format!("job {}: {e}", d.name));
+                problems.push(format!("job {}: {e} (kept in {})", d.name, path.display()));
+                self.unrestored.push(d);
             }
         }
         problems
@@ -156,6 +198,20 @@ impl Runtime {
             ));
         }
         let resolved = self.spec(kind)?.resolve(settings)?;
+        // One job per output pin: another job's release would switch this one's output off.
+        if let Some(pin) = resolved.get("pin")
+            && let Some(owner) = self.jobs.values().find(|j| {
+                !j.status.state.is_final()
+                    && j.status.name != name
+                    && j.status.settings.get("pin") == Some(pin)
+            })
+        {
+            return Err(format!(
+                "pin {pin} is driven by job {} ({}); stop it first or choose another pin",
+                owner.status.name, owner.status.kind
+            ));
+        }
+        self.forget_finished();
         let live = self
             .jobs
             .values()
@@ -198,7 +254,7 @@ impl Runtime {
             self.hw.clone(),
             paused,
             control_rx,
-            self.updates_tx.clone(),
+            self.updates.clone(),
         ));
         self.jobs.insert(
             name.to_owned(),
@@ -208,6 +264,23 @@ impl Runtime {
             },
         );
         Ok(())
+    }
+
+    /// Forgets the oldest ended jobs beyond [`MAX_FINISHED`] (their retained statuses stay on the
+    /// broker for the leader).
+    fn forget_finished(&mut self) {
+        let finished: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.status.state.is_final())
+            .map(|j| j.status.name.clone())
+            .collect();
+        for name in finished
+            .iter()
+            .take(finished.len().saturating_sub(MAX_FINISHED))
+        {
+            self.jobs.remove(name);
+        }
     }
 
     fn send(&self, name: &str, control: Control) -> Result<(), String> {
@@ -263,11 +336,11 @@ impl Runtime {
     /// The next status change of any job, once the runtime has recorded it (and kept the desired
     /// jobs on disk). The link publishes it.
     pub async fn next_update(&mut self) -> JobStatus {
-        // The runtime holds a sender itself, so the channel never closes.
         let status = loop {
-            if let Some(s) = self.updates_rx.recv().await {
+            if let Some(s) = self.updates.take() {
                 break s;
             }
+            self.updates.arrived.notified().await;
         };
         if let Some(job) = self.jobs.get_mut(&status.name) {
             job.status = status.clone();
@@ -281,11 +354,12 @@ impl Runtime {
         status
     }
 
-    fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.store else {
+    /// Writes the desired jobs when they changed (not on every new value: an SD card wears).
+    fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = self.store.clone() else {
             return Ok(());
         };
-        let desired: Vec<Desired> = self
+        let mut desired: Vec<Desired> = self
             .jobs
             .values()
             .filter(|j| !j.status.state.is_final())
@@ -296,11 +370,17 @@ impl Runtime {
                 paused: j.status.state == JobState::Sleeping,
             })
             .collect();
+        desired.extend(self.unrestored.iter().cloned());
+        if self.saved.as_ref() == Some(&desired) {
+            return Ok(());
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let bytes = serde_json::to_vec_pretty(&desired)?;
-        crate::files::write_private(path, &bytes, 0o600)
+        crate::files::write_private(&path, &bytes, 0o600)?;
+        self.saved = Some(desired);
+        Ok(())
     }
 }
 
@@ -356,16 +436,12 @@ async fn run_job(
     hw: Arc<dyn Hardware>,
     paused: bool,
     mut control: mpsc::Receiver<Control>,
-    updates: mpsc::Sender<JobStatus>,
+    updates: Updates,
 ) {
     let name = status.name.clone();
     let publish = |s: &JobStatus| {
-        let updates = updates.clone();
-        let s = s.clone();
-        async move {
-            // The runtime reads updates for as long as the agent runs.
-            let _ = updates.send(s).await;
-        }
+        updates.put(s.clone());
+        std::future::ready(())
     };
     publish(&status).await;
     let mut driver = Some(driver);
@@ -692,8 +768,7 @@ for line in sys.stdin:
     async fn a_failing_job_fails_alone_with_its_reason() {
         let sim = Arc::new(Simulator::new());
         let mut rt = Runtime::new(sim.clone(), None);
-        // A hardware error at start: a pin the board does not have... refused by the schema
-        // first; so make the driver itself fail through a kind with a faulty driver.
+        // A kind whose driver panics on one value, beside the real ones.
         let mut kinds = kinds::available(&*sim);
         let mut faulty = kinds::available(&*sim).remove(0);
         faulty.spec.kind = "faulty".into();
@@ -702,7 +777,11 @@ for line in sys.stdin:
         rt.kinds = Arc::new(kinds);
         rt.start(Some("bad"), "faulty", &Settings::new()).unwrap();
         until(&mut rt, "bad", JobState::Ready).await;
-        rt.start(Some("good"), "pwm", &Settings::new()).unwrap();
+        // Pin 18 is the faulty job's: one job per pin.
+        let e = rt.start(Some("good"), "pwm", &Settings::new()).unwrap_err();
+        assert!(e.contains("pin 18 is driven by job bad (faulty)"), "{e}");
+        let on_12 = Settings::from([("pin".into(), json!(12))]);
+        rt.start(Some("good"), "pwm", &on_12).unwrap();
         until(&mut rt, "good", JobState::Ready).await;
         rt.set("bad", &Settings::from([("duty".into(), json!(13))]))
             .unwrap();
@@ -713,6 +792,6 @@ for line in sys.stdin:
             .unwrap();
         let s = rt.next_update().await;
         assert_eq!((s.name.as_str(), s.state), ("good", JobState::Ready));
-        assert_eq!(sim.pin(18).map(|p| p.2), Some(0.5));
+        assert_eq!(sim.pin(12).map(|p| p.2), Some(0.5));
     }
 }

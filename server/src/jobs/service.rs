@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use entity::{job, node};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
 };
 use tokio::sync::broadcast;
 use trellis_proto::{Action, JobKinds, JobState, JobStatus, KindSpec, Settings};
@@ -27,6 +27,13 @@ use crate::{
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an action waits, after the node took the command, for the job's status to show it.
 pub const EFFECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most jobs the leader records for one node (an agent runs at most 64 at once and keeps 32
+/// ended ones): a node cannot make the leader store without bound.
+pub const MAX_JOBS_PER_NODE: usize = 256;
+/// Most settings or values one job status may carry.
+pub const MAX_STATUS_ENTRIES: usize = 128;
+/// Longest failure reason kept, characters.
+pub const MAX_ERROR_LEN: usize = 4096;
 /// Capacity of the event channel; a subscriber further behind than this gets a `RESYNC`.
 pub const EVENT_CAPACITY: usize = 1024;
 
@@ -99,7 +106,32 @@ impl Jobs {
         node_id: &str,
         status: &JobStatus,
         now: DateTime<Utc>,
-    ) -> ApiResult<job::Model> {
+    ) -> ApiResult<Option<job::Model>> {
+        // What a node reports is untrusted input: bounded before it is stored or broadcast.
+        if status.settings.len() > MAX_STATUS_ENTRIES || status.values.len() > MAX_STATUS_ENTRIES {
+            tracing::warn!(
+                node_id,
+                job = status.name,
+                "job status with more than {MAX_STATUS_ENTRIES} settings or values dropped"
+            );
+            return Ok(None);
+        }
+        if node::Entity::find_by_id(node_id.to_owned())
+            .one(&self.db)
+            .await?
+            .is_none()
+        {
+            // A removed node's statuses still in flight, or a node not announced yet: its agent
+            // publishes every job again after it (re)connects.
+            return Ok(None);
+        }
+        let error = status.error.as_ref().map(|e| {
+            // Postgres text refuses NUL; a node's words are kept readable and short.
+            e.replace('\0', "")
+                .chars()
+                .take(MAX_ERROR_LEN)
+                .collect::<String>()
+        });
         let settings = serde_json::to_value(&status.settings).map_err(|e| {
             ApiError::Internal(format!("cannot store the settings of {}: {e}", status.name))
         })?;
@@ -118,19 +150,31 @@ impl Jobs {
                 m.kind = Set(status.kind.clone());
                 m.settings = Set(settings);
                 m.state = Set(status.state.as_str().to_owned());
-                m.error = Set(status.error.clone());
+                m.error = Set(error);
                 m.latest_values = Set(values);
                 m.updated_at = Set(now);
                 m.update(&self.db).await?
             }
             None => {
+                let known = job::Entity::find()
+                    .filter(job::Column::NodeId.eq(node_id))
+                    .count(&self.db)
+                    .await?;
+                if usize::try_from(known).unwrap_or(usize::MAX) >= MAX_JOBS_PER_NODE {
+                    tracing::warn!(
+                        node_id,
+                        job = status.name,
+                        "node reports more than {MAX_JOBS_PER_NODE} jobs: this one is not recorded"
+                    );
+                    return Ok(None);
+                }
                 job::ActiveModel {
                     node_id: Set(node_id.to_owned()),
                     name: Set(status.name.clone()),
                     kind: Set(status.kind.clone()),
                     settings: Set(settings),
                     state: Set(status.state.as_str().to_owned()),
-                    error: Set(status.error.clone()),
+                    error: Set(error),
                     latest_values: Set(values),
                     started_by: Set(None),
                     updated_at: Set(now),
@@ -145,7 +189,7 @@ impl Jobs {
             &status.name,
             Some(row.clone()),
         );
-        Ok(row)
+        Ok(Some(row))
     }
 
     /// Forgets a job whose retained status its agent cleared.

@@ -13,7 +13,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::process::CommandExt,
     process::{Child, ChildStdin, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -33,6 +34,15 @@ const LINES_PER_TICK: usize = 1000;
 const LINE_QUEUE: usize = 4096;
 /// Longest line kept, bytes; longer ones are cut (and say so).
 const MAX_LINE: usize = 16 * 1024;
+/// Setting changes waiting for a program that does not read its stdin; past this a change is
+/// refused instead of blocking the job.
+const STDIN_QUEUE: usize = 64;
+/// Most values and settings a program may report; more are ignored (a job's status must stay
+/// small enough for one MQTT message).
+const MAX_REPORTED: usize = 64;
+/// Environment variables handed to the program from the agent's own (never the agent's secrets,
+/// such as its join token).
+const PASSED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER"];
 
 /// The kind's declaration.
 pub fn kind() -> Kind {
@@ -81,7 +91,7 @@ enum Line {
 #[derive(Default)]
 struct Exec {
     child: Option<Child>,
-    stdin: Option<ChildStdin>,
+    stdin: Option<mpsc::SyncSender<String>>,
     lines: Option<mpsc::Receiver<Line>>,
     /// The settings last handed to the program.
     sent: Settings,
@@ -94,6 +104,32 @@ fn backend(what: &str, e: impl std::fmt::Display) -> HardwareError {
     HardwareError::Backend(format!("{what}: {e}"))
 }
 
+/// Writes queued lines to the program's stdin on its own thread, so a program that does not read
+/// blocks nobody; ends when the queue or the pipe closes.
+fn feed(mut stdin: ChildStdin) -> mpsc::SyncSender<String> {
+    let (tx, rx) = mpsc::sync_channel::<String>(STDIN_QUEUE);
+    std::thread::spawn(move || {
+        for line in rx {
+            if stdin
+                .write_all(line.as_bytes())
+                .and_then(|()| stdin.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to the program's whole process group: a pipeline or a program
+/// `sh` started goes too, not only the shell.
+fn signal_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
+        .status();
+}
+
 /// Reads `from` line by line into `tx` until the program closes it.
 fn pump(from: impl std::io::Read + Send + 'static, tx: mpsc::SyncSender<Line>, err: bool) {
     std::thread::spawn(move || {
@@ -101,9 +137,19 @@ fn pump(from: impl std::io::Read + Send + 'static, tx: mpsc::SyncSender<Line>, e
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
+            // At most MAX_LINE bytes of one line in memory; the rest of a longer one is skipped.
+            match (&mut reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+            {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
+            }
+            if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
+                let mut rest = Vec::new();
+                if reader.read_until(b'\n', &mut rest).is_err() {
+                    return;
+                }
             }
             let mut text = String::from_utf8_lossy(&buf).trim_end().to_owned();
             if text.len() > MAX_LINE {
@@ -133,8 +179,16 @@ impl Exec {
             .and_then(Value::as_str)
             .unwrap_or("true");
         let env = serde_json::to_string(settings).map_err(|e| backend("settings", e))?;
-        let mut child = Command::new("/bin/sh")
-            .args(["-c", command])
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", command]).env_clear();
+        for key in PASSED_ENV {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        // Its own process group, so stopping reaches every process it started.
+        let mut child = cmd
+            .process_group(0)
             .env("TRELLIS_SETTINGS", env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -148,7 +202,7 @@ impl Exec {
         if let Some(err) = child.stderr.take() {
             pump(err, tx, true);
         }
-        self.stdin = child.stdin.take();
+        self.stdin = child.stdin.take().map(feed);
         self.lines = Some(rx);
         self.child = Some(child);
         self.sent = settings.clone();
@@ -165,12 +219,14 @@ impl Exec {
         if changed.is_empty() {
             return Ok(());
         }
-        if let Some(stdin) = self.stdin.as_mut() {
+        if let Some(stdin) = self.stdin.as_ref() {
             let line = json!({ "set": changed }).to_string();
-            stdin
-                .write_all(format!("{line}\n").as_bytes())
-                .and_then(|()| stdin.flush())
-                .map_err(|e| backend("the program's stdin is closed", e))?;
+            stdin.try_send(format!("{line}\n")).map_err(|e| {
+                backend(
+                    "the program does not take its setting changes (stdin full or closed)",
+                    e,
+                )
+            })?;
         }
         self.sent = settings.clone();
         Ok(())
@@ -192,7 +248,11 @@ impl Exec {
         if let Some(Value::Object(r)) = msg.get("reading") {
             understood = true;
             for (k, v) in r {
-                if let Some(n) = v.as_f64() {
+                let fits = self.values.len() < MAX_REPORTED || self.values.contains_key(k);
+                if let Some(n) = v.as_f64()
+                    && fits
+                    && k.len() <= 64
+                {
                     self.values.insert(k.clone(), n);
                 }
             }
@@ -200,7 +260,15 @@ impl Exec {
         if let Some(Value::Object(s)) = msg.get("setting") {
             understood = true;
             for (k, v) in s {
-                self.echoed.insert(k.clone(), v.clone());
+                // Only settings that would be accepted from a user (plain, small) are echoed.
+                if self.echoed.len() < MAX_REPORTED
+                    && trellis_proto::validate_job_name(k).is_ok()
+                    && (v.is_number()
+                        || v.is_boolean()
+                        || v.as_str().is_some_and(|t| t.len() <= 1024))
+                {
+                    self.echoed.insert(k.clone(), v.clone());
+                }
             }
         }
         if let Some(log) = msg.get("log") {
@@ -252,9 +320,7 @@ impl Driver for Exec {
         self.stdin = None;
         let grace = Duration::from_secs_f64(number(settings, "grace").unwrap_or(5.0));
         // SIGTERM first (std has only SIGKILL): the program may put its hardware in a safe state.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        signal_group(&child, "TERM");
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if child.try_wait().map_err(|e| backend("wait", e))?.is_some() {
@@ -265,7 +331,7 @@ impl Driver for Exec {
         self.logs.push(format!(
             "the program was still running {grace:?} after SIGTERM: killed"
         ));
-        child.kill().map_err(|e| backend("kill", e))?;
+        signal_group(&child, "KILL");
         child.wait().map_err(|e| backend("wait", e))?;
         Ok(())
     }
@@ -280,5 +346,16 @@ impl Driver for Exec {
 
     fn take_logs(&mut self) -> Vec<String> {
         std::mem::take(&mut self.logs)
+    }
+}
+
+impl Drop for Exec {
+    /// The agent is going away (or the job's task ended without a stop): no program outlives its
+    /// job, or a restart would run a second copy beside it.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(&child, "KILL");
+            let _ = child.wait();
+        }
     }
 }

@@ -106,6 +106,9 @@ pub fn kind() -> Kind {
 /// The controller's memory.
 #[derive(Default)]
 struct Pid {
+    /// When the last measurement was taken: the real step, not the configured interval (reading
+    /// a tachometer on a Pi takes a second of its own).
+    last: Option<std::time::Instant>,
     integral: f64,
     previous_error: Option<f64>,
     measured: Option<f64>,
@@ -167,7 +170,12 @@ impl Driver for Pid {
     }
 
     fn tick(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
-        let dt = number(settings, "interval")?;
+        let now = std::time::Instant::now();
+        let dt = match self.last {
+            Some(t) => now.duration_since(t).as_secs_f64().max(1e-3),
+            None => number(settings, "interval")?,
+        };
+        self.last = Some(now);
         let measured = Self::measure(hw, settings)?;
         self.measured = Some(measured);
         self.output = self.step(settings, measured, dt)?;
@@ -182,6 +190,7 @@ impl Driver for Pid {
         self.integral = 0.0;
         self.previous_error = None;
         self.output = 0.0;
+        self.last = None;
         hw.set_pwm(pin(settings)?, number(settings, "frequency")?, 0.0)
     }
 
@@ -216,10 +225,13 @@ mod tests {
         let s = settings(&[]);
         let mut pid = Pid::default();
         pid.apply(&sim, &s).unwrap();
-        // 20 simulated seconds in steps of the interval.
+        // 20 simulated seconds in steps of the interval (`tick` measures real time; the
+        // simulated clock runs ahead of it here, so the controller is stepped with it).
         for _ in 0..80 {
             sim.advance(0.25);
-            pid.tick(&sim, &s).unwrap();
+            let measured = sim.read_rpm(TACH_PIN).unwrap();
+            pid.output = pid.step(&s, measured, 0.25).unwrap();
+            sim.set_pwm(STIRRER_PIN, 200.0, pid.output / 100.0).unwrap();
         }
         let rpm = sim.read_rpm(TACH_PIN).unwrap();
         assert!((rpm - 500.0).abs() < 15.0, "settled at {rpm} rpm");

@@ -48,6 +48,22 @@ pub struct JobStartResult {
     pub code: Option<String>,
 }
 
+/// An `exec` job runs any program on its node as the agent's user, the leader's own node
+/// included (where that user can read the leader's data): only admins may start one.
+fn check_exec_rights(ctx: &Context<'_>, what: &Start) -> Result<(), ApiError> {
+    let kind = match what {
+        Start::Kind(k) => k.as_str(),
+        Start::Preset(p) => crate::jobs::presets::find(p).map_or("", |p| p.kind),
+    };
+    let role = ctx.data_opt::<Principal>().map(|p| p.role);
+    if kind == "exec" && role != Some(Role::Admin) {
+        return Err(ApiError::Forbidden(
+            "an exec job runs a program on the node: only admins may start one".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The ids `selector` names, sorted, each once; `NOT_FOUND` for a listed id that is no node.
 async fn select(state: &AppState, selector: &NodeSelector) -> Result<Vec<String>, ApiError> {
     let nodes = state.nodes.list().await?;
@@ -124,6 +140,12 @@ impl JobMutation {
             Start::Kind(k) | Start::Preset(k) => k.clone(),
         };
         let shown = target(&node_id, name.as_deref().unwrap_or(&default_name));
+        if let Err(refused) = check_exec_rights(ctx, &what) {
+            audited(ctx, "startJob", Some(&shown), async {
+                Err::<(), _>(refused)
+            })
+            .await?;
+        }
         let work = state.jobs.start(
             &state.bridge,
             &node_id,
@@ -164,6 +186,7 @@ impl JobMutation {
                 .into());
             }
         };
+        check_exec_rights(ctx, &what)?;
         let ids = select(state, &nodes).await?;
         if ids.is_empty() {
             return Err(ApiError::BadRequest("the selector names no node".into()).into());
