@@ -8,7 +8,7 @@
 //! is sent; what the leader refuses anyway (a job name taken, a job that failed at start) shows
 //! in the same place.
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use leptos::{ev::SubmitEvent, prelude::*};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -80,7 +80,11 @@ pub fn JobsSection(
                         } else {
                             // UPDATED (the event names the job, the list query brings it),
                             // RESYNC (this page fell behind), or a kind this app does not know.
-                            reload(s, &node_id, error).await;
+                            // A pid or exec job reports values every second: take every event
+                            // that arrives within RELOAD_EVERY_MS, then reload the list once.
+                            gloo_timers::future::TimeoutFuture::new(RELOAD_EVERY_MS).await;
+                            while let Some(Some(_)) = feed.next().now_or_never() {}
+                            reload_jobs(s, &node_id, error).await;
                         }
                     }
                     Feed::Failed(why) => {
@@ -124,8 +128,17 @@ pub fn JobsSection(
     }
 }
 
-/// Loads the node's jobs and kinds (or the error into `error`).
+/// Loads the node's jobs and the kinds it offers.
 async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+    reload_jobs(s, node_id, error).await;
+    reload_kinds(s, node_id.to_owned(), error).await;
+}
+
+/// How long the page gathers job events before it reloads the list once, milliseconds.
+const RELOAD_EVERY_MS: u32 = 1_000;
+
+/// Loads the node's jobs (the kinds do not change with a job's status).
+async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
     let vars = jobs::jobs::Variables {
         node_id: node_id.to_owned(),
     };
@@ -140,7 +153,6 @@ async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
             error.try_set(Some(e));
         }
     }
-    reload_kinds(s, node_id.to_owned(), error).await;
 }
 
 /// Loads the kinds the node offers.
