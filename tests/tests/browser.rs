@@ -533,8 +533,13 @@ async fn the_node_page_runs_a_job() {
     })
     .await;
     assert_eq!(echoed, "duty is now 55 %.");
-    let shown = text_of(&browser, &format!("{duty} td.value")).await;
-    assert_eq!(shown.as_deref(), Some("55 %"));
+    // The row follows with the job's next event (gathered for up to a second).
+    wait_for("the row to show 55 %", PATIENCE, || async {
+        text_of(&browser, &format!("{duty} td.value"))
+            .await
+            .filter(|v| v == "55 %")
+    })
+    .await;
 
     // Out of range: refused next to the field, in the rule's words; the job keeps 55.
     retype(&browser, &format!("{duty} input"), "150").await;
