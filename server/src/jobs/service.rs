@@ -70,6 +70,26 @@ pub enum Start {
     Preset(String),
 }
 
+impl Start {
+    /// The start named by a request's `kind` and `preset` arguments: exactly one of the two.
+    pub fn from_args(kind: Option<String>, preset: Option<String>) -> ApiResult<Start> {
+        match (kind, preset) {
+            (Some(k), None) => Ok(Start::Kind(k)),
+            (None, Some(p)) => Ok(Start::Preset(p)),
+            _ => Err(ApiError::BadRequest(
+                "name a kind or a preset to start (one of the two)".into(),
+            )),
+        }
+    }
+
+    /// The kind's or preset's name: the job's name when the start gives none.
+    pub fn name(&self) -> &str {
+        match self {
+            Start::Kind(n) | Start::Preset(n) => n,
+        }
+    }
+}
+
 /// The jobs service.
 #[derive(Clone)]
 pub struct Jobs {

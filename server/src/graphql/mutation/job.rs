@@ -126,20 +126,8 @@ impl JobMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let settings = settings.map(|s| s.0).unwrap_or_default();
-        let what = match (kind, preset) {
-            (Some(k), None) => Start::Kind(k),
-            (None, Some(p)) => Start::Preset(p),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "name a kind or a preset to start (one of the two)".into(),
-                )
-                .into());
-            }
-        };
-        let default_name = match &what {
-            Start::Kind(k) | Start::Preset(k) => k.clone(),
-        };
-        let shown = target(&node_id, name.as_deref().unwrap_or(&default_name));
+        let what = Start::from_args(kind, preset)?;
+        let shown = target(&node_id, name.as_deref().unwrap_or(what.name()));
         if let Err(refused) = check_exec_rights(ctx, &what) {
             audited(ctx, "startJob", Some(&shown), async {
                 Err::<(), _>(refused)
@@ -176,16 +164,7 @@ impl JobMutation {
             .map(Principal::actor)
             .unwrap_or_default();
         let settings = settings.map(|s| s.0).unwrap_or_default();
-        let what = match (kind, preset) {
-            (Some(k), None) => Start::Kind(k),
-            (None, Some(p)) => Start::Preset(p),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "name a kind or a preset to start (one of the two)".into(),
-                )
-                .into());
-            }
-        };
+        let what = Start::from_args(kind, preset)?;
         check_exec_rights(ctx, &what)?;
         let ids = select(state, &nodes).await?;
         if ids.is_empty() {
@@ -199,10 +178,7 @@ impl JobMutation {
         let outcomes = futures::future::join_all(starts).await;
         let mut results = Vec::new();
         for (id, outcome) in ids.into_iter().zip(outcomes) {
-            let default_name = match &what {
-                Start::Kind(k) | Start::Preset(k) => k.as_str(),
-            };
-            let shown = target(&id, name.as_deref().unwrap_or(default_name));
+            let shown = target(&id, name.as_deref().unwrap_or(what.name()));
             let (code, detail) = match &outcome {
                 Ok(_) => ("ok", None),
                 Err(e) => {
