@@ -268,6 +268,18 @@ async fn a_killed_agent_shows_its_jobs_lost_and_runs_them_again_when_back() {
     let r = set(&server, "bench-1", "stirrer", json!({"duty": 31})).await;
     assert_eq!(r["data"]["setJobSettings"]["settings"]["duty"], 31, "{r}");
 
+    // A clean stop of the agent: the node is offline, and its job does not run meanwhile.
+    agent.proc.signal("-TERM");
+    server.wait_state("bench-1", "OFFLINE", PATIENCE).await;
+    let r = server
+        .graphql("{ jobs(nodeId: \"bench-1\") { name state } }", json!({}))
+        .await;
+    assert_eq!(
+        r["data"]["jobs"],
+        json!([{"name": "stirrer", "state": "OFFLINE"}]),
+        "{r}"
+    );
+
     // Removing the node forgets its jobs (and clears their retained topics).
     let r = server
         .graphql("mutation { removeNode(id: \"bench-1\") }", json!({}))

@@ -70,6 +70,7 @@ impl JobState {
             JobState::STOPPED => ("stopped", "state offline"),
             JobState::FAILED => ("failed", "state lost"),
             JobState::LOST => ("lost", "state lost"),
+            JobState::OFFLINE => ("node offline", "state offline"),
             JobState::Other(other) => (other, "state lost"),
         }
     }
@@ -83,6 +84,7 @@ impl JobState {
             JobState::STOPPED => "STOPPED",
             JobState::FAILED => "FAILED",
             JobState::LOST => "LOST",
+            JobState::OFFLINE => "OFFLINE",
             JobState::Other(other) => other,
         }
     }

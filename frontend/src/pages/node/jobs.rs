@@ -32,9 +32,12 @@ struct Section {
     jobs: RwSignal<Vec<Job>>,
     /// The kinds the node offers, as the wire protocol describes them (converted once per load).
     kinds: RwSignal<Vec<KindSpec>>,
-    /// Whether the node is lost: its jobs then show `LOST`, as the `jobs` query says, since the
-    /// feed carries the agent's last word and the node's loss comes through `nodeEvents`.
+    /// Whether the node is lost or offline: its jobs that had not ended then show `LOST` or
+    /// `OFFLINE`, as the `jobs` query says, since the feed carries the agent's last word and the
+    /// node's state comes through `nodeEvents`.
     lost: Memo<bool>,
+    /// What a job that had not ended shows instead of the agent's word, while the node is away.
+    away: Memo<Option<JobState>>,
     can_operate: bool,
 }
 
@@ -58,7 +61,14 @@ pub fn JobsSection(
         node_id: StoredValue::new(node_id.clone()),
         jobs: RwSignal::new(Vec::new()),
         kinds: RwSignal::new(Vec::new()),
-        lost: Memo::new(move |_| node_state.get() == Some(NodeState::LOST)),
+        lost: Memo::new(move |_| {
+            matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
+        }),
+        away: Memo::new(move |_| match node_state.get() {
+            Some(NodeState::LOST) => Some(JobState::LOST),
+            Some(NodeState::OFFLINE) => Some(JobState::OFFLINE),
+            _ => None,
+        }),
         can_operate: cluster.can_operate,
     };
     let error = RwSignal::new(None::<String>);
@@ -283,10 +293,10 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
             .with(|l| job_name.with_value(|n| l.iter().find(|j| &j.name == n).cloned()))
     });
     let state = Memo::new(move |_| {
-        if s.lost.get() {
-            Some(JobState::LOST)
-        } else {
-            job.with(|j| j.as_ref().map(|j| j.state.clone()))
+        let own = job.with(|j| j.as_ref().map(|j| j.state.clone()))?;
+        match s.away.get() {
+            Some(away) if own.is_live() => Some(away),
+            _ => Some(own),
         }
     });
     let action = Mutation::new();

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     graphql::{
         guard::{RoleGuard, audited},
-        types::Job,
+        types::{Job, NodeView},
     },
     jobs::Start,
 };
@@ -99,7 +99,7 @@ fn target(node_id: &str, name: &str) -> String {
 fn job(row: entity::job::Model) -> Job {
     Job {
         row,
-        node_lost: false,
+        node: NodeView::Online,
     }
 }
 

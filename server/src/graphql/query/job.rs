@@ -7,7 +7,7 @@ use crate::{
     access::Role,
     graphql::{
         guard::RoleGuard,
-        types::{Job, JobKind, JobPreset},
+        types::{Job, JobKind, JobPreset, NodeView},
     },
 };
 
@@ -17,17 +17,17 @@ pub struct JobQuery;
 
 #[Object]
 impl JobQuery {
-    /// Every job, or those of one node, by node and name. A job whose node is lost shows `LOST`.
+    /// Every job, or those of one node, by node and name. A job that had not ended shows `LOST`
+    /// while its node is lost and `OFFLINE` while its node's agent is stopped.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn jobs(&self, ctx: &Context<'_>, node_id: Option<String>) -> Result<Vec<Job>> {
         let state = ctx.data::<AppState>()?;
-        let lost: std::collections::HashSet<String> = state
+        let views: std::collections::HashMap<String, NodeView> = state
             .nodes
             .list()
             .await?
             .into_iter()
-            .filter(|n| n.state == trellis_proto::NodeState::Lost.as_str())
-            .map(|n| n.id)
+            .map(|n| (n.id, NodeView::of(&n.state)))
             .collect();
         Ok(state
             .jobs
@@ -35,7 +35,7 @@ impl JobQuery {
             .await?
             .into_iter()
             .map(|row| Job {
-                node_lost: lost.contains(&row.node_id),
+                node: views.get(&row.node_id).copied().unwrap_or_default(),
                 row,
             })
             .collect())
@@ -45,16 +45,16 @@ impl JobQuery {
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn job(&self, ctx: &Context<'_>, node_id: String, name: String) -> Result<Option<Job>> {
         let state = ctx.data::<AppState>()?;
-        let node_lost = state
+        let node = state
             .nodes
             .get(&node_id)
             .await?
-            .is_some_and(|n| n.state == trellis_proto::NodeState::Lost.as_str());
+            .map_or(NodeView::Online, |n| NodeView::of(&n.state));
         Ok(state
             .jobs
             .get(&node_id, &name)
             .await?
-            .map(|row| Job { row, node_lost }))
+            .map(|row| Job { row, node }))
     }
 
     /// The built-in presets a node can run (those whose kind it offers): `stirring`,

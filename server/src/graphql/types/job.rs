@@ -22,14 +22,40 @@ pub enum JobState {
     /// Its node is lost: the leader cannot know what the job does. It shows the agent's state
     /// again when the node is back.
     Lost,
+    /// Its node's agent was stopped cleanly, so the job does not run now; the agent starts it
+    /// again when it starts.
+    Offline,
+}
+
+/// What the leader knows of a job's node, for the job's state as the leader shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeView {
+    /// Online (or not known to be otherwise): the agent's state stands.
+    #[default]
+    Online,
+    /// Lost: a job that had not ended shows `LOST`.
+    Lost,
+    /// Stopped cleanly: a job that had not ended shows `OFFLINE`.
+    Offline,
+}
+
+impl NodeView {
+    /// The view for a node in `state` (as stored).
+    pub fn of(state: &str) -> NodeView {
+        match trellis_proto::NodeState::parse(state) {
+            Some(trellis_proto::NodeState::Lost) => NodeView::Lost,
+            Some(trellis_proto::NodeState::Offline) => NodeView::Offline,
+            _ => NodeView::Online,
+        }
+    }
 }
 
 /// A job on a node.
 pub struct Job {
     /// The row.
     pub row: entity::job::Model,
-    /// Whether its node is lost (then a job that had not ended shows `LOST`).
-    pub node_lost: bool,
+    /// What the leader knows of its node (a job that had not ended shows `LOST` or `OFFLINE`).
+    pub node: NodeView,
 }
 
 #[Object]
@@ -54,8 +80,12 @@ impl Job {
                 self.row.state, self.row.name
             ))
         })?;
-        if self.node_lost && !state.is_final() {
-            return Ok(JobState::Lost);
+        if !state.is_final() {
+            match self.node {
+                NodeView::Lost => return Ok(JobState::Lost),
+                NodeView::Offline => return Ok(JobState::Offline),
+                NodeView::Online => {}
+            }
         }
         Ok(match state {
             trellis_proto::JobState::Init => JobState::Init,
@@ -207,7 +237,7 @@ impl JobEvent {
     async fn job(&self) -> Option<Job> {
         self.0.job.clone().map(|row| Job {
             row,
-            node_lost: false,
+            node: NodeView::Online,
         })
     }
 }
