@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub max_backoff: Duration,
     /// Hardware backend: `simulator` or `rppal`.
     pub hardware: String,
+    /// How many times faster than real time the simulator's time runs (1 on real hardware).
+    pub sim_speed: f64,
     /// Join token to enroll with when the node has no credentials yet.
     pub join_token: Option<String>,
     /// Where the node's credentials are kept; `None` keeps nothing.
@@ -49,6 +51,7 @@ impl Default for AgentConfig {
             keepalive: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             hardware: "simulator".into(),
+            sim_speed: 1.0,
             join_token: None,
             state_dir: None,
             credentials: None,
@@ -110,6 +113,10 @@ pub struct Args {
     /// Hardware backend: simulator or rppal.
     #[arg(long, env = "TRELLIS_AGENT_HARDWARE")]
     pub hardware: Option<String>,
+    /// Run the simulator's time this many times faster than real time (0.1-10000), so a
+    /// day-long culture can be watched in minutes. Simulator only.
+    #[arg(long, env = "TRELLIS_AGENT_SIM_SPEED")]
+    pub sim_speed: Option<f64>,
     /// Join token from the leader (`createJoinToken`), used once to enroll this node.
     #[arg(long, env = "TRELLIS_AGENT_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
@@ -142,6 +149,7 @@ struct FileConfig {
     keepalive_secs: Option<u64>,
     max_backoff_secs: Option<u64>,
     hardware: Option<String>,
+    sim_speed: Option<f64>,
     join_token: Option<String>,
     state_dir: Option<PathBuf>,
     username: Option<String>,
@@ -264,6 +272,24 @@ impl Args {
             })?;
             c.hardware = hw;
         }
+        if let Some(speed) = self.sim_speed.or(file.sim_speed) {
+            if !(0.1..=10_000.0).contains(&speed) {
+                return Err(ConfigError::Invalid {
+                    key: "sim_speed",
+                    reason: format!("{speed} is outside 0.1-10000"),
+                });
+            }
+            if c.hardware != "simulator" && speed != 1.0 {
+                return Err(ConfigError::Invalid {
+                    key: "sim_speed",
+                    reason: format!(
+                        "applies to the simulator only; hardware {} runs in real time",
+                        c.hardware
+                    ),
+                });
+            }
+            c.sim_speed = speed;
+        }
         if let Some(e) = self.docker_endpoint.or(file.docker_endpoint) {
             c.docker_endpoint = Some(e.parse().map_err(|reason| ConfigError::Invalid {
                 key: "docker_endpoint",
@@ -384,6 +410,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("invalid hardware"), "{e}");
+        let e = args(&["--sim-speed", "0"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sim_speed") && e.contains("0 is outside 0.1-10000"),
+            "{e}"
+        );
+        let e = args(&["--hardware", "rppal", "--sim-speed", "60"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("applies to the simulator only"), "{e}");
+        assert_eq!(
+            args(&["--sim-speed", "60"]).resolve().unwrap().sim_speed,
+            60.0
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, "heartbeet_secs = 7\n").unwrap();

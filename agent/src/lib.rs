@@ -37,7 +37,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .clone()
         .unwrap_or_else(|| facts.default_node_id());
     trellis_proto::validate_node_id(&node_id)?;
-    let hardware = hardware::open(&config.hardware, seed(&node_id))?;
+    let hardware = hardware::open(&config.hardware, seed(&node_id), config.sim_speed)?;
     let announce = Announce {
         node_id: node_id.clone(),
         hostname: facts.hostname.clone(),

@@ -1,8 +1,17 @@
 //! The agent's MQTT session (the link to the leader): connect with a last-will, subscribe and
 //! re-assert the node's retained state on every ConnAck, send heartbeats, hand commands to the
-//! job runtime, and reconnect with capped backoff until shut down.
+//! job runtime, send the jobs' readings and log lines from their outage buffers, and reconnect
+//! with capped backoff until shut down.
+//!
+//! Readings and log lines leave their buffers only when the broker acknowledges them: the link
+//! notes which publication each batch was (rumqttc reports every publication it writes, in the
+//! order they were queued, with its packet id) and acknowledges the batch to its buffer on that
+//! packet id's PUBACK. When the connection breaks first, the buffers rewind and send again.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, Outgoing, Packet, QoS,
@@ -13,7 +22,7 @@ use trellis_proto::{Announce, NodeState, Status, TopicKind, encode, topic};
 
 use crate::{
     AgentConfig,
-    jobs::{commands::Commands, runtime::Runtime},
+    jobs::{commands::Commands, runtime::Runtime, telemetry::Telemetry},
     system,
 };
 
@@ -34,27 +43,108 @@ pub fn qos(q: trellis_proto::Qos) -> QoS {
     }
 }
 
-/// Queues `msg` on the node's `kind` topic with the QoS and retain flag the topic table gives it.
-/// Never waits: the task that calls this also drives the event loop, so an awaited publish on a
-/// full request queue would deadlock. The error says what was not sent and why.
-/// `arg` is the job name for a job's topic (see `TopicKind::topic`).
-pub fn publish<T: Serialize>(
-    client: &AsyncClient,
-    kind: TopicKind,
-    node_id: &str,
-    arg: Option<&str>,
-    msg: &T,
-) -> Result<(), String> {
-    let spec = kind.spec();
-    let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
-    client
-        .try_publish(
-            kind.topic(node_id, arg),
-            qos(spec.qos),
-            spec.retain,
-            payload,
-        )
-        .map_err(|e| format!("{} not sent: {e}", spec.name))
+/// A batch from an outage buffer: which buffer, its first number and its length.
+#[derive(Debug, Clone, Copy)]
+enum Batch {
+    Readings(u64, usize),
+    Logs(u64, usize),
+}
+
+/// How often the buffers are sent from while connected: readings wait at most this long, and a
+/// batch gathers what arrived meanwhile (up to `MAX_BATCH` items).
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The session's publisher: every publication goes through it, so it knows which of rumqttc's
+/// outgoing publications carried which batch.
+struct Sender {
+    client: AsyncClient,
+    node_id: String,
+    /// What each queued publication carries, in queue order (`None`: not a batch).
+    queued: VecDeque<Option<Batch>>,
+    /// Batches written to the broker, by packet id, until their PUBACK.
+    awaiting: HashMap<u16, Batch>,
+}
+
+impl Sender {
+    /// Queues `msg` on the node's `kind` topic with the QoS and retain flag the topic table gives
+    /// it. Never waits: the task that calls this also drives the event loop, so an awaited publish
+    /// on a full request queue would deadlock. The error says what was not sent and why.
+    /// `arg` is the job name for a job's topic (see `TopicKind::topic`).
+    fn publish<T: Serialize>(
+        &mut self,
+        kind: TopicKind,
+        arg: Option<&str>,
+        msg: &T,
+    ) -> Result<(), String> {
+        self.send(kind, arg, msg, None)
+    }
+
+    fn send<T: Serialize>(
+        &mut self,
+        kind: TopicKind,
+        arg: Option<&str>,
+        msg: &T,
+        batch: Option<Batch>,
+    ) -> Result<(), String> {
+        let spec = kind.spec();
+        let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
+        self.client
+            .try_publish(
+                kind.topic(&self.node_id, arg),
+                qos(spec.qos),
+                spec.retain,
+                payload,
+            )
+            .map_err(|e| format!("{} not sent: {e}", spec.name))?;
+        self.queued.push_back(batch);
+        Ok(())
+    }
+
+    /// rumqttc wrote the next queued publication with packet id `pkid`.
+    fn written(&mut self, pkid: u16) {
+        if let Some(Some(batch)) = self.queued.pop_front() {
+            self.awaiting.insert(pkid, batch);
+        }
+    }
+
+    /// The broker acknowledged packet `pkid`.
+    fn acked(&mut self, pkid: u16, telemetry: &Telemetry) {
+        match self.awaiting.remove(&pkid) {
+            Some(Batch::Readings(first, n)) => telemetry.readings.ack(first, n),
+            Some(Batch::Logs(first, n)) => telemetry.logs.ack(first, n),
+            None => {}
+        }
+    }
+
+    /// The connection broke: rumqttc drops what it had queued (a clean session), so the buffers
+    /// send their unacknowledged batches again after the reconnect.
+    fn broken(&mut self, telemetry: &Telemetry) {
+        self.queued.clear();
+        self.awaiting.clear();
+        telemetry.readings.rewind();
+        telemetry.logs.rewind();
+    }
+
+    /// Sends what waits in the buffers, batch by batch, until they are empty or rumqttc's queue
+    /// is full (the rest goes at the next flush).
+    fn flush(&mut self, telemetry: &Telemetry) {
+        while let Some(b) = telemetry.next_readings() {
+            let batch = Batch::Readings(b.seq, b.points.len());
+            if let Err(e) = self.send(TopicKind::Readings, None, &b, Some(batch)) {
+                tracing::debug!(error = %e, "readings wait for the next flush");
+                telemetry.readings.rewind_to(b.seq);
+                break;
+            }
+        }
+        while let Some(b) = telemetry.next_logs() {
+            let batch = Batch::Logs(b.seq, b.lines.len());
+            if let Err(e) = self.send(TopicKind::Logs, None, &b, Some(batch)) {
+                tracing::debug!(error = %e, "log lines wait for the next flush");
+                telemetry.logs.rewind_to(b.seq);
+                break;
+            }
+        }
+    }
 }
 
 /// First delay before reconnecting after a broker error; doubled per failure up to the configured cap.
@@ -98,6 +188,15 @@ pub(crate) async fn session(
     ));
     // Room for every job's status on (re)connect (MAX_JOBS running, MAX_FINISHED ended).
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let mut out = Sender {
+        client: client.clone(),
+        node_id: node_id.to_owned(),
+        queued: VecDeque::new(),
+        awaiting: HashMap::new(),
+    };
+    let telemetry = work.jobs.telemetry().clone();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut stats = system::StatsSampler::new();
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
@@ -114,7 +213,7 @@ pub(crate) async fn session(
                 // Retained, so the leader (and a leader started later) sees the latest; while
                 // disconnected the next connect publishes every job's status anyway.
                 if connected
-                    && let Err(e) = publish(&client, TopicKind::Job, node_id, Some(&status.name), &status)
+                    && let Err(e) = out.publish(TopicKind::Job, Some(&status.name), &status)
                 {
                     tracing::warn!(error = %e, job = status.name, "could not queue a job status");
                 }
@@ -123,30 +222,41 @@ pub(crate) async fn session(
                 let beat = stats.sample();
                 if connected {
                     // A dropped heartbeat is harmless: the next one follows.
-                    if let Err(e) = publish(&client, TopicKind::Heartbeat, node_id, None, &beat) {
+                    if let Err(e) = out.publish(TopicKind::Heartbeat, None, &beat) {
                         tracing::debug!(error = %e, "heartbeat dropped");
                     }
                 }
             }
+            _ = flush.tick(), if connected => out.flush(&telemetry),
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(session_present = ack.session_present, "connected to broker");
                     connected = true;
                     backoff = INITIAL_BACKOFF;
                     refusals = 0;
-                    on_connect(&client, announce, &work.jobs);
+                    on_connect(&mut out, announce, &work.jobs);
                     heartbeat.reset_immediately();
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == command_topic => {
+                    let before = work.jobs.calibrations();
                     if let Some(result) = work.commands.handle(&p.payload, &mut work.jobs)
-                        && let Err(e) = publish(&client, TopicKind::Result, node_id, None, &result)
+                        && let Err(e) = out.publish(TopicKind::Result, None, &result)
                     {
                         tracing::warn!(error = %e, id = result.id, "could not queue a command result");
                     }
+                    let after = work.jobs.calibrations();
+                    if after != before
+                        && let Err(e) = out.publish(TopicKind::Calibrations, None, &after)
+                    {
+                        tracing::warn!(error = %e, "could not queue the calibrations");
+                    }
                 }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid, &telemetry),
                 Ok(_) => {}
                 Err(e) => {
                     connected = false;
+                    out.broken(&telemetry);
                     if let ConnectionError::ConnectionRefused(
                         code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
                     ) = &e
@@ -173,7 +283,9 @@ pub(crate) async fn session(
         let offline = Status {
             state: NodeState::Offline,
         };
-        if let Err(e) = publish(&client, TopicKind::Status, node_id, None, &offline) {
+        // What waits in the buffers goes first (best effort: the drain below writes it).
+        out.flush(&telemetry);
+        if let Err(e) = out.publish(TopicKind::Status, None, &offline) {
             tracing::warn!(error = %e, "could not say offline");
         }
         let _ = client.try_disconnect();
@@ -201,13 +313,16 @@ pub(crate) async fn session(
 /// leader sends this node (a clean session, or a broker restarted without persistence, has
 /// forgotten them, and rumqttc does not resubscribe: rumqtt#250), and re-assert the node's retained
 /// state (the broker may have lost it, or an operator cleared it).
-fn on_connect(client: &AsyncClient, announce: &Announce, jobs: &Runtime) {
+fn on_connect(out: &mut Sender, announce: &Announce, jobs: &Runtime) {
     let node_id = announce.node_id.as_str();
     for t in trellis_proto::TOPICS
         .iter()
         .filter(|t| t.direction == trellis_proto::Direction::LeaderToNode)
     {
-        if let Err(e) = client.try_subscribe(t.kind.topic(node_id, None), qos(t.qos)) {
+        if let Err(e) = out
+            .client
+            .try_subscribe(t.kind.topic(node_id, None), qos(t.qos))
+        {
             tracing::warn!(error = %e, topic = t.name, "could not queue a subscription");
         }
     }
@@ -215,20 +330,15 @@ fn on_connect(client: &AsyncClient, announce: &Announce, jobs: &Runtime) {
         state: NodeState::Online,
     };
     let mut sent = vec![
-        publish(client, TopicKind::Announce, node_id, None, announce),
-        publish(client, TopicKind::Kinds, node_id, None, &jobs.kinds()),
+        out.publish(TopicKind::Announce, None, announce),
+        out.publish(TopicKind::Kinds, None, &jobs.kinds()),
+        out.publish(TopicKind::Calibrations, None, &jobs.calibrations()),
     ];
     for status in jobs.statuses() {
-        sent.push(publish(
-            client,
-            TopicKind::Job,
-            node_id,
-            Some(&status.name),
-            status,
-        ));
+        sent.push(out.publish(TopicKind::Job, Some(&status.name), status));
     }
     // The status last: "online" once everything else about the node is there.
-    sent.push(publish(client, TopicKind::Status, node_id, None, &online));
+    sent.push(out.publish(TopicKind::Status, None, &online));
     for sent in sent {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not re-assert the node's retained state");

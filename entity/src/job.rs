@@ -26,6 +26,9 @@ pub struct Model {
     pub started_by: Option<String>,
     /// When the leader last heard of it.
     pub updated_at: DateTimeUtc,
+    /// Log lines of this job the leader no longer keeps (it keeps the newest
+    /// `telemetry::MAX_LOG_LINES_PER_JOB`).
+    pub logs_dropped: i64,
 }
 
 /// No relations.

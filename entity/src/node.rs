@@ -56,6 +56,8 @@ pub struct Model {
     /// How far the node's clock is ahead of the leader's (negative: behind), milliseconds, from
     /// its last heartbeat (the message's transit time included, a few ms on a LAN).
     pub clock_offset_ms: Option<i64>,
+    /// The node's pump calibrations as its agent last published them (`trellis_proto::Calibrations`).
+    pub pump_calibrations: Option<Json>,
 }
 
 /// Nodes have no relations yet.

@@ -10,6 +10,7 @@ mod m20261121_000004_add_node_docker;
 mod m20261121_000005_add_join_token_mosquitto_hash;
 mod m20261129_000006_create_job;
 mod m20261129_000007_add_node_clock_offset;
+mod m20261129_000008_create_telemetry;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_add_join_token_mosquitto_hash::Migration),
             Box::new(m20261129_000006_create_job::Migration),
             Box::new(m20261129_000007_add_node_clock_offset::Migration),
+            Box::new(m20261129_000008_create_telemetry::Migration),
         ]
     }
 }

@@ -52,6 +52,8 @@ pub enum Action {
         /// The new values.
         settings: crate::Settings,
     },
+    /// Store a pump's calibration on the node (replacing the pump's old one).
+    SetPumpCalibration(crate::PumpCalibration),
 }
 
 /// An agent's answer to a [`Command`].

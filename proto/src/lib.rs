@@ -11,6 +11,7 @@ mod command;
 mod enroll;
 mod job;
 mod node;
+mod telemetry;
 pub mod topics;
 
 pub use addr::*;
@@ -18,6 +19,7 @@ pub use command::*;
 pub use enroll::*;
 pub use job::*;
 pub use node::*;
+pub use telemetry::*;
 pub use topics::*;
 
 /// Root of every Trellis topic; the `v1` is the protocol version.

@@ -7,8 +7,8 @@
 //! its payload in [`decode`] when it is leader-bound).
 
 use crate::{
-    Announce, CommandResult, EnrollRequest, Heartbeat, JobKinds, JobStatus, PREFIX, ProtoError,
-    Status, valid_nonce, validate_job_name, validate_node_id,
+    Announce, Calibrations, CommandResult, EnrollRequest, Heartbeat, JobKinds, JobStatus, LogBatch,
+    PREFIX, ProtoError, ReadingBatch, Status, valid_nonce, validate_job_name, validate_node_id,
 };
 
 /// Who publishes on a topic and who reads it.
@@ -71,6 +71,12 @@ pub enum TopicKind {
     Kinds,
     /// One job's status and settings.
     Job,
+    /// A batch of readings from the node's jobs.
+    Readings,
+    /// A batch of log lines from the node's jobs.
+    Logs,
+    /// The node's pump calibrations.
+    Calibrations,
 }
 
 /// One topic: what the table knows about it.
@@ -175,6 +181,33 @@ pub const TOPICS: &[TopicSpec] = &[
         qos: Qos::AtLeastOnce,
         retain: true,
         payload: "JobStatus",
+    },
+    TopicSpec {
+        kind: TopicKind::Readings,
+        name: "readings",
+        pattern: "nodes/{node}/readings",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: "ReadingBatch",
+    },
+    TopicSpec {
+        kind: TopicKind::Logs,
+        name: "job logs",
+        pattern: "nodes/{node}/logs",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        payload: "LogBatch",
+    },
+    TopicSpec {
+        kind: TopicKind::Calibrations,
+        name: "calibrations",
+        pattern: "nodes/{node}/calibrations",
+        direction: Direction::NodeToLeader,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "Calibrations",
     },
 ];
 
@@ -333,6 +366,12 @@ pub enum NodeMessage {
     Kinds(JobKinds),
     /// A job's status changed (its name matches the topic's).
     Job(JobStatus),
+    /// Readings from the node's jobs (checked).
+    Readings(ReadingBatch),
+    /// Log lines from the node's jobs (checked).
+    Logs(LogBatch),
+    /// The node's pump calibrations.
+    Calibrations(Calibrations),
     /// A retained message was cleared (empty payload) on this node's topic of this kind.
     Cleared(TopicKind),
     /// A job's retained status was cleared: the job is gone from the node.
@@ -387,6 +426,23 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
                     )));
                 }
                 NodeMessage::Job(s)
+            }
+            TopicKind::Readings => {
+                let b: ReadingBatch = serde_json::from_slice(payload).map_err(json)?;
+                b.check().map_err(malformed)?;
+                NodeMessage::Readings(b)
+            }
+            TopicKind::Logs => {
+                let b: LogBatch = serde_json::from_slice(payload).map_err(json)?;
+                b.check().map_err(malformed)?;
+                NodeMessage::Logs(b)
+            }
+            TopicKind::Calibrations => {
+                let c: Calibrations = serde_json::from_slice(payload).map_err(json)?;
+                for p in &c.pumps {
+                    p.check().map_err(malformed)?;
+                }
+                NodeMessage::Calibrations(c)
             }
             // Leader-bound only (filtered above).
             TopicKind::Command | TopicKind::EnrollResponse => {
@@ -542,7 +598,10 @@ mod tests {
                 "trellis/v1/nodes/+/result",
                 "trellis/v1/enroll/+/request",
                 "trellis/v1/nodes/+/kinds",
-                "trellis/v1/nodes/+/jobs/+"
+                "trellis/v1/nodes/+/jobs/+",
+                "trellis/v1/nodes/+/readings",
+                "trellis/v1/nodes/+/logs",
+                "trellis/v1/nodes/+/calibrations",
             ]
         );
     }

@@ -18,6 +18,7 @@ pub mod mqtt;
 pub mod nodes;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 
 use axum::Router;
 

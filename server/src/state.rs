@@ -10,6 +10,7 @@ use crate::{
     ServerConfig, access, enroll, jobs,
     mqtt::{bridge, gate},
     nodes::{self, docker},
+    telemetry::{self, Telemetry},
 };
 
 /// State shared by every handler and resolver. Cheap to clone.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub docker: docker::DockerAccess,
     /// Hardware jobs on the nodes.
     pub jobs: jobs::Jobs,
+    /// Readings, job logs and calibrations.
+    pub telemetry: Telemetry,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -62,12 +65,17 @@ impl AppState {
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let jobs = jobs::Jobs::new(db.clone());
+        let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
+        tokio::spawn(ingester.run());
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
             mqtt.login,
-            nodes.clone(),
-            jobs.clone(),
+            bridge::Domains {
+                nodes: nodes.clone(),
+                jobs: jobs.clone(),
+                telemetry: telemetry.clone(),
+            },
             mqtt.enroll_requests,
             shutdown,
         );
@@ -84,6 +92,7 @@ impl AppState {
             mqtt_connections: mqtt.connections,
             docker,
             jobs,
+            telemetry,
         }
     }
 }

@@ -931,7 +931,13 @@ impl Mosquitto {
     /// Kills Mosquitto with SIGKILL and starts it again on the same port. With no persistence it
     /// comes back knowing no sessions, subscriptions or retained messages.
     pub async fn restart(&mut self) {
+        self.restart_after(Duration::ZERO).await;
+    }
+
+    /// Like [`Mosquitto::restart`], with the broker down for `down` in between (an outage).
+    pub async fn restart_after(&mut self, down: Duration) {
         self.proc.kill9();
+        tokio::time::sleep(down).await;
         self.proc = spawn_mosquitto(self._dir.path(), self.port, 1).await;
     }
 }

@@ -150,7 +150,7 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
     assert!(
         r["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio, pid, exec)")),
+            .is_some_and(|m| m.contains("has no job kind \"laser\" (it has: pwm, gpio, sensor, pid, pulse, turbidostat, chemostat, growth_rate, exec)")),
         "{r}"
     );
 
@@ -317,7 +317,16 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
     let names: Vec<&str> = presets.iter().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["stirring", "temperature_automation", "led_intensity"]
+        [
+            "stirring",
+            "temperature_automation",
+            "od_reading",
+            "dosing_automation",
+            "add_media",
+            "remove_waste",
+            "growth_rate_calculating",
+            "led_intensity"
+        ]
     );
 
     // Stirring, as a Pioreactor user would start it: by its preset name.
@@ -347,7 +356,7 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
                 PATIENCE,
                 || async {
                     let j = job(server, "leader", "stirring").await;
-                    let rpm = value(&j, "measured")?;
+                    let rpm = value(&j, "rpm")?;
                     ((rpm - target).abs() <= target * 0.05).then_some(rpm)
                 },
             )
@@ -379,11 +388,11 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
         PATIENCE,
         || async {
             let j = job(&server, "leader", "temperature_automation").await;
-            value(&j, "measured").map(|_| j)
+            value(&j, "temperature").map(|_| j)
         },
     )
     .await;
-    let celsius = value(&j, "measured").unwrap_or_default();
+    let celsius = value(&j, "temperature").unwrap_or_default();
     assert!((15.0..60.0).contains(&celsius), "{j}");
     assert!(
         value(&j, "output").is_some_and(|o| o > 0.0),
@@ -399,9 +408,7 @@ async fn presets_run_on_the_simulator_and_stirring_settles_at_its_target() {
         .await;
     assert!(
         r["errors"][0]["message"].as_str().is_some_and(|m| {
-            m.contains(
-            "no preset \"od_blasting\" (there are: stirring, temperature_automation, led_intensity)"
-        )
+            m.contains("no preset \"od_blasting\" (there are: stirring, temperature_automation, od_reading, dosing_automation, add_media, remove_waste, growth_rate_calculating, led_intensity)")
         }),
         "{r}"
     );

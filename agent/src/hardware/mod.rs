@@ -45,6 +45,33 @@ pub trait Hardware: Send + Sync {
     /// sensor giving [`PULSES_PER_REVOLUTION`] pulses per turn) on an input pin. May block up to
     /// a second while it counts.
     fn read_rpm(&self, pin: u8) -> Result<f64, HardwareError>;
+    /// Reads one single-ended input (`channel` 0-3) of an ADS1115 analog-to-digital converter at
+    /// I2C `address` (0x48-0x4B), volts (gain ±4.096 V).
+    fn read_adc(&self, address: u8, channel: u8) -> Result<f64, HardwareError>;
+    /// Simulated seconds per real second: 1 for real hardware.
+    fn speed(&self) -> f64 {
+        1.0
+    }
+    /// The pumps this board comes with, calibrated (a real board has none until an operator
+    /// calibrates them; the simulator knows its own).
+    fn pumps(&self) -> Vec<trellis_proto::PumpCalibration> {
+        Vec::new()
+    }
+}
+
+/// I2C addresses an ADS1115 can have (its ADDR pin to GND, VDD, SDA or SCL).
+pub const ADS1115_ADDRESSES: std::ops::RangeInclusive<u8> = 0x48..=0x4B;
+
+pub(crate) fn check_adc(address: u8, channel: u8) -> Result<(), HardwareError> {
+    if !ADS1115_ADDRESSES.contains(&address) {
+        return Err(HardwareError::Backend(format!(
+            "I2C address {address:#04x} is not an ADS1115's (0x48-0x4B)"
+        )));
+    }
+    if channel > 3 {
+        return Err(HardwareError::NoSuchSensor(channel));
+    }
+    Ok(())
 }
 
 /// Tachometer pulses per revolution (a stirrer's magnet pair passing a hall sensor).
@@ -65,10 +92,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Opens the named backend.
-/// `seed` makes each node's simulator differ (its node id's hash) while runs repeat.
-pub fn open(name: &str, seed: u64) -> anyhow::Result<Arc<dyn Hardware>> {
+/// `seed` makes each node's simulator differ (its node id's hash) while runs repeat; its time runs
+/// `speed` times faster than real time.
+pub fn open(name: &str, seed: u64, speed: f64) -> anyhow::Result<Arc<dyn Hardware>> {
     match name {
-        "simulator" => Ok(Arc::new(simulator::Simulator::seeded(seed))),
+        "simulator" => Ok(Arc::new(simulator::Simulator::with_models(
+            simulator::Vessel::default(),
+            simulator::Culture::default(),
+            seed,
+            speed,
+        ))),
         #[cfg(feature = "rpi")]
         "rppal" => Ok(Arc::new(rpi::Rppal::open()?)),
         #[cfg(not(feature = "rpi"))]

@@ -1,10 +1,11 @@
-//! The Raspberry Pi backend: GPIO through `rppal`, temperature from DS18B20 1-wire sensors in sysfs.
+//! The Raspberry Pi backend: GPIO and I2C (an ADS1115 converter) through `rppal`, temperature from
+//! DS18B20 1-wire sensors in sysfs.
 
 use std::{collections::HashMap, sync::Mutex};
 
 use rppal::gpio::{Gpio, IoPin, Mode};
 
-use super::{Hardware, HardwareError, check_duty, check_frequency, check_pin};
+use super::{Hardware, HardwareError, check_adc, check_duty, check_frequency, check_pin};
 
 /// GPIO pins claimed so far, by BCM number.
 pub struct Rppal {
@@ -119,5 +120,36 @@ impl Hardware for Rppal {
             .parse()
             .map_err(|_| HardwareError::Backend(format!("bad reading {text:?}")))?;
         Ok(milli / 1000.0)
+    }
+
+    fn read_adc(&self, address: u8, channel: u8) -> Result<f64, HardwareError> {
+        check_adc(address, channel)?;
+        let bus = |e: rppal::i2c::Error| HardwareError::Backend(format!("I2C: {e}"));
+        let mut i2c = rppal::i2c::I2c::new().map_err(bus)?;
+        i2c.set_slave_address(u16::from(address)).map_err(bus)?;
+        // Config register (ADS1115 datasheet, table 8): start a single conversion (OS=1), input
+        // AINx against GND (MUX=100+x), ±4.096 V (PGA=001), single-shot (MODE=1); 128 samples/s
+        // (DR=100), comparator off (COMP_QUE=11).
+        let config: u16 = 0x8000
+            | ((0b100 | u16::from(channel)) << 12)
+            | (0b001 << 9)
+            | 0x0100
+            | (0b100 << 5)
+            | 0b11;
+        i2c.block_write(0x01, &config.to_be_bytes()).map_err(bus)?;
+        // One conversion at 128 SPS takes 7.8 ms; then the OS bit reads 1 again.
+        let mut ready = [0u8; 2];
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            i2c.block_read(0x01, &mut ready).map_err(bus)?;
+            if ready[0] & 0x80 != 0 {
+                let mut raw = [0u8; 2];
+                i2c.block_read(0x00, &mut raw).map_err(bus)?;
+                return Ok(f64::from(i16::from_be_bytes(raw)) * 4.096 / 32768.0);
+            }
+        }
+        Err(HardwareError::Backend(format!(
+            "the ADS1115 at {address:#04x} did not finish a conversion"
+        )))
     }
 }

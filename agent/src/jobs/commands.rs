@@ -56,6 +56,7 @@ impl Commands {
             Action::PauseJob { name } => jobs.pause(name),
             Action::ResumeJob { name } => jobs.resume(name),
             Action::SetJobSettings { name, settings } => jobs.set(name, settings),
+            Action::SetPumpCalibration(c) => jobs.set_calibration(c.clone()),
         };
         if let Err(reason) = &outcome {
             tracing::info!(id = command.id, reason, "refused a command");

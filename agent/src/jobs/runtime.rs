@@ -8,8 +8,9 @@
 //! error or a panic fails that job alone (`failed`, with the reason) and never the agent or another
 //! job. Stopping and pausing release the hardware (PWM to 0, outputs low) before the state says so.
 //!
-//! The runtime outlives broker sessions: jobs keep driving the hardware through an outage, and the
-//! link re-publishes every job's status after each reconnect.
+//! The runtime outlives broker sessions: jobs keep driving the hardware through an outage, their
+//! readings and log lines wait in the bounded outage buffers of `jobs::telemetry`, and the link
+//! re-publishes every job's status after each reconnect.
 
 use std::{
     collections::BTreeMap,
@@ -21,9 +22,17 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use trellis_proto::{JobKinds, JobState, JobStatus, KindSpec, Settings, validate_job_name};
+use trellis_proto::{
+    Calibrations, JobKinds, JobState, JobStatus, KindSpec, LogStream, PumpCalibration, Settings,
+    validate_job_name,
+};
 
-use super::kinds::{self, Driver, Kind};
+use super::{
+    calibrations::Pumps,
+    context::{Context, MIN_REAL_PERIOD},
+    kinds::{self, Driver, Kind},
+    telemetry::{Telemetry, now_ms},
+};
 use crate::hardware::Hardware;
 
 /// Commands waiting for one job's task; a job that cannot keep up refuses more (the caller gets
@@ -66,6 +75,12 @@ struct Desired {
 pub struct Runtime {
     hw: Arc<dyn Hardware>,
     kinds: Arc<Vec<Kind>>,
+    /// What the jobs share: the clock, the latest readings, the pumps.
+    cx: Context,
+    /// The outage buffers the link sends from.
+    telemetry: Telemetry,
+    /// Why the pump calibrations on disk could not be read, for [`Runtime::restore`] to report.
+    pumps_problem: Option<String>,
     jobs: BTreeMap<String, Job>,
     /// Each job's newest status not yet taken by [`Runtime::next_update`]. A job task never waits
     /// to report (a full queue during a broker outage must not stall a heater's control loop):
@@ -108,7 +123,11 @@ impl Runtime {
     /// A runtime driving `hw`, keeping its desired jobs in `state_dir` (not kept without one).
     pub fn new(hw: Arc<dyn Hardware>, state_dir: Option<&Path>) -> Self {
         let kinds = Arc::new(kinds::available(&*hw));
+        let (pumps, pumps_problem) = Pumps::load(hw.pumps(), state_dir);
         Runtime {
+            cx: Context::new(hw.speed(), pumps),
+            telemetry: Telemetry::new(),
+            pumps_problem,
             hw,
             kinds,
             jobs: BTreeMap::new(),
@@ -126,6 +145,21 @@ impl Runtime {
         }
     }
 
+    /// The outage buffers of readings and log lines, for the link.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The node's pump calibrations, as published.
+    pub fn calibrations(&self) -> Calibrations {
+        self.cx.pumps.all()
+    }
+
+    /// Stores a pump's calibration (the leader's `set_pump_calibration`).
+    pub fn set_calibration(&mut self, calibration: PumpCalibration) -> Result<String, String> {
+        self.cx.pumps.set(calibration)
+    }
+
     /// Every job's current status.
     pub fn statuses(&self) -> impl Iterator<Item = &JobStatus> {
         self.jobs.values().map(|j| &j.status)
@@ -134,27 +168,31 @@ impl Runtime {
     /// Starts the jobs kept on disk (paused ones stay paused). Returns what could not be started,
     /// with the reason, for the log.
     pub fn restore(&mut self) -> Vec<String> {
+        let mut problems: Vec<String> = self.pumps_problem.take().into_iter().collect();
         let Some(path) = self.store.clone() else {
-            return Vec::new();
+            return problems;
         };
         let desired: Vec<Desired> = match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => return vec![format!("cannot read {}: {e}", path.display())],
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return problems,
+            Err(e) => {
+                problems.push(format!("cannot read {}: {e}", path.display()));
+                return problems;
+            }
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(d) => d,
                 Err(e) => {
                     // Keep it for a person to look at rather than overwrite it with no jobs.
                     let aside = path.with_extension("json.unreadable");
                     let _ = std::fs::rename(&path, &aside);
-                    return vec![format!(
+                    problems.push(format!(
                         "{} is not a job list ({e}); moved to {}",
                         path.display(),
                         aside.display()
-                    )];
+                    ));
+                    return problems;
                 }
             },
         };
-        let mut problems = Vec::new();
         for d in desired {
             if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused) {
                 problems.push(format!("job {}: {e} (kept in {})", d.name, path.display()));
@@ -250,11 +288,15 @@ impl Runtime {
         };
         tokio::spawn(run_job(
             status.clone(),
-            make(),
-            self.hw.clone(),
+            make(&self.cx),
+            Shared {
+                hw: self.hw.clone(),
+                cx: self.cx.clone(),
+                telemetry: self.telemetry.clone(),
+                updates: self.updates.clone(),
+            },
             paused,
             control_rx,
-            self.updates.clone(),
         ));
         self.jobs.insert(
             name.to_owned(),
@@ -429,35 +471,74 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
+/// What a job's task shares with the runtime and the other jobs.
+struct Shared {
+    hw: Arc<dyn Hardware>,
+    cx: Context,
+    telemetry: Telemetry,
+    updates: Updates,
+}
+
+impl Shared {
+    /// Takes what the driver measured and said: readings go to the node's bus, the job's latest
+    /// values and the outage buffer; log lines to the agent's log and the buffer.
+    fn gather(&self, name: &str, driver: &mut dyn Driver, latest: &mut BTreeMap<String, f64>) {
+        let at_ms = now_ms();
+        let at = self.cx.now();
+        for m in driver.take_readings() {
+            self.cx.bus.put(name, &m.metric, at, m.value);
+            latest.insert(m.metric.clone(), m.value);
+            self.telemetry.reading(name, m, at_ms);
+        }
+        for (stream, line) in driver.take_logs() {
+            tracing::info!(job = name, stream = stream.as_str(), "{line}");
+            self.telemetry.log(name, stream, line, at_ms);
+        }
+    }
+
+    /// A line about the job from the agent itself (a failure, a stop).
+    fn say(&self, name: &str, line: String) {
+        self.telemetry.log(name, LogStream::Agent, line, now_ms());
+    }
+}
+
 /// One job's task: the state machine around its driver.
 async fn run_job(
     mut status: JobStatus,
     driver: Box<dyn Driver>,
-    hw: Arc<dyn Hardware>,
+    shared: Shared,
     paused: bool,
     mut control: mpsc::Receiver<Control>,
-    updates: Updates,
 ) {
     let name = status.name.clone();
+    let hw = shared.hw.clone();
     let publish = |s: &JobStatus| {
-        updates.put(s.clone());
+        shared.updates.put(s.clone());
         std::future::ready(())
     };
     publish(&status).await;
     let mut driver = Some(driver);
-    // Runs one driver call; on failure the job ends `failed` (after a best-effort release).
+    // The latest of each reading, published with the status at most every VALUES_EVERY.
+    let mut latest = BTreeMap::new();
+    // Runs one driver call and gathers what it measured; on failure the job ends `failed`
+    // (after a best-effort release).
     macro_rules! drive {
         ($op:expr) => {{
             let Some(d) = driver.take() else { return };
             let (d, outcome) = call(d, hw.clone(), status.settings.clone(), $op).await;
             driver = d;
+            if let Some(d) = driver.as_mut() {
+                shared.gather(&name, d.as_mut(), &mut latest);
+            }
             if let Err(reason) = outcome {
                 tracing::error!(job = name, reason, "job failed");
+                shared.say(&name, format!("failed: {reason}"));
                 if let Some(d) = driver.take() {
                     let _ = call(d, hw.clone(), status.settings.clone(), Op::Release).await;
                 }
                 status.state = JobState::Failed;
                 status.error = Some(reason);
+                status.values = latest;
                 publish(&status).await;
                 return;
             }
@@ -471,10 +552,13 @@ async fn run_job(
         drive!(Op::Apply);
         status.state = JobState::Ready;
     }
+    status.values = latest.clone();
     publish(&status).await;
     loop {
         let period = match (status.state, driver.as_ref()) {
-            (JobState::Ready, Some(d)) => d.period(&status.settings),
+            (JobState::Ready, Some(d)) => d
+                .period(&status.settings)
+                .map(|p| shared.cx.real(p).max(MIN_REAL_PERIOD)),
             _ => None,
         };
         let tick = async {
@@ -488,6 +572,7 @@ async fn run_job(
                 None | Some(Control::Stop) => {
                     drive!(Op::Release);
                     status.state = JobState::Stopped;
+                    status.values = latest;
                     publish(&status).await;
                     return;
                 }
@@ -516,21 +601,23 @@ async fn run_job(
             () = tick => {
                 drive!(Op::Tick);
                 let Some(d) = driver.as_mut() else { return };
-                for line in d.take_logs() {
-                    tracing::info!(job = name, "{line}");
+                if d.finished() {
+                    // Its work is done (a pulse gave its volume).
+                    drive!(Op::Release);
+                    status.state = JobState::Stopped;
+                    status.values = latest;
+                    publish(&status).await;
+                    return;
                 }
                 // Settings the job reports using are published at once (they are its echo);
                 // values at most every VALUES_EVERY.
                 let echoed = d.take_echoed();
                 let mut changed = !echoed.is_empty();
                 status.settings.extend(echoed);
-                if values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY) {
-                    let values = d.values();
-                    if !values.is_empty() && values != status.values {
-                        status.values = values;
-                        values_sent = Some(Instant::now());
-                        changed = true;
-                    }
+                if values_sent.is_none_or(|t| t.elapsed() >= VALUES_EVERY) && latest != status.values {
+                    status.values = latest.clone();
+                    values_sent = Some(Instant::now());
+                    changed = true;
                 }
                 if changed {
                     publish(&status).await;
@@ -772,7 +859,7 @@ for line in sys.stdin:
         let mut kinds = kinds::available(&*sim);
         let mut faulty = kinds::available(&*sim).remove(0);
         faulty.spec.kind = "faulty".into();
-        faulty.make = || Box::new(Faulty);
+        faulty.make = |_| Box::new(Faulty);
         kinds.push(faulty);
         rt.kinds = Arc::new(kinds);
         rt.start(Some("bad"), "faulty", &Settings::new()).unwrap();

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{job, node};
+use entity::{job, job_preset, node};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
@@ -18,6 +18,7 @@ use sea_orm::{
 use tokio::sync::broadcast;
 use trellis_proto::{Action, JobKinds, JobState, JobStatus, KindSpec, Settings};
 
+use super::presets::Preset;
 use crate::{
     error::{ApiError, ApiResult},
     mqtt::bridge::{Bridge, CommandError},
@@ -189,6 +190,7 @@ impl Jobs {
                     return Ok(None);
                 }
                 job::ActiveModel {
+                    logs_dropped: Set(0),
                     node_id: Set(node_id.to_owned()),
                     name: Set(status.name.clone()),
                     kind: Set(status.kind.clone()),
@@ -384,13 +386,133 @@ impl Jobs {
         }
     }
 
-    /// The built-in presets node `node_id` can run (those whose kind it offers).
-    pub async fn presets(&self, node_id: &str) -> ApiResult<Vec<super::presets::Preset>> {
+    /// Every preset: the built-in ones, then those operators stored, by name.
+    pub async fn all_presets(&self) -> ApiResult<Vec<Preset>> {
+        let mut all = super::presets::builtin();
+        for row in job_preset::Entity::find()
+            .order_by_asc(job_preset::Column::Name)
+            .all(&self.db)
+            .await?
+        {
+            let settings: Settings = serde_json::from_value(row.settings).map_err(|e| {
+                ApiError::Internal(format!(
+                    "stored settings of preset {:?} do not decode: {e}",
+                    row.name
+                ))
+            })?;
+            all.push(Preset {
+                name: row.name,
+                kind: row.kind,
+                description: row.description,
+                settings,
+                built_in: false,
+            });
+        }
+        Ok(all)
+    }
+
+    /// The presets node `node_id` can run (those whose kind it offers).
+    pub async fn presets(&self, node_id: &str) -> ApiResult<Vec<Preset>> {
         let kinds = self.kinds(node_id).await?;
-        Ok(super::presets::builtin()
+        Ok(self
+            .all_presets()
+            .await?
             .into_iter()
             .filter(|p| kinds.iter().any(|k| k.kind == p.kind))
             .collect())
+    }
+
+    /// The preset `name`, built in or stored; `BAD_REQUEST` naming those there are.
+    pub async fn preset(&self, name: &str) -> ApiResult<Preset> {
+        let all = self.all_presets().await?;
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        let names = names.join(", ");
+        all.iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .ok_or_else(|| ApiError::BadRequest(format!("no preset {name:?} (there are: {names})")))
+    }
+
+    /// Stores preset `name` (new, or replacing one stored before): a kind some node offers and
+    /// settings its rules accept. Built-in presets cannot be replaced.
+    pub async fn save_preset(
+        &self,
+        name: &str,
+        kind: &str,
+        description: &str,
+        settings: &Settings,
+        actor: &str,
+    ) -> ApiResult<Preset> {
+        trellis_proto::validate_job_name(name)
+            .map_err(|e| ApiError::BadRequest(e.to_string().replace("job name", "preset name")))?;
+        if super::presets::find(name).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "{name} is a built-in preset; store yours under another name"
+            )));
+        }
+        if description.len() > 500 {
+            return Err(ApiError::BadRequest(
+                "the description is longer than 500 characters".into(),
+            ));
+        }
+        // The kind's rules as the nodes that offer it declare them.
+        let mut spec = None;
+        for n in node::Entity::find().all(&self.db).await? {
+            if let Some(k) = self
+                .kinds(&n.id)
+                .await?
+                .into_iter()
+                .find(|k| k.kind == kind)
+            {
+                spec = Some(k);
+                break;
+            }
+        }
+        let spec =
+            spec.ok_or_else(|| ApiError::BadRequest(format!("no node offers job kind {kind:?}")))?;
+        spec.resolve(settings).map_err(ApiError::BadRequest)?;
+        let row = job_preset::ActiveModel {
+            name: Set(name.to_owned()),
+            kind: Set(kind.to_owned()),
+            description: Set(description.to_owned()),
+            settings: Set(
+                serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.to_string()))?
+            ),
+            updated_by: Set(actor.to_owned()),
+            updated_at: Set(Utc::now()),
+        };
+        if job_preset::Entity::find_by_id(name)
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            row.update(&self.db).await?;
+        } else {
+            row.insert(&self.db).await?;
+        }
+        Ok(Preset {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            description: description.to_owned(),
+            settings: settings.clone(),
+            built_in: false,
+        })
+    }
+
+    /// Deletes stored preset `name`; `NOT_FOUND` when there is none (built-in ones stay).
+    pub async fn delete_preset(&self, name: &str) -> ApiResult<()> {
+        if super::presets::find(name).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "{name} is a built-in preset; it cannot be deleted"
+            )));
+        }
+        let gone = job_preset::Entity::delete_by_id(name)
+            .exec(&self.db)
+            .await?;
+        if gone.rows_affected == 0 {
+            return Err(ApiError::NotFound(format!("preset {name:?}")));
+        }
+        Ok(())
     }
 
     /// Starts a job on a node, of a kind or from a preset (`what`), named `name` (the kind's or
@@ -409,15 +531,8 @@ impl Jobs {
         let (kind, default_name, mut settings) = match what {
             Start::Kind(kind) => (kind.clone(), kind.clone(), Settings::new()),
             Start::Preset(preset) => {
-                let p = super::presets::find(preset).ok_or_else(|| {
-                    let names: Vec<&str> =
-                        super::presets::builtin().iter().map(|p| p.name).collect();
-                    ApiError::BadRequest(format!(
-                        "no preset {preset:?} (there are: {})",
-                        names.join(", ")
-                    ))
-                })?;
-                (p.kind.to_owned(), p.name.to_owned(), p.settings)
+                let p = self.preset(preset).await?;
+                (p.kind, p.name, p.settings)
             }
         };
         settings.extend(given.clone());

@@ -164,6 +164,9 @@ mod tests {
              pattern read trellis/v1/enroll/+/response/%c\n\
              pattern write trellis/v1/nodes/%u/kinds\n\
              pattern write trellis/v1/nodes/%u/jobs/+\n\
+             pattern write trellis/v1/nodes/%u/readings\n\
+             pattern write trellis/v1/nodes/%u/logs\n\
+             pattern write trellis/v1/nodes/%u/calibrations\n\
              \nuser join.0123456789abcdef\ntopic write trellis/v1/enroll/+/request\n"
         );
     }

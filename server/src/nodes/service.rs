@@ -189,6 +189,7 @@ impl Nodes {
                     docker_insecure: Set(false),
                     job_kinds: Set(None),
                     clock_offset_ms: Set(None),
+                    pump_calibrations: Set(None),
                 }
                 .insert(&self.db)
                 .await?
@@ -264,13 +265,16 @@ impl Nodes {
         Ok(Some(model))
     }
 
-    /// Marks lost every online node whose heartbeats are overdue: nothing heard for three
-    /// heartbeat intervals plus `grace`. This catches what a last-will cannot (a broker restart
-    /// that lost the will, a half-open connection).
+    /// Marks lost every online node whose heartbeats are overdue: nothing heard for
+    /// [`allowed_silence`](crate::nodes::liveness::allowed_silence) of its interval. This catches
+    /// what a last-will cannot (a broker restart that lost the will, a half-open connection, a
+    /// hung node whose TCP connection the kernel keeps alive).
+    /// Silence is counted from `heard_since` at the earliest: when the leader's own link to the
+    /// broker came up.
     pub async fn sweep_overdue(
         &self,
         now: DateTime<Utc>,
-        grace: chrono::Duration,
+        heard_since: DateTime<Utc>,
     ) -> ApiResult<Vec<node::Model>> {
         let online = Node::find()
             .filter(node::Column::State.eq(NodeState::Online.as_str()))
@@ -278,9 +282,8 @@ impl Nodes {
             .await?;
         let mut lost = Vec::new();
         for n in online {
-            let allowed =
-                chrono::Duration::seconds(n.heartbeat_interval_secs.clamp(1, 86_400) * 3) + grace;
-            if now - n.last_seen > allowed
+            let allowed = crate::nodes::liveness::allowed_silence(n.heartbeat_interval_secs);
+            if now - n.last_seen.max(heard_since) > allowed
                 && let Some(m) = self.set_state(&n.id, NodeState::Lost, now).await?
             {
                 lost.push(m);

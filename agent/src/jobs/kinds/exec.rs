@@ -12,7 +12,7 @@
 //! ends by itself fails the job with its exit status.
 
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     io::{BufRead, BufReader, Read, Write},
     os::unix::process::CommandExt,
     process::{Child, ChildStdin, Command, Stdio},
@@ -21,9 +21,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use trellis_proto::{KindSpec, SettingType, Settings};
+use trellis_proto::{KindSpec, LogStream, SettingType, Settings};
 
-use super::{Driver, Kind, Setting, number};
+use super::{Driver, Kind, Measurement, Setting, number};
 use crate::hardware::{Hardware, HardwareError};
 
 /// Most lines taken from the program per tick; the rest wait for the next (a chatty program cannot
@@ -77,7 +77,7 @@ pub fn kind() -> Kind {
             ],
             open: true,
         },
-        make: || Box::new(Exec::default()),
+        make: |_| Box::new(Exec::default()),
     }
 }
 
@@ -95,9 +95,11 @@ struct Exec {
     lines: Option<mpsc::Receiver<Line>>,
     /// The settings last handed to the program.
     sent: Settings,
-    values: BTreeMap<String, f64>,
+    /// The metrics the program has reported (at most [`MAX_REPORTED`] names).
+    metrics: BTreeSet<String>,
+    readings: Vec<Measurement>,
     echoed: Settings,
-    logs: Vec<String>,
+    logs: Vec<(LogStream, String)>,
 }
 
 fn backend(what: &str, e: impl std::fmt::Display) -> HardwareError {
@@ -235,25 +237,28 @@ impl Exec {
     fn take(&mut self, line: Line) {
         let text = match line {
             Line::Err(t) => {
-                self.logs.push(format!("stderr: {t}"));
+                self.logs.push((LogStream::Stderr, t));
                 return;
             }
             Line::Out(t) => t,
         };
         let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(&text) else {
-            self.logs.push(text);
+            self.logs.push((LogStream::Stdout, text));
             return;
         };
         let mut understood = false;
         if let Some(Value::Object(r)) = msg.get("reading") {
             understood = true;
             for (k, v) in r {
-                let fits = self.values.len() < MAX_REPORTED || self.values.contains_key(k);
+                let fits = self.metrics.len() < MAX_REPORTED || self.metrics.contains(k);
                 if let Some(n) = v.as_f64()
                     && fits
-                    && k.len() <= 64
+                    && !k.is_empty()
+                    && k.len() <= trellis_proto::MAX_METRIC_LEN
+                    && !k.chars().any(char::is_control)
                 {
-                    self.values.insert(k.clone(), n);
+                    self.metrics.insert(k.clone());
+                    self.readings.push(Measurement::new(k, n, None));
                 }
             }
         }
@@ -273,11 +278,11 @@ impl Exec {
         }
         if let Some(log) = msg.get("log") {
             understood = true;
-            self.logs
-                .push(log.as_str().map_or_else(|| log.to_string(), str::to_owned));
+            let line = log.as_str().map_or_else(|| log.to_string(), str::to_owned);
+            self.logs.push((LogStream::Stdout, line));
         }
         if !understood {
-            self.logs.push(text);
+            self.logs.push((LogStream::Stdout, text));
         }
     }
 }
@@ -328,23 +333,24 @@ impl Driver for Exec {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.logs.push(format!(
-            "the program was still running {grace:?} after SIGTERM: killed"
+        self.logs.push((
+            LogStream::Agent,
+            format!("the program was still running {grace:?} after SIGTERM: killed"),
         ));
         signal_group(&child, "KILL");
         child.wait().map_err(|e| backend("wait", e))?;
         Ok(())
     }
 
-    fn values(&self) -> BTreeMap<String, f64> {
-        self.values.clone()
+    fn take_readings(&mut self) -> Vec<Measurement> {
+        std::mem::take(&mut self.readings)
     }
 
     fn take_echoed(&mut self) -> Settings {
         std::mem::take(&mut self.echoed)
     }
 
-    fn take_logs(&mut self) -> Vec<String> {
+    fn take_logs(&mut self) -> Vec<(LogStream, String)> {
         std::mem::take(&mut self.logs)
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::json;
 use trellis_proto::{KindSpec, SettingType, Settings};
 
-use super::{Driver, Kind, Setting, number, pin};
+use super::{Driver, Kind, Measurement, Setting, number, pin};
 use crate::hardware::{Hardware, HardwareError};
 
 /// The kind's declaration.
@@ -99,28 +99,50 @@ pub fn kind() -> Kind {
             ],
             open: false,
         },
-        make: || Box::new(Pid::default()),
+        make: |cx| {
+            Box::new(Pid {
+                speed: cx.speed,
+                ..Pid::default()
+            })
+        },
     }
+}
+
+/// What the controller measures.
+#[derive(Default, Clone, Copy)]
+enum Sensor {
+    #[default]
+    Rpm,
+    Temperature,
 }
 
 /// The controller's memory.
 #[derive(Default)]
 struct Pid {
+    /// Simulated seconds per real second: the controller's `dt` is in the process's time.
+    speed: f64,
     /// When the last measurement was taken: the real step, not the configured interval (reading
     /// a tachometer on a Pi takes a second of its own).
     last: Option<std::time::Instant>,
     integral: f64,
     previous_error: Option<f64>,
     measured: Option<f64>,
+    sensor: Sensor,
     output: f64,
 }
 
 impl Pid {
-    fn measure(hw: &dyn Hardware, settings: &Settings) -> Result<f64, HardwareError> {
+    fn measure(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<f64, HardwareError> {
         let input = number(settings, "input")? as u8;
         match settings.get("sensor").and_then(|s| s.as_str()) {
-            Some("temperature") => hw.read_temperature(input),
-            _ => hw.read_rpm(input),
+            Some("temperature") => {
+                self.sensor = Sensor::Temperature;
+                hw.read_temperature(input)
+            }
+            _ => {
+                self.sensor = Sensor::Rpm;
+                hw.read_rpm(input)
+            }
         }
     }
 
@@ -154,8 +176,9 @@ impl Pid {
 impl Driver for Pid {
     fn apply(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
         // A (re)start or a new target keeps the integral: the output does not jump. The sensor is
-        // read once so a missing one fails the start, not the first tick.
-        self.measured = Some(Self::measure(hw, settings)?);
+        // read once so a missing one fails the start, not the first tick (not a reading: the
+        // controller has not acted on it).
+        self.measure(hw, settings)?;
         hw.set_pwm(
             pin(settings)?,
             number(settings, "frequency")?,
@@ -172,11 +195,11 @@ impl Driver for Pid {
     fn tick(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
         let now = std::time::Instant::now();
         let dt = match self.last {
-            Some(t) => now.duration_since(t).as_secs_f64().max(1e-3),
+            Some(t) => (now.duration_since(t).as_secs_f64() * self.speed).max(1e-3),
             None => number(settings, "interval")?,
         };
         self.last = Some(now);
-        let measured = Self::measure(hw, settings)?;
+        let measured = self.measure(hw, settings)?;
         self.measured = Some(measured);
         self.output = self.step(settings, measured, dt)?;
         hw.set_pwm(
@@ -194,12 +217,19 @@ impl Driver for Pid {
         hw.set_pwm(pin(settings)?, number(settings, "frequency")?, 0.0)
     }
 
-    fn values(&self) -> std::collections::BTreeMap<String, f64> {
-        let mut v = std::collections::BTreeMap::from([("output".to_owned(), self.output)]);
-        if let Some(m) = self.measured {
-            v.insert("measured".to_owned(), m);
-        }
-        v
+    fn take_readings(&mut self) -> Vec<Measurement> {
+        let Some(measured) = self.measured.take() else {
+            return Vec::new();
+        };
+        // Named after what is measured, as a Pioreactor user reads them.
+        let (metric, unit) = match self.sensor {
+            Sensor::Temperature => ("temperature", "°C"),
+            Sensor::Rpm => ("rpm", "rpm"),
+        };
+        vec![
+            Measurement::new(metric, measured, Some(unit)),
+            Measurement::new("output", self.output, Some("%")),
+        ]
     }
 }
 
@@ -223,7 +253,10 @@ mod tests {
     fn the_stirrer_settles_at_its_target_in_simulated_time() {
         let sim = Simulator::seeded(3);
         let s = settings(&[]);
-        let mut pid = Pid::default();
+        let mut pid = Pid {
+            speed: 1.0,
+            ..Pid::default()
+        };
         pid.apply(&sim, &s).unwrap();
         // 20 simulated seconds in steps of the interval (`tick` measures real time; the
         // simulated clock runs ahead of it here, so the controller is stepped with it).

@@ -40,7 +40,7 @@ pub fn kind() -> Kind {
             ],
             open: false,
         },
-        make: || Box::new(Pwm),
+        make: |_| Box::new(Pwm),
     }
 }
 

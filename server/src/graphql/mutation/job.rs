@@ -49,11 +49,19 @@ pub struct JobStartResult {
 }
 
 /// An `exec` job runs any program on its node as the agent's user, the leader's own node
-/// included (where that user can read the leader's data): only admins may start one.
-fn check_exec_rights(ctx: &Context<'_>, what: &Start) -> Result<(), ApiError> {
+/// included (where that user can read the leader's data): only admins may start one, or store a
+/// preset of one.
+async fn check_exec_rights(ctx: &Context<'_>, what: &Start) -> Result<(), ApiError> {
     let kind = match what {
-        Start::Kind(k) => k.as_str(),
-        Start::Preset(p) => crate::jobs::presets::find(p).map_or("", |p| p.kind),
+        Start::Kind(k) => k.clone(),
+        Start::Preset(p) => match ctx.data::<AppState>() {
+            Ok(state) => state
+                .jobs
+                .preset(p)
+                .await
+                .map_or_else(|_| String::new(), |p| p.kind),
+            Err(_) => String::new(),
+        },
     };
     let role = ctx.data_opt::<Principal>().map(|p| p.role);
     if kind == "exec" && role != Some(Role::Admin) {
@@ -128,7 +136,7 @@ impl JobMutation {
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
         let shown = target(&node_id, name.as_deref().unwrap_or(what.name()));
-        if let Err(refused) = check_exec_rights(ctx, &what) {
+        if let Err(refused) = check_exec_rights(ctx, &what).await {
             audited(ctx, "startJob", Some(&shown), async {
                 Err::<(), _>(refused)
             })
@@ -165,7 +173,7 @@ impl JobMutation {
             .unwrap_or_default();
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
-        check_exec_rights(ctx, &what)?;
+        check_exec_rights(ctx, &what).await?;
         let ids = select(state, &nodes).await?;
         if ids.is_empty() {
             return Err(ApiError::BadRequest("the selector names no node".into()).into());
@@ -206,6 +214,77 @@ impl JobMutation {
             });
         }
         Ok(results)
+    }
+
+    /// Stores a preset (new, or replacing one stored before): a name, the kind it starts, one
+    /// line for people, and its settings (checked against the kind's rules as a node declares
+    /// them). Built-in presets cannot be replaced. An `exec` preset needs an admin.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn save_job_preset(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        kind: String,
+        #[graphql(default)] description: String,
+        settings: Option<Json<Settings>>,
+    ) -> Result<crate::graphql::types::JobPreset> {
+        let state = ctx.data::<AppState>()?;
+        let actor = ctx
+            .data_opt::<Principal>()
+            .map(Principal::actor)
+            .unwrap_or_default();
+        let settings = settings.map(|s| s.0).unwrap_or_default();
+        let work = async {
+            check_exec_rights(ctx, &Start::Kind(kind.clone())).await?;
+            state
+                .jobs
+                .save_preset(&name, &kind, &description, &settings, &actor)
+                .await
+        };
+        Ok(audited(ctx, "saveJobPreset", Some(&name), work)
+            .await?
+            .into())
+    }
+
+    /// Deletes a stored preset (built-in ones stay). Jobs started from it keep running.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn delete_job_preset(&self, ctx: &Context<'_>, name: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let work = state.jobs.delete_preset(&name);
+        audited(ctx, "deleteJobPreset", Some(&name), work).await?;
+        Ok(true)
+    }
+
+    /// Stores the calibration of a dosing pump on a node: which BCM pin switches it and how many
+    /// millilitres it moves per second (run it for a known time and weigh what it moved). The
+    /// node keeps it per pump; `pulse` by volume, `turbidostat` and `chemostat` use it.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn set_pump_calibration(
+        &self,
+        ctx: &Context<'_>,
+        node_id: String,
+        pump: String,
+        pin: i32,
+        ml_per_second: f64,
+    ) -> Result<crate::graphql::types::PumpCalibration> {
+        let state = ctx.data::<AppState>()?;
+        let shown = format!("{node_id}/{pump}");
+        let work = async {
+            let pin = u8::try_from(pin)
+                .map_err(|_| ApiError::BadRequest(format!("pin {pin} is not a BCM pin (0-27)")))?;
+            let c = trellis_proto::PumpCalibration {
+                pump: pump.clone(),
+                pin,
+                ml_per_second,
+            };
+            state
+                .telemetry
+                .set_calibration(&state.bridge, &node_id, c)
+                .await
+        };
+        Ok(audited(ctx, "setPumpCalibration", Some(&shown), work)
+            .await?
+            .into())
     }
 
     /// Stops a job: its hardware is released (PWM to 0, outputs low) before it says `STOPPED`.

@@ -57,23 +57,22 @@ impl JobQuery {
             .map(|row| Job { row, node }))
     }
 
-    /// The built-in presets a node can run (those whose kind it offers): `stirring`,
-    /// `temperature_automation`, `led_intensity`, with their kind and settings.
+    /// The presets a node can run (those whose kind it offers), built in (`stirring`,
+    /// `od_reading`, `temperature_automation`, `dosing_automation`, `add_media`, `remove_waste`,
+    /// `growth_rate_calculating`, `led_intensity`) and stored by operators, with their kind and
+    /// settings. Without `nodeId`: every preset.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
-    async fn job_presets(&self, ctx: &Context<'_>, node_id: String) -> Result<Vec<JobPreset>> {
+    async fn job_presets(
+        &self,
+        ctx: &Context<'_>,
+        node_id: Option<String>,
+    ) -> Result<Vec<JobPreset>> {
         let state = ctx.data::<AppState>()?;
-        Ok(state
-            .jobs
-            .presets(&node_id)
-            .await?
-            .into_iter()
-            .map(|p| JobPreset {
-                name: p.name.to_owned(),
-                kind: p.kind.to_owned(),
-                description: p.description.to_owned(),
-                settings: async_graphql::Json(p.settings),
-            })
-            .collect())
+        let presets = match node_id {
+            Some(id) => state.jobs.presets(&id).await?,
+            None => state.jobs.all_presets().await?,
+        };
+        Ok(presets.into_iter().map(JobPreset::from).collect())
     }
 
     /// The kinds of job a node offers, with each setting's type, unit, range and default (empty

@@ -5,6 +5,7 @@ mod audit;
 mod enroll;
 mod job;
 mod node;
+mod telemetry;
 
 /// The query root.
 #[derive(async_graphql::MergedObject, Default)]
@@ -14,4 +15,5 @@ pub struct Query(
     node::NodeQuery,
     enroll::EnrollQuery,
     job::JobQuery,
+    telemetry::TelemetryQuery,
 );

@@ -3,6 +3,7 @@
 mod audit;
 mod job;
 mod node;
+mod telemetry;
 
 /// The subscription root.
 #[derive(async_graphql::MergedSubscription, Default)]
@@ -10,4 +11,5 @@ pub struct Subscription(
     audit::AuditSubscription,
     node::NodeSubscription,
     job::JobSubscription,
+    telemetry::TelemetrySubscription,
 );

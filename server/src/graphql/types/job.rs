@@ -108,6 +108,30 @@ impl Job {
     async fn values(&self) -> Option<Json<serde_json::Value>> {
         self.row.latest_values.clone().map(Json)
     }
+    /// Its newest `last` log lines (at most 1000), oldest first: a program's output and the
+    /// agent's words about the job. The leader keeps the newest 2000 per job.
+    async fn logs(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(default = 200)] last: i64,
+    ) -> async_graphql::Result<Vec<super::JobLogLine>> {
+        let state = ctx.data::<crate::AppState>()?;
+        Ok(state
+            .telemetry
+            .logs(
+                &self.row.node_id,
+                &self.row.name,
+                u64::try_from(last).unwrap_or(0),
+            )
+            .await?
+            .into_iter()
+            .map(super::JobLogLine::from)
+            .collect())
+    }
+    /// Its log lines the leader no longer keeps (older than the newest 2000).
+    async fn logs_dropped(&self) -> i64 {
+        self.row.logs_dropped
+    }
     /// Who started it through this leader.
     async fn started_by(&self) -> Option<&str> {
         self.row.started_by.as_deref()
@@ -213,6 +237,20 @@ pub struct JobPreset {
     pub description: String,
     /// The settings it gives (the kind's defaults for the rest).
     pub settings: Json<trellis_proto::Settings>,
+    /// Built in (fixed), or stored by an operator (`saveJobPreset`).
+    pub built_in: bool,
+}
+
+impl From<crate::jobs::presets::Preset> for JobPreset {
+    fn from(p: crate::jobs::presets::Preset) -> Self {
+        JobPreset {
+            name: p.name,
+            kind: p.kind,
+            description: p.description,
+            settings: Json(p.settings),
+            built_in: p.built_in,
+        }
+    }
 }
 
 /// Something that happened to a job.

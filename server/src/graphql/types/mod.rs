@@ -5,9 +5,11 @@ mod audit;
 mod enroll;
 mod job;
 mod node;
+mod telemetry;
 
 pub use access::*;
 pub use audit::*;
 pub use enroll::*;
 pub use job::*;
 pub use node::*;
+pub use telemetry::*;

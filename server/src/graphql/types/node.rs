@@ -147,6 +147,31 @@ impl Node {
             .clock_offset_ms
             .is_some_and(|o| o.unsigned_abs() > MAX_CLOCK_SKEW_MS)
     }
+    /// The node's dosing pumps and their calibrations, as its agent last published them.
+    async fn pump_calibrations(&self) -> async_graphql::Result<Vec<super::PumpCalibration>> {
+        Ok(crate::telemetry::Telemetry::calibrations(&self.0)?
+            .pumps
+            .into_iter()
+            .map(super::PumpCalibration::from)
+            .collect())
+    }
+    /// Readings the node's agent had to drop (its outage buffer of 100 000 was full), over all
+    /// its runs: a loss reported, never silent.
+    async fn readings_dropped(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<i64> {
+        let state = ctx.data::<crate::AppState>()?;
+        Ok(state.telemetry.dropped(&self.0.id).await?.0)
+    }
+    /// Job log lines the node's agent had to drop (its outage buffer of 10 000 was full).
+    async fn log_lines_dropped(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<i64> {
+        let state = ctx.data::<crate::AppState>()?;
+        Ok(state.telemetry.dropped(&self.0.id).await?.1)
+    }
     /// The node's Docker engine as the leader sees it; null when the node announced none.
     async fn docker(&self, ctx: &async_graphql::Context<'_>) -> Option<NodeDocker> {
         let endpoint = self.0.docker_endpoint.clone()?;

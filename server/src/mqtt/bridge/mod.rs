@@ -97,17 +97,31 @@ type FirstLogin = Arc<std::sync::Mutex<HashMap<String, String>>>;
 /// Commands sent and not yet answered, by command id.
 type PendingCommands = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
 
+/// The domains the bridge's router hands messages to.
+pub struct Domains {
+    /// Liveness and inventory.
+    pub nodes: Nodes,
+    /// Job kinds and statuses.
+    pub jobs: crate::jobs::Jobs,
+    /// Readings, job logs, calibrations.
+    pub telemetry: crate::telemetry::Telemetry,
+}
+
 impl Bridge {
     /// Connects to `broker` and starts the bridge tasks; they stop when `shutdown` is cancelled.
     pub fn start(
         broker: &BrokerAddr,
         tls: Option<Arc<rustls::ClientConfig>>,
         login: Option<(String, String)>,
-        nodes: Nodes,
-        jobs: crate::jobs::Jobs,
+        domains: Domains,
         enroll_requests: Option<mpsc::Sender<crate::enroll::JoinRequest>>,
         shutdown: CancellationToken,
     ) -> Bridge {
+        let Domains {
+            nodes,
+            jobs,
+            telemetry,
+        } = domains;
         let client_id = format!("trellis-server-{}", uuid::Uuid::new_v4().simple());
         let mut opts = MqttOptions::new(client_id, broker.host.clone(), broker.port);
         opts.set_keep_alive(Duration::from_secs(10));
@@ -122,6 +136,8 @@ impl Bridge {
         );
         let (client, mut eventloop) = AsyncClient::new(opts, BRIDGE_REQUESTS);
         let connected = Arc::new(AtomicBool::new(false));
+        let link_up = crate::nodes::liveness::LinkUp::default();
+        let loop_link_up = link_up.clone();
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(BRIDGE_INBOX);
 
         let sub_client = client.clone();
@@ -146,6 +162,7 @@ impl Bridge {
                             tracing::error!(error = %e, "cannot queue the node subscription");
                         }
                         flag.store(true, Ordering::SeqCst);
+                        loop_link_up.store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
                         tracing::info!("bridge connected to the broker");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -178,6 +195,7 @@ impl Bridge {
                             let ids: Vec<u16> = w.sent.keys().copied().collect();
                             w.resending.extend(ids);
                         }
+                        loop_link_up.store(0, Ordering::SeqCst);
                         if flag.swap(false, Ordering::SeqCst) {
                             tracing::warn!(error = %e, "bridge lost the broker");
                         } else {
@@ -200,6 +218,7 @@ impl Bridge {
             router::Router {
                 nodes: nodes.clone(),
                 jobs,
+                telemetry,
                 pending: pending.clone(),
                 first_login: first_login.clone(),
                 publisher: publisher.clone(),
@@ -209,7 +228,7 @@ impl Bridge {
             }
             .run(rx),
         );
-        tokio::spawn(crate::nodes::liveness::sweep(nodes, shutdown));
+        tokio::spawn(crate::nodes::liveness::sweep(nodes, link_up, shutdown));
         Bridge {
             connected,
             publisher,

@@ -1,5 +1,6 @@
 //! The bridge's router: every message the leader receives goes from here to the domain that owns
-//! it (liveness and inventory to `nodes`, job kinds and statuses to `jobs`, command results to
+//! it (liveness and inventory to `nodes`, job kinds and statuses to `jobs`, readings, job logs and
+//! calibrations to `telemetry`, command results to
 //! their waiting callers, join requests to `enroll`). It owns only small bounded maps (statuses that came before their node's announce,
 //! the heartbeat throttle); the database holds everything else, so a restart loses nothing that
 //! the agents' retained messages do not bring back.
@@ -20,6 +21,7 @@ const MAX_EARLY_STATUSES: usize = 10_000;
 pub(super) struct Router {
     pub(super) nodes: Nodes,
     pub(super) jobs: crate::jobs::Jobs,
+    pub(super) telemetry: crate::telemetry::Telemetry,
     pub(super) pending: PendingCommands,
     pub(super) first_login: FirstLogin,
     pub(super) publisher: Publisher,
@@ -91,6 +93,19 @@ impl Router {
             NodeMessage::Kinds(k) => self.jobs.record_kinds(&node_id, &k).await,
             NodeMessage::Job(s) => self.jobs.record(&node_id, &s, now).await.map(|_| ()),
             NodeMessage::JobCleared(name) => self.jobs.forget(&node_id, &name).await,
+            NodeMessage::Readings(b) => {
+                self.telemetry
+                    .submit(crate::telemetry::service::Batch::Readings(node_id, b))
+                    .await;
+                Ok(())
+            }
+            NodeMessage::Logs(b) => {
+                self.telemetry
+                    .submit(crate::telemetry::service::Batch::Logs(node_id, b))
+                    .await;
+                Ok(())
+            }
+            NodeMessage::Calibrations(c) => self.telemetry.record_calibrations(&node_id, &c).await,
             NodeMessage::EnrollRequest(r) => {
                 self.enroll_request(&node_id, r);
                 Ok(())

@@ -1,0 +1,121 @@
+//! GraphQL types of the telemetry domain: readings, job log lines, pump calibrations.
+
+use async_graphql::{Enum, SimpleObject};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// A time in milliseconds since the Unix epoch as a date-time (out-of-range values clamp to the
+/// epoch: a node cannot send one, its batches are checked, but a stored row is not trusted).
+pub fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// One reading.
+#[derive(SimpleObject)]
+pub struct Reading {
+    /// The job that measured it.
+    pub job: String,
+    /// What was measured.
+    pub metric: String,
+    /// Its unit, when it has one.
+    pub unit: Option<String>,
+    /// When: the node's time corrected by its measured clock offset.
+    pub time: DateTime<Utc>,
+    /// When, by the node's own clock.
+    pub node_time: DateTime<Utc>,
+    /// The value.
+    pub value: f64,
+}
+
+impl From<entity::reading::Model> for Reading {
+    fn from(r: entity::reading::Model) -> Self {
+        Reading {
+            job: r.job,
+            metric: r.metric,
+            unit: r.unit,
+            time: time(r.time_ms),
+            node_time: time(r.node_time_ms),
+            value: r.value,
+        }
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum LogStream {
+    /// A program's standard output.
+    Stdout,
+    /// A program's standard error.
+    Stderr,
+    /// The agent, about the job (a dose, a failure).
+    Agent,
+}
+
+/// One log line of a job.
+#[derive(SimpleObject)]
+pub struct JobLogLine {
+    /// The node.
+    pub node_id: String,
+    /// The job.
+    pub job: String,
+    /// When (the node's time, corrected).
+    pub time: DateTime<Utc>,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// The text.
+    pub line: String,
+}
+
+impl From<entity::job_log::Model> for JobLogLine {
+    fn from(l: entity::job_log::Model) -> Self {
+        JobLogLine {
+            node_id: l.node_id,
+            job: l.job,
+            time: time(l.time_ms),
+            stream: match l.stream.as_str() {
+                "stdout" => LogStream::Stdout,
+                "stderr" => LogStream::Stderr,
+                _ => LogStream::Agent,
+            },
+            line: l.line,
+        }
+    }
+}
+
+/// What a `jobLogs` subscription delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum JobLogEventKind {
+    /// A new line.
+    Line,
+    /// The subscriber fell behind and missed lines: reload the job's `logs`.
+    Resync,
+}
+
+/// A new log line, or a resync.
+#[derive(SimpleObject)]
+pub struct JobLogEvent {
+    /// Which.
+    pub kind: JobLogEventKind,
+    /// The line, for `LINE`.
+    pub line: Option<JobLogLine>,
+}
+
+/// A dosing pump's calibration on a node.
+#[derive(SimpleObject)]
+pub struct PumpCalibration {
+    /// The pump (`media`, `waste`, `alt_media`).
+    pub pump: String,
+    /// The BCM pin that switches it.
+    pub pin: i32,
+    /// Millilitres per second when on.
+    pub ml_per_second: f64,
+}
+
+impl From<trellis_proto::PumpCalibration> for PumpCalibration {
+    fn from(c: trellis_proto::PumpCalibration) -> Self {
+        PumpCalibration {
+            pump: c.pump,
+            pin: i32::from(c.pin),
+            ml_per_second: c.ml_per_second,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Telemetry: what jobs report besides their status. `service` reads readings and job logs and
+//! keeps each node's pump calibrations; `ingest` is the loop that stores the numbered batches
+//! agents send, each item once.
+
+pub mod ingest;
+pub mod service;
+
+pub use ingest::{Ingester, MAX_LOG_LINES_PER_JOB};
+pub use service::{LogEvent, Telemetry};

@@ -1,0 +1,225 @@
+//! The telemetry service: queries over readings and job logs, the live feed of log lines, the
+//! nodes' pump calibrations, and the door to the ingester (a bounded queue: when the database is
+//! slower than the agents, the bridge waits here, and MQTT flow control holds the agents back,
+//! rather than anything being dropped).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use entity::{job_log, node, reading, telemetry_stream};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
+use tokio::sync::{broadcast, mpsc};
+use trellis_proto::{Action, Calibrations, LogBatch, PumpCalibration, ReadingBatch};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Batches waiting for the ingester; past this the bridge waits (back-pressure).
+pub const INGEST_QUEUE: usize = 256;
+/// Capacity of the log-line feed; a subscriber further behind gets a resync.
+pub const LOG_EVENTS: usize = 4096;
+/// Most readings one query returns.
+pub const MAX_READINGS_PER_QUERY: u64 = 10_000;
+/// Most log lines one query returns.
+pub const MAX_LOG_LINES_PER_QUERY: u64 = 1_000;
+
+/// A batch for the ingester, with the node it came from.
+#[derive(Debug)]
+pub enum Batch {
+    /// Readings.
+    Readings(String, ReadingBatch),
+    /// Log lines.
+    Logs(String, LogBatch),
+}
+
+/// A stored log line for live subscribers (`None` line: the subscriber fell behind).
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    /// The line as stored.
+    pub line: Option<job_log::Model>,
+}
+
+/// The service; cheap to clone.
+#[derive(Clone)]
+pub struct Telemetry {
+    db: DatabaseConnection,
+    queue: mpsc::Sender<Batch>,
+    depth: Arc<AtomicUsize>,
+    logs: broadcast::Sender<LogEvent>,
+}
+
+impl Telemetry {
+    /// The service and the ingester that stores what it is given (run it with
+    /// [`crate::telemetry::Ingester::run`]).
+    pub fn new(db: DatabaseConnection) -> (Self, super::Ingester) {
+        let (queue, rx) = mpsc::channel(INGEST_QUEUE);
+        let (logs, _) = broadcast::channel(LOG_EVENTS);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let ingester = super::Ingester::new(db.clone(), rx, logs.clone(), depth.clone());
+        (
+            Telemetry {
+                db,
+                queue,
+                depth,
+                logs,
+            },
+            ingester,
+        )
+    }
+
+    /// Hands a batch to the ingester, waiting while its queue is full.
+    pub async fn submit(&self, batch: Batch) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(batch).await.is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("the ingester has stopped: a telemetry batch was not stored");
+        }
+    }
+
+    /// Batches waiting to be stored.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The live feed of stored log lines.
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<LogEvent> {
+        self.logs.subscribe()
+    }
+
+    /// Readings of a node (of one job, one metric), at or after `since_ms`, the newest `limit` in
+    /// time order.
+    pub async fn readings(
+        &self,
+        node_id: &str,
+        job: Option<&str>,
+        metric: Option<&str>,
+        since_ms: Option<i64>,
+        limit: u64,
+    ) -> ApiResult<Vec<reading::Model>> {
+        if limit == 0 || limit > MAX_READINGS_PER_QUERY {
+            return Err(ApiError::BadRequest(format!(
+                "limit {limit} must be between 1 and {MAX_READINGS_PER_QUERY}"
+            )));
+        }
+        let mut q = reading::Entity::find().filter(reading::Column::NodeId.eq(node_id));
+        if let Some(job) = job {
+            q = q.filter(reading::Column::Job.eq(job));
+        }
+        if let Some(metric) = metric {
+            q = q.filter(reading::Column::Metric.eq(metric));
+        }
+        if let Some(since) = since_ms {
+            q = q.filter(reading::Column::TimeMs.gte(since));
+        }
+        let mut rows = q
+            .order_by_desc(reading::Column::TimeMs)
+            .order_by_desc(reading::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The newest `last` log lines of a job, oldest first.
+    pub async fn logs(
+        &self,
+        node_id: &str,
+        job: &str,
+        last: u64,
+    ) -> ApiResult<Vec<job_log::Model>> {
+        if last == 0 || last > MAX_LOG_LINES_PER_QUERY {
+            return Err(ApiError::BadRequest(format!(
+                "last {last} must be between 1 and {MAX_LOG_LINES_PER_QUERY}"
+            )));
+        }
+        let mut rows = job_log::Entity::find()
+            .filter(job_log::Column::NodeId.eq(node_id))
+            .filter(job_log::Column::Job.eq(job))
+            .order_by_desc(job_log::Column::Id)
+            .limit(last)
+            .all(&self.db)
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Readings and log lines a node's agent reported it had to drop (its outage buffer was
+    /// full), over all its runs.
+    pub async fn dropped(&self, node_id: &str) -> ApiResult<(i64, i64)> {
+        let rows = telemetry_stream::Entity::find()
+            .filter(telemetry_stream::Column::NodeId.eq(node_id))
+            .all(&self.db)
+            .await?;
+        let sum = |kind: &str| {
+            rows.iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.dropped)
+                .sum()
+        };
+        Ok((sum(super::ingest::READINGS), sum(super::ingest::LOGS)))
+    }
+
+    /// Records the pump calibrations a node's agent published.
+    pub async fn record_calibrations(&self, node_id: &str, c: &Calibrations) -> ApiResult<()> {
+        let Some(n) = node::Entity::find_by_id(node_id).one(&self.db).await? else {
+            return Ok(());
+        };
+        let json = serde_json::to_value(c).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut m = n.into_active_model();
+        m.pump_calibrations = Set(Some(json));
+        m.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// Stores a pump's calibration on node `node_id` (its agent keeps it, per pump, and publishes
+    /// the list). The agent's refusal is `BAD_REQUEST` in its words; a node that does not answer is
+    /// `UNAVAILABLE`.
+    pub async fn set_calibration(
+        &self,
+        bridge: &crate::mqtt::bridge::Bridge,
+        node_id: &str,
+        calibration: PumpCalibration,
+    ) -> ApiResult<PumpCalibration> {
+        calibration.check().map_err(ApiError::BadRequest)?;
+        let n = node::Entity::find_by_id(node_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("node {node_id:?}")))?;
+        if n.state != trellis_proto::NodeState::Online.as_str() {
+            return Err(ApiError::Unavailable(format!(
+                "node {node_id:?} is {}",
+                n.state
+            )));
+        }
+        let result = bridge
+            .command(
+                node_id,
+                Action::SetPumpCalibration(calibration.clone()),
+                crate::jobs::service::COMMAND_TIMEOUT,
+            )
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("node {node_id:?}: {e}")))?;
+        if !result.ok {
+            return Err(ApiError::BadRequest(result.message));
+        }
+        Ok(calibration)
+    }
+
+    /// A node's pump calibrations as its agent last published them.
+    pub fn calibrations(n: &node::Model) -> ApiResult<Calibrations> {
+        match &n.pump_calibrations {
+            None => Ok(Calibrations::default()),
+            Some(json) => serde_json::from_value(json.clone()).map_err(|e| {
+                ApiError::Internal(format!(
+                    "stored calibrations of node {} do not decode: {e}",
+                    n.id
+                ))
+            }),
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! What jobs measure and say, end to end on real agent processes: a culture on a sped-up
+//! simulator read by `od_reading`, followed by `growth_rate_calculating` and held by
+//! `dosing_automation` (a turbidostat), doses given by `add_media` through the pump's calibration,
+//! calibrations changed by an operator, stored presets; and readings and log lines kept through a
+//! broker outage and delivered once each afterwards.
+
+use std::time::Duration;
+
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use trellis_tests::{
+    Mosquitto, PATIENCE, Server, ServerOpts, error_code, until_closed, wait_for, ws_session,
+};
+
+async fn start_preset(server: &Server, node: &str, preset: &str, settings: Value) -> Value {
+    let r = server
+        .graphql(
+            "mutation($n: String!, $p: String!, $s: JSON) {
+               startJob(nodeId: $n, preset: $p, settings: $s) { name kind state settings error } }",
+            json!({"n": node, "p": preset, "s": settings}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{preset}: {r}");
+    r["data"]["startJob"].clone()
+}
+
+async fn readings(server: &Server, node: &str, job: &str, metric: &str) -> Vec<Value> {
+    let r = server
+        .graphql(
+            "query($n: String!, $j: String, $m: String) {
+               readings(nodeId: $n, job: $j, metric: $m, limit: 10000) { job metric unit time nodeTime value } }",
+            json!({"n": node, "j": job, "m": metric}),
+        )
+        .await;
+    r["data"]["readings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{r}"))
+}
+
+async fn logs(server: &Server, node: &str, job: &str) -> Vec<String> {
+    let r = server
+        .graphql(
+            "query($n: String!, $j: String!) { job(nodeId: $n, name: $j) { logs(last: 1000) { stream line } } }",
+            json!({"n": node, "j": job}),
+        )
+        .await;
+    r["data"]["job"]["logs"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|x| {
+                    format!(
+                        "{}: {}",
+                        x["stream"].as_str().unwrap_or("?"),
+                        x["line"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A node's pump calibrations and drop counts.
+async fn pumps(server: &Server, node: &str) -> Value {
+    let r = server
+        .graphql(
+            "query($n: String!) { node(id: $n) { pumpCalibrations { pump pin mlPerSecond } readingsDropped logLinesDropped } }",
+            json!({"n": node}),
+        )
+        .await;
+    r["data"]["node"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    // 1200 simulated seconds per real second: the culture (OD 0.05, growing ~0.6/h) passes
+    // OD 0.2 after about 2.4 simulated hours, 7 real seconds.
+    let _agent = server
+        .join_agent_with("bio", &["--sim-speed", "1200"])
+        .await;
+    server.wait_state("bio", "ONLINE", PATIENCE).await;
+    wait_for("bio's presets", PATIENCE, || async {
+        let r = server
+            .graphql("{ jobPresets(nodeId: \"bio\") { name } }", json!({}))
+            .await;
+        (r["data"]["jobPresets"].as_array()?.len() >= 8).then_some(())
+    })
+    .await;
+
+    // An OD reading every simulated minute, the growth rate from it, and a turbidostat at 0.2.
+    start_preset(&server, "bio", "od_reading", json!({"interval": 60})).await;
+    start_preset(
+        &server,
+        "bio",
+        "growth_rate_calculating",
+        json!({"interval": 60}),
+    )
+    .await;
+    start_preset(
+        &server,
+        "bio",
+        "dosing_automation",
+        json!({"target_od": 0.2, "interval": 60}),
+    )
+    .await;
+
+    // The turbidostat doses once the culture passes its target...
+    let doses = wait_for("the turbidostat to dose", PATIENCE * 3, || async {
+        let d = readings(&server, "bio", "dosing_automation", "media_ml").await;
+        (d.len() >= 2).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        (doses[0]["value"].as_f64(), doses[0]["unit"].as_str()),
+        (Some(1.0), Some("ml"))
+    );
+    let said = logs(&server, "bio", "dosing_automation").await;
+    assert!(
+        said.iter().any(|l| l.starts_with("AGENT: exchanged 1 ml: OD ") && l.ends_with("above target 0.2")),
+        "{said:?}"
+    );
+    // ...and holds it there: a dose of 1 ml into 14 dilutes by 1/15, a minute's growth is 1 %.
+    let od = readings(&server, "bio", "od_reading", "od").await;
+    assert!(od.len() >= 60, "{} readings", od.len());
+    assert_eq!(od[0]["unit"], "OD");
+    let first = od[0]["value"].as_f64().unwrap_or_default();
+    assert!(
+        (0.03..0.08).contains(&first),
+        "the culture starts near OD 0.05: {first}"
+    );
+    let last_few: Vec<f64> = od[od.len() - 5..]
+        .iter()
+        .filter_map(|r| r["value"].as_f64())
+        .collect();
+    assert!(
+        last_few.iter().all(|v| (0.17..0.24).contains(v)),
+        "held near 0.2: {last_few:?}"
+    );
+    // Times are the node's, corrected by its measured clock offset: the same clock here, so the
+    // correction is the heartbeat's transit time, a few milliseconds.
+    let at = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    let last = &od[od.len() - 1];
+    assert!(
+        (at(&last["time"]) - at(&last["nodeTime"])).abs() < 500,
+        "{last}"
+    );
+
+    // The growth rate, from ln(OD), near the simulated culture's 0.6/h ± 10 % (slowed a little
+    // by the logistic term at OD 0.2).
+    let rate = readings(&server, "bio", "growth_rate_calculating", "growth_rate").await;
+    let latest = rate
+        .last()
+        .and_then(|r| r["value"].as_f64())
+        .unwrap_or_default();
+    assert!((0.4..0.75).contains(&latest), "growth rate {latest}/h");
+    assert_eq!(rate.last().map(|r| r["unit"].clone()), Some(json!("1/h")));
+
+    // A pulse by volume goes through the pump's calibration, then ends by itself.
+    server
+        .graphql(
+            "mutation { stopJob(nodeId: \"bio\", name: \"dosing_automation\") { state } }",
+            json!({}),
+        )
+        .await;
+    let r = server
+        .graphql(
+            "mutation { startJob(nodeId: \"bio\", preset: \"add_media\", settings: {volume: 2}) { state } }",
+            json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    wait_for("add_media to finish", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ job(nodeId: \"bio\", name: \"add_media\") { state } }",
+                json!({}),
+            )
+            .await;
+        (r["data"]["job"]["state"] == "STOPPED").then_some(())
+    })
+    .await;
+    let given = wait_for("add_media's reading", PATIENCE, || async {
+        readings(&server, "bio", "add_media", "media_ml")
+            .await
+            .pop()
+    })
+    .await;
+    let ml = given["value"].as_f64().unwrap_or_default();
+    assert!((1.9..2.2).contains(&ml), "{ml} ml");
+
+    // Calibrations: the simulator's pumps, changed by an operator, refused in words.
+    let n = pumps(&server, "bio").await;
+    assert_eq!(
+        n["pumpCalibrations"],
+        json!([
+            {"pump": "alt_media", "pin": 22, "mlPerSecond": 0.5},
+            {"pump": "media", "pin": 23, "mlPerSecond": 0.5},
+            {"pump": "waste", "pin": 24, "mlPerSecond": 1.0}
+        ])
+    );
+    assert_eq!(
+        (&n["readingsDropped"], &n["logLinesDropped"]),
+        (&json!(0), &json!(0))
+    );
+    let set = |pump: &str, pin: i64, rate: f64| {
+        server.graphql(
+            "mutation($p: String!, $pin: Int!, $r: Float!) {
+               setPumpCalibration(nodeId: \"bio\", pump: $p, pin: $pin, mlPerSecond: $r) { pump pin mlPerSecond } }",
+            json!({"p": pump, "pin": pin, "r": rate}),
+        )
+    };
+    let r = set("media", 23, 0.62).await;
+    assert_eq!(r["data"]["setPumpCalibration"]["mlPerSecond"], 0.62, "{r}");
+    wait_for(
+        "the node to publish its new calibration",
+        PATIENCE,
+        || async {
+            let n = pumps(&server, "bio").await;
+            (n["pumpCalibrations"][1]["mlPerSecond"] == 0.62).then_some(())
+        },
+    )
+    .await;
+    let r = set("acid", 24, 0.1).await;
+    assert_eq!(error_code(&r), "BAD_REQUEST");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pin 24 is pump waste's")),
+        "{r}"
+    );
+    let r = set("media", 23, 0.0).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ml_per_second 0 must be above 0")),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_store_presets_of_their_own() {
+    let server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    wait_for("the leader's kinds", PATIENCE, || async {
+        let r = server
+            .graphql("{ jobKinds(nodeId: \"leader\") { kind } }", json!({}))
+            .await;
+        (!r["data"]["jobKinds"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let save = |name: &str, kind: &str, settings: Value| {
+        server.graphql(
+            "mutation($n: String!, $k: String!, $s: JSON) {
+               saveJobPreset(name: $n, kind: $k, description: \"slow\", settings: $s) { name kind settings builtIn } }",
+            json!({"n": name, "k": kind, "s": settings}),
+        )
+    };
+    let r = save(
+        "gentle_stirring",
+        "pid",
+        json!({"target": 300, "sensor": "rpm", "input": 25, "pin": 13}),
+    )
+    .await;
+    assert_eq!(
+        r["data"]["saveJobPreset"],
+        json!({"name": "gentle_stirring", "kind": "pid", "settings": {"target": 300, "sensor": "rpm", "input": 25, "pin": 13}, "builtIn": false}),
+        "{r}"
+    );
+    // Refused in words: a built-in name, a value outside its rule, a kind no node offers.
+    let r = save("stirring", "pid", json!({})).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stirring is a built-in preset")),
+        "{r}"
+    );
+    let r = save("fast", "pid", json!({"target": -5})).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("setting target = -5 refused")),
+        "{r}"
+    );
+    let r = save("laser", "laser", json!({})).await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no node offers job kind \"laser\"")),
+        "{r}"
+    );
+
+    // It is offered like a built-in one and starts the same way.
+    let r = server
+        .graphql(
+            "{ jobPresets(nodeId: \"leader\") { name builtIn } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r["data"]["jobPresets"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|p| p["name"] == "gentle_stirring" && p["builtIn"] == false)),
+        "{r}"
+    );
+    let j = start_preset(&server, "leader", "gentle_stirring", json!({})).await;
+    assert_eq!(
+        (&j["kind"], &j["settings"]["target"]),
+        (&json!("pid"), &json!(300))
+    );
+
+    let r = server
+        .graphql(
+            "mutation { deleteJobPreset(name: \"gentle_stirring\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["deleteJobPreset"], true, "{r}");
+    let r = server
+        .graphql(
+            "mutation { deleteJobPreset(name: \"gentle_stirring\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "NOT_FOUND");
+    let log = server.audit_log(20).await;
+    assert!(trellis_tests::audit_has(
+        &log,
+        &[("action", "saveJobPreset"), ("target", "gentle_stirring")]
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readings_and_log_lines_outlive_a_broker_outage_and_arrive_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..mosquitto.server_opts()
+    })
+    .await;
+    let _agent = server.join_agent("counter").await;
+    server.wait_state("counter", "ONLINE", PATIENCE).await;
+    // A program that counts: a reading and a log line every 20 ms.
+    let program = r#"python3 -u -c '
+import json, time
+n = 0
+while True:
+    print(json.dumps({"reading": {"n": n}}))
+    print("line %d" % n)
+    n += 1
+    time.sleep(0.02)
+'"#;
+    let r = server
+        .graphql(
+            "mutation($s: JSON) { startJob(nodeId: \"counter\", kind: \"exec\", name: \"count\", settings: $s) { state } }",
+            json!({"s": {"command": program}}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+    wait_for("the first readings", PATIENCE, || async {
+        (readings(&server, "counter", "count", "n").await.len() > 20).then_some(())
+    })
+    .await;
+
+    // Every node event from here on: the node must never be marked lost for the broker's outage.
+    let mut ws = ws_session(&server, server.admin_cookie.as_deref(), json!({})).await;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { nodeEvents { kind nodeId } }"}});
+    ws.send(Message::text(sub.to_string())).await.expect("send");
+
+    // Three seconds without a broker: the job keeps counting into the agent's outage buffer.
+    mosquitto.restart_after(Duration::from_secs(3)).await;
+    server.wait_state("counter", "ONLINE", PATIENCE).await;
+    let before = readings(&server, "counter", "count", "n").await.len();
+    let all = wait_for("the buffered readings", PATIENCE, || async {
+        let r = readings(&server, "counter", "count", "n").await;
+        (r.len() > before + 150).then_some(r)
+    })
+    .await;
+    // Every number once, in order, with no gap across the outage.
+    let ns: Vec<i64> = all
+        .iter()
+        .filter_map(|r| r["value"].as_f64())
+        .map(|v| v as i64)
+        .collect();
+    let expected: Vec<i64> = (0..ns.len() as i64).collect();
+    assert_eq!(ns, expected, "readings 0..{} each once", ns.len());
+    let lines = logs(&server, "counter", "count").await;
+    let numbered: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("STDOUT: line "))
+        .collect();
+    assert!(
+        numbered.len() >= ns.len() - 50,
+        "{} lines for {} readings",
+        numbered.len(),
+        ns.len()
+    );
+    for (i, w) in numbered.windows(2).enumerate() {
+        let n = |l: &str| {
+            l.trim_start_matches("STDOUT: line ")
+                .parse::<i64>()
+                .unwrap_or(-1)
+        };
+        assert_eq!(n(w[1]), n(w[0]) + 1, "line {i}: {w:?}");
+    }
+    // The heartbeats' overdue limit (3 s at 1 s) passed during the outage, yet no LOST: the
+    // leader heard nothing from the broker either, so silence proved nothing.
+    let (events, _) = until_closed(&mut ws, Duration::from_secs(2)).await;
+    assert!(events.iter().any(|e| e.contains("HEARTBEAT")), "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("LOST")), "{events:?}");
+    let r = server
+        .graphql("{ job(nodeId: \"counter\", name: \"count\") { state } node(id: \"counter\") { readingsDropped } }", json!({}))
+        .await;
+    assert_eq!(
+        (
+            &r["data"]["job"]["state"],
+            &r["data"]["node"]["readingsDropped"]
+        ),
+        (&json!("READY"), &json!(0)),
+        "{r}"
+    );
+}
