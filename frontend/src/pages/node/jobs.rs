@@ -73,9 +73,11 @@ pub fn JobsSection(
     };
     let error = RwSignal::new(None::<String>);
 
-    let mut feed = ws::subscribe::<jobs::JobEvents>(jobs::job_events::Variables {
-        node_id: node_id.clone(),
-    })
+    let mut feed = ws::subscribe::<jobs::JobEvents, jobs::job_events::ResponseData>(
+        jobs::job_events::Variables {
+            node_id: node_id.clone(),
+        },
+    )
     .scoped();
     {
         leptos::task::spawn_local(async move {
