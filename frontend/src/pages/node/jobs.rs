@@ -1,7 +1,7 @@
-//! The node page's Jobs section: the node's hardware jobs, live through `jobEvents(nodeId)`, with
-//! Stop / Pause / Resume and inline editing of live settings for operators, and a form that
-//! starts a job from the kinds the node offers. Viewers see the same, read-only; the leader
-//! enforces the same rule.
+//! The node page's Jobs section: the node's hardware jobs with their latest values, live through
+//! `jobEvents(nodeId)`, with Stop / Pause / Resume and inline editing of live settings for
+//! operators, and a form that starts a job from the kinds the node offers. Viewers see the same,
+//! read-only; the leader enforces the same rule.
 //!
 //! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
 //! and the agent apply, so a value out of range is refused with the same words before anything
@@ -193,6 +193,23 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// A reported value as a person reads it: about four significant digits (498.7, 0.5213, 12345),
+/// since more would change every second without meaning anything; no trailing zeros.
+fn reading(value: &Value) -> String {
+    let Some(x) = value.as_f64() else {
+        return text(value);
+    };
+    let decimals = [1000.0, 100.0, 10.0, 1.0]
+        .iter()
+        .take_while(|&&t| x.abs() < t)
+        .count();
+    let shown = format!("{x:.decimals$}");
+    if decimals == 0 {
+        return shown;
+    }
+    shown.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// A value with its setting's unit ("55 %").
 fn with_unit(value: &Value, spec: Option<&SettingSpec>) -> String {
     match spec.and_then(|s| s.unit.as_deref()) {
@@ -368,6 +385,19 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         }.into_any())
     };
     let failure = move || job.with(|j| j.as_ref().and_then(|j| j.error.clone()));
+    // The job's latest values (a pid job's `measured` and `output`), as each reload brings them.
+    let values = Memo::new(move |_| {
+        job.with(|j| {
+            j.as_ref()
+                .and_then(|j| j.values.as_ref()?.as_object())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), reading(v)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    });
     // A new state makes the last action's message old news (a job stopped, then started again
     // under the same name, keeps this card).
     Effect::new(move |_| {
@@ -387,7 +417,17 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
             <p class="error job-error" role="alert" class:hidden=move || failure().is_none()>
                 {move || failure().unwrap_or_default()}
             </p>
+            <table class="values" class:hidden=move || values.with(Vec::is_empty)>
+                <thead><tr><th>"metric"</th><th>"value"</th></tr></thead>
+                <tbody>
+                    {move || values.get().into_iter().map(|(metric, shown)| {
+                        let key = metric.clone();
+                        view! { <tr data-value=key><th>{metric}</th><td class="value">{shown}</td></tr> }
+                    }).collect_view()}
+                </tbody>
+            </table>
             <table class="settings">
+                <thead><tr><th>"setting"</th><th>"in force"</th></tr></thead>
                 <tbody>
                     <For each=move || setting_names.get() key=|n| n.clone()
                         children=move |setting| view! { <SettingRow s job job_name setting/> }/>
