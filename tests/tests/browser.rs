@@ -505,12 +505,12 @@ async fn the_node_page_runs_a_job() {
     // The form is built from the kinds the node's agent offers.
     element(
         &browser,
-        "form.start-job select[name=kind] option[value=pwm]",
+        "form.start-job select[name=start-from] option[value='kind:pwm']",
     )
     .await;
-    element(&browser, "form.start-job select[name=kind]")
+    element(&browser, "form.start-job select[name=start-from]")
         .await
-        .select_by_value("pwm")
+        .select_by_value("kind:pwm")
         .await
         .expect("choose pwm");
     type_into(&browser, "form.start-job input[name=job-name]", "heater").await;
