@@ -1,7 +1,8 @@
 //! The web app in headless Chromium, as a new user first meets it: the first-start setup page,
 //! then the leader's own node listed online with its load, a second node appearing and going lost
 //! live without a reload, a ping from the node page, the audit log, and logging out and in again;
-//! and a hardware job started, changed, refused a bad value and stopped from the node page.
+//! and a hardware job started, changed, refused a bad value and stopped from the node page, and a
+//! preset started there with its readings shown.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -505,12 +506,12 @@ async fn the_node_page_runs_a_job() {
     // The form is built from the kinds the node's agent offers.
     element(
         &browser,
-        "form.start-job select[name=kind] option[value=pwm]",
+        "form.start-job select[name=start-from] option[value='kind:pwm']",
     )
     .await;
-    element(&browser, "form.start-job select[name=kind]")
+    element(&browser, "form.start-job select[name=start-from]")
         .await
-        .select_by_value("pwm")
+        .select_by_value("kind:pwm")
         .await
         .expect("choose pwm");
     type_into(&browser, "form.start-job input[name=job-name]", "heater").await;
@@ -561,5 +562,165 @@ async fn the_node_page_runs_a_job() {
     })
     .await;
     save_screenshot(&browser, "job-stopped.png").await;
+    browser.client.clone().close().await.expect("close browser");
+}
+
+/// A number a page shows ("498.7"), if it is one.
+fn number(shown: &str) -> Option<f64> {
+    shown.trim().parse().ok()
+}
+
+/// The `stirring` preset started from the leader's own node page (its local agent drives the
+/// simulator's stirrer): the form shows the preset's values in its kind's inputs, the job's card
+/// shows its latest readings and follows them, and its target changes inline with the agent's
+/// echo shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_page_starts_a_preset() {
+    let server = Server::start(ServerOpts {
+        web_dir: Some(web_dir()),
+        ..ServerOpts::default()
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&server.url("/nodes/leader"))
+        .await
+        .expect("open the node page");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+
+    // The presets the node offers are in the form, beside its kinds.
+    element(
+        &browser,
+        "form.start-job select[name=start-from] option[value='preset:stirring']",
+    )
+    .await;
+    element(&browser, "form.start-job select[name=start-from]")
+        .await
+        .select_by_value("preset:stirring")
+        .await
+        .expect("choose the stirring preset");
+    // Its kind's (pid) inputs, filled with the preset's values rather than the kind's defaults.
+    let pin = element(&browser, "form.start-job input[name=setting-pin]")
+        .await
+        .prop("value")
+        .await
+        .expect("read the pin input");
+    assert_eq!(pin.as_deref(), Some("13"));
+    let placeholder = element(&browser, "form.start-job input[name=job-name]")
+        .await
+        .attr("placeholder")
+        .await
+        .expect("read the name's placeholder");
+    assert_eq!(placeholder.as_deref(), Some("stirring"));
+    // The target stays "this node".
+    click(&browser, "form.start-job button.start").await;
+    wait_for("stirring READY on the page", PATIENCE, || async {
+        job_state(&browser, "stirring")
+            .await
+            .filter(|s| s == "READY")
+    })
+    .await;
+    let said = text_of(&browser, "section.jobs > p.message").await;
+    assert_eq!(said.as_deref(), Some("Started stirring: ready."));
+
+    // Its readings: the measured speed and the PWM output, as numbers, following the job.
+    let card = "article[data-job-name='stirring']";
+    let measured = format!("{card} table.values tr[data-value='measured'] td");
+    let first = wait_for("the measured rpm on the card", PATIENCE, || async {
+        text_of(&browser, &measured).await.and_then(|t| number(&t))
+    })
+    .await;
+    let output = text_of(
+        &browser,
+        &format!("{card} table.values tr[data-value='output'] td"),
+    )
+    .await;
+    assert!(
+        output.as_deref().and_then(number).is_some(),
+        "output shown as {output:?}"
+    );
+    wait_for("the measured rpm to change", PATIENCE, || async {
+        text_of(&browser, &measured)
+            .await
+            .and_then(|t| number(&t))
+            .filter(|now| *now != first)
+    })
+    .await;
+
+    // The preset's kind calls its speed `target`: changed in place, the agent's echo shown.
+    let target = format!("{card} tr[data-setting='target']");
+    let shown = text_of(&browser, &format!("{target} td.value")).await;
+    assert_eq!(shown.as_deref(), Some("500.0"));
+    retype(&browser, &format!("{target} input"), "700").await;
+    click(&browser, &format!("{target} button.save")).await;
+    let echoed = wait_for("the echoed target", PATIENCE, || async {
+        text_of(&browser, &format!("{target} p.message")).await
+    })
+    .await;
+    assert_eq!(echoed, "target is now 700.");
+    wait_for("the row to show 700", PATIENCE, || async {
+        text_of(&browser, &format!("{target} td.value"))
+            .await
+            .filter(|v| v == "700")
+    })
+    .await;
+    save_screenshot(&browser, "job-preset.png").await;
+
+    // A start on every node a selector names: a label written wrong is refused in words before
+    // anything is sent; all online nodes (here the leader's own) each say what they did.
+    let form = "form.start-job";
+    element(&browser, &format!("{form} select[name=start-from]"))
+        .await
+        .select_by_value("preset:led_intensity")
+        .await
+        .expect("choose the led_intensity preset");
+    let target_select = element(&browser, &format!("{form} select[name=target]")).await;
+    target_select
+        .select_by_value("label")
+        .await
+        .expect("choose nodes with a label");
+    type_into(
+        &browser,
+        &format!("{form} input[name=target-label]"),
+        "room",
+    )
+    .await;
+    click(&browser, &format!("{form} button.start")).await;
+    let refused = wait_for("the label refused", PATIENCE, || async {
+        text_of(&browser, "section.jobs > p.error:not(.hidden)").await
+    })
+    .await;
+    assert!(refused.contains("key=value"), "{refused}");
+    target_select
+        .select_by_value("all")
+        .await
+        .expect("choose all online nodes");
+    click(&browser, &format!("{form} button.start")).await;
+    let leader = wait_for("the leader's start result", PATIENCE, || async {
+        text_of(&browser, "ul.start-results li[data-node-id='leader']").await
+    })
+    .await;
+    assert!(
+        leader.ends_with(": started led_intensity: ready."),
+        "{leader}"
+    );
+    let said = text_of(&browser, "section.jobs > p.message").await;
+    assert_eq!(said.as_deref(), Some("Started on 1 of 1 nodes."));
+    wait_for("led_intensity READY on the page", PATIENCE, || async {
+        job_state(&browser, "led_intensity")
+            .await
+            .filter(|s| s == "READY")
+    })
+    .await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('form.start-job').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the form");
+    save_screenshot(&browser, "job-preset-form.png").await;
     browser.client.clone().close().await.expect("close browser");
 }

@@ -1,6 +1,8 @@
 //! The audit log and its live feed.
 
-use super::{DateTime, operation, same_shape};
+use serde::Deserialize;
+
+use super::{DateTime, operation};
 
 operation!(
     /// The newest audit events.
@@ -8,21 +10,30 @@ operation!(
     "src/operations/audit.graphql"
 );
 operation!(
-    /// Live audit events. `Serialize`: each is turned into an [`AuditRow`].
+    /// Live audit events, decoded as [`AuditEventData`].
     AuditEvents,
-    "src/operations/audit.graphql",
-    derives "Clone, PartialEq, Serialize"
+    "src/operations/audit.graphql"
 );
 
 /// One audit row, as the log query returns it.
 pub type AuditRow = audit_log::AuditFields;
 
-/// A live event as an [`AuditRow`] (`None` for a resync, which carries no entry).
-pub fn event_row(event: &audit_events::ResponseData) -> Option<AuditRow> {
-    event.audit_events.entry.as_ref().and_then(same_shape)
+pub use audit_events::AuditFeedKind;
+
+/// What the audit feed sends, decoded straight into the log's [`AuditRow`]: the subscription asks
+/// for the same `AuditFields` fragment as the log query, so its JSON has the log's shape.
+#[derive(Deserialize)]
+pub struct AuditEventData {
+    /// The event.
+    #[serde(rename = "auditEvents")]
+    pub audit_events: AuditEvent,
 }
 
-/// Whether the server says this page fell behind the live feed and must reload the log.
-pub fn is_resync(event: &audit_events::ResponseData) -> bool {
-    event.audit_events.kind == audit_events::AuditFeedKind::RESYNC
+/// One event of the audit feed.
+#[derive(Deserialize)]
+pub struct AuditEvent {
+    /// A new entry, or `RESYNC`: this page fell behind and must reload the log.
+    pub kind: AuditFeedKind,
+    /// The new entry (none for a resync).
+    pub entry: Option<AuditRow>,
 }

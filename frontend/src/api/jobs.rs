@@ -1,5 +1,5 @@
-//! Hardware jobs: one node's jobs and their live feed, the kinds it offers, and the actions on a
-//! job. The `Jobs` query generates the shared [`JobState`] enum. Settings travel as JSON objects
+//! Hardware jobs: one node's jobs and their live feed, the kinds and presets it offers, and the
+//! actions on a job (a start on one node or on every node a selector names). The `Jobs` query generates the shared [`JobState`] enum. Settings travel as JSON objects
 //! (the schema's `JSON` scalar); the kinds convert to [`trellis_proto::KindSpec`] so the page
 //! checks a value with the very rule, and words, the leader and the agent use.
 
@@ -11,7 +11,7 @@ operation!(
     "src/operations/jobs.graphql"
 );
 operation!(
-    /// The kinds of job a node offers, with each setting's rule.
+    /// The kinds of job a node offers, with each setting's rule, and the presets of those kinds.
     JobKinds,
     "src/operations/jobs.graphql"
 );
@@ -23,6 +23,13 @@ operation!(
 operation!(
     /// Start a job.
     StartJob,
+    "src/operations/jobs.graphql",
+    extern_enums("JobState")
+);
+operation!(
+    /// Start the same job on every node a selector names (a label, all online nodes): one
+    /// result per node.
+    StartJobs,
     "src/operations/jobs.graphql",
     extern_enums("JobState")
 );
@@ -58,6 +65,8 @@ pub use jobs::JobState;
 pub type Job = jobs::JobFields;
 /// A kind of job a node offers.
 pub type JobKind = job_kinds::JobKindsJobKinds;
+/// A preset a node offers: a kind and the settings a start from it uses.
+pub type Preset = job_kinds::JobKindsJobPresets;
 
 impl JobState {
     /// The state as people read it and its CSS class (the node states' colours: green runs,

@@ -2,7 +2,8 @@
 //! are typed by `graphql_client` against the committed `schema.graphql`, so a schema change that
 //! breaks the web app fails its build; this module has one submodule per domain with the typed
 //! operations and the shared types pages use. Queries and mutations go over `fetch` ([`run`]);
-//! subscriptions share the tab's one websocket ([`ws`]).
+//! subscriptions share the tab's one websocket ([`ws`]). Answers are decoded from a [`Value`]
+//! ([`decode`]), one deserialiser per answer type.
 //!
 //! Shared types: each schema enum is generated once, by the operation named in its module, and
 //! every other operation takes it with `extern_enums`, so `Role` or `NodeState` is one Rust type
@@ -18,8 +19,9 @@ pub mod ws;
 
 use std::pin::Pin;
 
-use graphql_client::{GraphQLQuery, Response};
+use graphql_client::GraphQLQuery;
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
 
 pub use auth::Role;
 pub use nodes::{DockerTransport, Node, NodeEventKind, NodeState};
@@ -29,7 +31,7 @@ pub type DateTime = String;
 /// Any JSON value (the schema's `JSON` scalar: job settings, setting defaults). The generated
 /// code names the scalar as the schema spells it, hence the upper-case alias.
 #[allow(clippy::upper_case_acronyms)]
-pub type JSON = serde_json::Value;
+pub type JSON = Value;
 
 /// Declares one typed operation of `$file` (a path under the crate, as `graphql_client` wants it).
 /// Responses derive `Clone, PartialEq` unless told otherwise: no `Debug`, which would only add
@@ -59,48 +61,75 @@ fn origin() -> String {
         .unwrap_or_default()
 }
 
-/// Converts between two generated copies of one fragment (each operation gets its own copy of
-/// the structs), which share one JSON shape. Used where a subscription's event carries the same
-/// fragment as the list it updates.
-fn same_shape<A: Serialize, B: DeserializeOwned>(a: &A) -> Option<B> {
-    serde_json::to_value(a)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
+/// The request body of `Q` with these variables, as JSON (what [`request`] and the socket's
+/// `subscribe` send). Only the variables' serialising is generic; everything else about a
+/// request is one copy in the wasm for every operation.
+pub fn body<Q: GraphQLQuery>(variables: Q::Variables) -> Value
+where
+    Q::Variables: Serialize,
+{
+    let q = Q::build_query(variables);
+    let mut body = Map::new();
+    body.insert("query".into(), q.query.into());
+    body.insert("operationName".into(), q.operation_name.into());
+    body.insert(
+        "variables".into(),
+        serde_json::to_value(&q.variables).unwrap_or(Value::Null),
+    );
+    Value::Object(body)
 }
 
-/// Runs a query or mutation; the error is the text to show the user. Only the (de)serialising
-/// is generic: the request itself is [`post`], one copy in the wasm for every operation.
+/// An answer's `data` as the operation's typed answer. Every decode goes through a
+/// [`Value`], so each answer type is deserialised by one deserialiser (serde_json's text
+/// deserialiser, inlined per type, costs the wasm several times more).
+pub fn decode<T: DeserializeOwned>(data: Value) -> Result<T, String> {
+    serde_json::from_value(data).map_err(|e| format!("bad response: {e}"))
+}
+
+/// An answer's `errors` as one line for the user (`None` when there are none): the messages,
+/// joined with "; ". Read from the JSON as it came, so no typed error struct is decoded.
+pub fn errors(answer: &Value) -> Option<String> {
+    let messages = answer["errors"]
+        .as_array()?
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("error"))
+        .collect::<Vec<_>>();
+    (!messages.is_empty()).then(|| messages.join("; "))
+}
+
+/// Runs a query or mutation; the error is the text to show the user.
 pub async fn run<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::ResponseData, String>
 where
     Q::Variables: Serialize,
     Q::ResponseData: DeserializeOwned,
 {
-    let body = serde_json::to_string(&Q::build_query(variables)).map_err(|e| e.to_string())?;
-    let text = post(body).await?;
-    let parsed: Response<Q::ResponseData> =
-        serde_json::from_str(&text).map_err(|e| format!("bad response: {e}"))?;
-    if let Some(errors) = parsed.errors.filter(|e| !e.is_empty()) {
-        return Err(errors
-            .into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join("; "));
-    }
-    parsed.data.ok_or_else(|| "empty response".to_owned())
+    decode(request(body::<Q>(variables)).await?)
 }
 
-/// Sends one GraphQL request body to the leader and returns the answer's text. Boxed, so every
-/// operation's [`run`] shares this code instead of carrying the request's state machine inline.
-fn post(body: String) -> Pin<Box<dyn Future<Output = Result<String, String>>>> {
+/// Sends one GraphQL request to the leader and returns the answer's `data`, or its errors in
+/// words. Boxed and not generic, so every operation shares this code.
+pub fn request(body: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>>>> {
     Box::pin(async move {
         let resp = gloo_net::http::Request::post(&format!("{}/graphql", origin()))
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.to_string())
             .map_err(|e| e.to_string())?
             .send()
             .await
             .map_err(|e| format!("cannot reach the leader: {e}"))?;
-        resp.text().await.map_err(|e| format!("bad response: {e}"))
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("bad response: {e}"))?;
+        let mut answer: Value =
+            serde_json::from_str(&text).map_err(|e| format!("bad response: {e}"))?;
+        if let Some(why) = errors(&answer) {
+            return Err(why);
+        }
+        match answer["data"].take() {
+            Value::Null => Err("empty response".to_owned()),
+            data => Ok(data),
+        }
     })
 }
 

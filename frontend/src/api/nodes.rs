@@ -1,7 +1,9 @@
 //! Nodes: the list every page shares, its live feed, and the actions on one node. The `Nodes`
 //! query generates the shared [`NodeState`] and [`DockerTransport`] enums.
 
-use super::{DateTime, operation, same_shape};
+use serde::Deserialize;
+
+use super::{DateTime, operation};
 
 operation!(
     /// Every node.
@@ -9,11 +11,10 @@ operation!(
     "src/operations/nodes.graphql"
 );
 operation!(
-    /// Node change events. `Serialize`: its node is turned into a [`Node`].
+    /// Node change events, decoded as [`NodeEventData`].
     NodeEvents,
     "src/operations/nodes.graphql",
-    extern_enums("NodeState", "DockerTransport"),
-    derives "Clone, PartialEq, Serialize"
+    extern_enums("NodeState", "DockerTransport")
 );
 operation!(
     /// Rename a node (an empty name goes back to the agent's).
@@ -47,12 +48,26 @@ pub use nodes::{DockerTransport, NodeState};
 
 /// The node fields every page shows.
 pub type Node = nodes::NodeFields;
-/// One event of the node feed.
-pub type NodeEvent = node_events::NodeEventsNodeEvents;
+/// What the node feed sends, decoded straight into the one [`Node`] type the pages hold: the
+/// subscription asks for the same `NodeFields` fragment as the list, so its JSON has the list's
+/// shape (no second copy of the fragment's decoder in the wasm, and no conversion).
+#[derive(Deserialize)]
+pub struct NodeEventData {
+    /// The event.
+    #[serde(rename = "nodeEvents")]
+    pub node_events: NodeEvent,
+}
 
-/// The node an event carries, as the one [`Node`] type the pages hold.
-pub fn event_node(event: &NodeEvent) -> Option<Node> {
-    event.node.as_ref().and_then(same_shape)
+/// One event of the node feed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEvent {
+    /// What happened.
+    pub kind: NodeEventKind,
+    /// The node it happened to.
+    pub node_id: String,
+    /// The node as it is now (none when it was removed).
+    pub node: Option<Node>,
 }
 
 impl DockerTransport {

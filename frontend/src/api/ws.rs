@@ -25,7 +25,7 @@ use futures::{
 };
 use gloo_net::websocket::{Message, State, futures::WebSocket};
 use gloo_timers::future::TimeoutFuture;
-use graphql_client::{GraphQLQuery, Response};
+use graphql_client::GraphQLQuery;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
@@ -83,13 +83,14 @@ pub struct Subscription<T> {
     _data: PhantomData<fn() -> T>,
 }
 
-/// Subscribes to `Q` on the tab's socket, opening the socket if needed.
-pub fn subscribe<Q: GraphQLQuery>(variables: Q::Variables) -> Subscription<Q::ResponseData>
+/// Subscribes to `Q` on the tab's socket, opening the socket if needed. Its events are decoded
+/// as `T`: `Q`'s generated answer, or a page's own type of the same JSON shape (an event that
+/// carries the fragment a list query also asks for decodes straight into the list's type).
+pub fn subscribe<Q: GraphQLQuery, T: DeserializeOwned>(variables: Q::Variables) -> Subscription<T>
 where
     Q::Variables: Serialize,
-    Q::ResponseData: DeserializeOwned,
 {
-    let payload = serde_json::to_value(Q::build_query(variables)).unwrap_or(Value::Null);
+    let payload = super::body::<Q>(variables);
     let (tx, rx) = mpsc::unbounded();
     let (id, start) = CLIENT.with_borrow_mut(|c| {
         c.next_id += 1;
@@ -162,16 +163,8 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
                 Feed::Resync => Feed::Resync,
                 Feed::Disconnected => Feed::Disconnected,
                 Feed::Failed(why) => Feed::Failed(why),
-                Feed::Event(payload) => match serde_json::from_value::<Response<T>>(*payload) {
-                    Ok(Response {
-                        data: Some(data), ..
-                    }) => Feed::Event(Box::new(data)),
-                    // An event with errors only (graphql-transport-ws `next`) does not end the
-                    // stream: skip it.
-                    Ok(Response { errors, .. }) => {
-                        leptos::logging::warn!("subscription event with errors: {errors:?}");
-                        continue;
-                    }
+                Feed::Event(data) => match super::decode(*data) {
+                    Ok(event) => Feed::Event(Box::new(event)),
                     Err(e) => {
                         leptos::logging::warn!("subscription event not understood: {e}");
                         continue;
@@ -315,13 +308,19 @@ fn message_id(msg: &Value) -> Option<u64> {
     msg["id"].as_str().and_then(|id| id.parse().ok())
 }
 
+/// Hands a `next` message's `data` to its subscription. An event with errors only
+/// (graphql-transport-ws `next`) does not end the stream: it is skipped.
 fn deliver(msg: &Value) {
     let Some(id) = message_id(msg) else { return };
+    let data = &msg["payload"]["data"];
+    if data.is_null() {
+        let why = super::errors(&msg["payload"]).unwrap_or_default();
+        leptos::logging::warn!("subscription event with errors: {why}");
+        return;
+    }
     CLIENT.with_borrow(|c| {
         if let Some(entry) = c.subs.get(&id) {
-            let _ = entry
-                .tx
-                .unbounded_send(Feed::Event(Box::new(msg["payload"].clone())));
+            let _ = entry.tx.unbounded_send(Feed::Event(Box::new(data.clone())));
         }
     });
 }

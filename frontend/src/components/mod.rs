@@ -20,7 +20,9 @@ use crate::{
 /// `RESYNC`, so nothing missed while disconnected stays wrong. The feed lives as long as the
 /// shell that called this (the logged-in app).
 pub fn start_live_feed(cluster: Cluster) {
-    let mut feed = ws::subscribe::<nodes::NodeEvents>(nodes::node_events::Variables {}).scoped();
+    let mut feed =
+        ws::subscribe::<nodes::NodeEvents, nodes::NodeEventData>(nodes::node_events::Variables {})
+            .scoped();
     leptos::task::spawn_local(async move {
         while let Some(item) = feed.next().await {
             match item {
@@ -75,10 +77,9 @@ async fn apply(cluster: Cluster, ev: nodes::NodeEvent) {
             .nodes
             .update(|list| list.retain(|n| n.id != ev.node_id)),
         _ => {
-            let Some(node) = nodes::event_node(&ev) else {
-                return;
-            };
-            cluster.nodes.update(|list| upsert(list, node));
+            if let Some(node) = ev.node {
+                cluster.nodes.update(|list| upsert(list, node));
+            }
         }
     }
 }

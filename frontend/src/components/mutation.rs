@@ -5,6 +5,7 @@
 use graphql_client::GraphQLQuery;
 use leptos::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use crate::api;
 
@@ -42,14 +43,23 @@ impl Mutation {
     pub fn run<Q, F>(self, variables: Q::Variables, done: F)
     where
         Q: GraphQLQuery,
-        Q::Variables: Serialize + 'static,
+        Q::Variables: Serialize,
         Q::ResponseData: DeserializeOwned,
         F: FnOnce(Q::ResponseData) -> String + 'static,
     {
+        self.send(
+            api::body::<Q>(variables),
+            Box::new(move |data| api::decode(data).map(done)),
+        );
+    }
+
+    /// The part of [`Mutation::run`] that is the same for every operation, so the wasm carries
+    /// its task once rather than once per operation.
+    fn send(self, body: Value, done: Box<dyn FnOnce(Value) -> Result<String, String>>) {
         self.0.set(Status::Pending);
         leptos::task::spawn_local(async move {
-            let status = match api::run::<Q>(variables).await {
-                Ok(data) => Status::Done(done(data)),
+            let status = match api::request(body).await.and_then(done) {
+                Ok(text) => Status::Done(text),
                 Err(e) => Status::Failed(e),
             };
             // The page may be gone by now; then there is nobody to tell.

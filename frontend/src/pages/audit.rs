@@ -36,7 +36,10 @@ async fn reload(rows: RwSignal<Vec<AuditRow>>, error: RwSignal<Option<String>>) 
 pub fn AuditPage() -> impl IntoView {
     let rows = RwSignal::new(Vec::<AuditRow>::new());
     let error = RwSignal::new(None::<String>);
-    let mut feed = ws::subscribe::<audit::AuditEvents>(audit::audit_events::Variables {}).scoped();
+    let mut feed = ws::subscribe::<audit::AuditEvents, audit::AuditEventData>(
+        audit::audit_events::Variables {},
+    )
+    .scoped();
     leptos::task::spawn_local(async move {
         while let Some(item) = feed.next().await {
             match item {
@@ -45,11 +48,11 @@ pub fn AuditPage() -> impl IntoView {
                 Feed::Resync => {
                     reload(rows, error).await;
                 }
-                Feed::Event(ev) if audit::is_resync(&ev) => {
+                Feed::Event(ev) if ev.audit_events.kind == audit::AuditFeedKind::RESYNC => {
                     reload(rows, error).await;
                 }
                 Feed::Event(ev) => {
-                    if let Some(row) = audit::event_row(&ev) {
+                    if let Some(row) = ev.audit_events.entry {
                         rows.try_update(|r| {
                             if !r.iter().any(|x| x.id == row.id) {
                                 r.insert(0, row);

@@ -1,7 +1,8 @@
-//! The node page's Jobs section: the node's hardware jobs, live through `jobEvents(nodeId)`, with
-//! Stop / Pause / Resume and inline editing of live settings for operators, and a form that
-//! starts a job from the kinds the node offers. Viewers see the same, read-only; the leader
-//! enforces the same rule.
+//! The node page's Jobs section: the node's hardware jobs with their latest values, live through
+//! `jobEvents(nodeId)`, with Stop / Pause / Resume and inline editing of live settings for
+//! operators, and a form that starts a job from a preset or a kind the node offers, on this node,
+//! on every node with a label or on every online node (each node's result listed under the
+//! form). Viewers see the same, read-only; the leader enforces the same rule.
 //!
 //! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
 //! and the agent apply, so a value out of range is refused with the same words before anything
@@ -18,7 +19,7 @@ use crate::{
     Cluster,
     api::{
         self, NodeState,
-        jobs::{self, Job, JobEventKind, JobState},
+        jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
     components::{Feedback, Mutation},
@@ -32,6 +33,8 @@ struct Section {
     jobs: RwSignal<Vec<Job>>,
     /// The kinds the node offers, as the wire protocol describes them (converted once per load).
     kinds: RwSignal<Vec<KindSpec>>,
+    /// The presets the node offers (of those kinds).
+    presets: RwSignal<Vec<Preset>>,
     /// Whether the node is lost or offline: its jobs that had not ended then show `LOST` or
     /// `OFFLINE`, as the `jobs` query says, since the feed carries the agent's last word and the
     /// node's state comes through `nodeEvents`.
@@ -61,6 +64,7 @@ pub fn JobsSection(
         node_id: StoredValue::new(node_id.clone()),
         jobs: RwSignal::new(Vec::new()),
         kinds: RwSignal::new(Vec::new()),
+        presets: RwSignal::new(Vec::new()),
         lost: Memo::new(move |_| {
             matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
         }),
@@ -73,9 +77,11 @@ pub fn JobsSection(
     };
     let error = RwSignal::new(None::<String>);
 
-    let mut feed = ws::subscribe::<jobs::JobEvents>(jobs::job_events::Variables {
-        node_id: node_id.clone(),
-    })
+    let mut feed = ws::subscribe::<jobs::JobEvents, jobs::job_events::ResponseData>(
+        jobs::job_events::Variables {
+            node_id: node_id.clone(),
+        },
+    )
     .scoped();
     {
         leptos::task::spawn_local(async move {
@@ -165,12 +171,13 @@ async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>)
     }
 }
 
-/// Loads the kinds the node offers.
+/// Loads the kinds and presets the node offers.
 async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
     match api::run::<jobs::JobKinds>(jobs::job_kinds::Variables { node_id }).await {
         Ok(d) => {
             s.kinds
                 .try_set(d.job_kinds.iter().map(jobs::spec).collect());
+            s.presets.try_set(d.job_presets);
         }
         Err(e) => {
             error.try_set(Some(e));
@@ -189,6 +196,23 @@ fn text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A reported value as a person reads it: about four significant digits (498.7, 0.5213, 12345),
+/// since more would change every second without meaning anything; no trailing zeros.
+fn reading(value: &Value) -> String {
+    let Some(x) = value.as_f64() else {
+        return text(value);
+    };
+    let decimals = [1000.0, 100.0, 10.0, 1.0]
+        .iter()
+        .take_while(|&&t| x.abs() < t)
+        .count();
+    let shown = format!("{x:.decimals$}");
+    if decimals == 0 {
+        return shown;
+    }
+    shown.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// A value with its setting's unit ("55 %").
@@ -366,6 +390,19 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         }.into_any())
     };
     let failure = move || job.with(|j| j.as_ref().and_then(|j| j.error.clone()));
+    // The job's latest values (a pid job's `measured` and `output`), as each reload brings them.
+    let values = Memo::new(move |_| {
+        job.with(|j| {
+            j.as_ref()
+                .and_then(|j| j.values.as_ref()?.as_object())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), reading(v)))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    });
     // A new state makes the last action's message old news (a job stopped, then started again
     // under the same name, keeps this card).
     Effect::new(move |_| {
@@ -385,7 +422,17 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
             <p class="error job-error" role="alert" class:hidden=move || failure().is_none()>
                 {move || failure().unwrap_or_default()}
             </p>
+            <table class="values" class:hidden=move || values.with(Vec::is_empty)>
+                <thead><tr><th>"metric"</th><th>"value"</th></tr></thead>
+                <tbody>
+                    {move || values.get().into_iter().map(|(metric, shown)| {
+                        let key = metric.clone();
+                        view! { <tr data-value=key><th>{metric}</th><td class="value">{shown}</td></tr> }
+                    }).collect_view()}
+                </tbody>
+            </table>
             <table class="settings">
+                <thead><tr><th>"setting"</th><th>"in force"</th></tr></thead>
                 <tbody>
                     <For each=move || setting_names.get() key=|n| n.clone()
                         children=move |setting| view! { <SettingRow s job job_name setting/> }/>
@@ -486,38 +533,71 @@ fn SettingRow(
     }
 }
 
-/// The form that starts a job: a kind, an optional name, and one input per setting with its
-/// default, unit, range and description.
+/// A target label as the user wrote it: `key=value`.
+fn target_label(written: &str) -> Result<jobs::start_jobs::LabelInput, String> {
+    match written.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok(jobs::start_jobs::LabelInput {
+            key: key.trim().to_owned(),
+            value: value.trim().to_owned(),
+        }),
+        _ => Err("Write the nodes' label as key=value (for example room=lab).".to_owned()),
+    }
+}
+
+/// The form that starts a job: a preset or a kind, an optional name, one input per setting (the
+/// kind's, with its default, unit, range and description; a preset fills in its own values), and
+/// where: this node, every node with a label, or every online node. A start on several nodes
+/// lists what happened on each under the form.
 #[component]
 fn StartForm(s: Section) -> impl IntoView {
-    let chosen = RwSignal::new(String::new());
+    let cluster = expect_context::<Cluster>();
+    // The first select's value: `preset:<name>` or `kind:<kind>`; empty until the user picks.
+    let source = RwSignal::new(String::new());
     let job_name = RwSignal::new(String::new());
+    // `node`, `label` or `all`: the target select's value.
+    let target = RwSignal::new("node".to_owned());
+    let label = RwSignal::new(String::new());
     let values = RwSignal::new(BTreeMap::<String, String>::new());
+    // What a start on several nodes did on each: node id, what happened, whether it started.
+    let results = RwSignal::new(Vec::<(String, String, bool)>::new());
     let start_m = Mutation::new();
-    // The chosen kind, or the first one offered until the user picks.
-    let kind = Memo::new(move |_| {
-        let want = chosen.get();
-        s.kinds.with(|ks| {
-            ks.iter()
-                .find(|k| k.kind == want)
-                .or_else(|| ks.first())
-                .cloned()
-        })
+    // The chosen kind, with the chosen preset (of that kind) if any; the first kind until the
+    // user picks.
+    let choice = Memo::new(move |_| {
+        let want = source.get();
+        let preset = want.strip_prefix("preset:").and_then(|n| {
+            s.presets
+                .with(|ps| ps.iter().find(|p| p.name == n).cloned())
+        });
+        let kind = preset
+            .as_ref()
+            .map(|p| p.kind.as_str())
+            .or_else(|| want.strip_prefix("kind:"));
+        let spec = s.kinds.with(|ks| match kind {
+            Some(kind) => ks.iter().find(|k| k.kind == kind).cloned(),
+            None => ks.first().cloned(),
+        })?;
+        Some((spec, preset))
     });
-    // Another kind (or its first load): every input back to that kind's defaults.
-    Effect::new(move |_| {
+    // What the choice fills the inputs with: the kind's defaults, and over them the preset's.
+    let filled = Memo::new(move |_| {
         // Maps are filled by insertion: collecting into one sorts first, more code in the wasm.
-        let mut defaults = BTreeMap::new();
-        kind.with(|k| {
-            for sp in k.iter().flat_map(|k| &k.settings) {
-                defaults.insert(sp.name.clone(), text(&sp.default));
+        let mut m = BTreeMap::new();
+        choice.with(|c| {
+            if let Some((k, p)) = c {
+                for sp in &k.settings {
+                    let given = p.as_ref().and_then(|p| p.settings.get(&sp.name));
+                    m.insert(sp.name.clone(), text(given.unwrap_or(&sp.default)));
+                }
             }
         });
-        values.set(defaults);
+        m
     });
+    // Another choice (or its first load): every input back to what it fills in.
+    Effect::new(move |_| values.set(filled.get()));
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        let Some(k) = kind.get_untracked() else {
+        let Some((k, preset)) = choice.get_untracked() else {
             start_m.fail("This node offers no kind of job yet.");
             return;
         };
@@ -528,39 +608,99 @@ fn StartForm(s: Section) -> impl IntoView {
             start_m.fail(e.to_string());
             return;
         }
-        // Only what differs from the defaults is sent: the leader fills in the rest, and the
-        // audit log shows what the user chose.
+        // Only what differs from what the choice filled in is sent: the leader fills in the
+        // rest the same way, and the audit log shows what the user chose. The whole start is
+        // checked as the leader will: the preset's values, then the user's, over the defaults.
         let mut given = Settings::new();
-        let mut sent = serde_json::Map::new();
-        values.with_untracked(|m| {
-            for sp in &k.settings {
-                if let Some(t) = m.get(&sp.name)
-                    && *t != text(&sp.default)
-                {
-                    let value = parse(sp, t);
-                    given.insert(sp.name.clone(), value.clone());
-                    sent.insert(sp.name.clone(), value);
-                }
+        if let Some(m) = preset.as_ref().and_then(|p| p.settings.as_object()) {
+            for (n, v) in m {
+                given.insert(n.clone(), v.clone());
             }
+        }
+        let mut sent = serde_json::Map::new();
+        filled.with_untracked(|f| {
+            values.with_untracked(|m| {
+                for sp in &k.settings {
+                    if let Some(t) = m.get(&sp.name)
+                        && f.get(&sp.name) != Some(t)
+                    {
+                        let value = parse(sp, t);
+                        given.insert(sp.name.clone(), value.clone());
+                        sent.insert(sp.name.clone(), value);
+                    }
+                }
+            })
         });
         if let Err(why) = k.resolve(&given) {
             start_m.fail(why);
             return;
         }
-        let vars = jobs::start_job::Variables {
-            node_id: s.node_id.get_value(),
-            kind: k.kind,
-            name: (!name.is_empty()).then_some(name),
-            settings: Some(Value::Object(sent)),
+        // A preset is started by its name, so the leader applies its values.
+        let (kind, preset) = match preset {
+            Some(p) => (None, Some(p.name)),
+            None => (Some(k.kind), None),
         };
-        start_m.run::<jobs::StartJob, _>(vars, move |d| {
+        let name = (!name.is_empty()).then_some(name);
+        let settings = Some(Value::Object(sent));
+        let (labels, all_online) = match target.get_untracked().as_str() {
+            "label" => match label.with_untracked(|l| target_label(l)) {
+                Ok(l) => (vec![l], false),
+                Err(why) => {
+                    start_m.fail(why);
+                    return;
+                }
+            },
+            "all" => (Vec::new(), true),
+            _ => {
+                let vars = jobs::start_job::Variables {
+                    node_id: s.node_id.get_value(),
+                    kind,
+                    preset,
+                    name,
+                    settings,
+                };
+                results.set(Vec::new());
+                start_m.run::<jobs::StartJob, _>(vars, move |d| {
+                    job_name.try_set(String::new());
+                    let job = d.start_job;
+                    format!("Started {}: {}.", job.name, job.state.word().0)
+                });
+                return;
+            }
+        };
+        let vars = jobs::start_jobs::Variables {
+            nodes: jobs::start_jobs::NodeSelector {
+                node_ids: Vec::new(),
+                labels,
+                all_online,
+            },
+            kind,
+            preset,
+            name,
+            settings,
+        };
+        results.set(Vec::new());
+        start_m.run::<jobs::StartJobs, _>(vars, move |d| {
             job_name.try_set(String::new());
-            let job = d.start_job;
-            format!("Started {}: {}.", job.name, job.state.word().0)
+            let total = d.start_jobs.len();
+            let each = d
+                .start_jobs
+                .into_iter()
+                .map(|r| match r.job {
+                    Some(job) => {
+                        let said = format!("started {}: {}.", job.name, job.state.word().0);
+                        (r.node_id, said, true)
+                    }
+                    None => (r.node_id, r.error.unwrap_or_default(), false),
+                })
+                .collect::<Vec<_>>();
+            let started = each.iter().filter(|r| r.2).count();
+            results.try_set(each);
+            format!("Started on {started} of {total} nodes.")
         });
     };
     let fields = move || {
-        kind.get().map(|k| {
+        choice.get().map(|(k, _)| {
             k.settings
                 .into_iter()
                 .map(|sp| {
@@ -596,6 +736,21 @@ fn StartForm(s: Section) -> impl IntoView {
                 .collect_view()
         })
     };
+    // The name a job gets when the user gives none: the preset's, or the kind's.
+    let default_name = move || {
+        choice.with(|c| match c {
+            Some((_, Some(p))) => p.name.clone(),
+            Some((k, None)) => k.kind.clone(),
+            None => String::new(),
+        })
+    };
+    // Each start result by the node's name (its id when the page does not know it).
+    let node_name = move |id: &str| {
+        cluster
+            .nodes
+            .with_untracked(|l| l.iter().find(|n| n.id == id).map(|n| n.name.clone()))
+            .unwrap_or_else(|| id.to_owned())
+    };
 
     view! {
         <h3>"Start a job"</h3>
@@ -604,28 +759,64 @@ fn StartForm(s: Section) -> impl IntoView {
         </p>
         <form class="start-job" class:hidden=move || s.kinds.with(Vec::is_empty) novalidate on:submit=submit>
                 <label class="setting">
-                    <span class="setting-name">"Kind"</span>
-                    <select name="kind" on:change=move |ev| chosen.set(event_target_value(&ev))>
-                        {move || s.kinds.get().into_iter().map(|k| {
-                            let this = k.kind.clone();
-                            view! {
-                                <option value=k.kind
-                                    selected=move || kind.with(|c| c.as_ref().is_some_and(|c| c.kind == this))>
-                                    {format!("{}: {}", k.kind, k.description)}
-                                </option>
-                            }
-                        }).collect_view()}
+                    <span class="setting-name">"Preset or kind"</span>
+                    <select name="start-from" on:change=move |ev| source.set(event_target_value(&ev))>
+                        <optgroup label="Presets" class:hidden=move || s.presets.with(Vec::is_empty)>
+                            {move || s.presets.get().into_iter().map(|p| {
+                                let this = p.name.clone();
+                                view! {
+                                    <option value=format!("preset:{}", p.name)
+                                        selected=move || choice.with(|c| matches!(c, Some((_, Some(p))) if p.name == this))>
+                                        {format!("{}: {}", p.name, p.description)}
+                                    </option>
+                                }
+                            }).collect_view()}
+                        </optgroup>
+                        <optgroup label="Kinds">
+                            {move || s.kinds.get().into_iter().map(|k| {
+                                let this = k.kind.clone();
+                                view! {
+                                    <option value=format!("kind:{}", k.kind)
+                                        selected=move || choice.with(|c| matches!(c, Some((c, None)) if c.kind == this))>
+                                        {format!("{}: {}", k.kind, k.description)}
+                                    </option>
+                                }
+                            }).collect_view()}
+                        </optgroup>
                     </select>
+                    <small>"A preset fills in its kind's settings with its own values."</small>
                 </label>
                 <label class="setting">
                     <span class="setting-name">"Name"</span>
-                    <input type="text" name="job-name" maxlength="64" placeholder="the kind's name"
+                    <input type="text" name="job-name" maxlength="64" placeholder=default_name
                         prop:value=move || job_name.get() on:input=move |ev| job_name.set(event_target_value(&ev))/>
-                    <small>"Letters, digits, - and _; unique on this node."</small>
+                    <small>"Letters, digits, - and _; unique on each node."</small>
+                </label>
+                <label class="setting">
+                    <span class="setting-name">"Start on"</span>
+                    <select name="target" on:change=move |ev| target.set(event_target_value(&ev))>
+                        <option value="node">"this node"</option>
+                        <option value="label">"nodes with a label"</option>
+                        <option value="all">"all online nodes"</option>
+                    </select>
+                    <input type="text" name="target-label" maxlength="130" placeholder="key=value"
+                        class:hidden=move || target.with(|t| t != "label")
+                        prop:value=move || label.get() on:input=move |ev| label.set(event_target_value(&ev))/>
+                    <small>"Other nodes check the settings again with their own kinds."</small>
                 </label>
                 {fields}
                 <p><button type="submit" class="start" prop:disabled=move || start_m.pending()>"Start"</button></p>
             </form>
         <Feedback mutation=start_m/>
+        <ul class="start-results" class:hidden=move || results.with(Vec::is_empty)>
+            {move || results.get().into_iter().map(|(node, said, started)| {
+                let shown = node_name(&node);
+                view! {
+                    <li data-node-id=node class=if started { "message" } else { "error" }>
+                        <strong>{shown}</strong> ": " {said}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
     }
 }
