@@ -626,7 +626,7 @@ async fn the_node_page_starts_a_preset() {
 
     // Its readings: the measured speed and the PWM output, as numbers, following the job.
     let card = "article[data-job-name='stirring']";
-    let measured = format!("{card} table.values tr[data-value='measured'] td");
+    let measured = format!("{card} table.values tr[data-value='rpm'] td");
     let first = wait_for("the measured rpm on the card", PATIENCE, || async {
         text_of(&browser, &measured).await.and_then(|t| number(&t))
     })
