@@ -7,17 +7,23 @@
 #   web        what a browser downloads to open the web app: every asset index.html names, fetched
 #              from a real leader the way a browser asks (Accept-Encoding: br, then gzip, then
 #              none), bytes on the wire. Goal (issue "Make room for the hearts"): <= 400 kB gzipped.
-#   footprint  the agent (release build) running stirring, temperature_automation and
-#              led_intensity on the simulator for WINDOW seconds (default 60): RSS, peak RSS and
+#   footprint  the agent (release build) running stirring, od_reading and
+#              temperature_automation on the simulator for WINDOW seconds (default 60): RSS, peak RSS and
 #              CPU of the agent process, job start -> ready and a setting round trip through the
 #              leader's API; beside the real Pioreactor 26.11.1 running stirring, od_reading and
 #              temperature_automation in its test mode, measured in the same run by
 #              ../shared/peers/pioreactor/footprint.sh. Goal: at least 14x less memory.
+#   liveness   how long until the API shows a node `LOST` (default 5 s heartbeats, 10 s keepalive):
+#              after kill -9 of its agent (the broker's last-will), after SIGSTOP of its agent (a
+#              hung node: only the heartbeat sweep sees it), and after its network is cut (the
+#              agent reaches the broker through a socat relay, which is SIGSTOPped: nothing passes,
+#              no connection closes). REPEATS runs each (default 3). Goal: within two heartbeat
+#              intervals (10 s). The Pioreactor harness measures no liveness, so no peer figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web footprint)
+all=(web footprint liveness)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -129,7 +135,7 @@ bench_footprint() {
   gql 'mutation { setJobSettings(nodeId: "bench", name: "stirring", settings: {target: 700}) { settings } }' | grep -q '"target":700'
   t1=$(now_ms); set_ms=$((t1 - t0))
   gql 'mutation { startJob(nodeId: "bench", preset: "temperature_automation") { state } }' | grep -q READY
-  gql 'mutation { startJob(nodeId: "bench", preset: "led_intensity") { state } }' | grep -q READY
+  gql 'mutation { startJob(nodeId: "bench", preset: "od_reading") { state } }' | grep -q READY
   # RSS and CPU of the agent process over the window.
   local hz ticks0 ticks1 rss hwm
   hz=$(getconf CLK_TCK)
@@ -141,7 +147,7 @@ bench_footprint() {
   local cpu
   cpu=$(python3 -c "print(round(($ticks1 - $ticks0) / $hz / $window * 100, 2))")
   t0=$(now_ms)
-  for j in stirring temperature_automation led_intensity; do
+  for j in stirring temperature_automation od_reading; do
     gql "mutation { stopJob(nodeId: \"bench\", name: \"$j\") { state } }" | grep -q STOPPED
   done
   t1=$(now_ms)
@@ -168,7 +174,7 @@ bench_footprint() {
 
 Trellis figures are through the leader's GraphQL API (each mutation returns once the agent's status
 shows the change), so they include the leader and the broker; Pioreactor's are on MQTT directly.
-Trellis runs led_intensity where Pioreactor runs od_reading (Trellis has no od_reading kind yet)."
+Both run stirring, od_reading (one OD reading every 5 s) and temperature_automation."
   printf '%s\n\nPioreactor footprint.sh said:\n%s\n' "$table" "$pio"
   record "Agent footprint beside Pioreactor" "$table
 
@@ -179,10 +185,105 @@ $pio
 \`\`\`" footprint
 }
 
+# Milliseconds until node $1 shows state $2 in the API (polled every 100 ms, 60 s at most).
+ms_until_state() {
+  local t0 t
+  t0=$(now_ms)
+  for _ in $(seq 1 600); do
+    gql "{ node(id: \"$1\") { state } }" 2>/dev/null | grep -q "\"$2\"" && {
+      t=$(now_ms)
+      echo $((t - t0))
+      return
+    }
+    sleep 0.1
+  done
+  echo "never"
+}
+
+bench_liveness() {
+  bash scripts/setup.sh
+  local repeats=${REPEATS:-3}
+  cargo build -q --release -p trellis-agent
+  cargo build -q -p trellis-server
+  local dir
+  dir=$(mktemp -d)
+  local pids=()
+  trap 'kill -CONT "${pids[@]}" 2>/dev/null; kill "${pids[@]}" 2>/dev/null; rm -rf "$dir"' RETURN
+  local free='import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local mport hport rport
+  mport=$(python3 -c "$free")
+  hport=$(python3 -c "$free")
+  rport=$(python3 -c "$free")
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mport" >"$dir/mosquitto.conf"
+  mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+  pids+=($!)
+  TRELLIS_INITIAL_ADMIN_PASSWORD=bench-password "$CARGO_TARGET_DIR/debug/trellis" \
+    --data-dir "$dir/leader" --http-listen "127.0.0.1:$hport" \
+    --broker-url "mqtt://127.0.0.1:$mport" --local-agent false >"$dir/leader.log" 2>&1 &
+  pids+=($!)
+  LEADER="http://127.0.0.1:$hport" JAR="$dir/cookies"
+  for _ in $(seq 1 100); do curl -fsS "$LEADER/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  gql 'mutation { login(username: "admin", password: "bench-password") { username } }' >/dev/null
+  local killed=() hung=() cut=()
+  for i in $(seq 1 "$repeats"); do
+    local agent relay
+    # kill -9: the connection closes, the broker publishes the will.
+    "$CARGO_TARGET_DIR/release/trellis-agent" --broker-url "mqtt://127.0.0.1:$mport" \
+      --node-id live --state-dir "$dir/agent" >>"$dir/agent.log" 2>&1 &
+    agent=$!
+    pids+=("$agent")
+    ms_until_state live ONLINE >/dev/null
+    sleep 2
+    kill -9 "$agent"
+    killed+=("$(ms_until_state live LOST)")
+    # SIGSTOP: a hung agent keeps its connection open; only the missing heartbeats tell.
+    "$CARGO_TARGET_DIR/release/trellis-agent" --broker-url "mqtt://127.0.0.1:$mport" \
+      --node-id live --state-dir "$dir/agent" >>"$dir/agent.log" 2>&1 &
+    agent=$!
+    pids+=("$agent")
+    ms_until_state live ONLINE >/dev/null
+    # Right after a heartbeat would be the worst case; a random phase is the typical one.
+    sleep "$(python3 -c 'import random; print(round(2 + random.random() * 5, 2))')"
+    kill -STOP "$agent"
+    hung+=("$(ms_until_state live LOST)")
+    kill -9 "$agent"
+    # A cut network: the agent's only way to the broker is a relay that stops passing bytes.
+    socat "TCP-LISTEN:$rport,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$mport" 2>/dev/null &
+    relay=$!
+    pids+=("$relay")
+    sleep 0.2
+    "$CARGO_TARGET_DIR/release/trellis-agent" --broker-url "mqtt://127.0.0.1:$rport" \
+      --node-id live --state-dir "$dir/agent" >>"$dir/agent.log" 2>&1 &
+    agent=$!
+    pids+=("$agent")
+    ms_until_state live ONLINE >/dev/null
+    sleep "$(python3 -c 'import random; print(round(2 + random.random() * 5, 2))')"
+    pkill -STOP -P "$relay" || true
+    kill -STOP "$relay"
+    cut+=("$(ms_until_state live LOST)")
+    kill -9 "$agent"
+    pkill -9 -P "$relay" || true
+    kill -9 "$relay"
+    sleep 0.5
+  done
+  local table="| fault | time to LOST in the API, ms (each run) | goal |
+|---|---|---|
+| agent kill -9 (last-will) | ${killed[*]} | within 10 s |
+| agent SIGSTOP (hung node) | ${hung[*]} | within 10 s |
+| network cut (relay SIGSTOPped) | ${cut[*]} | within 10 s |
+
+Defaults: heartbeats every 5 s, MQTT keepalive 10 s (the broker alone would take 1.5 x 10 = 15 s).
+A fault is injected 2-7 s after the node is online (a random phase against its heartbeats); the
+API is polled every 100 ms. The Pioreactor harness measures no liveness, so no peer figure."
+  printf '%s\n' "$table"
+  record "Node liveness after faults" "$table" liveness
+}
+
 for name in "${wanted[@]}"; do
   case "$name" in
     web) bench_web ;;
     footprint) bench_footprint ;;
+    liveness) bench_liveness ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -29,6 +29,8 @@ pub struct Model {
     /// Log lines of this job the leader no longer keeps (it keeps the newest
     /// `telemetry::MAX_LOG_LINES_PER_JOB`).
     pub logs_dropped: i64,
+    /// The id of the start that made the job, as its agent echoed it (a start waits for it).
+    pub start_id: Option<String>,
 }
 
 /// No relations.

@@ -1,6 +1,7 @@
 //! What jobs report besides their status: readings, job log lines, and how far the leader has
 //! stored each agent run's numbered stream (so a batch delivered twice is stored once); the
-//! node's pump calibrations; and the job presets operators store.
+//! node's pump calibrations; the job presets operators store; and the id of the start that made
+//! each job.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -114,18 +115,28 @@ impl MigrationTrait for Migration {
                     .add_column(big_integer(Job::LogsDropped).default(0))
                     .to_owned(),
             )
-            .await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            .await?;
         manager
             .alter_table(
                 Table::alter()
                     .table(Job::Table)
-                    .drop_column(Job::LogsDropped)
+                    .add_column(string_null(Job::StartId))
                     .to_owned(),
             )
-            .await?;
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in [Job::LogsDropped, Job::StartId] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Job::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()
@@ -204,4 +215,5 @@ enum Node {
 enum Job {
     Table,
     LogsDropped,
+    StartId,
 }

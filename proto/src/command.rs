@@ -29,6 +29,10 @@ pub enum Action {
         /// Settings given at start.
         #[serde(default)]
         settings: crate::Settings,
+        /// An id for this start, echoed in the job's status (`JobStatus::start`), so the leader
+        /// tells this start's status from a stale one of an earlier job with the same name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
     },
     /// Stop a job: release its hardware, then say `stopped`.
     StopJob {

@@ -303,6 +303,9 @@ pub struct JobStatus {
     /// second; readings with history are the telemetry stream's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, f64>,
+    /// The id of the start that made this job (`Action::StartJob::start`), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
 }
 
 #[cfg(test)]

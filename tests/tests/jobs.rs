@@ -154,6 +154,15 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
         "{r}"
     );
 
+    // A job the leader never saw is NOT_FOUND, without asking the node.
+    let r = server
+        .graphql(
+            "mutation { stopJob(nodeId: \"leader\", name: \"ghost\") { state } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "NOT_FOUND", "{r}");
+
     // Pause releases the hardware and keeps the settings; resume puts them back.
     assert_eq!(
         act(&server, "pauseJob", "leader", "heater").await["state"],

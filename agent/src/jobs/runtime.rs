@@ -69,6 +69,9 @@ struct Desired {
     kind: String,
     settings: Settings,
     paused: bool,
+    /// The id of the start that made it (echoed in its status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
 }
 
 /// The runtime.
@@ -194,7 +197,7 @@ impl Runtime {
             },
         };
         for d in desired {
-            if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused) {
+            if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused, d.start.clone()) {
                 problems.push(format!("job {}: {e} (kept in {})", d.name, path.display()));
                 self.unrestored.push(d);
             }
@@ -223,6 +226,17 @@ impl Runtime {
         name: Option<&str>,
         kind: &str,
         settings: &Settings,
+    ) -> Result<String, String> {
+        self.start_as(name, kind, settings, None)
+    }
+
+    /// [`Runtime::start`] with the id of the start, echoed in the job's status.
+    pub fn start_as(
+        &mut self,
+        name: Option<&str>,
+        kind: &str,
+        settings: &Settings,
+        start: Option<String>,
     ) -> Result<String, String> {
         let name = name.unwrap_or(kind);
         validate_job_name(name).map_err(|e| e.to_string())?;
@@ -258,7 +272,7 @@ impl Runtime {
         if live >= MAX_JOBS {
             return Err(format!("this node runs {MAX_JOBS} jobs already"));
         }
-        self.spawn(name, kind, &resolved, false)?;
+        self.spawn(name, kind, &resolved, false, start)?;
         Ok(format!("starting job {name} ({kind})"))
     }
 
@@ -268,6 +282,7 @@ impl Runtime {
         kind: &str,
         settings: &Settings,
         paused: bool,
+        start: Option<String>,
     ) -> Result<(), String> {
         let spec = self.spec(kind)?.clone();
         let settings = spec.resolve(settings)?;
@@ -285,6 +300,7 @@ impl Runtime {
             settings,
             error: None,
             values: BTreeMap::new(),
+            start,
         };
         tokio::spawn(run_job(
             status.clone(),
@@ -410,6 +426,7 @@ impl Runtime {
                 kind: j.status.kind.clone(),
                 settings: j.status.settings.clone(),
                 paused: j.status.state == JobState::Sleeping,
+                start: j.status.start.clone(),
             })
             .collect();
         desired.extend(self.unrestored.iter().cloned());

@@ -173,6 +173,7 @@ impl Jobs {
                 m.state = Set(status.state.as_str().to_owned());
                 m.error = Set(error);
                 m.latest_values = Set(values);
+                m.start_id = Set(status.start.clone());
                 m.updated_at = Set(now);
                 m.update(&self.db).await?
             }
@@ -191,6 +192,7 @@ impl Jobs {
                 }
                 job::ActiveModel {
                     logs_dropped: Set(0),
+                    start_id: Set(status.start.clone()),
                     node_id: Set(node_id.to_owned()),
                     name: Set(status.name.clone()),
                     kind: Set(status.kind.clone()),
@@ -544,17 +546,19 @@ impl Jobs {
             .await?
             .resolve(settings)
             .map_err(ApiError::BadRequest)?;
+        // A start is done once the job left `init`, and it is this start's job (its status echoes
+        // this start's id): not an earlier job of the same name, whose status may still be on
+        // its way.
+        let start = uuid::Uuid::new_v4().simple().to_string();
         let action = Action::StartJob {
             name: Some(name.clone()),
             kind: kind.to_owned(),
             settings: settings.clone(),
+            start: Some(start.clone()),
         };
-        // A start is done once the job left `init`, and it is this start's job: not the previous
-        // run of a job with the same name, which ended stopped or failed before.
-        let previous = self.get(node_id, &name).await?.map(|j| j.updated_at);
         let row = self
             .act(bridge, node_id, &name, action, |j| {
-                j.state != JobState::Init.as_str() && Some(j.updated_at) != previous
+                j.state != JobState::Init.as_str() && j.start_id.as_deref() == Some(start.as_str())
             })
             .await?;
         let mut m = row.into_active_model();
@@ -569,8 +573,16 @@ impl Jobs {
         Ok(row)
     }
 
+    /// The job, or `NOT_FOUND` naming it (a node is not asked about a job the leader never saw).
+    async fn require(&self, node_id: &str, name: &str) -> ApiResult<job::Model> {
+        self.get(node_id, name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job {name:?} on node {node_id:?}")))
+    }
+
     /// Stops a job; returns it once its hardware is released and it says `stopped`.
     pub async fn stop(&self, bridge: &Bridge, node_id: &str, name: &str) -> ApiResult<job::Model> {
+        self.require(node_id, name).await?;
         let action = Action::StopJob {
             name: name.to_owned(),
         };
@@ -582,6 +594,7 @@ impl Jobs {
 
     /// Pauses a running job (hardware released, settings kept).
     pub async fn pause(&self, bridge: &Bridge, node_id: &str, name: &str) -> ApiResult<job::Model> {
+        self.require(node_id, name).await?;
         let action = Action::PauseJob {
             name: name.to_owned(),
         };
@@ -598,6 +611,7 @@ impl Jobs {
         node_id: &str,
         name: &str,
     ) -> ApiResult<job::Model> {
+        self.require(node_id, name).await?;
         let action = Action::ResumeJob {
             name: name.to_owned(),
         };
@@ -617,10 +631,7 @@ impl Jobs {
         name: &str,
         change: &Settings,
     ) -> ApiResult<job::Model> {
-        let job = self
-            .get(node_id, name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("job {name:?} on node {node_id:?}")))?;
+        let job = self.require(node_id, name).await?;
         self.kind(node_id, &job.kind)
             .await?
             .check_change(change)
