@@ -271,6 +271,15 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
             true,
         )
         .await;
+    // B's job topics and telemetry are B's alone too.
+    let job = br#"{"name":"heater","kind":"pwm","state":"ready","settings":{"duty":100}}"#;
+    probe
+        .publish("trellis/v1/nodes/node-b/jobs/heater", job, true)
+        .await;
+    let readings = br#"{"run":"0123456789abcdef","seq":0,"series":[{"job":"heater","metric":"t"}],"points":[[0,0,99.0]]}"#;
+    probe
+        .publish("trellis/v1/nodes/node-b/readings", readings, false)
+        .await;
     let online = br#"{"state":"online"}"#;
     probe
         .publish("trellis/v1/nodes/node-a/status", online, true)
@@ -285,14 +294,24 @@ async fn a_node_cannot_act_as_another_and_removal_revokes_it() {
         "A's forged announce for B was delivered"
     );
     assert_eq!(b["state"], "ONLINE");
-    assert_eq!(
-        server
-            .proc
-            .log_lines_with(&["MQTT publish denied", "trellis/v1/nodes/node-b/announce"]),
-        1,
-        "{}",
-        server.proc.log_text()
-    );
+    for topic in ["announce", "jobs/heater", "readings"] {
+        assert_eq!(
+            server.proc.log_lines_with(&[
+                "MQTT publish denied",
+                &format!("trellis/v1/nodes/node-b/{topic}")
+            ]),
+            1,
+            "{topic}: {}",
+            server.proc.log_text()
+        );
+    }
+    let r = server
+        .graphql(
+            "{ jobs(nodeId: \"node-b\") { name } readings(nodeId: \"node-b\") { value } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"], json!({"jobs": [], "readings": []}), "{r}");
     // Only the server commands nodes: A cannot publish on its own command topic either.
     probe
         .publish(
