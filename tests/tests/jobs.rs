@@ -552,3 +552,50 @@ async fn one_start_reaches_every_selected_node_with_an_answer_per_node() {
         .await;
     assert_eq!(error_code(&r), "NOT_FOUND", "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_delivered_twice_is_applied_once() {
+    // An anonymous Mosquitto, so the test can speak as the leader would.
+    let mosquitto = trellis_tests::Mosquitto::start().await;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..mosquitto.server_opts()
+    })
+    .await;
+    let _agent = server.join_agent("dup").await;
+    server.wait_state("dup", "ONLINE", PATIENCE).await;
+    let mut results =
+        trellis_tests::MqttProbe::connect(mosquitto.port, Some("trellis/v1/nodes/dup/result"))
+            .await;
+    // The same QoS 1 command twice (as a redelivery after a lost PUBACK would bring it): a
+    // start that, run a second time, would be refused as "name taken".
+    let command = json!({"id": "once-1", "action": {"type": "start_job", "kind": "pwm", "name": "fan", "settings": {"pin": 12, "duty": 30}}});
+    for _ in 0..2 {
+        results
+            .publish(
+                "trellis/v1/nodes/dup/command",
+                command.to_string().as_bytes(),
+                false,
+            )
+            .await;
+    }
+    let answers = results.collect(std::time::Duration::from_secs(3)).await;
+    let answers: Vec<Value> = answers
+        .iter()
+        .filter_map(|p| serde_json::from_slice(&p.payload).ok())
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for a in &answers {
+        assert_eq!(
+            (&a["id"], &a["ok"], &a["message"]),
+            (
+                &json!("once-1"),
+                &json!(true),
+                &json!("starting job fan (pwm)")
+            ),
+            "{a}"
+        );
+    }
+    let j = wait_job_state(&server, "dup", "fan", "READY").await;
+    assert_eq!(j["settings"]["duty"], 30);
+}
