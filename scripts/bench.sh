@@ -235,6 +235,7 @@ bench_liveness() {
     ms_until_state live ONLINE >/dev/null
     sleep 2
     kill -9 "$agent"
+    wait "$agent" 2>/dev/null || true
     killed+=("$(ms_until_state live LOST)")
     # SIGSTOP: a hung agent keeps its connection open; only the missing heartbeats tell.
     "$CARGO_TARGET_DIR/release/trellis-agent" --broker-url "mqtt://127.0.0.1:$mport" \
@@ -247,6 +248,7 @@ bench_liveness() {
     kill -STOP "$agent"
     hung+=("$(ms_until_state live LOST)")
     kill -9 "$agent"
+    wait "$agent" 2>/dev/null || true
     # A cut network: the agent's only way to the broker is a relay that stops passing bytes.
     socat "TCP-LISTEN:$rport,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$mport" 2>/dev/null &
     relay=$!
@@ -264,6 +266,7 @@ bench_liveness() {
     kill -9 "$agent"
     pkill -9 -P "$relay" || true
     kill -9 "$relay"
+    wait "$agent" "$relay" 2>/dev/null || true
     sleep 0.5
   done
   local table="| fault | time to LOST in the API, ms (each run) | goal |
