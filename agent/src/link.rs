@@ -88,6 +88,14 @@ impl Sender {
     ) -> Result<(), String> {
         let spec = kind.spec();
         let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
+        // rumqttc finds an oversized packet only when writing it, and then drops the connection.
+        if payload.len() + 1024 > crate::config::MAX_PACKET {
+            return Err(format!(
+                "{} not sent: {} bytes is over the MQTT packet limit",
+                spec.name,
+                payload.len()
+            ));
+        }
         self.client
             .try_publish(
                 kind.topic(&self.node_id, arg),
@@ -257,6 +265,9 @@ pub(crate) async fn session(
                 Err(e) => {
                     connected = false;
                     out.broken(&telemetry);
+                    // rumqttc reports a publication before writing it; one whose write failed
+                    // would still be reported after the reconnect, out of step with `out`.
+                    eventloop.state.events.clear();
                     if let ConnectionError::ConnectionRefused(
                         code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
                     ) = &e

@@ -102,6 +102,7 @@ impl ReadingBatch {
     /// Checks what a well-behaved agent never sends: the error names the first problem.
     pub fn check(&self) -> Result<(), String> {
         check_run(&self.run)?;
+        check_seq(self.seq)?;
         if self.points.len() > MAX_BATCH || self.series.len() > MAX_BATCH {
             return Err(format!("more than {MAX_BATCH} points or series"));
         }
@@ -130,6 +131,7 @@ impl LogBatch {
     /// Checks what a well-behaved agent never sends.
     pub fn check(&self) -> Result<(), String> {
         check_run(&self.run)?;
+        check_seq(self.seq)?;
         if self.lines.len() > MAX_BATCH {
             return Err(format!("more than {MAX_BATCH} lines"));
         }
@@ -140,6 +142,17 @@ impl LogBatch {
             }
         }
         Ok(())
+    }
+}
+
+/// The highest first number a batch may carry (the leader stores numbers as signed 64-bit).
+const MAX_SEQ: u64 = (i64::MAX as u64) - MAX_BATCH as u64;
+
+fn check_seq(seq: u64) -> Result<(), String> {
+    if seq <= MAX_SEQ {
+        Ok(())
+    } else {
+        Err(format!("seq {seq} is beyond {MAX_SEQ}"))
     }
 }
 
@@ -181,11 +194,11 @@ impl PumpCalibration {
             return Err(format!("pin {} is not a BCM pin (0-27)", self.pin));
         }
         if !(self.ml_per_second.is_finite()
-            && self.ml_per_second > 0.0
+            && self.ml_per_second >= 0.001
             && self.ml_per_second <= 100.0)
         {
             return Err(format!(
-                "ml_per_second {} must be above 0 and at most 100",
+                "ml_per_second {} must be between 0.001 and 100",
                 self.ml_per_second
             ));
         }
@@ -233,6 +246,9 @@ mod tests {
         let mut bad = b.clone();
         bad.run = "x".into();
         assert!(bad.check().unwrap_err().contains("16 hex digits"));
+        let mut bad = b.clone();
+        bad.seq = u64::MAX;
+        assert!(bad.check().unwrap_err().contains("is beyond"));
         let mut bad = b;
         bad.series[0].metric = "a\nb".into();
         assert!(bad.check().unwrap_err().contains("control characters"));
@@ -250,7 +266,11 @@ mod tests {
             ml_per_second: 0.0,
             ..c.clone()
         };
-        assert!(bad.check().unwrap_err().contains("ml_per_second 0"));
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .contains("ml_per_second 0 must be between 0.001 and 100")
+        );
         let bad = PumpCalibration { pin: 30, ..c };
         assert!(bad.check().unwrap_err().contains("pin 30"));
     }

@@ -181,6 +181,15 @@ async fn roles_guard_every_mutation_and_refusals_are_audited() {
         )
         .await;
     assert_eq!(a.code(), "FORBIDDEN", "{}", a.body);
+    // Nor store a preset that would start one.
+    let a = l
+        .graphql(
+            Some(&operator),
+            "mutation { saveJobPreset(name: \"sneaky\", kind: \"exec\", settings: {command: \"id\"}) { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.code(), "FORBIDDEN", "{}", a.body);
     // Setup is closed once an admin exists.
     let a = l
         .graphql(
@@ -210,6 +219,7 @@ async fn roles_guard_every_mutation_and_refusals_are_audited() {
     assert!(has("user:vera", "createJoinToken"), "{log:?}");
     assert!(has("user:otto", "createUser"), "{log:?}");
     assert!(has("user:otto", "startJob"), "{log:?}");
+    assert!(has("user:otto", "saveJobPreset"), "{log:?}");
 }
 
 #[tokio::test]

@@ -243,7 +243,7 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
     assert!(
         r["errors"][0]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("ml_per_second 0 must be above 0")),
+            .is_some_and(|m| m.contains("ml_per_second 0 must be between 0.001 and 100")),
         "{r}"
     );
 }

@@ -80,9 +80,12 @@ impl Context {
         self.epoch.elapsed().as_secs_f64() * self.speed
     }
 
-    /// The real time that `simulated` takes.
+    /// The real time that `simulated` takes, a day at most (a job with a longer period wakes
+    /// once a day for nothing; no arithmetic overflows).
     pub fn real(&self, simulated: Duration) -> Duration {
-        simulated.div_f64(self.speed)
+        Duration::try_from_secs_f64(simulated.as_secs_f64() / self.speed)
+            .unwrap_or(Duration::MAX)
+            .min(Duration::from_secs(86_400))
     }
 
     /// Blocks for `simulated` seconds of simulated time (a dose). Runs on a driver's blocking

@@ -46,6 +46,8 @@ pub const MAX_JOBS: usize = 64;
 pub const VALUES_EVERY: Duration = Duration::from_secs(1);
 /// The file in the state directory holding the desired jobs.
 const STORE_FILE: &str = "jobs.json";
+/// Settings that name a pump (whose pin the job then drives).
+const PUMP_SETTINGS: &[&str] = &["pump", "media_pump", "waste_pump"];
 
 /// What a job's task is asked to do.
 #[derive(Debug)]
@@ -197,12 +199,54 @@ impl Runtime {
             },
         };
         for d in desired {
+            // A dose cut by a power cut is not given again in full: the job says so.
+            if self
+                .kinds
+                .iter()
+                .any(|k| k.spec.kind == d.kind && !k.restarts)
+            {
+                problems.push(format!(
+                    "job {} ({}) was interrupted by the restart; not started again",
+                    d.name, d.kind
+                ));
+                self.interrupted(d);
+                continue;
+            }
             if let Err(e) = self.spawn(&d.name, &d.kind, &d.settings, d.paused, d.start.clone()) {
                 problems.push(format!("job {}: {e} (kept in {})", d.name, path.display()));
                 self.unrestored.push(d);
             }
         }
+        // The file now says what runs (an interrupted pulse is no longer in it).
+        if let Err(e) = self.save() {
+            problems.push(format!(
+                "cannot keep the desired jobs in {}: {e}",
+                path.display()
+            ));
+        }
         problems
+    }
+
+    /// A job of a kind that does not start again (a pulse) was running when the agent stopped: it
+    /// ends `failed`, saying so, instead of giving its whole dose again.
+    fn interrupted(&mut self, d: Desired) {
+        let status = JobStatus {
+            name: d.name.clone(),
+            kind: d.kind,
+            state: JobState::Failed,
+            settings: d.settings,
+            error: Some("interrupted by an agent restart; not started again".into()),
+            values: BTreeMap::new(),
+            start: d.start,
+        };
+        self.updates.put(status.clone());
+        self.jobs.insert(
+            d.name,
+            Job {
+                status,
+                control: None,
+            },
+        );
     }
 
     fn spec(&self, kind: &str) -> Result<&KindSpec, String> {
@@ -250,18 +294,19 @@ impl Runtime {
             ));
         }
         let resolved = self.spec(kind)?.resolve(settings)?;
-        // One job per output pin: another job's release would switch this one's output off.
-        if let Some(pin) = resolved.get("pin")
-            && let Some(owner) = self.jobs.values().find(|j| {
+        // One job per output pin: another job's release would switch this one's output off (a
+        // pump's pin counts for every job that doses with it).
+        for pin in self.driven_pins(&resolved) {
+            if let Some(owner) = self.jobs.values().find(|j| {
                 !j.status.state.is_final()
                     && j.status.name != name
-                    && j.status.settings.get("pin") == Some(pin)
-            })
-        {
-            return Err(format!(
-                "pin {pin} is driven by job {} ({}); stop it first or choose another pin",
-                owner.status.name, owner.status.kind
-            ));
+                    && self.driven_pins(&j.status.settings).contains(&pin)
+            }) {
+                return Err(format!(
+                    "pin {pin} is driven by job {} ({}); stop it first or choose another pin",
+                    owner.status.name, owner.status.kind
+                ));
+            }
         }
         self.forget_finished();
         let live = self
@@ -274,6 +319,22 @@ impl Runtime {
         }
         self.spawn(name, kind, &resolved, false, start)?;
         Ok(format!("starting job {name} ({kind})"))
+    }
+
+    /// The output pins a job with `settings` drives: its `pin`, its LED's, and its pumps'.
+    fn driven_pins(&self, settings: &Settings) -> Vec<u64> {
+        let mut pins: Vec<u64> = ["pin", "led_pin"]
+            .iter()
+            .filter_map(|k| settings.get(*k)?.as_u64())
+            .collect();
+        for key in PUMP_SETTINGS {
+            if let Some(pump) = settings.get(*key).and_then(|v| v.as_str())
+                && let Ok(c) = self.cx.pumps.get(pump)
+            {
+                pins.push(u64::from(c.pin));
+            }
+        }
+        pins
     }
 
     fn spawn(
@@ -755,6 +816,47 @@ mod tests {
         assert_eq!(sim.pin(18), Some((false, 100.0, 0.33)));
         let names: Vec<&str> = rt.statuses().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["gpio", "heater"], "the stopped job is not back");
+    }
+
+    #[tokio::test]
+    async fn a_dose_cut_by_a_restart_is_not_given_again_and_pumps_have_one_job() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut rt = Runtime::new(Arc::new(Simulator::new()), Some(dir.path()));
+            // 100 ml at 0.5 ml/s: still pumping when the agent goes.
+            let big = Settings::from([("volume".into(), json!(100))]);
+            rt.start(Some("feed"), "pulse", &big).unwrap();
+            until(&mut rt, "feed", JobState::Ready).await;
+            // The media pump's pin is the pulse's while it runs.
+            let e = rt
+                .start(Some("turbido"), "turbidostat", &Settings::new())
+                .unwrap_err();
+            assert!(e.contains("pin 23 is driven by job feed (pulse)"), "{e}");
+            let e = rt
+                .start(
+                    Some("valve"),
+                    "gpio",
+                    &Settings::from([("pin".into(), json!(23))]),
+                )
+                .unwrap_err();
+            assert!(e.contains("pin 23 is driven by job feed"), "{e}");
+        }
+        let sim = Arc::new(Simulator::new());
+        let mut rt = Runtime::new(sim.clone(), Some(dir.path()));
+        let problems = rt.restore();
+        assert_eq!(
+            problems,
+            ["job feed (pulse) was interrupted by the restart; not started again"]
+        );
+        let s = until(&mut rt, "feed", JobState::Failed).await;
+        assert_eq!(
+            s.error.as_deref(),
+            Some("interrupted by an agent restart; not started again")
+        );
+        assert_eq!(sim.pin(23).map(|p| p.0), Some(false), "the pump stays off");
+        // And it is not kept for the next start.
+        let mut again = Runtime::new(Arc::new(Simulator::new()), Some(dir.path()));
+        assert!(again.restore().is_empty());
     }
 
     /// A program in the JSON-lines protocol: reports a reading and a setting, then echoes each

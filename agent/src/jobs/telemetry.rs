@@ -20,7 +20,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use trellis_proto::{LogBatch, LogLine, LogStream, MAX_BATCH, MAX_LOG_LINE, ReadingBatch, Series};
+use trellis_proto::{
+    LogBatch, LogLine, LogStream, MAX_BATCH, MAX_LOG_LINE, MAX_METRIC_LEN, ReadingBatch, Series,
+};
 
 use super::kinds::Measurement;
 
@@ -32,6 +34,9 @@ pub const MAX_READING_BYTES: usize = 16 << 20;
 pub const MAX_LOG_LINES: usize = 10_000;
 /// Most bytes of log lines kept.
 pub const MAX_LOG_BYTES: usize = 4 << 20;
+/// Most bytes in one batch (by the sizes items are counted with, which bound their JSON): well
+/// under the 256 KiB MQTT packet limit of the broker and the agent, whatever the lines hold.
+pub const MAX_BATCH_BYTES: usize = 128 << 10;
 
 /// A bounded queue of numbered items, acknowledged in order.
 pub struct Outbox<T> {
@@ -50,6 +55,9 @@ struct Inner<T> {
     sent: u64,
     /// Items dropped because the queue was full, in total.
     dropped: u64,
+    /// Acknowledged ranges `[first, end)` not at the front yet (an earlier batch still waits for
+    /// its PUBACK): the front leaves only once acknowledged itself.
+    acked: Vec<(u64, u64)>,
 }
 
 impl<T: Clone> Outbox<T> {
@@ -62,6 +70,7 @@ impl<T: Clone> Outbox<T> {
                 next: 0,
                 sent: 0,
                 dropped: 0,
+                acked: Vec::new(),
             }),
             max_items,
             max_bytes,
@@ -91,16 +100,21 @@ impl<T: Clone> Outbox<T> {
         q.sent = q.sent.max(front);
     }
 
-    /// The next items not yet sent (at most `max`), marked sent: their first number, the total
-    /// dropped so far, and the items.
-    pub fn next_batch(&self, max: usize) -> Option<(u64, u64, Vec<T>)> {
+    /// The next items not yet sent (at most `max`, and at most `max_bytes` by their sizes, but
+    /// at least one), marked sent: their first number, the total dropped so far, and the items.
+    pub fn next_batch(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, Vec<T>)> {
         let mut q = self.lock();
         let sent = q.sent;
+        let mut bytes = 0;
         let items: Vec<(u64, T)> = q
             .queue
             .iter()
             .skip_while(|(n, _, _)| *n < sent)
             .take(max)
+            .take_while(|(_, _, size)| {
+                bytes += size;
+                bytes <= max_bytes || bytes == *size
+            })
             .map(|(n, item, _)| (*n, item.clone()))
             .collect();
         let first = items.first()?.0;
@@ -112,21 +126,38 @@ impl<T: Clone> Outbox<T> {
         ))
     }
 
-    /// The broker has the items numbered `first` to `first + count - 1`: they are done.
+    /// The broker has the items numbered `first` to `first + count - 1`: they are done. Items
+    /// leave from the front only, once acknowledged themselves: an earlier batch still waiting
+    /// keeps its place (and is sent again if its connection breaks).
     pub fn ack(&self, first: u64, count: usize) {
         let mut q = self.lock();
-        let end = first + count as u64;
-        while q.queue.front().is_some_and(|f| f.0 < end) {
-            if let Some((_, _, size)) = q.queue.pop_front() {
-                q.bytes -= size;
+        q.acked.push((first, first.saturating_add(count as u64)));
+        loop {
+            let Some(front) = q.queue.front().map(|f| f.0) else {
+                q.acked.clear();
+                break;
+            };
+            let Some(i) = q.acked.iter().position(|&(a, b)| a <= front && front < b) else {
+                break;
+            };
+            let end = q.acked[i].1;
+            while q.queue.front().is_some_and(|f| f.0 < end) {
+                if let Some((_, _, size)) = q.queue.pop_front() {
+                    q.bytes -= size;
+                }
             }
+            q.acked.swap_remove(i);
         }
+        // Ranges that are all behind the front (dropped meanwhile) are done with.
+        let front = q.queue.front().map_or(q.next, |f| f.0);
+        q.acked.retain(|&(_, b)| b > front);
     }
 
     /// The connection broke: what was sent and not acknowledged is sent again.
     pub fn rewind(&self) {
         let mut q = self.lock();
         q.sent = q.queue.front().map_or(q.next, |f| f.0);
+        q.acked.clear();
     }
 
     /// The batch numbered from `first` could not be queued: it is sent again next time.
@@ -188,14 +219,22 @@ impl Telemetry {
         }
     }
 
-    /// Queues a reading of `job`.
+    /// Queues a reading of `job`. Its metric and unit are made to pass the leader's check (a
+    /// batch that does not is dropped whole): control characters replaced, cut to
+    /// [`MAX_METRIC_LEN`] bytes, an empty metric named `value`, an empty unit none.
     pub fn reading(&self, job: &str, m: Measurement, at_ms: i64) {
-        let size = 48 + job.len() + m.metric.len() + m.unit.as_ref().map_or(0, String::len);
+        let metric = Some(plain(&m.metric, MAX_METRIC_LEN)).filter(|t| !t.is_empty());
+        let unit = m
+            .unit
+            .map(|u| plain(&u, MAX_METRIC_LEN))
+            .filter(|u| !u.is_empty());
         let series = Arc::new(Series {
             job: job.to_owned(),
-            metric: m.metric,
-            unit: m.unit,
+            metric: metric.unwrap_or_else(|| "value".to_owned()),
+            unit,
         });
+        let size = 48
+            + 2 * (job.len() + series.metric.len() + series.unit.as_ref().map_or(0, String::len));
         self.readings.push(
             Point {
                 series,
@@ -206,17 +245,12 @@ impl Telemetry {
         );
     }
 
-    /// Queues a log line of `job` (cut to [`MAX_LOG_LINE`] bytes).
-    pub fn log(&self, job: &str, stream: LogStream, mut line: String, at_ms: i64) {
-        if line.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE - 3;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push_str("...");
-        }
-        let size = 48 + job.len() + line.len();
+    /// Queues a log line of `job`: control characters but tabs replaced (JSON would spell each in
+    /// six bytes, and a database may refuse NUL), cut to [`MAX_LOG_LINE`] bytes.
+    pub fn log(&self, job: &str, stream: LogStream, line: String, at_ms: i64) {
+        let line = plain(&line, MAX_LOG_LINE);
+        // Quotes and backslashes take two bytes in JSON: counted so.
+        let size = 64 + job.len() + 2 * line.len();
         self.logs.push(
             LogLine {
                 job: job.to_owned(),
@@ -230,7 +264,7 @@ impl Telemetry {
 
     /// The next batch of readings to send, with its number and size for [`Outbox::ack`].
     pub fn next_readings(&self) -> Option<ReadingBatch> {
-        let (seq, dropped, points) = self.readings.next_batch(MAX_BATCH)?;
+        let (seq, dropped, points) = self.readings.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
         let mut series: Vec<Series> = Vec::new();
         let mut out = Vec::with_capacity(points.len());
         for p in points {
@@ -254,7 +288,7 @@ impl Telemetry {
 
     /// The next batch of log lines to send.
     pub fn next_logs(&self) -> Option<LogBatch> {
-        let (seq, dropped, lines) = self.logs.next_batch(MAX_BATCH)?;
+        let (seq, dropped, lines) = self.logs.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
         Some(LogBatch {
             run: self.run.clone(),
             seq,
@@ -262,6 +296,30 @@ impl Telemetry {
             lines,
         })
     }
+}
+
+/// `text` with control characters other than tab replaced by U+FFFD, cut to at most `max` bytes
+/// (ending in `...` when cut).
+fn plain(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if out.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -274,15 +332,33 @@ mod tests {
         for i in 0..3 {
             q.push(i, 10);
         }
-        assert_eq!(q.next_batch(2), Some((0, 0, vec![0, 1])));
-        assert_eq!(q.next_batch(2), Some((2, 0, vec![2])));
-        assert_eq!(q.next_batch(2), None);
+        assert_eq!(q.next_batch(2, 1000), Some((0, 0, vec![0, 1])));
+        assert_eq!(q.next_batch(2, 1000), Some((2, 0, vec![2])));
+        assert_eq!(q.next_batch(2, 1000), None);
         q.ack(0, 2);
         // The connection broke before item 2's PUBACK: it goes again.
         q.rewind();
-        assert_eq!(q.next_batch(10), Some((2, 0, vec![2])));
+        assert_eq!(q.next_batch(10, 1000), Some((2, 0, vec![2])));
         q.ack(2, 1);
         assert_eq!(q.depth(), (0, 0));
+        // An acknowledgement of a later batch leaves an earlier unacknowledged one in place.
+        for i in 3..7 {
+            q.push(i, 10);
+        }
+        assert_eq!(q.next_batch(2, 1000), Some((3, 0, vec![3, 4])));
+        assert_eq!(q.next_batch(2, 1000), Some((5, 0, vec![5, 6])));
+        q.ack(5, 2);
+        assert_eq!(q.depth(), (4, 0));
+        q.rewind();
+        assert_eq!(q.next_batch(10, 1000), Some((3, 0, vec![3, 4, 5, 6])));
+        q.ack(3, 4);
+        assert_eq!(q.depth(), (0, 0));
+        // A batch stops at its byte budget (but takes one item at least).
+        let q: Outbox<u32> = Outbox::new(5, 10_000);
+        q.push(7, 600);
+        q.push(8, 600);
+        assert_eq!(q.next_batch(10, 1000), Some((0, 0, vec![7])));
+        assert_eq!(q.next_batch(10, 100), Some((1, 0, vec![8])));
     }
 
     #[test]
@@ -292,7 +368,7 @@ mod tests {
             q.push(i, 10);
         }
         assert_eq!(q.depth(), (3, 2));
-        assert_eq!(q.next_batch(10), Some((2, 2, vec![2, 3, 4])));
+        assert_eq!(q.next_batch(10, 1000), Some((2, 2, vec![2, 3, 4])));
         // By bytes too.
         let q: Outbox<u32> = Outbox::new(100, 25);
         for i in 0..3 {
@@ -317,7 +393,30 @@ mod tests {
         );
         assert_eq!(b.check(), Ok(()));
         t.log("x", LogStream::Stdout, "é".repeat(MAX_LOG_LINE), 1);
+        t.log("x", LogStream::Stderr, "a\0b\x1b[31mc\td".into(), 2);
         let l = t.next_logs().unwrap();
         assert!(l.lines[0].line.len() <= MAX_LOG_LINE && l.lines[0].line.ends_with("..."));
+        assert_eq!(l.lines[1].line, "a\u{FFFD}b\u{FFFD}[31mc\td");
+        assert_eq!(l.check(), Ok(()));
+        // Names a program or a setting made up are made to pass the leader's check.
+        t.reading("x", Measurement::new("", 1.0, Some("")), 3);
+        t.reading("x", Measurement::new(&"m".repeat(100), 1.0, None), 3);
+        let b = t.next_readings().unwrap();
+        assert_eq!(b.series[0].metric, "value");
+        assert_eq!(b.series[0].unit, None);
+        assert!(b.series[1].metric.len() <= MAX_METRIC_LEN);
+        assert_eq!(b.check(), Ok(()));
+        // A full outage buffer of long lines still goes out in batches the broker takes.
+        for _ in 0..600 {
+            t.log("x", LogStream::Stdout, "\"".repeat(MAX_LOG_LINE), 4);
+        }
+        while let Some(b) = t.next_logs() {
+            let bytes = trellis_proto::encode(&b).unwrap().len();
+            assert!(
+                bytes < 256 << 10,
+                "{bytes} bytes in {} lines",
+                b.lines.len()
+            );
+        }
     }
 }

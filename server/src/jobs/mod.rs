@@ -6,4 +6,4 @@
 pub mod presets;
 pub mod service;
 
-pub use service::{JobEvent, JobEventKind, Jobs, Start};
+pub use service::{Caller, JobEvent, JobEventKind, Jobs, Start};

@@ -91,6 +91,30 @@ impl Start {
     }
 }
 
+/// Who acts, for the record and for the one rule about `exec`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The audit actor.
+    pub actor: &'a str,
+    /// Whether the caller is an admin.
+    pub admin: bool,
+}
+
+impl Caller<'_> {
+    /// An `exec` job runs any program on its node as the agent's user, the leader's own node
+    /// included (where that user can read the leader's data): only admins may start one, or
+    /// store, replace or delete a preset of one.
+    fn may_use(&self, kind: &str) -> ApiResult<()> {
+        if kind == "exec" && !self.admin {
+            return Err(ApiError::Forbidden(
+                "an exec job runs a program on the node: only admins may start one or manage its presets"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The jobs service.
 #[derive(Clone)]
 pub struct Jobs {
@@ -443,8 +467,12 @@ impl Jobs {
         kind: &str,
         description: &str,
         settings: &Settings,
-        actor: &str,
+        caller: &Caller<'_>,
     ) -> ApiResult<Preset> {
+        caller.may_use(kind)?;
+        if let Some(old) = job_preset::Entity::find_by_id(name).one(&self.db).await? {
+            caller.may_use(&old.kind)?;
+        }
         trellis_proto::validate_job_name(name)
             .map_err(|e| ApiError::BadRequest(e.to_string().replace("job name", "preset name")))?;
         if super::presets::find(name).is_some() {
@@ -480,7 +508,7 @@ impl Jobs {
             settings: Set(
                 serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.to_string()))?
             ),
-            updated_by: Set(actor.to_owned()),
+            updated_by: Set(caller.actor.to_owned()),
             updated_at: Set(Utc::now()),
         };
         if job_preset::Entity::find_by_id(name)
@@ -502,11 +530,14 @@ impl Jobs {
     }
 
     /// Deletes stored preset `name`; `NOT_FOUND` when there is none (built-in ones stay).
-    pub async fn delete_preset(&self, name: &str) -> ApiResult<()> {
+    pub async fn delete_preset(&self, name: &str, caller: &Caller<'_>) -> ApiResult<()> {
         if super::presets::find(name).is_some() {
             return Err(ApiError::BadRequest(format!(
                 "{name} is a built-in preset; it cannot be deleted"
             )));
+        }
+        if let Some(old) = job_preset::Entity::find_by_id(name).one(&self.db).await? {
+            caller.may_use(&old.kind)?;
         }
         let gone = job_preset::Entity::delete_by_id(name)
             .exec(&self.db)
@@ -528,7 +559,7 @@ impl Jobs {
         what: &Start,
         name: Option<&str>,
         given: &Settings,
-        actor: &str,
+        caller: &Caller<'_>,
     ) -> ApiResult<job::Model> {
         let (kind, default_name, mut settings) = match what {
             Start::Kind(kind) => (kind.clone(), kind.clone(), Settings::new()),
@@ -537,6 +568,7 @@ impl Jobs {
                 (p.kind, p.name, p.settings)
             }
         };
+        caller.may_use(&kind)?;
         settings.extend(given.clone());
         let settings = &settings;
         let kind = kind.as_str();
@@ -562,7 +594,7 @@ impl Jobs {
             })
             .await?;
         let mut m = row.into_active_model();
-        m.started_by = Set(Some(actor.to_owned()));
+        m.started_by = Set(Some(caller.actor.to_owned()));
         let row = m.update(&self.db).await?;
         if row.state == JobState::Failed.as_str() {
             return Err(ApiError::BadRequest(format!(

@@ -1,13 +1,21 @@
 //! Liveness: the sweeper that marks nodes lost whose heartbeats are overdue, for the cases a
 //! last-will cannot cover (a broker that lost the will, a node whose network died quietly).
-//! It owns only the time the bridge last (re)connected to the broker: while the leader itself
-//! hears nothing from the broker, silence proves nothing about a node, so no node is marked lost,
-//! and after a reconnect each node gets its full allowance again (no false `lost` after a broker
-//! restart). Each pass reads the `node` table, so a restart loses nothing.
+//! It reads what the bridge tells it about the leader's own hearing ([`Hearing`]): while the
+//! leader hears nothing from the broker, silence proves nothing about a node, so no node is marked
+//! lost, and after a reconnect each node gets its full allowance again (no false `lost` after a
+//! broker restart); and while the router is behind (a burst of telemetry, a slow database), time
+//! is counted up to the arrival of the message it is working on, since later heartbeats may be
+//! waiting behind it. Each pass reads the `node` table, so a restart loses nothing.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::nodes::Nodes;
@@ -25,24 +33,43 @@ pub fn allowed_silence(interval_secs: i64) -> chrono::Duration {
     chrono::Duration::milliseconds((2 * interval - 1500).max(interval + 2000))
 }
 
-/// When the bridge last connected to the broker, in ms since the Unix epoch; 0 while it is not
-/// connected. Written by the bridge, read by the sweeper.
-pub type LinkUp = std::sync::Arc<std::sync::atomic::AtomicI64>;
+/// What the leader has heard, as the bridge and its router tell it (ms since the Unix epoch).
+#[derive(Debug, Default)]
+pub struct Hearing {
+    /// When the bridge last connected to the broker; 0 while it is not connected.
+    pub link_up: AtomicI64,
+    /// When the message the router is working on arrived; 0 while the router waits for one.
+    pub routing: AtomicI64,
+}
 
-/// Marks overdue nodes lost, every [`SWEEP_EVERY`], until `shutdown`; not while the bridge is
-/// cut off from the broker (`link_up` 0), and counting silence from the bridge's last connect.
-pub async fn sweep(nodes: Nodes, link_up: LinkUp, shutdown: CancellationToken) {
+impl Hearing {
+    /// Up to when the leader has heard everything there was (`None`: it hears nothing now), and
+    /// since when it has been listening.
+    pub fn heard(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let up = self.link_up.load(Ordering::SeqCst);
+        let up = DateTime::from_timestamp_millis(up).filter(|_| up > 0)?;
+        let routing = self.routing.load(Ordering::SeqCst);
+        let until = DateTime::from_timestamp_millis(routing)
+            .filter(|_| routing > 0)
+            .map_or(now, |t| t.min(now));
+        Some((until, up))
+    }
+}
+
+/// Marks overdue nodes lost, every [`SWEEP_EVERY`], until `shutdown`, by what the leader has
+/// heard: not while the bridge is cut off from the broker, with silence counted from its last
+/// connect and up to the arrival of the message the router is working on.
+pub async fn sweep(nodes: Nodes, hearing: Arc<Hearing>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let up = link_up.load(std::sync::atomic::Ordering::SeqCst);
-        let Some(up) = chrono::DateTime::from_timestamp_millis(up).filter(|_| up > 0) else {
+        let Some((until, up)) = hearing.heard(Utc::now()) else {
             continue;
         };
-        match nodes.sweep_overdue(Utc::now(), up).await {
+        match nodes.sweep_overdue(until, up).await {
             Ok(lost) => {
                 for n in lost {
                     tracing::warn!(node_id = n.id, last_seen = %n.last_seen, "node heartbeats overdue: marked lost");
@@ -98,6 +125,23 @@ mod tests {
         // ...and never less than one interval plus 2 s of slack.
         assert_eq!(ms(1), 3_000);
         assert!((1..=600).all(|s| ms(s) >= s * 1000 + 2000));
+    }
+
+    #[test]
+    fn the_leader_has_heard_up_to_the_message_its_router_works_on() {
+        let h = Hearing::default();
+        let now = Utc::now();
+        assert_eq!(h.heard(now), None, "not connected: nothing heard");
+        let up = now - chrono::TimeDelta::seconds(60);
+        h.link_up.store(up.timestamp_millis(), Ordering::SeqCst);
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(
+            h.heard(now).map(|(u, s)| (ms(u), ms(s))),
+            Some((ms(now), ms(up)))
+        );
+        let behind = now - chrono::TimeDelta::seconds(7);
+        h.routing.store(behind.timestamp_millis(), Ordering::SeqCst);
+        assert_eq!(h.heard(now).map(|(u, _)| ms(u)), Some(ms(behind)));
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //! on. Log lines beyond [`MAX_LOG_LINES_PER_JOB`] per job are deleted oldest first, and counted on
 //! the job. Times are corrected by the node's measured clock offset (both are kept).
 //!
-//! When the database fails, the same batches are tried again (after a pause that doubles up to
-//! 5 s) until they are stored: the queue fills meanwhile and the bridge waits, which holds the
-//! agents back through MQTT flow control; their outage buffers keep the rest.
+//! When the database is unreachable or busy, the same batches are tried again (after a pause that
+//! doubles up to 5 s) until they are stored: the queue fills meanwhile and the bridge waits, which
+//! holds the agents back through MQTT flow control; their outage buffers keep the rest. Any other
+//! database error is the batches' own: the group is stored batch by batch, and a batch that still
+//! fails is logged with its node and numbers and skipped, so one bad batch never stops the rest.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -79,21 +81,46 @@ impl Ingester {
                     Err(_) => break,
                 }
             }
-            let mut pause = Duration::from_millis(100);
-            let lines = loop {
-                match self.store(&group).await {
-                    Ok(lines) => break lines,
-                    Err(e) => {
-                        tracing::error!(error = %e, batches = group.len(), retry_in_ms = pause.as_millis() as u64, "could not store telemetry; trying again");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(5));
+            let lines = match self.store_retrying(&group).await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::warn!(error = %e, batches = group.len(), "a group of telemetry batches failed; storing them one by one");
+                    let mut lines = Vec::new();
+                    for batch in &group {
+                        match self.store_retrying(std::slice::from_ref(batch)).await {
+                            Ok(l) => lines.extend(l),
+                            Err(e) => {
+                                let (node, kind, seq) = match batch {
+                                    Batch::Readings(n, b) => (n, READINGS, b.seq),
+                                    Batch::Logs(n, b) => (n, LOGS, b.seq),
+                                };
+                                tracing::error!(error = %e, node, kind, seq, "a telemetry batch could not be stored: skipped");
+                            }
+                        }
                     }
+                    lines
                 }
             };
             self.depth.fetch_sub(group.len(), Ordering::Relaxed);
             for line in lines {
                 // No subscriber is not an error.
                 let _ = self.logs.send(LogEvent { line: Some(line) });
+            }
+        }
+    }
+
+    /// Stores a group, trying again while the database is unreachable or busy; any other error is
+    /// returned.
+    async fn store_retrying(&self, group: &[Batch]) -> Result<Vec<job_log::Model>, DbErr> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store(group).await {
+                Err(e) if is_outage(&e) => {
+                    tracing::error!(error = %e, batches = group.len(), retry_in_ms = pause.as_millis() as u64, "could not store telemetry; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
             }
         }
     }
@@ -157,7 +184,8 @@ impl Ingester {
                             job: Set(l.job.clone()),
                             time_ms: Set(l.at_ms.saturating_sub(offset)),
                             stream: Set(l.stream.as_str().to_owned()),
-                            line: Set(l.line.clone()),
+                            // Postgres text refuses NUL; a well-behaved agent sends none.
+                            line: Set(l.line.replace('\0', "\u{FFFD}")),
                             ..Default::default()
                         };
                         let stored = job_log::Entity::insert(row)
@@ -185,6 +213,18 @@ impl Ingester {
         txn.commit().await?;
         Ok(stored_lines)
     }
+}
+
+/// Whether `e` says the database cannot be reached or is busy now (worth trying again), rather
+/// than that this write is wrong.
+fn is_outage(e: &DbErr) -> bool {
+    if matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
+        return true;
+    }
+    let text = e.to_string().to_lowercase();
+    ["locked", "busy", "connection", "timed out", "i/o", "closed"]
+        .iter()
+        .any(|w| text.contains(w))
 }
 
 async fn next_seq(
@@ -264,4 +304,84 @@ async fn bound_logs(txn: &DatabaseTransaction, node_id: &str, name: &str) -> Res
         .exec(txn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use trellis_proto::{LogLine, LogStream, ReadingBatch, Series};
+
+    use super::*;
+    use crate::telemetry::Telemetry;
+
+    fn readings(run: &str, seq: u64, values: &[f64]) -> Batch {
+        Batch::Readings(
+            "pi".into(),
+            ReadingBatch {
+                run: run.into(),
+                seq,
+                dropped: 0,
+                series: vec![Series {
+                    job: "od_reading".into(),
+                    metric: "od".into(),
+                    unit: None,
+                }],
+                points: values.iter().map(|v| (0, 1_000, *v)).collect(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn each_reading_is_stored_once_whatever_order_and_repeats_bring() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = crate::infra::db::connect(&url).await.unwrap();
+        let (t, ingester) = Telemetry::new(db);
+        tokio::spawn(ingester.run());
+        let run = "0123456789abcdef";
+        // 0-2; the same again (a QoS 1 redelivery); 2-4 (overlapping); 0-1 late; then after a
+        // gap (the agent dropped 5-6) 7-8; and another run of the agent from 0.
+        for b in [
+            readings(run, 0, &[0.0, 1.0, 2.0]),
+            readings(run, 0, &[0.0, 1.0, 2.0]),
+            readings(run, 2, &[2.0, 3.0, 4.0]),
+            readings(run, 0, &[0.0, 1.0]),
+            readings(run, 7, &[7.0, 8.0]),
+            readings("fedcba9876543210", 0, &[100.0]),
+        ] {
+            t.submit(b).await;
+        }
+        // A log line with a NUL (Postgres would refuse it) among others.
+        t.submit(Batch::Logs(
+            "pi".into(),
+            trellis_proto::LogBatch {
+                run: run.into(),
+                seq: 0,
+                dropped: 0,
+                lines: vec![LogLine {
+                    job: "x".into(),
+                    at_ms: 1,
+                    stream: LogStream::Stdout,
+                    line: "a\0b".into(),
+                }],
+            },
+        ))
+        .await;
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let rows = t.readings("pi", None, None, None, 100).await.unwrap();
+                let logs = t.logs("pi", "x", 10).await.unwrap();
+                if rows.len() >= 8 && !logs.is_empty() {
+                    return (rows, logs);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("stored");
+        let mut values: Vec<f64> = got.0.iter().map(|r| r.value).collect();
+        values.sort_by(f64::total_cmp);
+        assert_eq!(values, [0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 100.0]);
+        assert_eq!(got.1[0].line, "a\u{FFFD}b");
+        assert_eq!(t.queue_depth(), 0);
+    }
 }

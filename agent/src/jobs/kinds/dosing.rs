@@ -89,17 +89,22 @@ pub fn pulse() -> Kind {
         make: |cx| {
             Box::new(Pulse {
                 cx: cx.clone(),
+                pump: None,
                 started: None,
                 done_s: 0.0,
                 finished: false,
                 readings: Vec::new(),
             })
         },
+        restarts: false,
     }
 }
 
 struct Pulse {
     cx: Context,
+    /// The pump's calibration as it was when the job first switched it on: the pin it switches
+    /// off and the rate it counts with, even if an operator recalibrates the pump meanwhile.
+    pump: Option<trellis_proto::PumpCalibration>,
     /// When the pump was switched on (simulated seconds), while it runs.
     started: Option<f64>,
     /// Seconds it has run before (a pause in between).
@@ -114,8 +119,14 @@ impl Pulse {
         &self,
         settings: &Settings,
     ) -> Result<(f64, trellis_proto::PumpCalibration), HardwareError> {
-        let pump = text(settings, "pump")?;
-        let c = self.cx.pumps.get(pump).map_err(refused)?;
+        let c = match &self.pump {
+            Some(c) => c.clone(),
+            None => self
+                .cx
+                .pumps
+                .get(text(settings, "pump")?)
+                .map_err(refused)?,
+        };
         let seconds = match text(settings, "mode")? {
             "duration" => number(settings, "duration")?,
             _ => number(settings, "volume")? / c.ml_per_second,
@@ -155,6 +166,7 @@ impl Driver for Pulse {
     fn apply(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
         let (total, c) = self.plan(settings)?;
         if self.started.is_none() && !self.finished {
+            self.pump = Some(c.clone());
             hw.write_pin(c.pin, true)?;
             self.started = Some(self.cx.now());
             // A short dose is given here and now.
@@ -169,11 +181,13 @@ impl Driver for Pulse {
         // many simulated seconds of pumping.
         let (total, _) = self.plan(settings).ok()?;
         let lead = FINISH_LEAD.as_secs_f64() * self.cx.speed;
-        Some(Duration::from_secs_f64(
-            (total - self.ran() - lead).max(0.0),
-        ))
-        .filter(|_| !self.finished)
-        .or(Some(Duration::ZERO))
+        if self.finished {
+            return Some(Duration::ZERO);
+        }
+        Some(
+            Duration::try_from_secs_f64((total - self.ran() - lead).max(0.0))
+                .unwrap_or(Duration::MAX),
+        )
     }
 
     fn tick(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
@@ -256,6 +270,7 @@ pub fn turbidostat() -> Kind {
             open: false,
         },
         make: |cx| Box::new(Automation::new(cx, Mode::Turbidostat)),
+        restarts: true,
     }
 }
 
@@ -286,6 +301,7 @@ pub fn chemostat() -> Kind {
             open: false,
         },
         make: |cx| Box::new(Automation::new(cx, Mode::Chemostat)),
+        restarts: true,
     }
 }
 
@@ -352,7 +368,7 @@ impl Driver for Automation {
     }
 
     fn period(&self, settings: &Settings) -> Option<Duration> {
-        let simulated = match self.mode {
+        let simulated: f64 = match self.mode {
             Mode::Turbidostat => number(settings, "interval").ok()?,
             Mode::Chemostat => {
                 let hours = number(settings, "volume").ok()?
@@ -361,7 +377,7 @@ impl Driver for Automation {
                 hours * 3600.0
             }
         };
-        Some(Duration::from_secs_f64(simulated))
+        Some(Duration::try_from_secs_f64(simulated).unwrap_or(Duration::MAX))
     }
 
     fn tick(&mut self, hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {

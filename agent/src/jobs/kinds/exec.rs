@@ -78,6 +78,7 @@ pub fn kind() -> Kind {
             open: true,
         },
         make: |_| Box::new(Exec::default()),
+        restarts: true,
     }
 }
 

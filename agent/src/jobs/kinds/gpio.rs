@@ -56,6 +56,7 @@ pub fn kind() -> Kind {
             open: false,
         },
         make: |_| Box::new(Gpio::default()),
+        restarts: true,
     }
 }
 

@@ -69,6 +69,7 @@ pub fn kind() -> Kind {
             open: false,
         },
         make: |cx| Box::new(Growth::new(cx)),
+        restarts: true,
     }
 }
 

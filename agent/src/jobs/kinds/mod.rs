@@ -88,6 +88,9 @@ pub struct Kind {
     pub spec: KindSpec,
     /// Makes the driver for a new job.
     pub make: fn(&Context) -> Box<dyn Driver>,
+    /// Whether a job that was running when the agent stopped starts again when it starts (not
+    /// a pulse: its dose would be given again in full).
+    pub restarts: bool,
 }
 
 /// The kinds this agent offers on `hardware` (today every backend offers them all: each reaches

@@ -105,6 +105,7 @@ pub fn kind() -> Kind {
                 ..Pid::default()
             })
         },
+        restarts: true,
     }
 }
 

@@ -41,6 +41,7 @@ pub fn kind() -> Kind {
             open: false,
         },
         make: |_| Box::new(Pwm),
+        restarts: true,
     }
 }
 

@@ -65,6 +65,7 @@ pub fn kind() -> Kind {
             open: false,
         },
         make: |_| Box::new(Sensor::default()),
+        restarts: true,
     }
 }
 

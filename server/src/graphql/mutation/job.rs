@@ -13,7 +13,7 @@ use crate::{
         guard::{RoleGuard, audited},
         types::{Job, NodeView},
     },
-    jobs::Start,
+    jobs::{Caller, Start},
 };
 
 /// Job mutations.
@@ -48,28 +48,13 @@ pub struct JobStartResult {
     pub code: Option<String>,
 }
 
-/// An `exec` job runs any program on its node as the agent's user, the leader's own node
-/// included (where that user can read the leader's data): only admins may start one, or store a
-/// preset of one.
-async fn check_exec_rights(ctx: &Context<'_>, what: &Start) -> Result<(), ApiError> {
-    let kind = match what {
-        Start::Kind(k) => k.clone(),
-        Start::Preset(p) => match ctx.data::<AppState>() {
-            Ok(state) => state
-                .jobs
-                .preset(p)
-                .await
-                .map_or_else(|_| String::new(), |p| p.kind),
-            Err(_) => String::new(),
-        },
-    };
-    let role = ctx.data_opt::<Principal>().map(|p| p.role);
-    if kind == "exec" && role != Some(Role::Admin) {
-        return Err(ApiError::Forbidden(
-            "an exec job runs a program on the node: only admins may start one".into(),
-        ));
-    }
-    Ok(())
+/// Who calls, for the jobs service: the audit actor and whether they are an admin.
+fn caller(ctx: &Context<'_>) -> (String, bool) {
+    let principal = ctx.data_opt::<Principal>();
+    (
+        principal.map(Principal::actor).unwrap_or_default(),
+        principal.is_some_and(|p| p.role == Role::Admin),
+    )
 }
 
 /// The ids `selector` names, sorted, each once; `NOT_FOUND` for a listed id that is no node.
@@ -129,26 +114,21 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<Job> {
         let state = ctx.data::<AppState>()?;
-        let actor = ctx
-            .data_opt::<Principal>()
-            .map(Principal::actor)
-            .unwrap_or_default();
+        let (actor, admin) = caller(ctx);
+        let caller = Caller {
+            actor: &actor,
+            admin,
+        };
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
         let shown = target(&node_id, name.as_deref().unwrap_or(what.name()));
-        if let Err(refused) = check_exec_rights(ctx, &what).await {
-            audited(ctx, "startJob", Some(&shown), async {
-                Err::<(), _>(refused)
-            })
-            .await?;
-        }
         let work = state.jobs.start(
             &state.bridge,
             &node_id,
             &what,
             name.as_deref(),
             &settings,
-            &actor,
+            &caller,
         );
         Ok(job(audited(ctx, "startJob", Some(&shown), work).await?))
     }
@@ -167,21 +147,26 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<Vec<JobStartResult>> {
         let state = ctx.data::<AppState>()?;
-        let actor = ctx
-            .data_opt::<Principal>()
-            .map(Principal::actor)
-            .unwrap_or_default();
+        let (actor, admin) = caller(ctx);
+        let caller = Caller {
+            actor: &actor,
+            admin,
+        };
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
-        check_exec_rights(ctx, &what).await?;
         let ids = select(state, &nodes).await?;
         if ids.is_empty() {
             return Err(ApiError::BadRequest("the selector names no node".into()).into());
         }
         let starts = ids.iter().map(|id| {
-            state
-                .jobs
-                .start(&state.bridge, id, &what, name.as_deref(), &settings, &actor)
+            state.jobs.start(
+                &state.bridge,
+                id,
+                &what,
+                name.as_deref(),
+                &settings,
+                &caller,
+            )
         });
         let outcomes = futures::future::join_all(starts).await;
         let mut results = Vec::new();
@@ -229,18 +214,15 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<crate::graphql::types::JobPreset> {
         let state = ctx.data::<AppState>()?;
-        let actor = ctx
-            .data_opt::<Principal>()
-            .map(Principal::actor)
-            .unwrap_or_default();
-        let settings = settings.map(|s| s.0).unwrap_or_default();
-        let work = async {
-            check_exec_rights(ctx, &Start::Kind(kind.clone())).await?;
-            state
-                .jobs
-                .save_preset(&name, &kind, &description, &settings, &actor)
-                .await
+        let (actor, admin) = caller(ctx);
+        let caller = Caller {
+            actor: &actor,
+            admin,
         };
+        let settings = settings.map(|s| s.0).unwrap_or_default();
+        let work = state
+            .jobs
+            .save_preset(&name, &kind, &description, &settings, &caller);
         Ok(audited(ctx, "saveJobPreset", Some(&name), work)
             .await?
             .into())
@@ -250,7 +232,12 @@ impl JobMutation {
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn delete_job_preset(&self, ctx: &Context<'_>, name: String) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
-        let work = state.jobs.delete_preset(&name);
+        let (actor, admin) = caller(ctx);
+        let caller = Caller {
+            actor: &actor,
+            admin,
+        };
+        let work = state.jobs.delete_preset(&name, &caller);
         audited(ctx, "deleteJobPreset", Some(&name), work).await?;
         Ok(true)
     }

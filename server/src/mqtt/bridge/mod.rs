@@ -136,9 +136,9 @@ impl Bridge {
         );
         let (client, mut eventloop) = AsyncClient::new(opts, BRIDGE_REQUESTS);
         let connected = Arc::new(AtomicBool::new(false));
-        let link_up = crate::nodes::liveness::LinkUp::default();
-        let loop_link_up = link_up.clone();
-        let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(BRIDGE_INBOX);
+        let hearing = Arc::new(crate::nodes::liveness::Hearing::default());
+        let loop_hearing = hearing.clone();
+        let (tx, rx) = mpsc::channel::<router::Inbound>(BRIDGE_INBOX);
 
         let sub_client = client.clone();
         let flag = connected.clone();
@@ -162,13 +162,20 @@ impl Bridge {
                             tracing::error!(error = %e, "cannot queue the node subscription");
                         }
                         flag.store(true, Ordering::SeqCst);
-                        loop_link_up.store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
+                        loop_hearing
+                            .link_up
+                            .store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
                         tracing::info!("bridge connected to the broker");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         // Back-pressure: a slow database slows reading from the broker, it does
                         // not grow memory.
-                        if tx.send((p.topic, p.payload.to_vec())).await.is_err() {
+                        let arrived = chrono::Utc::now();
+                        if tx
+                            .send((p.topic, p.payload.to_vec(), arrived))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -195,7 +202,7 @@ impl Bridge {
                             let ids: Vec<u16> = w.sent.keys().copied().collect();
                             w.resending.extend(ids);
                         }
-                        loop_link_up.store(0, Ordering::SeqCst);
+                        loop_hearing.link_up.store(0, Ordering::SeqCst);
                         if flag.swap(false, Ordering::SeqCst) {
                             tracing::warn!(error = %e, "bridge lost the broker");
                         } else {
@@ -225,10 +232,11 @@ impl Bridge {
                 enroll_requests,
                 early_status: HashMap::new(),
                 heartbeats: crate::nodes::liveness::HeartbeatThrottle::default(),
+                hearing: hearing.clone(),
             }
             .run(rx),
         );
-        tokio::spawn(crate::nodes::liveness::sweep(nodes, link_up, shutdown));
+        tokio::spawn(crate::nodes::liveness::sweep(nodes, hearing, shutdown));
         Bridge {
             connected,
             publisher,

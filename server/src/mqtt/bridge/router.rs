@@ -31,18 +31,31 @@ pub(super) struct Router {
     /// no particular order): it waits here until the announce creates the node.
     pub(super) early_status: HashMap<String, NodeState>,
     pub(super) heartbeats: HeartbeatThrottle,
+    /// Where the router says which message it works on (for the liveness sweep).
+    pub(super) hearing: std::sync::Arc<crate::nodes::liveness::Hearing>,
 }
+
+/// A message from the broker: topic, payload, and when the bridge received it (a heartbeat's
+/// time, however long it waited behind others).
+pub(super) type Inbound = (String, Vec<u8>, chrono::DateTime<Utc>);
 
 impl Router {
     /// Routes every message from `rx`.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<(String, Vec<u8>)>) {
-        while let Some((topic, payload)) = rx.recv().await {
-            self.route(&topic, &payload).await;
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) {
+        use std::sync::atomic::Ordering;
+        while let Some((topic, payload, arrived)) = rx.recv().await {
+            self.hearing
+                .routing
+                .store(arrived.timestamp_millis(), Ordering::SeqCst);
+            self.route(&topic, &payload, arrived).await;
+            // Caught up when nothing else waits.
+            if rx.is_empty() {
+                self.hearing.routing.store(0, Ordering::SeqCst);
+            }
         }
     }
 
-    async fn route(&mut self, topic: &str, payload: &[u8]) {
-        let now = Utc::now();
+    async fn route(&mut self, topic: &str, payload: &[u8], now: chrono::DateTime<Utc>) {
         let (node_id, msg) = match decode(topic, payload) {
             Ok(m) => m,
             Err(e) => {
