@@ -195,7 +195,8 @@ pub(crate) async fn session(
         status_spec.retain,
     ));
     // Room for every job's status on (re)connect (MAX_JOBS running, MAX_FINISHED ended).
-    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let (client, eventloop) = AsyncClient::new(opts, 256);
+    let mut events = Poller::start(eventloop);
     let mut out = Sender {
         client: client.clone(),
         node_id: node_id.to_owned(),
@@ -236,7 +237,7 @@ pub(crate) async fn session(
                 }
             }
             _ = flush.tick(), if connected => out.flush(&telemetry),
-            event = eventloop.poll() => match event {
+            event = events.next() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(session_present = ack.session_present, "connected to broker");
                     connected = true;
@@ -265,9 +266,6 @@ pub(crate) async fn session(
                 Err(e) => {
                     connected = false;
                     out.broken(&telemetry);
-                    // rumqttc reports a publication before writing it; one whose write failed
-                    // would still be reported after the reconnect, out of step with `out`.
-                    eventloop.state.events.clear();
                     if let ConnectionError::ConnectionRefused(
                         code @ (ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized),
                     ) = &e
@@ -285,6 +283,7 @@ pub(crate) async fn session(
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(config.max_backoff);
+                    events.reconnect().await;
                 }
             },
         }
@@ -303,7 +302,7 @@ pub(crate) async fn session(
         // Drive the event loop until the DISCONNECT is written, so the broker drops the will.
         let drain = async {
             loop {
-                match eventloop.poll().await {
+                match events.next().await {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
                 }
@@ -318,6 +317,62 @@ pub(crate) async fn session(
     }
     tracing::info!(node_id, "agent stopped");
     Ok(Ended::Shutdown)
+}
+
+/// rumqttc's event loop in a task of its own, so the session's `select!` never cancels a poll
+/// halfway (whether `EventLoop::poll` is cancel-safe is an open question upstream, rumqtt#601: a
+/// poll dropped while writing could lose a packet already reported as sent). Events come through
+/// a bounded channel in order; after an error the task waits until the session has slept its
+/// backoff and asks for a reconnect. The task ends with the session.
+struct Poller {
+    events: tokio::sync::mpsc::Receiver<Result<Event, ConnectionError>>,
+    go: tokio::sync::mpsc::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Poller {
+    fn start(mut eventloop: rumqttc::EventLoop) -> Self {
+        let (tx, events) = tokio::sync::mpsc::channel(64);
+        let (go, mut go_rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                let polled = eventloop.poll().await;
+                let failed = polled.is_err();
+                if failed {
+                    // rumqttc reports a publication before writing it; one whose write failed
+                    // would still be reported after the reconnect, out of step with the
+                    // session's record of what each publication carried.
+                    eventloop.state.events.clear();
+                }
+                if tx.send(polled).await.is_err() {
+                    return;
+                }
+                if failed && go_rx.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
+        Poller { events, go, task }
+    }
+
+    /// The next event; an error when the task is gone (it never is while the session runs).
+    async fn next(&mut self) -> Result<Event, ConnectionError> {
+        match self.events.recv().await {
+            Some(e) => e,
+            None => Err(ConnectionError::RequestsDone),
+        }
+    }
+
+    /// After an error: connect again.
+    async fn reconnect(&self) {
+        let _ = self.go.send(()).await;
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What every (re)connect does, whatever the broker remembers: subscribe again to every topic the

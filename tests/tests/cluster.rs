@@ -69,6 +69,11 @@ async fn node_lifecycle(opts: ServerOpts) {
         .await;
     agent.proc.signal("-CONT");
     server.wait_state("worker-1", "ONLINE", PATIENCE).await;
+    // The sweep (3 s at 1 s heartbeats) can find the hung agent before the broker's keepalive
+    // (1.5 x 2 s) does; then the broker may still drop the resumed connection and publish its
+    // will. That settles within a keepalive: the stop below must meet a settled session.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.wait_state("worker-1", "ONLINE", PATIENCE).await;
 
     // SIGTERM: a clean shutdown says offline itself, and no will follows.
     agent.proc.signal("-TERM");
@@ -78,9 +83,22 @@ async fn node_lifecycle(opts: ServerOpts) {
         "agent log:\n{}",
         agent.proc.log_text()
     );
-    server
-        .wait_state("worker-1", "OFFLINE", Duration::from_secs(10))
-        .await;
+    let asked = std::time::Instant::now();
+    let mut state = serde_json::Value::Null;
+    while asked.elapsed() < Duration::from_secs(10) {
+        state = server.node("worker-1").await.unwrap_or_default()["state"].clone();
+        if state == "OFFLINE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if state != "OFFLINE" {
+        panic!(
+            "worker-1 is {state} 10 s after a clean stop\nagent log:\n{}\nleader log:\n{}",
+            agent.proc.log_text(),
+            server.proc.log_text()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         server.node("worker-1").await.expect("node")["state"],

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use entity::node::{self, Entity as Node};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder,
+    IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr,
 };
 use tokio::sync::broadcast;
 use trellis_proto::{Announce, Heartbeat, NodeState};
@@ -283,9 +283,23 @@ impl Nodes {
         let mut lost = Vec::new();
         for n in online {
             let allowed = crate::nodes::liveness::allowed_silence(n.heartbeat_interval_secs);
-            if now - n.last_seen.max(heard_since) > allowed
-                && let Some(m) = self.set_state(&n.id, NodeState::Lost, now).await?
+            if now - n.last_seen.max(heard_since) <= allowed {
+                continue;
+            }
+            // Only if nothing was heard from it since this pass read it: an `offline` status or a
+            // heartbeat routed meanwhile wins (compare and set on state and last_seen).
+            let changed = Node::update_many()
+                .col_expr(node::Column::State, Expr::value(NodeState::Lost.as_str()))
+                .filter(node::Column::Id.eq(n.id.as_str()))
+                .filter(node::Column::State.eq(NodeState::Online.as_str()))
+                .filter(node::Column::LastSeen.eq(n.last_seen))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+            if changed == 1
+                && let Some(m) = self.get(&n.id).await?
             {
+                self.emit(event_for(NodeState::Lost), &m);
                 lost.push(m);
             }
         }

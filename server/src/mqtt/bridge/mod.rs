@@ -251,20 +251,26 @@ impl Bridge {
     }
 
     /// Clears a node's retained topics (an empty retained message deletes one: MQTT-3.3.1-10), so a
-    /// removed node does not come back as a ghost when the server re-subscribes.
-    /// Returns once the broker has acknowledged both, so a subscriber arriving afterwards sees
+    /// removed node does not come back as a ghost when the server re-subscribes: every retained
+    /// topic the topic table gives a node, `jobs` naming the node's jobs for the per-job one.
+    /// Returns once the broker has acknowledged each, so a subscriber arriving afterwards sees
     /// nothing.
-    /// `jobs` are the names of the node's jobs, whose retained statuses go too.
     pub async fn clear_retained(&self, node_id: &str, jobs: &[String]) -> anyhow::Result<()> {
-        let mut topics = vec![
-            topic::announce(node_id),
-            trellis_proto::TopicKind::Kinds.topic(node_id, None),
-        ];
-        topics.extend(
-            jobs.iter()
-                .map(|j| trellis_proto::TopicKind::Job.topic(node_id, Some(j))),
-        );
-        // The status last: a subscriber that still sees it sees the rest too.
+        use trellis_proto::{Direction, TOPICS, TopicKind};
+        // Every retained topic the node publishes, from the table (a job's once per job), the
+        // status last: a subscriber that still sees it sees the rest too.
+        let mut topics = Vec::new();
+        for t in TOPICS
+            .iter()
+            .filter(|t| t.retain && t.direction == Direction::NodeToLeader)
+            .filter(|t| t.kind != TopicKind::Status)
+        {
+            if t.pattern.contains("{job}") {
+                topics.extend(jobs.iter().map(|j| t.kind.topic(node_id, Some(j))));
+            } else {
+                topics.push(t.kind.topic(node_id, None));
+            }
+        }
         topics.push(topic::status(node_id));
         for t in topics {
             self.publish_acked(t, Vec::new(), true).await?;
