@@ -1,6 +1,7 @@
 //! The Trellis web app (Leptos, client-side rendered to WASM): the cluster's nodes with their state,
-//! last contact and load, updated live through the `nodeEvents` subscription; the audit log; and
-//! the first-start setup and login pages that guard them.
+//! last contact and load, updated live through the `nodeEvents` subscription; each node's page
+//! with its jobs, and each job's page with its live log; the audit log; and the first-start setup
+//! and login pages that guard them.
 
 pub mod api;
 mod components;
@@ -119,6 +120,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 <Routes fallback=|| view! { <h1>"Page not found"</h1><p><A href="/">"Back to the nodes"</A></p> }>
                     <Route path=path!("/") view=pages::nodes::NodesPage/>
                     <Route path=path!("/nodes/:id") view=pages::node::NodePage/>
+                    <Route path=path!("/nodes/:id/jobs/:name") view=pages::node::JobPage/>
                     <Route path=path!("/audit") view=pages::audit::AuditPage/>
                     <Route path=path!("/access") view=pages::access::AccessPage/>
                 </Routes>

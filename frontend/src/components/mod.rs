@@ -50,6 +50,20 @@ pub fn start_live_feed(cluster: Cluster) {
     });
 }
 
+/// A section's last error (a load or a feed that failed), in words, where it applies; hidden
+/// while there is none.
+#[component]
+pub fn Alert(
+    /// The error to show.
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <p class="error" role="alert" class:hidden=Signal::derive(move || error.with(Option::is_none))>
+            {move || error.get().unwrap_or_default()}
+        </p>
+    }
+}
+
 /// Reloads the whole node list and the nodes waiting to join.
 pub async fn reload(cluster: Cluster) {
     match api::run::<nodes::Nodes>(nodes::nodes::Variables {}).await {
@@ -156,6 +170,15 @@ pub fn local_time(rfc3339: &str) -> String {
         return rfc3339.to_owned();
     }
     String::from(date.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED))
+}
+
+/// An RFC 3339 time as the browser's local time of day ("06:30:15"), as a log shows it.
+pub fn clock(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    if date.get_time().is_nan() {
+        return rfc3339.to_owned();
+    }
+    String::from(date.to_locale_time_string("en-GB"))
 }
 
 /// How a node's Docker engine is reached, for people, and whether that deserves a warning:

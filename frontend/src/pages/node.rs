@@ -1,7 +1,10 @@
 //! One node: its facts, live stats, the rename and remove actions, and its hardware jobs
-//! ([`jobs`]).
+//! ([`jobs`]); and each job's own page ([`job`]).
 
+mod job;
 mod jobs;
+
+pub use job::JobPage;
 
 use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};

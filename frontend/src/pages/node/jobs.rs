@@ -2,7 +2,8 @@
 //! `jobEvents(nodeId)`, with Stop / Pause / Resume and inline editing of live settings for
 //! operators, and a form that starts a job from a preset or a kind the node offers, on this node,
 //! on every node with a label or on every online node (each node's result listed under the
-//! form). Viewers see the same, read-only; the leader enforces the same rule.
+//! form). Viewers see the same, read-only; the leader enforces the same rule. Each card's name
+//! links to the job's own page ([`super::job`]), which shows the same card.
 //!
 //! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
 //! and the agent apply, so a value out of range is refused with the same words before anything
@@ -11,6 +12,7 @@
 
 use futures::{FutureExt, StreamExt};
 use leptos::{ev::SubmitEvent, prelude::*};
+use leptos_router::components::A;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
@@ -25,12 +27,13 @@ use crate::{
     components::{Feedback, Mutation},
 };
 
-/// What every part of the section shares. `Copy`, so event handlers can hold it.
+/// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
+/// hold it.
 #[derive(Clone, Copy)]
-struct Section {
-    node_id: StoredValue<String>,
-    /// The node's jobs, by name.
-    jobs: RwSignal<Vec<Job>>,
+pub(super) struct Section {
+    pub(super) node_id: StoredValue<String>,
+    /// The node's jobs, by name (a job's page: that job alone).
+    pub(super) jobs: RwSignal<Vec<Job>>,
     /// The kinds the node offers, as the wire protocol describes them (converted once per load).
     kinds: RwSignal<Vec<KindSpec>>,
     /// The presets the node offers (of those kinds).
@@ -44,6 +47,47 @@ struct Section {
     can_operate: bool,
 }
 
+impl Section {
+    /// The shared state for node `node_id`'s jobs, empty until loaded. The kinds the node offers
+    /// are loaded again whenever it comes back online (refusals go to `error`).
+    pub(super) fn new(node_id: String, error: RwSignal<Option<String>>) -> Self {
+        let cluster = expect_context::<Cluster>();
+        let node_state = {
+            let id = node_id.clone();
+            Memo::new(move |_| {
+                cluster
+                    .nodes
+                    .with(|l| l.iter().find(|n| n.id == id).map(|n| n.state.clone()))
+            })
+        };
+        let s = Section {
+            node_id: StoredValue::new(node_id),
+            jobs: RwSignal::new(Vec::new()),
+            kinds: RwSignal::new(Vec::new()),
+            presets: RwSignal::new(Vec::new()),
+            lost: Memo::new(move |_| {
+                matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
+            }),
+            away: Memo::new(move |_| match node_state.get() {
+                Some(NodeState::LOST) => Some(JobState::LOST),
+                Some(NodeState::OFFLINE) => Some(JobState::OFFLINE),
+                _ => None,
+            }),
+            can_operate: cluster.can_operate,
+        };
+        // A node's kinds are empty until its agent has said (after its first connect), so they
+        // are asked again whenever the node comes back online.
+        Effect::new(move |was_online: Option<bool>| {
+            let online = node_state.get() == Some(NodeState::ONLINE);
+            if online && was_online == Some(false) {
+                leptos::task::spawn_local(reload_kinds(s, s.node_id.get_value(), error));
+            }
+            online
+        });
+        s
+    }
+}
+
 /// The Jobs section of node `node_id`'s page. Re-created when the page shows another node, so its
 /// live feed is always that node's.
 #[component]
@@ -51,31 +95,8 @@ pub fn JobsSection(
     /// The node whose jobs to show.
     node_id: String,
 ) -> impl IntoView {
-    let cluster = expect_context::<Cluster>();
-    let node_state = {
-        let id = node_id.clone();
-        Memo::new(move |_| {
-            cluster
-                .nodes
-                .with(|l| l.iter().find(|n| n.id == id).map(|n| n.state.clone()))
-        })
-    };
-    let s = Section {
-        node_id: StoredValue::new(node_id.clone()),
-        jobs: RwSignal::new(Vec::new()),
-        kinds: RwSignal::new(Vec::new()),
-        presets: RwSignal::new(Vec::new()),
-        lost: Memo::new(move |_| {
-            matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
-        }),
-        away: Memo::new(move |_| match node_state.get() {
-            Some(NodeState::LOST) => Some(JobState::LOST),
-            Some(NodeState::OFFLINE) => Some(JobState::OFFLINE),
-            _ => None,
-        }),
-        can_operate: cluster.can_operate,
-    };
     let error = RwSignal::new(None::<String>);
+    let s = Section::new(node_id.clone(), error);
 
     let mut feed = ws::subscribe::<jobs::JobEvents, jobs::job_events::ResponseData>(
         jobs::job_events::Variables {
@@ -111,16 +132,6 @@ pub fn JobsSection(
             }
         });
     }
-    // A node's kinds are empty until its agent has said (after its first connect), so they are
-    // asked again whenever the node comes back online.
-    Effect::new(move |was_online: Option<bool>| {
-        let online = node_state.get() == Some(NodeState::ONLINE);
-        if online && was_online == Some(false) {
-            leptos::task::spawn_local(reload_kinds(s, s.node_id.get_value(), error));
-        }
-        online
-    });
-
     // A card per name and kind: a name started again as another kind gets a fresh card.
     let cards = move || {
         s.jobs.with(|l| {
@@ -145,16 +156,16 @@ pub fn JobsSection(
 }
 
 /// Loads the node's jobs and the kinds it offers.
-async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+pub(super) async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
     reload_jobs(s, node_id, error).await;
     reload_kinds(s, node_id.to_owned(), error).await;
 }
 
 /// How long the page gathers job events before it reloads the list once, milliseconds.
-const RELOAD_EVERY_MS: u32 = 1_000;
+pub(super) const RELOAD_EVERY_MS: u32 = 1_000;
 
 /// Loads the node's jobs (the kinds do not change with a job's status).
-async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+pub(super) async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
     let vars = jobs::jobs::Variables {
         node_id: node_id.to_owned(),
     };
@@ -172,7 +183,7 @@ async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>)
 }
 
 /// Loads the kinds and presets the node offers.
-async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
+pub(super) async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
     match api::run::<jobs::JobKinds>(jobs::job_kinds::Variables { node_id }).await {
         Ok(d) => {
             s.kinds
@@ -198,12 +209,17 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// A reported value as a person reads it: about four significant digits (498.7, 0.5213, 12345),
-/// since more would change every second without meaning anything; no trailing zeros.
+/// A reported value as a person reads it: a number as [`number`] shows it, anything else as text.
 fn reading(value: &Value) -> String {
-    let Some(x) = value.as_f64() else {
-        return text(value);
-    };
+    match value.as_f64() {
+        Some(x) => number(x),
+        None => text(value),
+    }
+}
+
+/// A measured number as a person reads it: about four significant digits (498.7, 0.5213,
+/// 12345), since more would change every second without meaning anything; no trailing zeros.
+pub(super) fn number(x: f64) -> String {
     let decimals = [1000.0, 100.0, 10.0, 1.0]
         .iter()
         .take_while(|&&t| x.abs() < t)
@@ -308,9 +324,9 @@ fn acted(state: &JobState) -> String {
     format!("Now {}.", state.word().0)
 }
 
-/// One job: its state, actions, error and settings.
+/// One job: its name (a link to its page), state, actions, error and settings.
 #[component]
-fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
+pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
     let job_name = StoredValue::new(name.clone());
     let job = Memo::new(move |_| {
         s.jobs
@@ -365,6 +381,7 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         names
     });
     let shown = name.clone();
+    let page = format!("/nodes/{}/jobs/{name}", s.node_id.get_value());
     // The state's badge, and the buttons it allows (for operators while the node is reachable).
     let buttons = move || {
         let st = state.get()?;
@@ -414,7 +431,9 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         <article class="job" data-job-name=name
             data-state=move || state.get().map(|st| st.name().to_owned()).unwrap_or_default()>
             <header>
-                <strong class="job-name">{shown}</strong>
+                // On the job's own page this is a link to itself: the router marks it
+                // `aria-current`, which the style shows as plain text.
+                <strong class="job-name"><A href=page>{shown}</A></strong>
                 <span class="badge kind">{kind}</span>
                 {buttons}
             </header>
