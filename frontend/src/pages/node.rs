@@ -1,8 +1,9 @@
-//! One node: its facts, live stats, the rename and remove actions, and its hardware jobs
-//! ([`jobs`]); and each job's own page ([`job`]).
+//! One node: its facts, live stats, the rename and remove actions, its dosing pumps ([`pumps`])
+//! and its hardware jobs ([`jobs`]); and each job's own page ([`job`]).
 
 mod job;
 mod jobs;
+mod pumps;
 
 pub use job::JobPage;
 
@@ -25,6 +26,7 @@ pub fn NodePage() -> impl IntoView {
     // The jobs section depends on the node id alone: the node list changes with every
     // heartbeat, which must not re-create the section (its feed, drafts and messages).
     let node_id = Memo::new(move |_| id());
+    let telemetry = pumps::Telemetry::new(node_id);
     let new_name = RwSignal::new(String::new());
     // The action row's buttons share one status line under the row; the Docker admin button
     // in the facts has its own, next to it.
@@ -106,6 +108,7 @@ pub fn NodePage() -> impl IntoView {
                 };
                 view! {
                     <h1>{n.name.clone()} " " <span class=class>{word}</span></h1>
+                    <pumps::Dropped t=telemetry/>
                     <dl class="facts">
                         <dt>"Node id"</dt><dd><code>{n.id.clone()}</code></dd>
                         <dt>"Hostname"</dt><dd>{n.hostname.clone()}</dd>
@@ -145,6 +148,7 @@ pub fn NodePage() -> impl IntoView {
             <button type="button" class="danger" prop:disabled=move || action.pending() on:click=remove>"Remove node"</button>
         </form>
         <Feedback mutation=action/>
+        <pumps::PumpsSection t=telemetry/>
         {move || view! { <jobs::JobsSection node_id=node_id.get()/> }}
     }
 }
