@@ -487,8 +487,9 @@ async fn retype(browser: &Browser, css: &str, text: &str) {
 }
 
 /// The leader's own node runs a hardware job from its page (the local agent drives the
-/// simulator): started from the form, a live setting changed inline and the agent's echo shown,
-/// a value out of range refused in words next to the field, then stopped.
+/// simulator): started from the form with decimals typed key by key (`7.5`, `1e3`), a live
+/// setting changed inline to `12.5` and the agent's echo shown, `-0.04` refused in words next to
+/// the field, the field emptied and an empty value refused, then stopped.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_page_runs_a_job() {
     let server = Server::start(ServerOpts {
@@ -516,44 +517,80 @@ async fn the_node_page_runs_a_job() {
         .await
         .expect("choose pwm");
     type_into(&browser, "form.start-job input[name=job-name]", "heater").await;
-    retype(&browser, "form.start-job input[name=setting-duty]", "20").await;
+    // Typed a key at a time, as a person does: a number input reads as empty while it holds
+    // `7.` or `1e`, and the field must not be rewritten from that half-typed number.
+    retype(&browser, "form.start-job input[name=setting-duty]", "7.5").await;
+    retype(
+        &browser,
+        "form.start-job input[name=setting-frequency]",
+        "1e3",
+    )
+    .await;
     click(&browser, "form.start-job button.start").await;
     wait_for("heater READY on the page", PATIENCE, || async {
         job_state(&browser, "heater").await.filter(|s| s == "READY")
     })
     .await;
-    let duty = "article[data-job-name='heater'] tr[data-setting='duty']";
+    let card = "article[data-job-name='heater']";
+    let duty = format!("{card} tr[data-setting='duty']");
     let shown = text_of(&browser, &format!("{duty} td.value")).await;
-    assert_eq!(shown.as_deref(), Some("20 %"));
+    assert_eq!(shown.as_deref(), Some("7.5 %"));
+    let frequency = text_of(
+        &browser,
+        &format!("{card} tr[data-setting='frequency'] td.value"),
+    )
+    .await;
+    assert_eq!(frequency.as_deref(), Some("1000.0 Hz"));
     save_screenshot(&browser, "job-started.png").await;
 
-    // A live setting, changed in place: the row shows what the agent echoed.
-    retype(&browser, &format!("{duty} input"), "55").await;
+    // A live setting, changed in place to a decimal: the row shows what the agent echoed.
+    retype(&browser, &format!("{duty} input"), "12.5").await;
     click(&browser, &format!("{duty} button.save")).await;
     let echoed = wait_for("the echoed duty", PATIENCE, || async {
         text_of(&browser, &format!("{duty} p.message")).await
     })
     .await;
-    assert_eq!(echoed, "duty is now 55 %.");
+    assert_eq!(echoed, "duty is now 12.5 %.");
     // The row follows with the job's next event (gathered for up to a second).
-    wait_for("the row to show 55 %", PATIENCE, || async {
+    wait_for("the row to show 12.5 %", PATIENCE, || async {
         text_of(&browser, &format!("{duty} td.value"))
             .await
-            .filter(|v| v == "55 %")
+            .filter(|v| v == "12.5 %")
     })
     .await;
 
-    // Out of range: refused next to the field, in the rule's words; the job keeps 55.
-    retype(&browser, &format!("{duty} input"), "150").await;
+    // Out of range: refused next to the field, in the rule's words, the value as typed; the
+    // job keeps 12.5.
+    retype(&browser, &format!("{duty} input"), "-0.04").await;
     click(&browser, &format!("{duty} button.save")).await;
     let refused = wait_for("the refusal", PATIENCE, || async {
         text_of(&browser, &format!("{duty} p.error")).await
     })
     .await;
-    assert!(refused.contains("must be between 0 and 100"), "{refused}");
+    assert_eq!(
+        refused,
+        "setting duty = -0.04 refused: must be between 0 and 100 %"
+    );
     let shown = text_of(&browser, &format!("{duty} td.value")).await;
-    assert_eq!(shown.as_deref(), Some("55 %"));
+    assert_eq!(shown.as_deref(), Some("12.5 %"));
     save_screenshot(&browser, "job-refused.png").await;
+
+    // Emptied key by key, the field stays empty (not refilled with the value in force), and an
+    // empty value is refused in words.
+    let input = element(&browser, &format!("{duty} input")).await;
+    input
+        .send_keys(&"\u{e003}".repeat(8))
+        .await
+        .expect("backspace");
+    let left = input.prop("value").await.expect("read the duty input");
+    assert_eq!(left.as_deref(), Some(""));
+    click(&browser, &format!("{duty} button.save")).await;
+    wait_for("the empty value refused", PATIENCE, || async {
+        text_of(&browser, &format!("{duty} p.error"))
+            .await
+            .filter(|t| t.ends_with("refused: must be a number"))
+    })
+    .await;
 
     click(&browser, "article[data-job-name='heater'] button.stop").await;
     wait_for("heater STOPPED on the page", PATIENCE, || async {
@@ -653,17 +690,17 @@ async fn the_node_page_starts_a_preset() {
     let target = format!("{card} tr[data-setting='target']");
     let shown = text_of(&browser, &format!("{target} td.value")).await;
     assert_eq!(shown.as_deref(), Some("500.0"));
-    retype(&browser, &format!("{target} input"), "700").await;
+    retype(&browser, &format!("{target} input"), "512.5").await;
     click(&browser, &format!("{target} button.save")).await;
     let echoed = wait_for("the echoed target", PATIENCE, || async {
         text_of(&browser, &format!("{target} p.message")).await
     })
     .await;
-    assert_eq!(echoed, "target is now 700.");
-    wait_for("the row to show 700", PATIENCE, || async {
+    assert_eq!(echoed, "target is now 512.5.");
+    wait_for("the row to show 512.5", PATIENCE, || async {
         text_of(&browser, &format!("{target} td.value"))
             .await
-            .filter(|v| v == "700")
+            .filter(|v| v == "512.5")
     })
     .await;
     save_screenshot(&browser, "job-preset.png").await;

@@ -24,7 +24,7 @@ use crate::{
         jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
-    components::{Feedback, Mutation},
+    components::{Feedback, Mutation, number_value},
 };
 
 /// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
@@ -243,8 +243,7 @@ fn with_unit(value: &Value, spec: Option<&SettingSpec>) -> String {
 /// so the check names the bad value), `true`/`false` for a checkbox, text for the rest.
 fn parse(spec: &SettingSpec, input: &str) -> Value {
     match spec.ty {
-        SettingType::Int | SettingType::Float => serde_json::from_str::<Value>(input.trim())
-            .ok()
+        SettingType::Int | SettingType::Float => number_value(input)
             .filter(Value::is_number)
             .unwrap_or_else(|| Value::String(input.to_owned())),
         SettingType::Bool => Value::Bool(input == "true"),
@@ -272,6 +271,11 @@ fn range(spec: &SettingSpec) -> Option<String> {
 /// are `novalidate` so the refusal is said in words next to the field rather than in a browser
 /// tooltip that disappears), a checkbox,
 /// a select of the choices, or a text field. `name` is the input's `name` attribute.
+///
+/// The input shows, and follows, `value` (the value in force, or what a start form fills in);
+/// what is typed goes to `set` only. Refilling the input from what is typed would rewrite a
+/// half-typed number: a number input reads as empty while it holds `0.` or `1e`, so `0.6`
+/// came out as `6`.
 fn setting_input(
     spec: &SettingSpec,
     value: Signal<String>,
@@ -492,11 +496,15 @@ fn SettingRow(
             && spec.with(|x| x.as_ref().is_some_and(|x| x.live))
             && job.with(|j| j.as_ref().is_some_and(|j| j.state == JobState::READY))
     });
-    // The input starts from, and follows, the value in force: after a save it shows the agent's
-    // echo; a refused value stays in the input, next to the reason.
+    // The input shows, and follows, the value in force (after a save, the agent's echo); what
+    // is typed is kept in `draft` (see [`setting_input`]). A refused value stays in the input,
+    // next to the reason. An input shown afresh (the job paused and resumed) starts again from
+    // the value in force, and so does the draft.
+    let in_force = Memo::new(move |_| value.with(|v| v.as_ref().map(text).unwrap_or_default()));
     let draft = RwSignal::new(String::new());
     Effect::new(move |_| {
-        draft.set(value.get().as_ref().map(text).unwrap_or_default());
+        editable.track();
+        draft.set(in_force.get());
     });
     let save_m = Mutation::new();
     let save = move |ev: SubmitEvent| {
@@ -534,7 +542,7 @@ fn SettingRow(
             <td class="edit">
                 {move || match spec.get() {
                     Some(sp) if editable.get() => {
-                        let input = setting_input(&sp, draft.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
+                        let input = setting_input(&sp, in_force.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
                         view! {
                             <form class="setting-form" title=sp.description novalidate on:submit=save>
                                 {input}
@@ -724,9 +732,11 @@ fn StartForm(s: Section) -> impl IntoView {
                 .into_iter()
                 .map(|sp| {
                     let n = sp.name.clone();
+                    // The input shows what the choice fills in; `values` keeps what is typed
+                    // (see [`setting_input`]).
                     let value = Signal::derive({
                         let n = n.clone();
-                        move || values.with(|m| m.get(&n).cloned().unwrap_or_default())
+                        move || filled.with(|m| m.get(&n).cloned().unwrap_or_default())
                     });
                     let set = {
                         let n = n.clone();

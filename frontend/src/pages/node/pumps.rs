@@ -12,7 +12,7 @@ use trellis_proto::PumpCalibration;
 use crate::{
     Cluster,
     api::{self, NodeState, nodes},
-    components::{Alert, Feedback, Mutation},
+    components::{Alert, Feedback, Mutation, number_value},
 };
 
 /// What the section and the top of the page show of one node, loaded for the node the page
@@ -149,9 +149,7 @@ fn PumpRow(t: Telemetry, pump: String, can_operate: bool) -> impl IntoView {
             save_m.fail(format!("pin {pin_text} is not a BCM pin (0-27)"));
             return;
         };
-        // serde_json's number reading, which the app has anyway: `str::parse::<f64>` would add
-        // core's float tables to the wasm (about 10 kB gzipped).
-        let Ok(ml_per_second) = serde_json::from_str::<f64>(rate_text.trim()) else {
+        let Some(ml_per_second) = number_value(&rate_text).and_then(|v| v.as_f64()) else {
             save_m.fail(format!("ml/s {rate_text:?} is not a number"));
             return;
         };
