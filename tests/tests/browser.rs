@@ -3,7 +3,8 @@
 //! live without a reload, a ping from the node page, the audit log, and logging out and in again;
 //! and a hardware job started, changed, refused a bad value and stopped from the node page, a
 //! preset started there with its readings shown, and a job's own page with its live log and
-//! readings, and the node's pump calibrations changed in place.
+//! readings (reached by its link and left with Back, in the same tab), and the node's pump
+//! calibrations changed in place.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -917,6 +918,32 @@ async fn the_job_page_streams_its_log() {
         .await
         .expect("scroll to the log");
     save_screenshot(&browser, "job-page-stopped.png").await;
+
+    // The job page's name is marked as the page shown; Back shows the node page again, in the
+    // same tab (no reload), with its link to the job no longer marked.
+    let here = element(&browser, "article[data-job-name='ticker'] .job-name a")
+        .await
+        .attr("aria-current")
+        .await
+        .expect("read aria-current");
+    assert_eq!(here.as_deref(), Some("page"));
+    browser.client.back().await.expect("go back");
+    element(&browser, "section.pumps").await;
+    assert_eq!(
+        browser.client.current_url().await.expect("url").path(),
+        "/nodes/leader"
+    );
+    let link = element(&browser, "article[data-job-name='ticker'] .job-name a").await;
+    assert_eq!(
+        link.attr("aria-current").await.expect("read aria-current"),
+        None
+    );
+    let same_tab = browser
+        .client
+        .execute("return window.__sameTab === true", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(same_tab, serde_json::json!(true), "Back reloaded the page");
 
     // A job that measures: its page counts its newest readings by metric, with the latest.
     let r = server

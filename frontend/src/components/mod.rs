@@ -2,6 +2,7 @@
 //! small formatters.
 
 mod mutation;
+pub mod router;
 
 use futures::StreamExt;
 use leptos::prelude::*;

@@ -8,24 +8,27 @@ mod pumps;
 pub use job::JobPage;
 
 use leptos::prelude::*;
-use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::{
     Cluster,
     api::nodes,
-    components::{Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, state_word},
+    components::{
+        Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, router::A, state_word,
+    },
 };
 
 /// The node page.
 #[component]
-pub fn NodePage() -> impl IntoView {
+pub fn NodePage(
+    /// The node's id, from the path: another node's link shows that node in the same page.
+    id: Memo<String>,
+) -> impl IntoView {
     let cluster = expect_context::<Cluster>();
-    let params = use_params_map();
-    let id = move || params.read().get("id").unwrap_or_default();
-    let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
     // The jobs section depends on the node id alone: the node list changes with every
     // heartbeat, which must not re-create the section (its feed, drafts and messages).
-    let node_id = Memo::new(move |_| id());
+    let node_id = id;
+    let id = move || node_id.get();
+    let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
     let telemetry = pumps::Telemetry::new(node_id);
     let new_name = RwSignal::new(String::new());
     // The action row's buttons share one status line under the row; the Docker admin button

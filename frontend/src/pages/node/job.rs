@@ -12,7 +12,6 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use futures::{FutureExt, StreamExt};
 use leptos::{html, prelude::*};
-use leptos_router::{components::A, hooks::use_params_map};
 
 use super::jobs::{JobCard, RELOAD_EVERY_MS, Section, number, reload, reload_jobs};
 use crate::{
@@ -22,7 +21,7 @@ use crate::{
         jobs::{self, JobEventKind, JobLogEventKind, LogLine, Reading},
         ws::{self, Feed},
     },
-    components::{Alert, clock},
+    components::{Alert, clock, router::A},
 };
 
 /// Log lines the page keeps: minutes of a chatty program to scroll back over, few enough that
@@ -31,12 +30,12 @@ const KEEP_LINES: usize = 1_000;
 
 /// The job page.
 #[component]
-pub fn JobPage() -> impl IntoView {
-    let params = use_params_map();
-    let param = move |key: &'static str| {
-        Memo::new(move |_| params.with(|p| p.get(key).unwrap_or_default()))
-    };
-    let (node_id, name) = (param("id"), param("name"));
+pub fn JobPage(
+    /// The node's id, from the path.
+    node_id: Memo<String>,
+    /// The job's name, from the path.
+    name: Memo<String>,
+) -> impl IntoView {
     // Another job's page (a link from one to another) gets a fresh view with its own feeds.
     move || view! { <JobView node_id=node_id.get() name=name.get()/> }
 }

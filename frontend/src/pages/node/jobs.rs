@@ -12,7 +12,6 @@
 
 use futures::{FutureExt, StreamExt};
 use leptos::{ev::SubmitEvent, prelude::*};
-use leptos_router::components::A;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use trellis_proto::{KindSpec, SettingSpec, SettingType, Settings};
@@ -24,7 +23,7 @@ use crate::{
         jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
-    components::{Feedback, Mutation, number_value},
+    components::{Feedback, Mutation, number_value, router::A},
 };
 
 /// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
