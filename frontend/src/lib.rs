@@ -1,16 +1,15 @@
 //! The Trellis web app (Leptos, client-side rendered to WASM): the cluster's nodes with their state,
-//! last contact and load, updated live through the `nodeEvents` subscription; the audit log; and
-//! the first-start setup and login pages that guard them.
+//! last contact and load, updated live through the `nodeEvents` subscription; each node's page
+//! with its jobs, and each job's page with its live log; the audit log; and the first-start setup
+//! and login pages that guard them.
 
 pub mod api;
 mod components;
 mod pages;
 
 use leptos::prelude::*;
-use leptos_router::{
-    components::{A, Route, Router, Routes},
-    path,
-};
+
+use components::router::{self, A, Route};
 
 /// Live cluster state shared by the pages.
 #[derive(Clone, Copy)]
@@ -96,10 +95,45 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
         });
     };
 
+    let route = router::start();
+    // The page by its kind: a node's page stays (and follows its `id`) when a link shows another
+    // node, as it did under leptos_router.
+    let page = Memo::new(move |_| route.with(std::mem::discriminant));
+    let pages = move || {
+        // Read, not only tracked: a memo that has never run follows nothing.
+        let _ = page.get();
+        match route.get_untracked() {
+            Route::Nodes => view! { <pages::nodes::NodesPage/> }.into_any(),
+            Route::Node(_) => {
+                let id = router::param(route, |r| match r {
+                    Route::Node(id) => Some(id),
+                    _ => None,
+                });
+                view! { <pages::node::NodePage id/> }.into_any()
+            }
+            Route::Job(..) => {
+                let node_id = router::param(route, |r| match r {
+                    Route::Job(id, _) => Some(id),
+                    _ => None,
+                });
+                let name = router::param(route, |r| match r {
+                    Route::Job(_, name) => Some(name),
+                    _ => None,
+                });
+                view! { <pages::node::JobPage node_id name/> }.into_any()
+            }
+            Route::Audit => view! { <pages::audit::AuditPage/> }.into_any(),
+            Route::Access => view! { <pages::access::AccessPage/> }.into_any(),
+            Route::NotFound => view! {
+                <h1>"Page not found"</h1><p><A href="/">"Back to the nodes"</A></p>
+            }
+            .into_any(),
+        }
+    };
+
     view! {
-        <Router>
             <header class="top">
-                <A href="/" attr:class="brand">"Trellis"</A>
+                <A href="/" class="brand">"Trellis"</A>
                 <nav>
                     <A href="/">"Nodes"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
@@ -115,14 +149,6 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
             <Show when=move || cluster.error.get().is_some()>
                 <p class="error" role="alert">{move || cluster.error.get().unwrap_or_default()}</p>
             </Show>
-            <main>
-                <Routes fallback=|| view! { <h1>"Page not found"</h1><p><A href="/">"Back to the nodes"</A></p> }>
-                    <Route path=path!("/") view=pages::nodes::NodesPage/>
-                    <Route path=path!("/nodes/:id") view=pages::node::NodePage/>
-                    <Route path=path!("/audit") view=pages::audit::AuditPage/>
-                    <Route path=path!("/access") view=pages::access::AccessPage/>
-                </Routes>
-            </main>
-        </Router>
+            <main>{pages}</main>
     }
 }

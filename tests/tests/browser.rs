@@ -1,8 +1,10 @@
 //! The web app in headless Chromium, as a new user first meets it: the first-start setup page,
 //! then the leader's own node listed online with its load, a second node appearing and going lost
 //! live without a reload, a ping from the node page, the audit log, and logging out and in again;
-//! and a hardware job started, changed, refused a bad value and stopped from the node page, and a
-//! preset started there with its readings shown.
+//! and a hardware job started, changed, refused a bad value and stopped from the node page, a
+//! preset started there with its readings shown, and a job's own page with its live log and
+//! readings (reached by its link and left with Back, in the same tab), and the node's pump
+//! calibrations changed in place.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -486,8 +488,9 @@ async fn retype(browser: &Browser, css: &str, text: &str) {
 }
 
 /// The leader's own node runs a hardware job from its page (the local agent drives the
-/// simulator): started from the form, a live setting changed inline and the agent's echo shown,
-/// a value out of range refused in words next to the field, then stopped.
+/// simulator): started from the form with decimals typed key by key (`7.5`, `1e3`), a live
+/// setting changed inline to `12.5` and the agent's echo shown, `-0.04` refused in words next to
+/// the field, the field emptied and an empty value refused, then stopped.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_page_runs_a_job() {
     let server = Server::start(ServerOpts {
@@ -515,44 +518,80 @@ async fn the_node_page_runs_a_job() {
         .await
         .expect("choose pwm");
     type_into(&browser, "form.start-job input[name=job-name]", "heater").await;
-    retype(&browser, "form.start-job input[name=setting-duty]", "20").await;
+    // Typed a key at a time, as a person does: a number input reads as empty while it holds
+    // `7.` or `1e`, and the field must not be rewritten from that half-typed number.
+    retype(&browser, "form.start-job input[name=setting-duty]", "7.5").await;
+    retype(
+        &browser,
+        "form.start-job input[name=setting-frequency]",
+        "1e3",
+    )
+    .await;
     click(&browser, "form.start-job button.start").await;
     wait_for("heater READY on the page", PATIENCE, || async {
         job_state(&browser, "heater").await.filter(|s| s == "READY")
     })
     .await;
-    let duty = "article[data-job-name='heater'] tr[data-setting='duty']";
+    let card = "article[data-job-name='heater']";
+    let duty = format!("{card} tr[data-setting='duty']");
     let shown = text_of(&browser, &format!("{duty} td.value")).await;
-    assert_eq!(shown.as_deref(), Some("20 %"));
+    assert_eq!(shown.as_deref(), Some("7.5 %"));
+    let frequency = text_of(
+        &browser,
+        &format!("{card} tr[data-setting='frequency'] td.value"),
+    )
+    .await;
+    assert_eq!(frequency.as_deref(), Some("1000.0 Hz"));
     save_screenshot(&browser, "job-started.png").await;
 
-    // A live setting, changed in place: the row shows what the agent echoed.
-    retype(&browser, &format!("{duty} input"), "55").await;
+    // A live setting, changed in place to a decimal: the row shows what the agent echoed.
+    retype(&browser, &format!("{duty} input"), "12.5").await;
     click(&browser, &format!("{duty} button.save")).await;
     let echoed = wait_for("the echoed duty", PATIENCE, || async {
         text_of(&browser, &format!("{duty} p.message")).await
     })
     .await;
-    assert_eq!(echoed, "duty is now 55 %.");
+    assert_eq!(echoed, "duty is now 12.5 %.");
     // The row follows with the job's next event (gathered for up to a second).
-    wait_for("the row to show 55 %", PATIENCE, || async {
+    wait_for("the row to show 12.5 %", PATIENCE, || async {
         text_of(&browser, &format!("{duty} td.value"))
             .await
-            .filter(|v| v == "55 %")
+            .filter(|v| v == "12.5 %")
     })
     .await;
 
-    // Out of range: refused next to the field, in the rule's words; the job keeps 55.
-    retype(&browser, &format!("{duty} input"), "150").await;
+    // Out of range: refused next to the field, in the rule's words, the value as typed; the
+    // job keeps 12.5.
+    retype(&browser, &format!("{duty} input"), "-0.04").await;
     click(&browser, &format!("{duty} button.save")).await;
     let refused = wait_for("the refusal", PATIENCE, || async {
         text_of(&browser, &format!("{duty} p.error")).await
     })
     .await;
-    assert!(refused.contains("must be between 0 and 100"), "{refused}");
+    assert_eq!(
+        refused,
+        "setting duty = -0.04 refused: must be between 0 and 100 %"
+    );
     let shown = text_of(&browser, &format!("{duty} td.value")).await;
-    assert_eq!(shown.as_deref(), Some("55 %"));
+    assert_eq!(shown.as_deref(), Some("12.5 %"));
     save_screenshot(&browser, "job-refused.png").await;
+
+    // Emptied key by key, the field stays empty (not refilled with the value in force), and an
+    // empty value is refused in words.
+    let input = element(&browser, &format!("{duty} input")).await;
+    input
+        .send_keys(&"\u{e003}".repeat(8))
+        .await
+        .expect("backspace");
+    let left = input.prop("value").await.expect("read the duty input");
+    assert_eq!(left.as_deref(), Some(""));
+    click(&browser, &format!("{duty} button.save")).await;
+    wait_for("the empty value refused", PATIENCE, || async {
+        text_of(&browser, &format!("{duty} p.error"))
+            .await
+            .filter(|t| t.ends_with("refused: must be a number"))
+    })
+    .await;
 
     click(&browser, "article[data-job-name='heater'] button.stop").await;
     wait_for("heater STOPPED on the page", PATIENCE, || async {
@@ -652,17 +691,17 @@ async fn the_node_page_starts_a_preset() {
     let target = format!("{card} tr[data-setting='target']");
     let shown = text_of(&browser, &format!("{target} td.value")).await;
     assert_eq!(shown.as_deref(), Some("500.0"));
-    retype(&browser, &format!("{target} input"), "700").await;
+    retype(&browser, &format!("{target} input"), "512.5").await;
     click(&browser, &format!("{target} button.save")).await;
     let echoed = wait_for("the echoed target", PATIENCE, || async {
         text_of(&browser, &format!("{target} p.message")).await
     })
     .await;
-    assert_eq!(echoed, "target is now 700.");
-    wait_for("the row to show 700", PATIENCE, || async {
+    assert_eq!(echoed, "target is now 512.5.");
+    wait_for("the row to show 512.5", PATIENCE, || async {
         text_of(&browser, &format!("{target} td.value"))
             .await
-            .filter(|v| v == "700")
+            .filter(|v| v == "512.5")
     })
     .await;
     save_screenshot(&browser, "job-preset.png").await;
@@ -722,5 +761,280 @@ async fn the_node_page_starts_a_preset() {
         .await
         .expect("scroll to the form");
     save_screenshot(&browser, "job-preset-form.png").await;
+    browser.client.clone().close().await.expect("close browser");
+}
+
+/// The numbers of the `line N` rows a job page's log shows, in order.
+async fn log_numbers(browser: &Browser) -> Vec<u64> {
+    let Ok(rows) = browser
+        .client
+        .find_all(Locator::Css("ol.log li .text"))
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut numbers = Vec::new();
+    for row in rows {
+        if let Some(n) = row
+            .text()
+            .await
+            .ok()
+            .and_then(|t| t.strip_prefix("line ")?.parse().ok())
+        {
+            numbers.push(n);
+        }
+    }
+    numbers
+}
+
+/// A program's output on its job's page, live: an `exec` job started through the API on the
+/// leader's own node is opened from its card's name; the log shows its first lines with their
+/// time and stream, and then new lines as the program prints them, without a reload; stopped
+/// from the page, its state follows and its log stops growing. A measuring job's page counts its
+/// readings; and the node page's Pumps section changes a pump's calibration, or says why not.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_page_streams_its_log() {
+    let server = Server::start(ServerOpts {
+        web_dir: Some(web_dir()),
+        ..ServerOpts::default()
+    })
+    .await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    wait_for("the leader's node to offer exec", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ jobKinds(nodeId: \"leader\") { kind } }",
+                serde_json::json!({}),
+            )
+            .await;
+        r["data"]["jobKinds"]
+            .as_array()?
+            .iter()
+            .any(|k| k["kind"] == "exec")
+            .then_some(())
+    })
+    .await;
+    let command = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.2; done";
+    let r = server
+        .graphql(
+            "mutation($s: JSON) { startJob(nodeId: \"leader\", kind: \"exec\", name: \"ticker\", settings: $s) { state } }",
+            serde_json::json!({"s": {"command": command}}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&server.url("/nodes/leader"))
+        .await
+        .expect("open the node page");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+    click(&browser, "article[data-job-name='ticker'] .job-name a").await;
+    // A mark in the page: still there later means the page was not loaded again.
+    browser
+        .client
+        .execute("window.__sameTab = true", vec![])
+        .await
+        .expect("mark the tab");
+    let url = browser.client.current_url().await.expect("url");
+    assert_eq!(url.path(), "/nodes/leader/jobs/ticker");
+    // The leader's node is named after its host.
+    let heading = text_of(&browser, "h1").await.expect("a heading");
+    assert!(heading.starts_with("ticker job on "), "{heading}");
+
+    // The first lines, from the start of the program, each with its time and stream.
+    let first = wait_for("line 0 and line 1 in the log", PATIENCE, || async {
+        let n = log_numbers(&browser).await;
+        n.starts_with(&[0, 1]).then_some(n)
+    })
+    .await;
+    let row = text_of(&browser, "ol.log li").await.expect("a log row");
+    let words = row.split_whitespace().collect::<Vec<_>>();
+    let [time, "out", "line", "0"] = words[..] else {
+        panic!("time, stream and text, not {row:?}");
+    };
+    assert!(
+        time.len() == 8
+            && time
+                .split(':')
+                .all(|n| n.len() == 2 && n.parse::<u8>().is_ok()),
+        "HH:MM:SS, not {time:?}"
+    );
+    // Then lines appended as the program prints them, in order, with none missing, past what
+    // the log's box holds: it keeps its reader at the end.
+    let last = *first.last().expect("a number");
+    let later = wait_for("later lines to arrive live", PATIENCE, || async {
+        let n = log_numbers(&browser).await;
+        (n.last().is_some_and(|l| *l >= last.max(40))).then_some(n)
+    })
+    .await;
+    let expected: Vec<u64> = (0..later.len() as u64).collect();
+    assert_eq!(later, expected, "every line once, in order");
+    let at_end = browser
+        .client
+        .execute(
+            "const b = document.querySelector('ol.log'); \
+             return b.scrollHeight > b.clientHeight && b.scrollTop + b.clientHeight + 30 >= b.scrollHeight",
+            vec![],
+        )
+        .await
+        .expect("read the log's scroll");
+    assert_eq!(at_end, serde_json::json!(true), "the log follows its end");
+    let same_tab = browser
+        .client
+        .execute("return window.__sameTab === true", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(same_tab, serde_json::json!(true), "the page was reloaded");
+    // The card, as on the node page.
+    assert_eq!(
+        job_state(&browser, "ticker").await.as_deref(),
+        Some("READY")
+    );
+    let shown = text_of(
+        &browser,
+        "article[data-job-name='ticker'] tr[data-setting='command'] td.value",
+    )
+    .await;
+    assert_eq!(shown.as_deref(), Some(command));
+    save_screenshot(&browser, "job-page.png").await;
+
+    // Stopped from its page: the state follows, and the log stops growing.
+    click(&browser, "article[data-job-name='ticker'] button.stop").await;
+    wait_for("ticker STOPPED on its page", PATIENCE, || async {
+        job_state(&browser, "ticker")
+            .await
+            .filter(|s| s == "STOPPED")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = log_numbers(&browser).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(log_numbers(&browser).await, stopped, "lines after the stop");
+    browser
+        .client
+        .execute("document.querySelector('ol.log').scrollIntoView()", vec![])
+        .await
+        .expect("scroll to the log");
+    save_screenshot(&browser, "job-page-stopped.png").await;
+
+    // The job page's name is marked as the page shown; Back shows the node page again, in the
+    // same tab (no reload), with its link to the job no longer marked.
+    let here = element(&browser, "article[data-job-name='ticker'] .job-name a")
+        .await
+        .attr("aria-current")
+        .await
+        .expect("read aria-current");
+    assert_eq!(here.as_deref(), Some("page"));
+    browser.client.back().await.expect("go back");
+    element(&browser, "section.pumps").await;
+    assert_eq!(
+        browser.client.current_url().await.expect("url").path(),
+        "/nodes/leader"
+    );
+    let link = element(&browser, "article[data-job-name='ticker'] .job-name a").await;
+    assert_eq!(
+        link.attr("aria-current").await.expect("read aria-current"),
+        None
+    );
+    let same_tab = browser
+        .client
+        .execute("return window.__sameTab === true", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(same_tab, serde_json::json!(true), "Back reloaded the page");
+
+    // A job that measures: its page counts its newest readings by metric, with the latest.
+    let r = server
+        .graphql(
+            "mutation { startJob(nodeId: \"leader\", preset: \"stirring\") { state } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+    browser
+        .client
+        .goto(&server.url("/nodes/leader/jobs/stirring"))
+        .await
+        .expect("open the stirring job's page");
+    let rpm = "table.readings tr[data-metric='rpm']";
+    wait_for("the rpm readings counted", PATIENCE, || async {
+        let latest = text_of(&browser, &format!("{rpm} td.value")).await?;
+        let count = text_of(&browser, &format!("{rpm} td:last-child")).await?;
+        let value = latest.strip_suffix(" rpm").and_then(number);
+        (value.is_some() && count.parse::<u32>().ok()? >= 2).then_some(())
+    })
+    .await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('table.readings').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the readings");
+    save_screenshot(&browser, "job-page-readings.png").await;
+
+    // The node page's Pumps section: the simulator's media pump, changed in place; a pin that
+    // another pump has is refused by the node, in its words, next to the field.
+    browser
+        .client
+        .goto(&server.url("/nodes/leader"))
+        .await
+        .expect("open the node page");
+    let media = "section.pumps tr[data-pump='media']";
+    let shown = |what: &'static str| {
+        let browser = &browser;
+        async move {
+            text_of(browser, &format!("{media} td.{what}"))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    wait_for("the media pump on pin 23 at 0.5 ml/s", PATIENCE, || async {
+        (shown("pin").await == "23" && shown("rate").await == "0.5").then_some(())
+    })
+    .await;
+    retype(
+        &browser,
+        &format!("{media} input[name=ml-per-second]"),
+        "0.6",
+    )
+    .await;
+    click(&browser, &format!("{media} button.save")).await;
+    let said = wait_for("the new rate taken", PATIENCE, || async {
+        text_of(&browser, &format!("{media} p.message")).await
+    })
+    .await;
+    assert_eq!(said, "media is now on pin 23 at 0.6 ml/s.");
+    assert_eq!(shown("rate").await, "0.6");
+    retype(&browser, &format!("{media} input[name=pin]"), "24").await;
+    click(&browser, &format!("{media} button.save")).await;
+    let refused = wait_for("the pin refused", PATIENCE, || async {
+        text_of(&browser, &format!("{media} p.error")).await
+    })
+    .await;
+    assert!(refused.contains("pin 24 is pump waste's"), "{refused}");
+    assert_eq!(shown("pin").await, "23");
+    browser
+        .client
+        .execute(
+            "document.querySelector('section.pumps').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the pumps");
+    save_screenshot(&browser, "node-pumps.png").await;
+    // The leader keeps what the node published: a fresh page shows 0.6 too.
+    browser
+        .client
+        .refresh()
+        .await
+        .expect("reload the node page");
+    wait_for("0.6 ml/s after a reload", PATIENCE, || async {
+        (shown("rate").await == "0.6").then_some(())
+    })
+    .await;
     browser.client.clone().close().await.expect("close browser");
 }

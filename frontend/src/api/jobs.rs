@@ -1,7 +1,11 @@
-//! Hardware jobs: one node's jobs and their live feed, the kinds and presets it offers, and the
-//! actions on a job (a start on one node or on every node a selector names). The `Jobs` query generates the shared [`JobState`] enum. Settings travel as JSON objects
-//! (the schema's `JSON` scalar); the kinds convert to [`trellis_proto::KindSpec`] so the page
-//! checks a value with the very rule, and words, the leader and the agent use.
+//! Hardware jobs: one node's jobs and their live feed, the kinds and presets it offers, the
+//! actions on a job (a start on one node or on every node a selector names), and one job's
+//! readings and live log. The `Jobs` query generates the shared [`JobState`] enum, and
+//! `JobLogLines` the [`LogStream`] one. Settings travel as JSON objects (the schema's `JSON`
+//! scalar); the kinds convert to [`trellis_proto::KindSpec`] so the page checks a value with the
+//! very rule, and words, the leader and the agent use.
+
+use serde::Deserialize;
 
 use super::{DateTime, JSON, operation};
 
@@ -19,6 +23,22 @@ operation!(
     /// One node's job events: which job changed, and how.
     JobEvents,
     "src/operations/jobs.graphql"
+);
+operation!(
+    /// A job's newest readings.
+    JobReadings,
+    "src/operations/jobs.graphql"
+);
+operation!(
+    /// The newest lines of a job's log, and how many older ones the leader no longer keeps.
+    JobLogLines,
+    "src/operations/jobs.graphql"
+);
+operation!(
+    /// Each new line of a job's log, decoded as [`JobLogData`].
+    JobLogs,
+    "src/operations/jobs.graphql",
+    extern_enums("LogStream")
 );
 operation!(
     /// Start a job.
@@ -59,10 +79,45 @@ operation!(
 
 pub use job_events::JobEventKind;
 pub use job_kinds::SettingType;
+pub use job_log_lines::LogStream;
+pub use job_logs::JobLogEventKind;
 pub use jobs::JobState;
 
 /// A job as the page holds it.
 pub type Job = jobs::JobFields;
+/// One line of a job's log.
+pub type LogLine = job_log_lines::LogLine;
+/// One reading of a job, as its page counts them.
+pub type Reading = job_readings::JobReadingsReadings;
+
+/// What the log feed sends, decoded into the one [`LogLine`] type `JobLogLines` also brings.
+#[derive(Deserialize)]
+pub struct JobLogData {
+    /// The event.
+    #[serde(rename = "jobLogs")]
+    pub job_logs: JobLogEvent,
+}
+
+/// One event of the log feed.
+#[derive(Deserialize)]
+pub struct JobLogEvent {
+    /// A new line, or a resync.
+    pub kind: JobLogEventKind,
+    /// The line, for `LINE`.
+    pub line: Option<LogLine>,
+}
+
+impl LogStream {
+    /// How a line's source is shown beside it, and its CSS class (standard error stands out).
+    pub fn word(&self) -> (&'static str, &'static str) {
+        match self {
+            LogStream::STDOUT => ("out", "out"),
+            LogStream::STDERR => ("err", "stderr"),
+            LogStream::AGENT => ("agent", "agent"),
+            LogStream::Other(_) => ("?", "out"),
+        }
+    }
+}
 /// A kind of job a node offers.
 pub type JobKind = job_kinds::JobKindsJobKinds;
 /// A preset a node offers: a kind and the settings a start from it uses.

@@ -1,5 +1,6 @@
-//! Nodes: the list every page shares, its live feed, and the actions on one node. The `Nodes`
-//! query generates the shared [`NodeState`] and [`DockerTransport`] enums.
+//! Nodes: the list every page shares, its live feed, the actions on one node, and its dosing
+//! pumps' calibrations. The `Nodes` query generates the shared [`NodeState`] and
+//! [`DockerTransport`] enums.
 
 use serde::Deserialize;
 
@@ -40,6 +41,17 @@ operation!(
 operation!(
     /// Allow plain TCP to a node's Docker engine, or require TLS again (admins).
     SetNodeDockerInsecure,
+    "src/operations/nodes.graphql"
+);
+
+operation!(
+    /// A node's pump calibrations, and the telemetry its agent had to drop.
+    NodePumps,
+    "src/operations/nodes.graphql"
+);
+operation!(
+    /// Store a pump's calibration on a node (its agent checks and keeps it).
+    SetPumpCalibration,
     "src/operations/nodes.graphql"
 );
 

@@ -2,6 +2,7 @@
 //! small formatters.
 
 mod mutation;
+pub mod router;
 
 use futures::StreamExt;
 use leptos::prelude::*;
@@ -48,6 +49,34 @@ pub fn start_live_feed(cluster: Cluster) {
             }
         }
     });
+}
+
+/// A section's last error (a load or a feed that failed), in words, where it applies; hidden
+/// while there is none.
+#[component]
+pub fn Alert(
+    /// The error to show.
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <p class="error" role="alert" class:hidden=Signal::derive(move || error.with(Option::is_none))>
+            {move || error.get().unwrap_or_default()}
+        </p>
+    }
+}
+
+/// What a number input holds, read as a JSON value (`None` when it is not JSON; a caller checks
+/// that it is a number). The browser's number inputs take `.5` and `-.5`, which JSON writes
+/// `0.5` and `-0.5`. serde_json's number reading, which the app has anyway: `str::parse::<f64>`
+/// would add core's float tables to the wasm (about 10 kB gzipped).
+pub fn number_value(input: &str) -> Option<serde_json::Value> {
+    let t = input.trim();
+    let (sign, digits) = t.strip_prefix('-').map_or(("", t), |d| ("-", d));
+    if digits.starts_with('.') {
+        serde_json::from_str(&format!("{sign}0{digits}")).ok()
+    } else {
+        serde_json::from_str(t).ok()
+    }
 }
 
 /// Reloads the whole node list and the nodes waiting to join.
@@ -156,6 +185,15 @@ pub fn local_time(rfc3339: &str) -> String {
         return rfc3339.to_owned();
     }
     String::from(date.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED))
+}
+
+/// An RFC 3339 time as the browser's local time of day ("06:30:15"), as a log shows it.
+pub fn clock(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    if date.get_time().is_nan() {
+        return rfc3339.to_owned();
+    }
+    String::from(date.to_locale_time_string("en-GB"))
 }
 
 /// How a node's Docker engine is reached, for people, and whether that deserves a warning:

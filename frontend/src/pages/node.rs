@@ -1,27 +1,35 @@
-//! One node: its facts, live stats, the rename and remove actions, and its hardware jobs
-//! ([`jobs`]).
+//! One node: its facts, live stats, the rename and remove actions, its dosing pumps ([`pumps`])
+//! and its hardware jobs ([`jobs`]); and each job's own page ([`job`]).
 
+mod job;
 mod jobs;
+mod pumps;
+
+pub use job::JobPage;
 
 use leptos::prelude::*;
-use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::{
     Cluster,
     api::nodes,
-    components::{Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, state_word},
+    components::{
+        Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, router::A, state_word,
+    },
 };
 
 /// The node page.
 #[component]
-pub fn NodePage() -> impl IntoView {
+pub fn NodePage(
+    /// The node's id, from the path: another node's link shows that node in the same page.
+    id: Memo<String>,
+) -> impl IntoView {
     let cluster = expect_context::<Cluster>();
-    let params = use_params_map();
-    let id = move || params.read().get("id").unwrap_or_default();
-    let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
     // The jobs section depends on the node id alone: the node list changes with every
     // heartbeat, which must not re-create the section (its feed, drafts and messages).
-    let node_id = Memo::new(move |_| id());
+    let node_id = id;
+    let id = move || node_id.get();
+    let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
+    let telemetry = pumps::Telemetry::new(node_id);
     let new_name = RwSignal::new(String::new());
     // The action row's buttons share one status line under the row; the Docker admin button
     // in the facts has its own, next to it.
@@ -103,6 +111,7 @@ pub fn NodePage() -> impl IntoView {
                 };
                 view! {
                     <h1>{n.name.clone()} " " <span class=class>{word}</span></h1>
+                    <pumps::Dropped t=telemetry/>
                     <dl class="facts">
                         <dt>"Node id"</dt><dd><code>{n.id.clone()}</code></dd>
                         <dt>"Hostname"</dt><dd>{n.hostname.clone()}</dd>
@@ -142,6 +151,7 @@ pub fn NodePage() -> impl IntoView {
             <button type="button" class="danger" prop:disabled=move || action.pending() on:click=remove>"Remove node"</button>
         </form>
         <Feedback mutation=action/>
+        <pumps::PumpsSection t=telemetry/>
         {move || view! { <jobs::JobsSection node_id=node_id.get()/> }}
     }
 }

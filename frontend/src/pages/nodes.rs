@@ -1,12 +1,11 @@
 //! The cluster overview: every node with its state, last contact, CPU and memory.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 
 use crate::{
     Cluster,
     api::{NodeState, enroll},
-    components::{Feedback, Mutation, ago, cpu, memory, reload_pending, state_word},
+    components::{Feedback, Mutation, ago, cpu, memory, reload_pending, router::A, state_word},
 };
 
 /// The node list.

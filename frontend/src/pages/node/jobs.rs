@@ -2,7 +2,8 @@
 //! `jobEvents(nodeId)`, with Stop / Pause / Resume and inline editing of live settings for
 //! operators, and a form that starts a job from a preset or a kind the node offers, on this node,
 //! on every node with a label or on every online node (each node's result listed under the
-//! form). Viewers see the same, read-only; the leader enforces the same rule.
+//! form). Viewers see the same, read-only; the leader enforces the same rule. Each card's name
+//! links to the job's own page ([`super::job`]), which shows the same card.
 //!
 //! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
 //! and the agent apply, so a value out of range is refused with the same words before anything
@@ -22,15 +23,16 @@ use crate::{
         jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
-    components::{Feedback, Mutation},
+    components::{Feedback, Mutation, number_value, router::A},
 };
 
-/// What every part of the section shares. `Copy`, so event handlers can hold it.
+/// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
+/// hold it.
 #[derive(Clone, Copy)]
-struct Section {
-    node_id: StoredValue<String>,
-    /// The node's jobs, by name.
-    jobs: RwSignal<Vec<Job>>,
+pub(super) struct Section {
+    pub(super) node_id: StoredValue<String>,
+    /// The node's jobs, by name (a job's page: that job alone).
+    pub(super) jobs: RwSignal<Vec<Job>>,
     /// The kinds the node offers, as the wire protocol describes them (converted once per load).
     kinds: RwSignal<Vec<KindSpec>>,
     /// The presets the node offers (of those kinds).
@@ -44,6 +46,47 @@ struct Section {
     can_operate: bool,
 }
 
+impl Section {
+    /// The shared state for node `node_id`'s jobs, empty until loaded. The kinds the node offers
+    /// are loaded again whenever it comes back online (refusals go to `error`).
+    pub(super) fn new(node_id: String, error: RwSignal<Option<String>>) -> Self {
+        let cluster = expect_context::<Cluster>();
+        let node_state = {
+            let id = node_id.clone();
+            Memo::new(move |_| {
+                cluster
+                    .nodes
+                    .with(|l| l.iter().find(|n| n.id == id).map(|n| n.state.clone()))
+            })
+        };
+        let s = Section {
+            node_id: StoredValue::new(node_id),
+            jobs: RwSignal::new(Vec::new()),
+            kinds: RwSignal::new(Vec::new()),
+            presets: RwSignal::new(Vec::new()),
+            lost: Memo::new(move |_| {
+                matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
+            }),
+            away: Memo::new(move |_| match node_state.get() {
+                Some(NodeState::LOST) => Some(JobState::LOST),
+                Some(NodeState::OFFLINE) => Some(JobState::OFFLINE),
+                _ => None,
+            }),
+            can_operate: cluster.can_operate,
+        };
+        // A node's kinds are empty until its agent has said (after its first connect), so they
+        // are asked again whenever the node comes back online.
+        Effect::new(move |was_online: Option<bool>| {
+            let online = node_state.get() == Some(NodeState::ONLINE);
+            if online && was_online == Some(false) {
+                leptos::task::spawn_local(reload_kinds(s, s.node_id.get_value(), error));
+            }
+            online
+        });
+        s
+    }
+}
+
 /// The Jobs section of node `node_id`'s page. Re-created when the page shows another node, so its
 /// live feed is always that node's.
 #[component]
@@ -51,31 +94,8 @@ pub fn JobsSection(
     /// The node whose jobs to show.
     node_id: String,
 ) -> impl IntoView {
-    let cluster = expect_context::<Cluster>();
-    let node_state = {
-        let id = node_id.clone();
-        Memo::new(move |_| {
-            cluster
-                .nodes
-                .with(|l| l.iter().find(|n| n.id == id).map(|n| n.state.clone()))
-        })
-    };
-    let s = Section {
-        node_id: StoredValue::new(node_id.clone()),
-        jobs: RwSignal::new(Vec::new()),
-        kinds: RwSignal::new(Vec::new()),
-        presets: RwSignal::new(Vec::new()),
-        lost: Memo::new(move |_| {
-            matches!(node_state.get(), Some(NodeState::LOST | NodeState::OFFLINE))
-        }),
-        away: Memo::new(move |_| match node_state.get() {
-            Some(NodeState::LOST) => Some(JobState::LOST),
-            Some(NodeState::OFFLINE) => Some(JobState::OFFLINE),
-            _ => None,
-        }),
-        can_operate: cluster.can_operate,
-    };
     let error = RwSignal::new(None::<String>);
+    let s = Section::new(node_id.clone(), error);
 
     let mut feed = ws::subscribe::<jobs::JobEvents, jobs::job_events::ResponseData>(
         jobs::job_events::Variables {
@@ -111,16 +131,6 @@ pub fn JobsSection(
             }
         });
     }
-    // A node's kinds are empty until its agent has said (after its first connect), so they are
-    // asked again whenever the node comes back online.
-    Effect::new(move |was_online: Option<bool>| {
-        let online = node_state.get() == Some(NodeState::ONLINE);
-        if online && was_online == Some(false) {
-            leptos::task::spawn_local(reload_kinds(s, s.node_id.get_value(), error));
-        }
-        online
-    });
-
     // A card per name and kind: a name started again as another kind gets a fresh card.
     let cards = move || {
         s.jobs.with(|l| {
@@ -145,16 +155,16 @@ pub fn JobsSection(
 }
 
 /// Loads the node's jobs and the kinds it offers.
-async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+pub(super) async fn reload(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
     reload_jobs(s, node_id, error).await;
     reload_kinds(s, node_id.to_owned(), error).await;
 }
 
 /// How long the page gathers job events before it reloads the list once, milliseconds.
-const RELOAD_EVERY_MS: u32 = 1_000;
+pub(super) const RELOAD_EVERY_MS: u32 = 1_000;
 
 /// Loads the node's jobs (the kinds do not change with a job's status).
-async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
+pub(super) async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>) {
     let vars = jobs::jobs::Variables {
         node_id: node_id.to_owned(),
     };
@@ -172,7 +182,7 @@ async fn reload_jobs(s: Section, node_id: &str, error: RwSignal<Option<String>>)
 }
 
 /// Loads the kinds and presets the node offers.
-async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
+pub(super) async fn reload_kinds(s: Section, node_id: String, error: RwSignal<Option<String>>) {
     match api::run::<jobs::JobKinds>(jobs::job_kinds::Variables { node_id }).await {
         Ok(d) => {
             s.kinds
@@ -198,12 +208,17 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// A reported value as a person reads it: about four significant digits (498.7, 0.5213, 12345),
-/// since more would change every second without meaning anything; no trailing zeros.
+/// A reported value as a person reads it: a number as [`number`] shows it, anything else as text.
 fn reading(value: &Value) -> String {
-    let Some(x) = value.as_f64() else {
-        return text(value);
-    };
+    match value.as_f64() {
+        Some(x) => number(x),
+        None => text(value),
+    }
+}
+
+/// A measured number as a person reads it: about four significant digits (498.7, 0.5213,
+/// 12345), since more would change every second without meaning anything; no trailing zeros.
+pub(super) fn number(x: f64) -> String {
     let decimals = [1000.0, 100.0, 10.0, 1.0]
         .iter()
         .take_while(|&&t| x.abs() < t)
@@ -227,8 +242,7 @@ fn with_unit(value: &Value, spec: Option<&SettingSpec>) -> String {
 /// so the check names the bad value), `true`/`false` for a checkbox, text for the rest.
 fn parse(spec: &SettingSpec, input: &str) -> Value {
     match spec.ty {
-        SettingType::Int | SettingType::Float => serde_json::from_str::<Value>(input.trim())
-            .ok()
+        SettingType::Int | SettingType::Float => number_value(input)
             .filter(Value::is_number)
             .unwrap_or_else(|| Value::String(input.to_owned())),
         SettingType::Bool => Value::Bool(input == "true"),
@@ -256,6 +270,11 @@ fn range(spec: &SettingSpec) -> Option<String> {
 /// are `novalidate` so the refusal is said in words next to the field rather than in a browser
 /// tooltip that disappears), a checkbox,
 /// a select of the choices, or a text field. `name` is the input's `name` attribute.
+///
+/// The input shows, and follows, `value` (the value in force, or what a start form fills in);
+/// what is typed goes to `set` only. Refilling the input from what is typed would rewrite a
+/// half-typed number: a number input reads as empty while it holds `0.` or `1e`, so `0.6`
+/// came out as `6`.
 fn setting_input(
     spec: &SettingSpec,
     value: Signal<String>,
@@ -308,9 +327,9 @@ fn acted(state: &JobState) -> String {
     format!("Now {}.", state.word().0)
 }
 
-/// One job: its state, actions, error and settings.
+/// One job: its name (a link to its page), state, actions, error and settings.
 #[component]
-fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
+pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
     let job_name = StoredValue::new(name.clone());
     let job = Memo::new(move |_| {
         s.jobs
@@ -365,6 +384,7 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         names
     });
     let shown = name.clone();
+    let page = format!("/nodes/{}/jobs/{name}", s.node_id.get_value());
     // The state's badge, and the buttons it allows (for operators while the node is reachable).
     let buttons = move || {
         let st = state.get()?;
@@ -414,7 +434,9 @@ fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
         <article class="job" data-job-name=name
             data-state=move || state.get().map(|st| st.name().to_owned()).unwrap_or_default()>
             <header>
-                <strong class="job-name">{shown}</strong>
+                // On the job's own page this is a link to itself: the router marks it
+                // `aria-current`, which the style shows as plain text.
+                <strong class="job-name"><A href=page>{shown}</A></strong>
                 <span class="badge kind">{kind}</span>
                 {buttons}
             </header>
@@ -473,11 +495,15 @@ fn SettingRow(
             && spec.with(|x| x.as_ref().is_some_and(|x| x.live))
             && job.with(|j| j.as_ref().is_some_and(|j| j.state == JobState::READY))
     });
-    // The input starts from, and follows, the value in force: after a save it shows the agent's
-    // echo; a refused value stays in the input, next to the reason.
+    // The input shows, and follows, the value in force (after a save, the agent's echo); what
+    // is typed is kept in `draft` (see [`setting_input`]). A refused value stays in the input,
+    // next to the reason. An input shown afresh (the job paused and resumed) starts again from
+    // the value in force, and so does the draft.
+    let in_force = Memo::new(move |_| value.with(|v| v.as_ref().map(text).unwrap_or_default()));
     let draft = RwSignal::new(String::new());
     Effect::new(move |_| {
-        draft.set(value.get().as_ref().map(text).unwrap_or_default());
+        editable.track();
+        draft.set(in_force.get());
     });
     let save_m = Mutation::new();
     let save = move |ev: SubmitEvent| {
@@ -515,7 +541,7 @@ fn SettingRow(
             <td class="edit">
                 {move || match spec.get() {
                     Some(sp) if editable.get() => {
-                        let input = setting_input(&sp, draft.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
+                        let input = setting_input(&sp, in_force.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
                         view! {
                             <form class="setting-form" title=sp.description novalidate on:submit=save>
                                 {input}
@@ -705,9 +731,11 @@ fn StartForm(s: Section) -> impl IntoView {
                 .into_iter()
                 .map(|sp| {
                     let n = sp.name.clone();
+                    // The input shows what the choice fills in; `values` keeps what is typed
+                    // (see [`setting_input`]).
                     let value = Signal::derive({
                         let n = n.clone();
-                        move || values.with(|m| m.get(&n).cloned().unwrap_or_default())
+                        move || filled.with(|m| m.get(&n).cloned().unwrap_or_default())
                     });
                     let set = {
                         let n = n.clone();
