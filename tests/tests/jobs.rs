@@ -109,6 +109,28 @@ async fn a_user_starts_tunes_pauses_and_stops_jobs_on_the_local_node() {
     // A live change is applied and echoed by the agent.
     let r = set(&server, "leader", "heater", json!({"duty": 55})).await;
     assert_eq!(r["data"]["setJobSettings"]["settings"]["duty"], 55, "{r}");
+    // The job's log tells its story, as the agent saw it.
+    wait_for("the job's log lines", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ job(nodeId: \"leader\", name: \"heater\") { logs { stream line } } }",
+                json!({}),
+            )
+            .await;
+        let lines: Vec<String> = r["data"]["job"]["logs"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["stream"] == "AGENT")
+            .filter_map(|l| l["line"].as_str().map(str::to_owned))
+            .collect();
+        (lines
+            == [
+                "ready: duty=20, frequency=100.0, pin=18",
+                "updated duty from 20 to 55",
+            ])
+        .then_some(())
+    })
+    .await;
 
     // Bad values are refused, named, and change nothing: the job keeps running with 55.
     for (bad, says) in [

@@ -580,6 +580,12 @@ impl Shared {
     }
 }
 
+/// Settings or values as `name=value` pairs, for a log line.
+fn described(settings: &Settings) -> String {
+    let pairs: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(", ")
+}
+
 /// One job's task: the state machine around its driver.
 async fn run_job(
     mut status: JobStatus,
@@ -626,9 +632,14 @@ async fn run_job(
     if paused {
         drive!(Op::Release);
         status.state = JobState::Sleeping;
+        shared.say(
+            &name,
+            "started paused (it was paused before the agent restarted)".into(),
+        );
     } else {
         drive!(Op::Apply);
         status.state = JobState::Ready;
+        shared.say(&name, format!("ready: {}", described(&status.settings)));
     }
     status.values = latest.clone();
     publish(&status).await;
@@ -651,6 +662,7 @@ async fn run_job(
                     drive!(Op::Release);
                     status.state = JobState::Stopped;
                     status.values = latest;
+                    shared.say(&name, "stopped; its outputs released".into());
                     publish(&status).await;
                     return;
                 }
@@ -658,6 +670,7 @@ async fn run_job(
                     if status.state == JobState::Ready {
                         drive!(Op::Release);
                         status.state = JobState::Sleeping;
+                        shared.say(&name, "paused; its outputs released".into());
                         publish(&status).await;
                     }
                 }
@@ -665,10 +678,16 @@ async fn run_job(
                     if status.state == JobState::Sleeping {
                         drive!(Op::Apply);
                         status.state = JobState::Ready;
+                        shared.say(&name, "resumed".into());
                         publish(&status).await;
                     }
                 }
                 Some(Control::Set(change)) => {
+                    // As Pioreactor says it: "Updated target from 500 to 800".
+                    for (k, v) in &change {
+                        let old = status.settings.get(k).map_or_else(|| "nothing".to_owned(), ToString::to_string);
+                        shared.say(&name, format!("updated {k} from {old} to {v}"));
+                    }
                     status.settings.extend(change);
                     if status.state == JobState::Ready {
                         drive!(Op::Apply);
@@ -683,6 +702,7 @@ async fn run_job(
                     // Its work is done (a pulse gave its volume).
                     drive!(Op::Release);
                     status.state = JobState::Stopped;
+                    shared.say(&name, format!("done: {}", described(&latest.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect())));
                     status.values = latest;
                     publish(&status).await;
                     return;
