@@ -849,7 +849,15 @@ async fn the_job_page_streams_its_log() {
         n.starts_with(&[0, 1]).then_some(n)
     })
     .await;
-    let row = text_of(&browser, "ol.log li").await.expect("a log row");
+    // The agent's own lines ("ready: ...") come first, marked as the agent's.
+    let agent = text_of(&browser, "ol.log li.agent")
+        .await
+        .expect("an agent row");
+    assert!(
+        agent.contains("agent") && agent.contains("ready: command="),
+        "{agent}"
+    );
+    let row = text_of(&browser, "ol.log li.out").await.expect("a log row");
     let words = row.split_whitespace().collect::<Vec<_>>();
     let [time, "out", "line", "0"] = words[..] else {
         panic!("time, stream and text, not {row:?}");
