@@ -63,6 +63,8 @@ struct Sender {
     queued: VecDeque<Option<Batch>>,
     /// Batches written to the broker, by packet id, until their PUBACK.
     awaiting: HashMap<u16, Batch>,
+    /// QoS 1 publications written and not acknowledged yet (a clean stop waits for them).
+    unacked: std::collections::HashSet<u16>,
 }
 
 impl Sender {
@@ -110,13 +112,22 @@ impl Sender {
 
     /// rumqttc wrote the next queued publication with packet id `pkid`.
     fn written(&mut self, pkid: u16) {
+        if pkid != 0 {
+            self.unacked.insert(pkid);
+        }
         if let Some(Some(batch)) = self.queued.pop_front() {
             self.awaiting.insert(pkid, batch);
         }
     }
 
+    /// Whether everything queued was written and acknowledged.
+    fn settled(&self) -> bool {
+        self.queued.is_empty() && self.unacked.is_empty()
+    }
+
     /// The broker acknowledged packet `pkid`.
     fn acked(&mut self, pkid: u16, telemetry: &Telemetry) {
+        self.unacked.remove(&pkid);
         match self.awaiting.remove(&pkid) {
             Some(Batch::Readings(first, n)) => telemetry.readings.ack(first, n),
             Some(Batch::Logs(first, n)) => telemetry.logs.ack(first, n),
@@ -129,6 +140,7 @@ impl Sender {
     fn broken(&mut self, telemetry: &Telemetry) {
         self.queued.clear();
         self.awaiting.clear();
+        self.unacked.clear();
         telemetry.readings.rewind();
         telemetry.logs.rewind();
     }
@@ -202,6 +214,7 @@ pub(crate) async fn session(
         node_id: node_id.to_owned(),
         queued: VecDeque::new(),
         awaiting: HashMap::new(),
+        unacked: std::collections::HashSet::new(),
     };
     let telemetry = work.jobs.telemetry().clone();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
@@ -298,17 +311,34 @@ pub(crate) async fn session(
         if let Err(e) = out.publish(TopicKind::Status, None, &offline) {
             tracing::warn!(error = %e, "could not say offline");
         }
-        let _ = client.try_disconnect();
-        // Drive the event loop until the DISCONNECT is written, so the broker drops the will.
-        let drain = async {
+        // The broker must have the `offline` status (and what the buffers sent) before the
+        // DISCONNECT: a broker still answering a PUBACK to a closed connection may count the
+        // stop as unclean and publish the will. Then the DISCONNECT, and until the broker
+        // closes the connection, so the process never exits with it half-written.
+        let stop = async {
+            while !out.settled() {
+                match events.next().await {
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid, &telemetry),
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+            let _ = client.try_disconnect();
             loop {
                 match events.next().await {
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
+            // Written; the broker closes the connection on a DISCONNECT (MQTT-3.14.4): a short
+            // wait for that, not more.
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while events.next().await.is_ok() {}
+            })
+            .await;
         };
-        if tokio::time::timeout(Duration::from_secs(3), drain)
+        if tokio::time::timeout(Duration::from_secs(3), stop)
             .await
             .is_err()
         {

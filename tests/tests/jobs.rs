@@ -301,7 +301,20 @@ async fn a_killed_agent_shows_its_jobs_lost_and_runs_them_again_when_back() {
 
     // A clean stop of the agent: the node is offline, and its job does not run meanwhile.
     agent.proc.signal("-TERM");
-    server.wait_state("bench-1", "OFFLINE", PATIENCE).await;
+    let asked = std::time::Instant::now();
+    loop {
+        let state = server.node("bench-1").await.unwrap_or_default()["state"].clone();
+        if state == "OFFLINE" {
+            break;
+        }
+        assert!(
+            asked.elapsed() < PATIENCE,
+            "bench-1 is {state} after a clean stop; agent log:\n{}\nleader log:\n{}",
+            agent.proc.log_text(),
+            server.proc.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let r = server
         .graphql("{ jobs(nodeId: \"bench-1\") { name state } }", json!({}))
         .await;
