@@ -3,15 +3,12 @@
 //! job runtime, send the jobs' readings and log lines from their outage buffers, and reconnect
 //! with capped backoff until shut down.
 //!
-//! Readings and log lines leave their buffers only when the broker acknowledges them: the link
-//! notes which publication each batch was (rumqttc reports every publication it writes, in the
-//! order they were queued, with its packet id) and acknowledges the batch to its buffer on that
-//! packet id's PUBACK. When the connection breaks first, the buffers rewind and send again.
+//! Readings and log lines leave their buffers only when the leader says they are stored (its
+//! retained `stored` message for this agent run); when the connection breaks, or the leader stays
+//! silent about what it was sent for [`RESEND_AFTER`] (doubling), the buffers rewind and send
+//! again, and the leader skips what it has.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, Outgoing, Packet, QoS,
@@ -43,28 +40,25 @@ pub fn qos(q: trellis_proto::Qos) -> QoS {
     }
 }
 
-/// A batch from an outage buffer: which buffer, its first number and its length.
-#[derive(Debug, Clone, Copy)]
-enum Batch {
-    Readings(u64, usize),
-    Logs(u64, usize),
-}
-
 /// How often the buffers are sent from while connected: readings wait at most this long, and a
 /// batch gathers what arrived meanwhile (up to `MAX_BATCH` items).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long sent readings may wait for the leader's `stored` word before they are sent again
+/// (doubled while it stays silent, up to [`MAX_RESEND_AFTER`]; back to this on any word): a leader
+/// that died with them, or a broker that had no subscriber for them, gets them again.
+const RESEND_AFTER: Duration = Duration::from_secs(10);
+/// The longest wait between two resends to a silent leader.
+const MAX_RESEND_AFTER: Duration = Duration::from_secs(300);
 
-/// The session's publisher: every publication goes through it, so it knows which of rumqttc's
-/// outgoing publications carried which batch.
+/// The session's publisher: every publication goes through it, so a clean stop can wait until the
+/// broker has acknowledged everything.
 struct Sender {
     client: AsyncClient,
     node_id: String,
-    /// What each queued publication carries, in queue order (`None`: not a batch).
-    queued: VecDeque<Option<Batch>>,
-    /// Batches written to the broker, by packet id, until their PUBACK.
-    awaiting: HashMap<u16, Batch>,
-    /// QoS 1 publications written and not acknowledged yet (a clean stop waits for them).
-    unacked: std::collections::HashSet<u16>,
+    /// Publications queued to rumqttc and not written yet.
+    queued: usize,
+    /// QoS 1 publications written and not acknowledged yet.
+    unacked: HashSet<u16>,
 }
 
 impl Sender {
@@ -77,16 +71,6 @@ impl Sender {
         kind: TopicKind,
         arg: Option<&str>,
         msg: &T,
-    ) -> Result<(), String> {
-        self.send(kind, arg, msg, None)
-    }
-
-    fn send<T: Serialize>(
-        &mut self,
-        kind: TopicKind,
-        arg: Option<&str>,
-        msg: &T,
-        batch: Option<Batch>,
     ) -> Result<(), String> {
         let spec = kind.spec();
         let payload = encode(msg).map_err(|e| format!("{} not sent: {e}", spec.name))?;
@@ -106,40 +90,32 @@ impl Sender {
                 payload,
             )
             .map_err(|e| format!("{} not sent: {e}", spec.name))?;
-        self.queued.push_back(batch);
+        self.queued += 1;
         Ok(())
     }
 
-    /// rumqttc wrote the next queued publication with packet id `pkid`.
+    /// rumqttc wrote a queued publication with packet id `pkid` (0 for QoS 0).
     fn written(&mut self, pkid: u16) {
+        self.queued = self.queued.saturating_sub(1);
         if pkid != 0 {
             self.unacked.insert(pkid);
         }
-        if let Some(Some(batch)) = self.queued.pop_front() {
-            self.awaiting.insert(pkid, batch);
-        }
+    }
+
+    /// The broker acknowledged packet `pkid`.
+    fn acked(&mut self, pkid: u16) {
+        self.unacked.remove(&pkid);
     }
 
     /// Whether everything queued was written and acknowledged.
     fn settled(&self) -> bool {
-        self.queued.is_empty() && self.unacked.is_empty()
+        self.queued == 0 && self.unacked.is_empty()
     }
 
-    /// The broker acknowledged packet `pkid`.
-    fn acked(&mut self, pkid: u16, telemetry: &Telemetry) {
-        self.unacked.remove(&pkid);
-        match self.awaiting.remove(&pkid) {
-            Some(Batch::Readings(first, n)) => telemetry.readings.ack(first, n),
-            Some(Batch::Logs(first, n)) => telemetry.logs.ack(first, n),
-            None => {}
-        }
-    }
-
-    /// The connection broke: rumqttc drops what it had queued (a clean session), so the buffers
-    /// send their unacknowledged batches again after the reconnect.
+    /// The connection broke: rumqttc drops what it had queued (a clean session), and the buffers
+    /// send again what the leader has not confirmed, after the reconnect.
     fn broken(&mut self, telemetry: &Telemetry) {
-        self.queued.clear();
-        self.awaiting.clear();
+        self.queued = 0;
         self.unacked.clear();
         telemetry.readings.rewind();
         telemetry.logs.rewind();
@@ -149,16 +125,14 @@ impl Sender {
     /// is full (the rest goes at the next flush).
     fn flush(&mut self, telemetry: &Telemetry) {
         while let Some(b) = telemetry.next_readings() {
-            let batch = Batch::Readings(b.seq, b.points.len());
-            if let Err(e) = self.send(TopicKind::Readings, None, &b, Some(batch)) {
+            if let Err(e) = self.publish(TopicKind::Readings, None, &b) {
                 tracing::debug!(error = %e, "readings wait for the next flush");
                 telemetry.readings.rewind_to(b.seq);
                 break;
             }
         }
         while let Some(b) = telemetry.next_logs() {
-            let batch = Batch::Logs(b.seq, b.lines.len());
-            if let Err(e) = self.send(TopicKind::Logs, None, &b, Some(batch)) {
+            if let Err(e) = self.publish(TopicKind::Logs, None, &b) {
                 tracing::debug!(error = %e, "log lines wait for the next flush");
                 telemetry.logs.rewind_to(b.seq);
                 break;
@@ -212,10 +186,13 @@ pub(crate) async fn session(
     let mut out = Sender {
         client: client.clone(),
         node_id: node_id.to_owned(),
-        queued: VecDeque::new(),
-        awaiting: HashMap::new(),
-        unacked: std::collections::HashSet::new(),
+        queued: 0,
+        unacked: HashSet::new(),
     };
+    let stored_topic = TopicKind::Stored.topic(node_id, None);
+    let mut resend_after = RESEND_AFTER;
+    let mut resend_check = tokio::time::interval(Duration::from_secs(1));
+    resend_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let telemetry = work.jobs.telemetry().clone();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -250,6 +227,18 @@ pub(crate) async fn session(
                 }
             }
             _ = flush.tick(), if connected => out.flush(&telemetry),
+            _ = resend_check.tick(), if connected => {
+                let silent = [telemetry.readings.waiting(), telemetry.logs.waiting()]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                if let Some(silent) = silent.filter(|s| *s >= resend_after) {
+                    tracing::info!(silent_s = silent.as_secs(), "the leader has not confirmed what it was sent: sending it again");
+                    telemetry.readings.rewind();
+                    telemetry.logs.rewind();
+                    resend_after = (resend_after * 2).min(MAX_RESEND_AFTER);
+                }
+            }
             event = events.next() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(session_present = ack.session_present, "connected to broker");
@@ -273,8 +262,25 @@ pub(crate) async fn session(
                         tracing::warn!(error = %e, "could not queue the calibrations");
                     }
                 }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == stored_topic => {
+                    match serde_json::from_slice::<trellis_proto::Stored>(&p.payload) {
+                        // Another run's marks (an earlier start of this agent) say nothing.
+                        Ok(s) if s.run == telemetry.run => {
+                            telemetry.readings.stored_until(s.readings);
+                            telemetry.logs.stored_until(s.logs);
+                            resend_after = RESEND_AFTER;
+                            if s.gap {
+                                // Something sent never reached the leader: send it again now.
+                                telemetry.readings.rewind();
+                                telemetry.logs.rewind();
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "a stored message that does not decode"),
+                    }
+                }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
-                Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid, &telemetry),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid),
                 Ok(_) => {}
                 Err(e) => {
                     connected = false;
@@ -319,7 +325,7 @@ pub(crate) async fn session(
             while !out.settled() {
                 match events.next().await {
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid, &telemetry),
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid),
                     Ok(_) => {}
                     Err(_) => return,
                 }

@@ -39,6 +39,10 @@ pub struct ReadingBatch {
     pub run: String,
     /// The number of `points[0]`.
     pub seq: u64,
+    /// The lowest number the agent still holds: everything below it is stored or was dropped
+    /// (its buffer was full), so a gap below it is no loss in transit.
+    #[serde(default)]
+    pub held: u64,
     /// Readings this run has dropped so far (its buffer was full), in total.
     #[serde(default)]
     pub dropped: u64,
@@ -91,6 +95,9 @@ pub struct LogBatch {
     pub run: String,
     /// The number of `lines[0]`.
     pub seq: u64,
+    /// The lowest number the agent still holds (see [`ReadingBatch::held`]).
+    #[serde(default)]
+    pub held: u64,
     /// Lines this run has dropped so far, in total.
     #[serde(default)]
     pub dropped: u64,
@@ -174,6 +181,26 @@ fn check_text(what: &str, text: &str) -> Result<(), String> {
     }
 }
 
+/// How far the leader has stored one agent run's readings and log lines: the number of the next
+/// item it expects in each stream (everything below is stored, in its database, for good). Sent
+/// retained to the node after every transaction that moved it; the agent drops from its outage
+/// buffers only what this says is stored, so nothing is lost even when the leader dies with
+/// batches the broker had already acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// The agent run.
+    pub run: String,
+    /// The next reading number expected.
+    pub readings: u64,
+    /// The next log-line number expected.
+    pub logs: u64,
+    /// A batch came with a gap before it that the agent had not dropped (lost on the way: a
+    /// broker with no leader to hand it to): it was not stored, and the agent sends again from
+    /// what these marks say.
+    #[serde(default)]
+    pub gap: bool,
+}
+
 /// A dosing pump's calibration: where it is wired and how much it moves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PumpCalibration {
@@ -221,6 +248,7 @@ mod tests {
         ReadingBatch {
             run: "0123456789abcdef".into(),
             seq: 7,
+            held: 7,
             dropped: 0,
             series: vec![Series {
                 job: "od_reading".into(),
@@ -237,7 +265,7 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap();
         assert_eq!(
             json,
-            r#"{"run":"0123456789abcdef","seq":7,"dropped":0,"series":[{"job":"od_reading","metric":"od"}],"points":[[0,1700000000000,0.5]]}"#
+            r#"{"run":"0123456789abcdef","seq":7,"held":7,"dropped":0,"series":[{"job":"od_reading","metric":"od"}],"points":[[0,1700000000000,0.5]]}"#
         );
         assert_eq!(b.check(), Ok(()));
         let mut bad = b.clone();

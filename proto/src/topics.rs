@@ -77,6 +77,8 @@ pub enum TopicKind {
     Logs,
     /// The node's pump calibrations.
     Calibrations,
+    /// How far the leader has stored the node's readings and log lines.
+    Stored,
 }
 
 /// One topic: what the table knows about it.
@@ -208,6 +210,15 @@ pub const TOPICS: &[TopicSpec] = &[
         qos: Qos::AtLeastOnce,
         retain: true,
         payload: "Calibrations",
+    },
+    TopicSpec {
+        kind: TopicKind::Stored,
+        name: "stored",
+        pattern: "nodes/{node}/stored",
+        direction: Direction::LeaderToNode,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        payload: "Stored",
     },
 ];
 
@@ -445,7 +456,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<(String, NodeMessage), Prot
                 NodeMessage::Calibrations(c)
             }
             // Leader-bound only (filtered above).
-            TopicKind::Command | TopicKind::EnrollResponse => {
+            TopicKind::Command | TopicKind::EnrollResponse | TopicKind::Stored => {
                 return Err(ProtoError::UnknownTopic(topic.to_owned()));
             }
         }

@@ -66,7 +66,6 @@ impl AppState {
         let nodes = nodes::Nodes::new(db.clone());
         let jobs = jobs::Jobs::new(db.clone());
         let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
-        tokio::spawn(ingester.run());
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
@@ -79,6 +78,7 @@ impl AppState {
             mqtt.enroll_requests,
             shutdown,
         );
+        tokio::spawn(ingester.run(bridge.clone()));
         let auth = access::Auth::new(db.clone());
         let audit = access::audit::Audit::new(db);
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());

@@ -429,7 +429,13 @@ impl Server {
 
     /// Kills the leader with SIGKILL and starts it again on the same ports and database.
     pub async fn restart(&mut self) {
+        self.restart_after(Duration::ZERO).await;
+    }
+
+    /// Like [`Server::restart`], with the leader down for `down` in between.
+    pub async fn restart_after(&mut self, down: Duration) {
         self.proc.kill9();
+        tokio::time::sleep(down).await;
         self.generation += 1;
         self.proc = spawn_server(
             &self.opts,

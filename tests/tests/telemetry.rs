@@ -431,3 +431,54 @@ while True:
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readings_outlive_a_leader_killed_while_the_broker_took_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    let mut server = Server::start(ServerOpts {
+        local_agent: false,
+        ..mosquitto.server_opts()
+    })
+    .await;
+    let _agent = server.join_agent("counter").await;
+    server.wait_state("counter", "ONLINE", PATIENCE).await;
+    let program = r#"python3 -u -c '
+import json, time
+n = 0
+while True:
+    print(json.dumps({"reading": {"n": n}}))
+    n += 1
+    time.sleep(0.02)
+'"#;
+    let r = server
+        .graphql(
+            "mutation($s: JSON) { startJob(nodeId: \"counter\", kind: \"exec\", name: \"count\", settings: $s) { state } }",
+            json!({"s": {"command": program}}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+    wait_for("the first readings", PATIENCE, || async {
+        (readings(&server, "counter", "count", "n").await.len() > 20).then_some(())
+    })
+    .await;
+    // kill -9 of the leader for 3 s: the broker stays up and acknowledges the agent's batches,
+    // with no leader to hand them to. The agent keeps them until the leader says they are stored.
+    server.restart_after(Duration::from_secs(3)).await;
+    let all = wait_for(
+        "every reading, the outage's too",
+        Duration::from_secs(60),
+        || async {
+            let r = readings(&server, "counter", "count", "n").await;
+            let ns: Vec<i64> = r
+                .iter()
+                .filter_map(|r| r["value"].as_f64())
+                .map(|v| v as i64)
+                .collect();
+            let complete = ns.len() > 250 && ns.iter().enumerate().all(|(i, n)| *n == i as i64);
+            complete.then_some(ns)
+        },
+    )
+    .await;
+    assert_eq!(all.len() as i64, all[all.len() - 1] + 1, "each once");
+}

@@ -9,10 +9,12 @@
 //! readings hold more than a day of a typical node's jobs (`od_reading`, `stirring` and
 //! `temperature_automation` make 6 per 5 s).
 //!
-//! Delivery: the link takes a batch (up to [`trellis_proto::MAX_BATCH`] items), publishes it with
-//! QoS 1 and, when its PUBACK arrives, [`Outbox::ack`]s it; when the connection breaks first, it
-//! [`Outbox::rewind`]s and the batch is sent again after the reconnect. The leader skips numbers
-//! it has stored, so the repeat is harmless.
+//! Delivery: the link takes a batch (up to [`trellis_proto::MAX_BATCH`] items) and publishes it
+//! with QoS 1. Items leave only when the leader says they are in its database (its retained
+//! `stored` message, [`Outbox::stored_until`]), not on the broker's PUBACK: a leader that dies with
+//! batches the broker had already acknowledged loses nothing. When the connection breaks, or the
+//! leader has confirmed nothing for a while, the link [`Outbox::rewind`]s and sends again; the
+//! leader skips numbers it has stored, so a repeat is harmless.
 
 use std::{
     collections::VecDeque,
@@ -55,9 +57,9 @@ struct Inner<T> {
     sent: u64,
     /// Items dropped because the queue was full, in total.
     dropped: u64,
-    /// Acknowledged ranges `[first, end)` not at the front yet (an earlier batch still waits for
-    /// its PUBACK): the front leaves only once acknowledged itself.
-    acked: Vec<(u64, u64)>,
+    /// When the front item was sent (and not confirmed since): how long the leader has been
+    /// silent about what it was sent.
+    front_sent: Option<std::time::Instant>,
 }
 
 impl<T: Clone> Outbox<T> {
@@ -70,7 +72,7 @@ impl<T: Clone> Outbox<T> {
                 next: 0,
                 sent: 0,
                 dropped: 0,
-                acked: Vec::new(),
+                front_sent: None,
             }),
             max_items,
             max_bytes,
@@ -103,6 +105,12 @@ impl<T: Clone> Outbox<T> {
     /// The next items not yet sent (at most `max`, and at most `max_bytes` by their sizes, but
     /// at least one), marked sent: their first number, the total dropped so far, and the items.
     pub fn next_batch(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, Vec<T>)> {
+        self.next_batch_held(max, max_bytes)
+            .map(|(first, _, dropped, items)| (first, dropped, items))
+    }
+
+    /// [`Outbox::next_batch`], with the lowest number still held (the batch's `held`).
+    pub fn next_batch_held(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, u64, Vec<T>)> {
         let mut q = self.lock();
         let sent = q.sent;
         let mut bytes = 0;
@@ -119,45 +127,44 @@ impl<T: Clone> Outbox<T> {
             .collect();
         let first = items.first()?.0;
         q.sent = first + items.len() as u64;
+        let held = q.queue.front().map_or(first, |f| f.0);
+        if held == first {
+            q.front_sent = Some(std::time::Instant::now());
+        }
         Some((
             first,
+            held,
             q.dropped,
             items.into_iter().map(|(_, i)| i).collect(),
         ))
     }
 
-    /// The broker has the items numbered `first` to `first + count - 1`: they are done. Items
-    /// leave from the front only, once acknowledged themselves: an earlier batch still waiting
-    /// keeps its place (and is sent again if its connection breaks).
-    pub fn ack(&self, first: u64, count: usize) {
+    /// The leader has stored every item numbered below `next`: they are done.
+    pub fn stored_until(&self, next: u64) {
         let mut q = self.lock();
-        q.acked.push((first, first.saturating_add(count as u64)));
-        loop {
-            let Some(front) = q.queue.front().map(|f| f.0) else {
-                q.acked.clear();
-                break;
-            };
-            let Some(i) = q.acked.iter().position(|&(a, b)| a <= front && front < b) else {
-                break;
-            };
-            let end = q.acked[i].1;
-            while q.queue.front().is_some_and(|f| f.0 < end) {
-                if let Some((_, _, size)) = q.queue.pop_front() {
-                    q.bytes -= size;
-                }
+        let before = q.queue.front().map(|f| f.0);
+        while q.queue.front().is_some_and(|f| f.0 < next) {
+            if let Some((_, _, size)) = q.queue.pop_front() {
+                q.bytes -= size;
             }
-            q.acked.swap_remove(i);
         }
-        // Ranges that are all behind the front (dropped meanwhile) are done with.
-        let front = q.queue.front().map_or(q.next, |f| f.0);
-        q.acked.retain(|&(_, b)| b > front);
+        if q.queue.front().map(|f| f.0) != before {
+            // Progress: what is sent now waits from now.
+            let front_is_sent = q.queue.front().is_some_and(|f| f.0 < q.sent);
+            q.front_sent = front_is_sent.then(std::time::Instant::now);
+        }
     }
 
-    /// The connection broke: what was sent and not acknowledged is sent again.
+    /// How long the oldest item sent has waited for the leader's word, if one waits.
+    pub fn waiting(&self) -> Option<std::time::Duration> {
+        self.lock().front_sent.map(|t| t.elapsed())
+    }
+
+    /// The connection broke, or the leader is silent: what it has not confirmed is sent again.
     pub fn rewind(&self) {
         let mut q = self.lock();
         q.sent = q.queue.front().map_or(q.next, |f| f.0);
-        q.acked.clear();
+        q.front_sent = None;
     }
 
     /// The batch numbered from `first` could not be queued: it is sent again next time.
@@ -264,7 +271,8 @@ impl Telemetry {
 
     /// The next batch of readings to send, with its number and size for [`Outbox::ack`].
     pub fn next_readings(&self) -> Option<ReadingBatch> {
-        let (seq, dropped, points) = self.readings.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
+        let (seq, held, dropped, points) =
+            self.readings.next_batch_held(MAX_BATCH, MAX_BATCH_BYTES)?;
         let mut series: Vec<Series> = Vec::new();
         let mut out = Vec::with_capacity(points.len());
         for p in points {
@@ -280,6 +288,7 @@ impl Telemetry {
         Some(ReadingBatch {
             run: self.run.clone(),
             seq,
+            held,
             dropped,
             series,
             points: out,
@@ -288,10 +297,11 @@ impl Telemetry {
 
     /// The next batch of log lines to send.
     pub fn next_logs(&self) -> Option<LogBatch> {
-        let (seq, dropped, lines) = self.logs.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
+        let (seq, held, dropped, lines) = self.logs.next_batch_held(MAX_BATCH, MAX_BATCH_BYTES)?;
         Some(LogBatch {
             run: self.run.clone(),
             seq,
+            held,
             dropped,
             lines,
         })
@@ -332,27 +342,25 @@ mod tests {
         for i in 0..3 {
             q.push(i, 10);
         }
+        assert_eq!(q.waiting(), None);
         assert_eq!(q.next_batch(2, 1000), Some((0, 0, vec![0, 1])));
+        assert!(q.waiting().is_some(), "the front was sent");
         assert_eq!(q.next_batch(2, 1000), Some((2, 0, vec![2])));
         assert_eq!(q.next_batch(2, 1000), None);
-        q.ack(0, 2);
-        // The connection broke before item 2's PUBACK: it goes again.
+        // The leader stored 0 and 1; item 2 waits on.
+        q.stored_until(2);
+        assert_eq!(q.depth(), (1, 0));
+        assert!(q.waiting().is_some());
+        // The connection broke (or the leader was silent too long): item 2 goes again.
         q.rewind();
+        assert_eq!(q.waiting(), None);
         assert_eq!(q.next_batch(10, 1000), Some((2, 0, vec![2])));
-        q.ack(2, 1);
-        assert_eq!(q.depth(), (0, 0));
-        // An acknowledgement of a later batch leaves an earlier unacknowledged one in place.
-        for i in 3..7 {
-            q.push(i, 10);
-        }
-        assert_eq!(q.next_batch(2, 1000), Some((3, 0, vec![3, 4])));
-        assert_eq!(q.next_batch(2, 1000), Some((5, 0, vec![5, 6])));
-        q.ack(5, 2);
-        assert_eq!(q.depth(), (4, 0));
-        q.rewind();
-        assert_eq!(q.next_batch(10, 1000), Some((3, 0, vec![3, 4, 5, 6])));
-        q.ack(3, 4);
-        assert_eq!(q.depth(), (0, 0));
+        q.stored_until(3);
+        assert_eq!((q.depth(), q.waiting()), ((0, 0), None));
+        // A stale word (an older number) changes nothing.
+        q.push(3, 10);
+        q.stored_until(1);
+        assert_eq!(q.depth(), (1, 0));
         // A batch stops at its byte budget (but takes one item at least).
         let q: Outbox<u32> = Outbox::new(5, 10_000);
         q.push(7, 600);

@@ -167,6 +167,7 @@ mod tests {
              pattern write trellis/v1/nodes/%u/readings\n\
              pattern write trellis/v1/nodes/%u/logs\n\
              pattern write trellis/v1/nodes/%u/calibrations\n\
+             pattern read trellis/v1/nodes/%u/stored\n\
              \nuser join.0123456789abcdef\ntopic write trellis/v1/enroll/+/request\n"
         );
     }

@@ -1,10 +1,9 @@
 //! The ingester: the background loop that stores the readings and log lines agents send. It owns
 //! the receiving end of the telemetry queue; the database holds everything else (how far each
 //! agent run's numbered stream is stored, in `telemetry_stream`), so it can be stopped at any point
-//! and started again: a batch that did commit is skipped by its numbers when it comes again.
-//! Not yet covered: the bridge acknowledges a batch to the broker when it receives it, so the
-//! batches waiting in the queue when the leader is killed are lost (at most
-//! [`INGEST_QUEUE`](super::service::INGEST_QUEUE) batches); acknowledging after the commit is the telemetry issue's work.
+//! and started again: a batch that did commit is skipped by its numbers when it comes again, and
+//! one that did not is sent again by its agent, which drops only what the `stored` marks this loop
+//! publishes after each commit say is in the database.
 //!
 //! Each turn takes every batch waiting (up to [`BATCHES_PER_TRANSACTION`]) and stores them in one
 //! transaction: per batch, it reads its stream's next expected number, skips what is below it (a
@@ -36,6 +35,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 use tokio::sync::{broadcast, mpsc};
+use trellis_proto::Stored;
 
 use super::service::{Batch, LogEvent};
 
@@ -71,8 +71,10 @@ impl Ingester {
         }
     }
 
-    /// Stores batches until the queue closes (the leader is shutting down).
-    pub async fn run(mut self) {
+    /// Stores batches until the queue closes (the leader is shutting down), and after each
+    /// transaction tells each node whose batches it held how far it is stored (`Stored`), so its
+    /// agent drops only what is in the database.
+    pub async fn run(mut self, bridge: crate::mqtt::bridge::Bridge) {
         while let Some(first) = self.rx.recv().await {
             let mut group = vec![first];
             while group.len() < BATCHES_PER_TRANSACTION {
@@ -81,14 +83,17 @@ impl Ingester {
                     Err(_) => break,
                 }
             }
-            let lines = match self.store_retrying(&group).await {
-                Ok(lines) => lines,
+            let outcome = match self.store_retrying(&group).await {
+                Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(error = %e, batches = group.len(), "a group of telemetry batches failed; storing them one by one");
-                    let mut lines = Vec::new();
+                    let mut all = Outcome::default();
                     for batch in &group {
                         match self.store_retrying(std::slice::from_ref(batch)).await {
-                            Ok(l) => lines.extend(l),
+                            Ok(o) => {
+                                all.lines.extend(o.lines);
+                                all.gaps.extend(o.gaps);
+                            }
                             Err(e) => {
                                 let (node, kind, seq) = match batch {
                                     Batch::Readings(n, b) => (n, READINGS, b.seq),
@@ -98,11 +103,27 @@ impl Ingester {
                             }
                         }
                     }
-                    lines
+                    all
                 }
             };
             self.depth.fetch_sub(group.len(), Ordering::Relaxed);
-            for line in lines {
+            let mut told = BTreeSet::new();
+            for batch in &group {
+                let (node, run) = match batch {
+                    Batch::Readings(n, b) => (n, &b.run),
+                    Batch::Logs(n, b) => (n, &b.run),
+                };
+                if told.insert((node.clone(), run.clone())) {
+                    match stored(&self.db, node, run).await {
+                        Ok(mut s) => {
+                            s.gap = outcome.gaps.contains(&(node.clone(), run.clone()));
+                            bridge.tell_stored(node, &s);
+                        }
+                        Err(e) => tracing::warn!(error = %e, node, "cannot read the stored marks"),
+                    }
+                }
+            }
+            for line in outcome.lines {
                 // No subscriber is not an error.
                 let _ = self.logs.send(LogEvent { line: Some(line) });
             }
@@ -111,7 +132,7 @@ impl Ingester {
 
     /// Stores a group, trying again while the database is unreachable or busy; any other error is
     /// returned.
-    async fn store_retrying(&self, group: &[Batch]) -> Result<Vec<job_log::Model>, DbErr> {
+    async fn store_retrying(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
         let mut pause = Duration::from_millis(100);
         loop {
             match self.store(group).await {
@@ -125,19 +146,37 @@ impl Ingester {
         }
     }
 
-    /// Stores a group of batches in one transaction; returns the log lines stored.
-    async fn store(&self, group: &[Batch]) -> Result<Vec<job_log::Model>, DbErr> {
+    /// Stores a group of batches in one transaction; returns the log lines stored, and the
+    /// (node, run) pairs that sent a batch past a gap (not stored: they are to send again).
+    async fn store(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
         let txn = self.db.begin().await?;
         let mut offsets: HashMap<String, i64> = HashMap::new();
         let mut stored_lines = Vec::new();
+        let mut gaps = BTreeSet::new();
         let mut jobs_with_logs = BTreeSet::new();
         for batch in group {
-            let (node_id, kind, run, seq, dropped, len) = match batch {
-                Batch::Readings(n, b) => (n, READINGS, &b.run, b.seq, b.dropped, b.points.len()),
-                Batch::Logs(n, b) => (n, LOGS, &b.run, b.seq, b.dropped, b.lines.len()),
+            let (node_id, kind, run, seq, held, dropped, len) = match batch {
+                Batch::Readings(n, b) => (
+                    n,
+                    READINGS,
+                    &b.run,
+                    b.seq,
+                    b.held,
+                    b.dropped,
+                    b.points.len(),
+                ),
+                Batch::Logs(n, b) => (n, LOGS, &b.run, b.seq, b.held, b.dropped, b.lines.len()),
             };
             let next = next_seq(&txn, node_id, run, kind).await?;
-            let skip = usize::try_from(next.unwrap_or(0).saturating_sub(seq as i64)).unwrap_or(0);
+            // Below what the agent still holds, a gap is what it dropped (counted); above, it is
+            // lost on the way, and this batch waits until the agent sends again from the gap.
+            let expected =
+                std::cmp::Ord::max(next.unwrap_or(0), i64::try_from(held).unwrap_or(i64::MAX));
+            if (seq as i64) > expected {
+                gaps.insert((node_id.clone(), run.clone()));
+                continue;
+            }
+            let skip = usize::try_from(expected - seq as i64).unwrap_or(0);
             if skip >= len && next.is_some() {
                 continue;
             }
@@ -211,7 +250,10 @@ impl Ingester {
             bound_logs(&txn, &node_id, &name).await?;
         }
         txn.commit().await?;
-        Ok(stored_lines)
+        Ok(Outcome {
+            lines: stored_lines,
+            gaps,
+        })
     }
 }
 
@@ -225,6 +267,34 @@ fn is_outage(e: &DbErr) -> bool {
     ["locked", "busy", "connection", "timed out", "i/o", "closed"]
         .iter()
         .any(|w| text.contains(w))
+}
+
+/// What a transaction stored: its log lines (for live subscribers), and the (node, run) pairs
+/// whose batches came past a gap.
+#[derive(Default)]
+struct Outcome {
+    lines: Vec<job_log::Model>,
+    gaps: BTreeSet<(String, String)>,
+}
+
+/// How far `node`'s run `run` is stored, both streams.
+async fn stored(db: &DatabaseConnection, node: &str, run: &str) -> Result<Stored, DbErr> {
+    let rows = telemetry_stream::Entity::find()
+        .filter(telemetry_stream::Column::NodeId.eq(node))
+        .filter(telemetry_stream::Column::Run.eq(run))
+        .all(db)
+        .await?;
+    let next = |kind: &str| {
+        rows.iter()
+            .find(|r| r.kind == kind)
+            .map_or(0, |r| u64::try_from(r.next_seq).unwrap_or(0))
+    };
+    Ok(Stored {
+        run: run.to_owned(),
+        readings: next(READINGS),
+        logs: next(LOGS),
+        gap: false,
+    })
 }
 
 async fn next_seq(
@@ -313,12 +383,13 @@ mod tests {
     use super::*;
     use crate::telemetry::Telemetry;
 
-    fn readings(run: &str, seq: u64, values: &[f64]) -> Batch {
+    fn readings(run: &str, seq: u64, held: u64, values: &[f64]) -> Batch {
         Batch::Readings(
             "pi".into(),
             ReadingBatch {
                 run: run.into(),
                 seq,
+                held,
                 dropped: 0,
                 series: vec![Series {
                     job: "od_reading".into(),
@@ -335,18 +406,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let db = crate::infra::db::connect(&url).await.unwrap();
-        let (t, ingester) = Telemetry::new(db);
-        tokio::spawn(ingester.run());
+        let (t, ingester) = Telemetry::new(db.clone());
+        // A bridge to a broker that is not there: the stored marks are queued and go nowhere.
+        let bridge = crate::mqtt::bridge::Bridge::start(
+            &trellis_proto::BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1,
+                tls: false,
+            },
+            None,
+            None,
+            crate::mqtt::bridge::Domains {
+                nodes: crate::nodes::Nodes::new(db.clone()),
+                jobs: crate::jobs::Jobs::new(db),
+                telemetry: t.clone(),
+            },
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        tokio::spawn(ingester.run(bridge));
         let run = "0123456789abcdef";
         // 0-2; the same again (a QoS 1 redelivery); 2-4 (overlapping); 0-1 late; then after a
-        // gap (the agent dropped 5-6) 7-8; and another run of the agent from 0.
+        // gap the agent made (it dropped 5-6 and holds from 7) 7-8; 11 past a gap lost on the way
+        // (held from 9): not stored until 9-10 come again; and another run of the agent from 0.
         for b in [
-            readings(run, 0, &[0.0, 1.0, 2.0]),
-            readings(run, 0, &[0.0, 1.0, 2.0]),
-            readings(run, 2, &[2.0, 3.0, 4.0]),
-            readings(run, 0, &[0.0, 1.0]),
-            readings(run, 7, &[7.0, 8.0]),
-            readings("fedcba9876543210", 0, &[100.0]),
+            readings(run, 0, 0, &[0.0, 1.0, 2.0]),
+            readings(run, 0, 0, &[0.0, 1.0, 2.0]),
+            readings(run, 2, 0, &[2.0, 3.0, 4.0]),
+            readings(run, 0, 0, &[0.0, 1.0]),
+            readings(run, 7, 7, &[7.0, 8.0]),
+            readings(run, 11, 9, &[11.0]),
+            readings(run, 9, 9, &[9.0, 10.0]),
+            readings(run, 11, 9, &[11.0]),
+            readings("fedcba9876543210", 0, 0, &[100.0]),
         ] {
             t.submit(b).await;
         }
@@ -356,6 +448,7 @@ mod tests {
             trellis_proto::LogBatch {
                 run: run.into(),
                 seq: 0,
+                held: 0,
                 dropped: 0,
                 lines: vec![LogLine {
                     job: "x".into(),
@@ -370,7 +463,7 @@ mod tests {
             loop {
                 let rows = t.readings("pi", None, None, None, 100).await.unwrap();
                 let logs = t.logs("pi", "x", 10).await.unwrap();
-                if rows.len() >= 8 && !logs.is_empty() {
+                if rows.len() >= 11 && !logs.is_empty() {
                     return (rows, logs);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -380,7 +473,10 @@ mod tests {
         .expect("stored");
         let mut values: Vec<f64> = got.0.iter().map(|r| r.value).collect();
         values.sort_by(f64::total_cmp);
-        assert_eq!(values, [0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 100.0]);
+        assert_eq!(
+            values,
+            [0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 8.0, 9.0, 10.0, 11.0, 100.0]
+        );
         assert_eq!(got.1[0].line, "a\u{FFFD}b");
         assert_eq!(t.queue_depth(), 0);
     }

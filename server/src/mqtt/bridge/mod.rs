@@ -262,7 +262,13 @@ impl Bridge {
         let mut topics = Vec::new();
         for t in TOPICS
             .iter()
-            .filter(|t| t.retain && t.direction == Direction::NodeToLeader)
+            .filter(|t| {
+                t.retain
+                    && matches!(
+                        t.direction,
+                        Direction::NodeToLeader | Direction::LeaderToNode
+                    )
+            })
             .filter(|t| t.kind != TopicKind::Status)
         {
             if t.pattern.contains("{job}") {
@@ -339,6 +345,27 @@ impl Bridge {
             true,
         )
         .await
+    }
+
+    /// Tells a node how far its readings and log lines are stored (retained, so an agent that
+    /// reconnects learns it at once). Not sent when the queue is full: the agent sends again what
+    /// it has not heard of, and the next transaction says it once more.
+    pub fn tell_stored(&self, node_id: &str, stored: &trellis_proto::Stored) {
+        let sent = encode(stored)
+            .map_err(|e| e.to_string())
+            .and_then(|payload| {
+                self.publisher
+                    .queue(
+                        trellis_proto::TopicKind::Stored.topic(node_id, None),
+                        payload,
+                        true,
+                        None,
+                    )
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, node_id, "could not queue the stored marks");
+        }
     }
 
     /// Clears a node's retained enroll response, if one is still out (the node was removed or
