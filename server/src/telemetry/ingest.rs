@@ -480,4 +480,124 @@ mod tests {
         assert_eq!(got.1[0].line, "a\u{FFFD}b");
         assert_eq!(t.queue_depth(), 0);
     }
+
+    async fn series_on(db: DatabaseConnection) {
+        let (t, ingester) = Telemetry::new(db.clone());
+        let bridge = crate::mqtt::bridge::Bridge::start(
+            &trellis_proto::BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1,
+                tls: false,
+            },
+            None,
+            None,
+            crate::mqtt::bridge::Domains {
+                nodes: crate::nodes::Nodes::new(db.clone()),
+                jobs: crate::jobs::Jobs::new(db),
+                telemetry: t.clone(),
+            },
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        tokio::spawn(ingester.run(bridge));
+        // A reading every second for 1000 s: value = the second.
+        let run = "00000000000000aa";
+        for chunk in 0..2u64 {
+            let points = (0..500).map(|i| {
+                let s = chunk * 500 + i;
+                (0, 1_000_000 + s as i64 * 1000, s as f64)
+            });
+            t.submit(Batch::Readings(
+                "pi".into(),
+                ReadingBatch {
+                    run: run.into(),
+                    seq: chunk * 500,
+                    held: chunk * 500,
+                    dropped: 0,
+                    series: vec![Series {
+                        job: "od_reading".into(),
+                        metric: "od".into(),
+                        unit: None,
+                    }],
+                    points: points.collect(),
+                },
+            ))
+            .await;
+        }
+        let range = (1_000_000, 1_000_000 + 1_000_000);
+        let buckets = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let b = t.series("pi", "od_reading", "od", range, 10).await.unwrap();
+                if b.iter().map(|b| b.count).sum::<i64>() == 1000 {
+                    return b;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("stored");
+        // Ten buckets of 100 s: the first holds seconds 0-99.
+        assert_eq!(buckets.len(), 10);
+        let first = &buckets[0];
+        assert_eq!(
+            (
+                first.start_ms,
+                first.width_ms,
+                first.count,
+                first.min,
+                first.max
+            ),
+            (1_000_000, 100_000, 100, 0.0, 99.0)
+        );
+        assert!((first.avg - 49.5).abs() < 1e-9, "{}", first.avg);
+        assert_eq!((buckets[9].min, buckets[9].max), (900.0, 999.0));
+        // A narrower window, more points than readings: one bucket a reading, none empty.
+        let b = t
+            .series("pi", "od_reading", "od", (1_000_000, 1_010_000), 1000)
+            .await
+            .unwrap();
+        assert_eq!(b.len(), 10);
+        assert!(b.iter().all(|b| b.count == 1 && b.min == b.max));
+        // Bad requests are named.
+        let e = t
+            .series("pi", "od_reading", "od", range, 0)
+            .await
+            .unwrap_err();
+        assert!(
+            e.public_message()
+                .contains("points 0 must be between 1 and 10000"),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_series_is_downsampled_into_buckets_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        series_on(crate::infra::db::connect(&url).await.unwrap()).await;
+    }
+
+    /// The same on Postgres when the test command started one (it always does).
+    #[tokio::test]
+    async fn a_series_is_downsampled_into_buckets_on_postgres() {
+        use sea_orm::ConnectionTrait;
+        let Ok(admin) = std::env::var("TRELLIS_TEST_POSTGRES_URL") else {
+            eprintln!("TRELLIS_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+            return;
+        };
+        let name = format!("trellis_unit_{}", uuid::Uuid::new_v4().simple());
+        let admin_db = crate::infra::db::open(&admin).await.unwrap();
+        admin_db
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("{admin} names no database"),
+        };
+        series_on(crate::infra::db::connect(&url).await.unwrap()).await;
+        let _ = admin_db
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await;
+    }
 }

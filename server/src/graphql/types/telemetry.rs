@@ -39,6 +39,36 @@ impl From<entity::reading::Model> for Reading {
     }
 }
 
+/// One time bucket of a series: what its readings average, range and count.
+#[derive(SimpleObject)]
+pub struct ReadingBucket {
+    /// Where the bucket starts.
+    pub start: DateTime<Utc>,
+    /// Its width, milliseconds.
+    pub width_ms: i64,
+    /// The average of its readings.
+    pub avg: f64,
+    /// The lowest reading.
+    pub min: f64,
+    /// The highest reading.
+    pub max: f64,
+    /// How many readings it holds.
+    pub count: i64,
+}
+
+impl From<crate::telemetry::service::Bucket> for ReadingBucket {
+    fn from(b: crate::telemetry::service::Bucket) -> Self {
+        ReadingBucket {
+            start: time(b.start_ms),
+            width_ms: b.width_ms,
+            avg: b.avg,
+            min: b.min,
+            max: b.max,
+            count: b.count,
+        }
+    }
+}
+
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum LogStream {
