@@ -52,6 +52,8 @@ impl TelemetryQuery {
     /// and the number of readings; buckets with no reading are left out. A month of 1 Hz
     /// readings draws in one request.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    // Each argument is one of the query's GraphQL arguments, as a client names them.
+    #[allow(clippy::too_many_arguments)]
     async fn reading_series(
         &self,
         ctx: &Context<'_>,
