@@ -103,14 +103,9 @@ impl<T: Clone> Outbox<T> {
     }
 
     /// The next items not yet sent (at most `max`, and at most `max_bytes` by their sizes, but
-    /// at least one), marked sent: their first number, the total dropped so far, and the items.
-    pub fn next_batch(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, Vec<T>)> {
-        self.next_batch_held(max, max_bytes)
-            .map(|(first, _, dropped, items)| (first, dropped, items))
-    }
-
-    /// [`Outbox::next_batch`], with the lowest number still held (the batch's `held`).
-    pub fn next_batch_held(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, u64, Vec<T>)> {
+    /// at least one), marked sent: their first number, the lowest number still held (the
+    /// batch's `held`), the total dropped so far, and the items.
+    pub fn next_batch(&self, max: usize, max_bytes: usize) -> Option<(u64, u64, u64, Vec<T>)> {
         let mut q = self.lock();
         let sent = q.sent;
         let mut bytes = 0;
@@ -271,8 +266,7 @@ impl Telemetry {
 
     /// The next batch of readings to send, with its number and size for [`Outbox::ack`].
     pub fn next_readings(&self) -> Option<ReadingBatch> {
-        let (seq, held, dropped, points) =
-            self.readings.next_batch_held(MAX_BATCH, MAX_BATCH_BYTES)?;
+        let (seq, held, dropped, points) = self.readings.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
         let mut series: Vec<Series> = Vec::new();
         let mut out = Vec::with_capacity(points.len());
         for p in points {
@@ -297,7 +291,7 @@ impl Telemetry {
 
     /// The next batch of log lines to send.
     pub fn next_logs(&self) -> Option<LogBatch> {
-        let (seq, held, dropped, lines) = self.logs.next_batch_held(MAX_BATCH, MAX_BATCH_BYTES)?;
+        let (seq, held, dropped, lines) = self.logs.next_batch(MAX_BATCH, MAX_BATCH_BYTES)?;
         Some(LogBatch {
             run: self.run.clone(),
             seq,
@@ -343,9 +337,9 @@ mod tests {
             q.push(i, 10);
         }
         assert_eq!(q.waiting(), None);
-        assert_eq!(q.next_batch(2, 1000), Some((0, 0, vec![0, 1])));
+        assert_eq!(q.next_batch(2, 1000), Some((0, 0, 0, vec![0, 1])));
         assert!(q.waiting().is_some(), "the front was sent");
-        assert_eq!(q.next_batch(2, 1000), Some((2, 0, vec![2])));
+        assert_eq!(q.next_batch(2, 1000), Some((2, 0, 0, vec![2])));
         assert_eq!(q.next_batch(2, 1000), None);
         // The leader stored 0 and 1; item 2 waits on.
         q.stored_until(2);
@@ -354,7 +348,7 @@ mod tests {
         // The connection broke (or the leader was silent too long): item 2 goes again.
         q.rewind();
         assert_eq!(q.waiting(), None);
-        assert_eq!(q.next_batch(10, 1000), Some((2, 0, vec![2])));
+        assert_eq!(q.next_batch(10, 1000), Some((2, 2, 0, vec![2])));
         q.stored_until(3);
         assert_eq!((q.depth(), q.waiting()), ((0, 0), None));
         // A stale word (an older number) changes nothing.
@@ -365,8 +359,8 @@ mod tests {
         let q: Outbox<u32> = Outbox::new(5, 10_000);
         q.push(7, 600);
         q.push(8, 600);
-        assert_eq!(q.next_batch(10, 1000), Some((0, 0, vec![7])));
-        assert_eq!(q.next_batch(10, 100), Some((1, 0, vec![8])));
+        assert_eq!(q.next_batch(10, 1000), Some((0, 0, 0, vec![7])));
+        assert_eq!(q.next_batch(10, 100), Some((1, 0, 0, vec![8])));
     }
 
     #[test]
@@ -376,7 +370,7 @@ mod tests {
             q.push(i, 10);
         }
         assert_eq!(q.depth(), (3, 2));
-        assert_eq!(q.next_batch(10, 1000), Some((2, 2, vec![2, 3, 4])));
+        assert_eq!(q.next_batch(10, 1000), Some((2, 2, 2, vec![2, 3, 4])));
         // By bytes too.
         let q: Outbox<u32> = Outbox::new(100, 25);
         for i in 0..3 {

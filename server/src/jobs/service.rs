@@ -92,15 +92,15 @@ impl Start {
 }
 
 /// Who acts, for the record and for the one rule about `exec`.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
+#[derive(Debug, Clone)]
+pub struct Caller {
     /// The audit actor.
-    pub actor: &'a str,
+    pub actor: String,
     /// Whether the caller is an admin.
     pub admin: bool,
 }
 
-impl Caller<'_> {
+impl Caller {
     /// An `exec` job runs any program on its node as the agent's user, the leader's own node
     /// included (where that user can read the leader's data): only admins may start one, or
     /// store, replace or delete a preset of one.
@@ -467,7 +467,7 @@ impl Jobs {
         kind: &str,
         description: &str,
         settings: &Settings,
-        caller: &Caller<'_>,
+        caller: &Caller,
     ) -> ApiResult<Preset> {
         caller.may_use(kind)?;
         if let Some(old) = job_preset::Entity::find_by_id(name).one(&self.db).await? {
@@ -508,7 +508,7 @@ impl Jobs {
             settings: Set(
                 serde_json::to_value(settings).map_err(|e| ApiError::Internal(e.to_string()))?
             ),
-            updated_by: Set(caller.actor.to_owned()),
+            updated_by: Set(caller.actor.clone()),
             updated_at: Set(Utc::now()),
         };
         if job_preset::Entity::find_by_id(name)
@@ -530,7 +530,7 @@ impl Jobs {
     }
 
     /// Deletes stored preset `name`; `NOT_FOUND` when there is none (built-in ones stay).
-    pub async fn delete_preset(&self, name: &str, caller: &Caller<'_>) -> ApiResult<()> {
+    pub async fn delete_preset(&self, name: &str, caller: &Caller) -> ApiResult<()> {
         if super::presets::find(name).is_some() {
             return Err(ApiError::BadRequest(format!(
                 "{name} is a built-in preset; it cannot be deleted"
@@ -559,7 +559,7 @@ impl Jobs {
         what: &Start,
         name: Option<&str>,
         given: &Settings,
-        caller: &Caller<'_>,
+        caller: &Caller,
     ) -> ApiResult<job::Model> {
         let (kind, default_name, mut settings) = match what {
             Start::Kind(kind) => (kind.clone(), kind.clone(), Settings::new()),
@@ -594,7 +594,7 @@ impl Jobs {
             })
             .await?;
         let mut m = row.into_active_model();
-        m.started_by = Set(Some(caller.actor.to_owned()));
+        m.started_by = Set(Some(caller.actor.clone()));
         let row = m.update(&self.db).await?;
         if row.state == JobState::Failed.as_str() {
             return Err(ApiError::BadRequest(format!(

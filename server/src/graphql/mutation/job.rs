@@ -49,12 +49,12 @@ pub struct JobStartResult {
 }
 
 /// Who calls, for the jobs service: the audit actor and whether they are an admin.
-fn caller(ctx: &Context<'_>) -> (String, bool) {
+fn caller(ctx: &Context<'_>) -> Caller {
     let principal = ctx.data_opt::<Principal>();
-    (
-        principal.map(Principal::actor).unwrap_or_default(),
-        principal.is_some_and(|p| p.role == Role::Admin),
-    )
+    Caller {
+        actor: principal.map(Principal::actor).unwrap_or_default(),
+        admin: principal.is_some_and(|p| p.role == Role::Admin),
+    }
 }
 
 /// The ids `selector` names, sorted, each once; `NOT_FOUND` for a listed id that is no node.
@@ -114,11 +114,7 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<Job> {
         let state = ctx.data::<AppState>()?;
-        let (actor, admin) = caller(ctx);
-        let caller = Caller {
-            actor: &actor,
-            admin,
-        };
+        let caller = caller(ctx);
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
         let shown = target(&node_id, name.as_deref().unwrap_or(what.name()));
@@ -147,11 +143,7 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<Vec<JobStartResult>> {
         let state = ctx.data::<AppState>()?;
-        let (actor, admin) = caller(ctx);
-        let caller = Caller {
-            actor: &actor,
-            admin,
-        };
+        let caller = caller(ctx);
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let what = Start::from_args(kind, preset)?;
         let ids = select(state, &nodes).await?;
@@ -181,7 +173,7 @@ impl JobMutation {
             };
             state
                 .audit
-                .record(&actor, "startJob", Some(&shown), code, detail)
+                .record(&caller.actor, "startJob", Some(&shown), code, detail)
                 .await;
             results.push(match outcome {
                 Ok(row) => JobStartResult {
@@ -214,11 +206,7 @@ impl JobMutation {
         settings: Option<Json<Settings>>,
     ) -> Result<crate::graphql::types::JobPreset> {
         let state = ctx.data::<AppState>()?;
-        let (actor, admin) = caller(ctx);
-        let caller = Caller {
-            actor: &actor,
-            admin,
-        };
+        let caller = caller(ctx);
         let settings = settings.map(|s| s.0).unwrap_or_default();
         let work = state
             .jobs
@@ -232,11 +220,7 @@ impl JobMutation {
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn delete_job_preset(&self, ctx: &Context<'_>, name: String) -> Result<bool> {
         let state = ctx.data::<AppState>()?;
-        let (actor, admin) = caller(ctx);
-        let caller = Caller {
-            actor: &actor,
-            admin,
-        };
+        let caller = caller(ctx);
         let work = state.jobs.delete_preset(&name, &caller);
         audited(ctx, "deleteJobPreset", Some(&name), work).await?;
         Ok(true)
