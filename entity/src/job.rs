@@ -31,6 +31,8 @@ pub struct Model {
     pub logs_dropped: i64,
     /// The id of the start that made the job, as its agent echoed it (a start waits for it).
     pub start_id: Option<String>,
+    /// The experiment it belongs to, if any.
+    pub experiment_id: Option<String>,
 }
 
 /// No relations.

@@ -19,6 +19,8 @@ pub struct Model {
     pub stream: String,
     /// The text.
     pub line: String,
+    /// The experiment it belongs to, if any.
+    pub experiment_id: Option<String>,
 }
 
 /// No relations.

@@ -3,6 +3,9 @@
 pub mod api_token;
 pub mod audit_event;
 pub mod enrollment;
+pub mod experiment;
+pub mod experiment_node;
+pub mod experiment_note;
 pub mod job;
 pub mod job_log;
 pub mod job_preset;
@@ -10,6 +13,7 @@ pub mod join_token;
 pub mod node;
 pub mod node_credential;
 pub mod reading;
+pub mod reading_series;
 pub mod session;
 pub mod telemetry_stream;
 pub mod user;

@@ -24,6 +24,8 @@ pub struct Model {
     pub node_time_ms: i64,
     /// The value.
     pub value: f64,
+    /// The experiment it belongs to, if any.
+    pub experiment_id: Option<String>,
 }
 
 /// No relations.

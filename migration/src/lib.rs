@@ -11,6 +11,7 @@ mod m20261121_000005_add_join_token_mosquitto_hash;
 mod m20261129_000006_create_job;
 mod m20261129_000007_add_node_clock_offset;
 mod m20261129_000008_create_telemetry;
+mod m20261202_000009_create_experiment;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_create_job::Migration),
             Box::new(m20261129_000007_add_node_clock_offset::Migration),
             Box::new(m20261129_000008_create_telemetry::Migration),
+            Box::new(m20261202_000009_create_experiment::Migration),
         ]
     }
 }

@@ -23,6 +23,9 @@ pub enum ApiError {
     NotFound(String),
     /// The caller's input was wrong; the message says what.
     BadRequest(String),
+    /// The request clashes with the current state (a name taken, a node held by another
+    /// experiment); the message says with what.
+    Conflict(String),
     /// A node or the broker could not do it now (not connected, no answer); worth retrying.
     Unavailable(String),
     /// The database failed.
@@ -49,6 +52,7 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::RateLimited(m)
             | ApiError::BadRequest(m)
+            | ApiError::Conflict(m)
             | ApiError::Unavailable(m) => m.clone(),
             ApiError::Database(e) => format!("database error: {e}"),
             ApiError::Internal(m) => format!("internal error: {m}"),
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,6 +98,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Conflict(_) => "CONFLICT",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Database(_) | ApiError::Internal(_) => "INTERNAL",
         }

@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ServerConfig, access, enroll, jobs,
+    ServerConfig, access, enroll, experiments, jobs,
     mqtt::{bridge, gate},
     nodes::{self, docker},
     telemetry::{self, Telemetry},
@@ -36,6 +36,8 @@ pub struct AppState {
     pub jobs: jobs::Jobs,
     /// Readings, job logs and calibrations.
     pub telemetry: Telemetry,
+    /// Experiments and the nodes in them.
+    pub experiments: experiments::Experiments,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -65,6 +67,7 @@ impl AppState {
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let jobs = jobs::Jobs::new(db.clone());
+        let experiments = experiments::Experiments::new(db.clone(), jobs.clone());
         let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
@@ -93,6 +96,7 @@ impl AppState {
             docker,
             jobs,
             telemetry,
+            experiments,
         }
     }
 }

@@ -83,4 +83,44 @@ impl Audit {
         }
         Ok(q.all(&self.db).await?)
     }
+
+    /// What was done to an experiment (its name as target) and to its nodes and their jobs
+    /// (`node` or `node/job` as target) while each node was in it, newest first.
+    pub async fn for_experiment(
+        &self,
+        name: &str,
+        spans: &[(String, i64, Option<i64>)],
+        before: Option<i64>,
+        limit: u64,
+    ) -> ApiResult<Vec<audit_event::Model>> {
+        use sea_orm::Condition;
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let at = |ms: i64| chrono::DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        let mut any = Condition::any().add(audit_event::Column::Target.eq(name));
+        for (node, from, until) in spans {
+            let mut c = Condition::all()
+                .add(
+                    Condition::any()
+                        .add(audit_event::Column::Target.eq(node.as_str()))
+                        .add(audit_event::Column::Target.starts_with(format!("{node}/"))),
+                )
+                .add(audit_event::Column::At.gte(at(*from)));
+            if let Some(u) = until {
+                c = c.add(audit_event::Column::At.lt(at(*u)));
+            }
+            any = any.add(c);
+        }
+        let mut q = AuditEvent::find().filter(any);
+        if let Some(id) = before {
+            q = q.filter(audit_event::Column::Id.lt(id));
+        }
+        Ok(q.order_by_desc(audit_event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
 }

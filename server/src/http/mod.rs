@@ -1,9 +1,10 @@
 //! The HTTP surface: `/graphql` (POST, GET, and the websocket upgrade for subscriptions with both
 //! graphql-transport-ws and the older graphql-ws), GraphiQL with its assets served by the leader
 //! itself (a leader often has no internet, and the stock page loads them from a CDN), `/healthz`,
-//! `/readyz`, and the web app with client-side routes falling back to `index.html`.
+//! `/readyz`, streamed CSV exports under `/export/`, and the web app with client-side routes falling back to `index.html`.
 
 mod caller;
+pub mod export;
 mod graphiql;
 mod graphql;
 mod health;

@@ -31,7 +31,10 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
     let mut r = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/export/readings.csv", get(super::export::readings))
+        .route("/export/logs.csv", get(super::export::logs))
+        .route("/export/events.csv", get(super::export::events));
     if graphiql {
         r = r
             .route("/graphiql", get(graphiql_page))

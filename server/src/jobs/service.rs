@@ -191,7 +191,13 @@ impl Jobs {
             .await?;
         let row = match existing {
             Some(row) => {
+                // A new start of the job takes its node's experiment now.
+                let restarted = row.start_id != status.start;
                 let mut m = row.into_active_model();
+                if restarted {
+                    m.experiment_id =
+                        Set(crate::experiments::service::current(&self.db, node_id).await?);
+                }
                 m.kind = Set(status.kind.clone());
                 m.settings = Set(settings);
                 m.state = Set(status.state.as_str().to_owned());
@@ -215,6 +221,9 @@ impl Jobs {
                     return Ok(None);
                 }
                 job::ActiveModel {
+                    experiment_id: Set(
+                        crate::experiments::service::current(&self.db, node_id).await?
+                    ),
                     logs_dropped: Set(0),
                     start_id: Set(status.start.clone()),
                     node_id: Set(node_id.to_owned()),
@@ -238,6 +247,29 @@ impl Jobs {
             Some(row.clone()),
         );
         Ok(Some(row))
+    }
+
+    /// Moves the running jobs of `node_id` into `experiment_id` (its node joined or left an
+    /// experiment); stopped and failed jobs keep the one they ran in.
+    pub async fn follow_experiment(
+        &self,
+        node_id: &str,
+        experiment_id: Option<&str>,
+    ) -> ApiResult<()> {
+        let rows = crate::experiments::service::running_jobs(node_id)
+            .all(&self.db)
+            .await?;
+        for row in rows {
+            if row.experiment_id.as_deref() == experiment_id {
+                continue;
+            }
+            let mut m = row.into_active_model();
+            m.experiment_id = Set(experiment_id.map(str::to_owned));
+            let row = m.update(&self.db).await?;
+            let name = row.name.clone();
+            self.emit(JobEventKind::Updated, node_id, &name, Some(row));
+        }
+        Ok(())
     }
 
     /// Forgets a job whose retained status its agent cleared.
@@ -315,6 +347,16 @@ impl Jobs {
             q = q.filter(job::Column::NodeId.eq(n));
         }
         Ok(q.all(&self.db).await?)
+    }
+
+    /// The jobs that ran or run in experiment `id`, by node and name.
+    pub async fn in_experiment(&self, id: &str) -> ApiResult<Vec<job::Model>> {
+        Ok(job::Entity::find()
+            .filter(job::Column::ExperimentId.eq(id))
+            .order_by_asc(job::Column::NodeId)
+            .order_by_asc(job::Column::Name)
+            .all(&self.db)
+            .await?)
     }
 
     /// One job.

@@ -27,7 +27,7 @@ use std::{
 };
 
 use chrono::Utc;
-use entity::{job, job_log, node, reading, telemetry_stream};
+use entity::{job, job_log, node, reading, reading_series, telemetry_stream};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
@@ -37,7 +37,8 @@ use sea_orm::{
 use tokio::sync::{broadcast, mpsc};
 use trellis_proto::Stored;
 
-use super::service::{Batch, LogEvent};
+use super::service::{Batch, LiveReadings, LogEvent};
+use crate::experiments::Membership;
 
 /// Most batches stored in one transaction.
 pub const BATCHES_PER_TRANSACTION: usize = 64;
@@ -53,6 +54,7 @@ pub struct Ingester {
     db: DatabaseConnection,
     rx: mpsc::Receiver<Batch>,
     logs: broadcast::Sender<LogEvent>,
+    live: broadcast::Sender<LiveReadings>,
     depth: Arc<AtomicUsize>,
 }
 
@@ -61,12 +63,14 @@ impl Ingester {
         db: DatabaseConnection,
         rx: mpsc::Receiver<Batch>,
         logs: broadcast::Sender<LogEvent>,
+        live: broadcast::Sender<LiveReadings>,
         depth: Arc<AtomicUsize>,
     ) -> Self {
         Ingester {
             db,
             rx,
             logs,
+            live,
             depth,
         }
     }
@@ -123,6 +127,10 @@ impl Ingester {
                     }
                 }
             }
+            if !outcome.readings.is_empty() {
+                // No subscriber is not an error.
+                let _ = self.live.send(Some(Arc::new(outcome.readings)));
+            }
             for line in outcome.lines {
                 // No subscriber is not an error.
                 let _ = self.logs.send(LogEvent { line: Some(line) });
@@ -154,6 +162,18 @@ impl Ingester {
         let mut stored_lines = Vec::new();
         let mut gaps = BTreeSet::new();
         let mut jobs_with_logs = BTreeSet::new();
+        let membership = Membership::load(
+            &txn,
+            group.iter().map(|b| match b {
+                Batch::Readings(n, _) | Batch::Logs(n, _) => n.as_str(),
+            }),
+            earliest(group),
+        )
+        .await?;
+        let mut catalog = Catalog::default();
+        // Copies for live subscribers, only when there are some.
+        let live = self.live.receiver_count() > 0;
+        let mut live_rows = Vec::new();
         for batch in group {
             let (node_id, kind, run, seq, held, dropped, len) = match batch {
                 Batch::Readings(n, b) => (
@@ -200,18 +220,25 @@ impl Ingester {
                         .skip(skip)
                         .map(|&(i, at, value)| {
                             let s = &b.series[i as usize];
+                            let time_ms = at.saturating_sub(offset);
+                            let experiment = membership.at(node_id, time_ms);
+                            catalog.add(node_id, s, experiment, time_ms);
                             reading::ActiveModel {
                                 node_id: Set(node_id.clone()),
                                 job: Set(s.job.clone()),
                                 metric: Set(s.metric.clone()),
                                 unit: Set(s.unit.clone()),
-                                time_ms: Set(at.saturating_sub(offset)),
+                                time_ms: Set(time_ms),
                                 node_time_ms: Set(at),
                                 value: Set(value),
+                                experiment_id: Set(experiment.map(str::to_owned)),
                                 ..Default::default()
                             }
                         })
                         .collect();
+                    if live {
+                        live_rows.extend(rows.iter().map(live_copy));
+                    }
                     if !rows.is_empty() {
                         reading::Entity::insert_many(rows).exec(&txn).await?;
                     }
@@ -222,6 +249,9 @@ impl Ingester {
                             node_id: Set(node_id.clone()),
                             job: Set(l.job.clone()),
                             time_ms: Set(l.at_ms.saturating_sub(offset)),
+                            experiment_id: Set(membership
+                                .at(node_id, l.at_ms.saturating_sub(offset))
+                                .map(str::to_owned)),
                             stream: Set(l.stream.as_str().to_owned()),
                             // Postgres text refuses NUL; a well-behaved agent sends none.
                             line: Set(l.line.replace('\0', "\u{FFFD}")),
@@ -249,11 +279,122 @@ impl Ingester {
         for (node_id, name) in jobs_with_logs {
             bound_logs(&txn, &node_id, &name).await?;
         }
+        catalog.save(&txn).await?;
         txn.commit().await?;
         Ok(Outcome {
+            readings: live_rows,
             lines: stored_lines,
             gaps,
         })
+    }
+}
+
+/// A reading about to be stored, for live subscribers (its id is not known yet: 0).
+fn live_copy(r: &reading::ActiveModel) -> reading::Model {
+    fn get<T: Clone + Default + Into<sea_orm::Value>>(v: &sea_orm::ActiveValue<T>) -> T {
+        v.clone().take().unwrap_or_default()
+    }
+    reading::Model {
+        id: 0,
+        node_id: get(&r.node_id),
+        job: get(&r.job),
+        metric: get(&r.metric),
+        unit: get(&r.unit),
+        time_ms: get(&r.time_ms),
+        node_time_ms: get(&r.node_time_ms),
+        value: get(&r.value),
+        experiment_id: get(&r.experiment_id),
+    }
+}
+
+/// The earliest node time any batch of `group` holds (memberships that closed before it do not
+/// matter), with an hour's margin for clock offsets.
+fn earliest(group: &[Batch]) -> i64 {
+    group
+        .iter()
+        .filter_map(|b| match b {
+            Batch::Readings(_, b) => b.points.iter().map(|p| p.1).min(),
+            Batch::Logs(_, b) => b.lines.iter().map(|l| l.at_ms).min(),
+        })
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(3_600_000)
+}
+
+/// What a transaction adds to `reading_series`: per (node, job, metric, experiment), the unit,
+/// the first and last time and the count.
+#[derive(Default)]
+struct Catalog {
+    series: HashMap<CatalogKey, (Option<String>, i64, i64, i64)>,
+}
+
+/// A catalog row's key: node, job, metric, experiment (`""` for none).
+type CatalogKey = (String, String, String, String);
+
+impl Catalog {
+    fn add(
+        &mut self,
+        node_id: &str,
+        s: &trellis_proto::Series,
+        experiment: Option<&str>,
+        time_ms: i64,
+    ) {
+        let key = (
+            node_id.to_owned(),
+            s.job.clone(),
+            s.metric.clone(),
+            experiment.unwrap_or_default().to_owned(),
+        );
+        let e = self
+            .series
+            .entry(key)
+            .or_insert_with(|| (s.unit.clone(), time_ms, time_ms, 0));
+        e.1 = Ord::min(e.1, time_ms);
+        e.2 = Ord::max(e.2, time_ms);
+        e.3 += 1;
+    }
+
+    /// Adds to the catalog's rows (one upsert per series).
+    async fn save(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        use sea_orm::sea_query::OnConflict;
+        for ((node_id, job, metric, experiment_id), (unit, first, last, count)) in self.series {
+            let row = reading_series::ActiveModel {
+                node_id: Set(node_id),
+                job: Set(job),
+                metric: Set(metric),
+                experiment_id: Set(experiment_id),
+                unit: Set(unit),
+                first_ms: Set(first),
+                last_ms: Set(last),
+                count: Set(count),
+            };
+            reading_series::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([
+                        reading_series::Column::NodeId,
+                        reading_series::Column::Job,
+                        reading_series::Column::Metric,
+                        reading_series::Column::ExperimentId,
+                    ])
+                    .value(
+                        reading_series::Column::Count,
+                        Expr::cust("reading_series.count + excluded.count"),
+                    )
+                    .value(
+                        reading_series::Column::FirstMs,
+                        Expr::cust("CASE WHEN excluded.first_ms < reading_series.first_ms THEN excluded.first_ms ELSE reading_series.first_ms END"),
+                    )
+                    .value(
+                        reading_series::Column::LastMs,
+                        Expr::cust("CASE WHEN excluded.last_ms > reading_series.last_ms THEN excluded.last_ms ELSE reading_series.last_ms END"),
+                    )
+                    .update_column(reading_series::Column::Unit)
+                    .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -273,6 +414,7 @@ fn is_outage(e: &DbErr) -> bool {
 /// whose batches came past a gap.
 #[derive(Default)]
 struct Outcome {
+    readings: Vec<reading::Model>,
     lines: Vec<job_log::Model>,
     gaps: BTreeSet<(String, String)>,
 }
@@ -461,7 +603,11 @@ mod tests {
         .await;
         let got = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                let rows = t.readings("pi", None, None, None, 100).await.unwrap();
+                let of = crate::telemetry::service::Selection {
+                    node_id: Some("pi"),
+                    ..Default::default()
+                };
+                let rows = t.readings(&of, None, 100).await.unwrap();
                 let logs = t.logs("pi", "x", 10).await.unwrap();
                 if rows.len() >= 11 && !logs.is_empty() {
                     return (rows, logs);
@@ -480,6 +626,14 @@ mod tests {
         assert_eq!(got.1[0].line, "a\u{FFFD}b");
         assert_eq!(t.queue_depth(), 0);
     }
+
+    const OD: crate::telemetry::service::SeriesKey<'static> =
+        crate::telemetry::service::SeriesKey {
+            node_id: "pi",
+            job: "od_reading",
+            metric: "od",
+            experiment_id: None,
+        };
 
     async fn series_on(db: DatabaseConnection) {
         let (t, ingester) = Telemetry::new(db.clone());
@@ -527,7 +681,7 @@ mod tests {
         let range = (1_000_000, 1_000_000 + 1_000_000);
         let buckets = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
-                let b = t.series("pi", "od_reading", "od", range, 10).await.unwrap();
+                let b = t.series(&OD, range, 10).await.unwrap();
                 if b.iter().map(|b| b.count).sum::<i64>() == 1000 {
                     return b;
                 }
@@ -552,21 +706,105 @@ mod tests {
         assert!((first.avg - 49.5).abs() < 1e-9, "{}", first.avg);
         assert_eq!((buckets[9].min, buckets[9].max), (900.0, 999.0));
         // A narrower window, more points than readings: one bucket a reading, none empty.
-        let b = t
-            .series("pi", "od_reading", "od", (1_000_000, 1_010_000), 1000)
-            .await
-            .unwrap();
+        let b = t.series(&OD, (1_000_000, 1_010_000), 1000).await.unwrap();
         assert_eq!(b.len(), 10);
         assert!(b.iter().all(|b| b.count == 1 && b.min == b.max));
         // Bad requests are named.
-        let e = t
-            .series("pi", "od_reading", "od", range, 0)
-            .await
-            .unwrap_err();
+        let e = t.series(&OD, range, 0).await.unwrap_err();
         assert!(
             e.public_message()
                 .contains("points 0 must be between 1 and 10000"),
             "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readings_carry_the_experiment_their_node_was_in_at_their_time_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        tagging_on(crate::infra::db::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn readings_carry_the_experiment_their_node_was_in_at_their_time_on_postgres() {
+        with_postgres("tagging", tagging_on).await;
+    }
+
+    async fn tagging_on(db: DatabaseConnection) {
+        use entity::{experiment, experiment_node, reading_series};
+        use sea_orm::ActiveModelTrait;
+        experiment::ActiveModel {
+            id: Set("E".into()),
+            name: Set("e".into()),
+            description: Set(String::new()),
+            created_by: Set("t".into()),
+            created_ms: Set(0),
+            ended_ms: Set(None),
+            ended_by: Set(None),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        // pi was in E from 1000 to 2000.
+        experiment_node::ActiveModel {
+            experiment_id: Set("E".into()),
+            node_id: Set("pi".into()),
+            from_ms: Set(1_000),
+            until_ms: Set(Some(2_000)),
+            added_by: Set("t".into()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        let (_t, ingester) = Telemetry::new(db.clone());
+        let batch = |seq: u64, times: &[i64]| {
+            let Batch::Readings(n, mut b) = readings("r", seq, 0, &[]) else {
+                unreachable!()
+            };
+            b.points = times.iter().map(|&t| (0, t, t as f64)).collect();
+            Batch::Readings(n, b)
+        };
+        // Sent late (an outage buffer) or not, a reading goes by its own time.
+        ingester
+            .store(&[batch(0, &[500, 1_500, 2_500])])
+            .await
+            .unwrap();
+        ingester.store(&[batch(3, &[1_999, 2_000])]).await.unwrap();
+        let rows = reading::Entity::find()
+            .order_by_asc(reading::Column::TimeMs)
+            .all(&db)
+            .await
+            .unwrap();
+        let tags: Vec<(i64, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.time_ms, r.experiment_id.as_deref()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                (500, None),
+                (1_500, Some("E")),
+                (1_999, Some("E")),
+                (2_000, None),
+                (2_500, None)
+            ]
+        );
+        // The catalog counts each series once per experiment, its span from both batches.
+        let catalog: Vec<(String, i64, i64, i64)> = reading_series::Entity::find()
+            .order_by_asc(reading_series::Column::ExperimentId)
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.experiment_id, s.first_ms, s.last_ms, s.count))
+            .collect();
+        assert_eq!(
+            catalog,
+            [
+                (String::new(), 500, 2_500, 3),
+                ("E".to_owned(), 1_500, 1_999, 2)
+            ]
         );
     }
 
@@ -580,12 +818,22 @@ mod tests {
     /// The same on Postgres when the test command started one (it always does).
     #[tokio::test]
     async fn a_series_is_downsampled_into_buckets_on_postgres() {
+        with_postgres("series", series_on).await;
+    }
+
+    /// Runs `check` on a fresh Postgres database when the test command started Postgres (it
+    /// always does), and drops the database afterwards.
+    async fn with_postgres<F, Fut>(what: &str, check: F)
+    where
+        F: FnOnce(DatabaseConnection) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         use sea_orm::ConnectionTrait;
         let Ok(admin) = std::env::var("TRELLIS_TEST_POSTGRES_URL") else {
             eprintln!("TRELLIS_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
             return;
         };
-        let name = format!("trellis_unit_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("trellis_unit_{what}_{}", uuid::Uuid::new_v4().simple());
         let admin_db = crate::infra::db::open(&admin).await.unwrap();
         admin_db
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -595,7 +843,7 @@ mod tests {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("{admin} names no database"),
         };
-        series_on(crate::infra::db::connect(&url).await.unwrap()).await;
+        check(crate::infra::db::connect(&url).await.unwrap()).await;
         let _ = admin_db
             .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .await;

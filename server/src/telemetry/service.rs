@@ -8,7 +8,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use entity::{job_log, node, reading, telemetry_stream};
+use entity::{job_log, node, reading, reading_series, telemetry_stream};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
@@ -38,6 +38,56 @@ pub enum Batch {
     Logs(String, LogBatch),
 }
 
+/// Which readings: of a node or an experiment (or both), of one job, of one metric.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// The node's.
+    pub node_id: Option<&'a str>,
+    /// The experiment's.
+    pub experiment_id: Option<&'a str>,
+    /// The job's.
+    pub job: Option<&'a str>,
+    /// This metric.
+    pub metric: Option<&'a str>,
+}
+
+/// Where an export page ends: the last row's sort key.
+#[derive(Debug, Clone)]
+pub struct ExportKey {
+    /// Its job.
+    pub job: String,
+    /// Its metric.
+    pub metric: String,
+    /// Its time.
+    pub time_ms: i64,
+    /// Its id.
+    pub id: i64,
+}
+
+impl From<&reading::Model> for ExportKey {
+    fn from(r: &reading::Model) -> Self {
+        ExportKey {
+            job: r.job.clone(),
+            metric: r.metric.clone(),
+            time_ms: r.time_ms,
+            id: r.id,
+        }
+    }
+}
+
+/// One series: a node's job's metric (in one experiment when given).
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesKey<'a> {
+    /// The node.
+    pub node_id: &'a str,
+    /// The job.
+    pub job: &'a str,
+    /// The metric.
+    pub metric: &'a str,
+    /// Only the readings taken in this experiment.
+    pub experiment_id: Option<&'a str>,
+}
+
 /// One time bucket of a series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
@@ -62,6 +112,12 @@ pub struct LogEvent {
     pub line: Option<job_log::Model>,
 }
 
+/// Readings one transaction stored, for live subscribers (`None`: the subscriber fell behind).
+pub type LiveReadings = Option<Arc<Vec<reading::Model>>>;
+
+/// Capacity of the live readings feed, in transactions; a subscriber further behind gets a resync.
+pub const LIVE_READINGS: usize = 256;
+
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct Telemetry {
@@ -69,6 +125,7 @@ pub struct Telemetry {
     queue: mpsc::Sender<Batch>,
     depth: Arc<AtomicUsize>,
     logs: broadcast::Sender<LogEvent>,
+    live: broadcast::Sender<LiveReadings>,
 }
 
 impl Telemetry {
@@ -78,13 +135,16 @@ impl Telemetry {
         let (queue, rx) = mpsc::channel(INGEST_QUEUE);
         let (logs, _) = broadcast::channel(LOG_EVENTS);
         let depth = Arc::new(AtomicUsize::new(0));
-        let ingester = super::Ingester::new(db.clone(), rx, logs.clone(), depth.clone());
+        let (live, _) = broadcast::channel(LIVE_READINGS);
+        let ingester =
+            super::Ingester::new(db.clone(), rx, logs.clone(), live.clone(), depth.clone());
         (
             Telemetry {
                 db,
                 queue,
                 depth,
                 logs,
+                live,
             },
             ingester,
         )
@@ -104,18 +164,21 @@ impl Telemetry {
         self.depth.load(Ordering::Relaxed)
     }
 
+    /// The live feed of stored readings, a transaction's worth at a time.
+    pub fn subscribe_readings(&self) -> broadcast::Receiver<LiveReadings> {
+        self.live.subscribe()
+    }
+
     /// The live feed of stored log lines.
     pub fn subscribe_logs(&self) -> broadcast::Receiver<LogEvent> {
         self.logs.subscribe()
     }
 
-    /// Readings of a node (of one job, one metric), at or after `since_ms`, the newest `limit` in
-    /// time order.
+    /// Readings of a node or an experiment (of one job, one metric), at or after `since_ms`, the
+    /// newest `limit` in time order.
     pub async fn readings(
         &self,
-        node_id: &str,
-        job: Option<&str>,
-        metric: Option<&str>,
+        of: &Selection<'_>,
         since_ms: Option<i64>,
         limit: u64,
     ) -> ApiResult<Vec<reading::Model>> {
@@ -124,7 +187,19 @@ impl Telemetry {
                 "limit {limit} must be between 1 and {MAX_READINGS_PER_QUERY}"
             )));
         }
-        let mut q = reading::Entity::find().filter(reading::Column::NodeId.eq(node_id));
+        if of.node_id.is_none() && of.experiment_id.is_none() {
+            return Err(ApiError::BadRequest(
+                "name a node or an experiment whose readings to read".into(),
+            ));
+        }
+        let (job, metric) = (of.job, of.metric);
+        let mut q = reading::Entity::find();
+        if let Some(node_id) = of.node_id {
+            q = q.filter(reading::Column::NodeId.eq(node_id));
+        }
+        if let Some(e) = of.experiment_id {
+            q = q.filter(reading::Column::ExperimentId.eq(e));
+        }
         if let Some(job) = job {
             q = q.filter(reading::Column::Job.eq(job));
         }
@@ -150,12 +225,16 @@ impl Telemetry {
     /// request. One `GROUP BY` over the `reading_series_time` index, on SQLite and Postgres alike.
     pub async fn series(
         &self,
-        node_id: &str,
-        job: &str,
-        metric: &str,
+        key: &SeriesKey<'_>,
         (from_ms, to_ms): (i64, i64),
         points: i64,
     ) -> ApiResult<Vec<Bucket>> {
+        let SeriesKey {
+            node_id,
+            job,
+            metric,
+            experiment_id,
+        } = *key;
         if !(1..=MAX_POINTS).contains(&points) {
             return Err(ApiError::BadRequest(format!(
                 "points {points} must be between 1 and {MAX_POINTS}"
@@ -177,7 +256,12 @@ impl Telemetry {
             "SELECT (time_ms - {from}) / {width} AS bucket, AVG(value) AS avg, MIN(value) AS min, \
              MAX(value) AS max, COUNT(*) AS count FROM reading \
              WHERE node_id = {node} AND job = {job} AND metric = {metric} \
-             AND time_ms >= {lo} AND time_ms < {hi} GROUP BY bucket ORDER BY bucket",
+             AND time_ms >= {lo} AND time_ms < {hi}{experiment} GROUP BY bucket ORDER BY bucket",
+            experiment = if experiment_id.is_some() {
+                format!(" AND experiment_id = {}", p(8))
+            } else {
+                String::new()
+            },
             from = p(1),
             width = p(2),
             node = p(3),
@@ -186,20 +270,22 @@ impl Telemetry {
             lo = p(6),
             hi = p(7),
         );
+        let mut values: Vec<sea_orm::Value> = vec![
+            from_ms.into(),
+            width.into(),
+            node_id.into(),
+            job.into(),
+            metric.into(),
+            from_ms.into(),
+            to_ms.into(),
+        ];
+        if let Some(e) = experiment_id {
+            values.push(e.into());
+        }
         let rows = self
             .db
             .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                backend,
-                sql,
-                [
-                    from_ms.into(),
-                    width.into(),
-                    node_id.into(),
-                    job.into(),
-                    metric.into(),
-                    from_ms.into(),
-                    to_ms.into(),
-                ],
+                backend, sql, values,
             ))
             .await?;
         rows.iter()
@@ -216,6 +302,126 @@ impl Telemetry {
             })
             .collect::<Result<_, sea_orm::DbErr>>()
             .map_err(Into::into)
+    }
+
+    /// One page of readings for a streamed export, after `after` (the last page's last key):
+    /// an experiment's in time order (keys `(time_ms, id)` over `reading_experiment_time`), or a
+    /// node's by job, metric and time (keys `(job, metric, time_ms, id)`, the order of
+    /// `reading_series_time`, so each page is one index range, whatever the table's size).
+    /// `range` bounds the time (from inclusive, to exclusive).
+    pub async fn export_page(
+        &self,
+        of: &Selection<'_>,
+        range: (Option<i64>, Option<i64>),
+        after: Option<&ExportKey>,
+        limit: u64,
+    ) -> ApiResult<Vec<reading::Model>> {
+        use sea_orm::Condition;
+        let mut q = reading::Entity::find();
+        let by_time = of.experiment_id.is_some();
+        if let Some(e) = of.experiment_id {
+            q = q.filter(reading::Column::ExperimentId.eq(e));
+        }
+        if let Some(n) = of.node_id {
+            q = q.filter(reading::Column::NodeId.eq(n));
+        }
+        if let Some(j) = of.job {
+            q = q.filter(reading::Column::Job.eq(j));
+        }
+        if let Some(m) = of.metric {
+            q = q.filter(reading::Column::Metric.eq(m));
+        }
+        if let Some(from) = range.0 {
+            q = q.filter(reading::Column::TimeMs.gte(from));
+        }
+        if let Some(to) = range.1 {
+            q = q.filter(reading::Column::TimeMs.lt(to));
+        }
+        if let Some(k) = after {
+            let after_time = Condition::any()
+                .add(reading::Column::TimeMs.gt(k.time_ms))
+                .add(
+                    Condition::all()
+                        .add(reading::Column::TimeMs.eq(k.time_ms))
+                        .add(reading::Column::Id.gt(k.id)),
+                );
+            q = if by_time {
+                q.filter(after_time)
+            } else {
+                let same_series = Condition::all()
+                    .add(reading::Column::Job.eq(k.job.as_str()))
+                    .add(reading::Column::Metric.eq(k.metric.as_str()));
+                q.filter(
+                    Condition::any()
+                        .add(reading::Column::Job.gt(k.job.as_str()))
+                        .add(
+                            Condition::all()
+                                .add(reading::Column::Job.eq(k.job.as_str()))
+                                .add(reading::Column::Metric.gt(k.metric.as_str())),
+                        )
+                        .add(same_series.add(after_time)),
+                )
+            };
+        }
+        if !by_time {
+            q = q
+                .order_by_asc(reading::Column::Job)
+                .order_by_asc(reading::Column::Metric);
+        }
+        Ok(q.order_by_asc(reading::Column::TimeMs)
+            .order_by_asc(reading::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// One page of job log lines for an export, oldest first, after row `after_id`: of a node
+    /// (one job), or of an experiment.
+    pub async fn log_page(
+        &self,
+        node_id: Option<&str>,
+        job: Option<&str>,
+        experiment_id: Option<&str>,
+        after_id: i64,
+        limit: u64,
+    ) -> ApiResult<Vec<job_log::Model>> {
+        let mut q = job_log::Entity::find().filter(job_log::Column::Id.gt(after_id));
+        if let Some(n) = node_id {
+            q = q.filter(job_log::Column::NodeId.eq(n));
+        }
+        if let Some(j) = job {
+            q = q.filter(job_log::Column::Job.eq(j));
+        }
+        if let Some(e) = experiment_id {
+            q = q.filter(job_log::Column::ExperimentId.eq(e));
+        }
+        Ok(q.order_by_asc(job_log::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The series stored for an experiment (or, with `None`, outside any), by node, job and
+    /// metric (only `metric`'s when given): the catalog the ingester keeps, no scan of readings.
+    pub async fn series_of(
+        &self,
+        experiment_id: Option<&str>,
+        node_id: Option<&str>,
+        metric: Option<&str>,
+    ) -> ApiResult<Vec<reading_series::Model>> {
+        let mut q = reading_series::Entity::find()
+            .filter(reading_series::Column::ExperimentId.eq(experiment_id.unwrap_or_default()));
+        if let Some(n) = node_id {
+            q = q.filter(reading_series::Column::NodeId.eq(n));
+        }
+        if let Some(m) = metric {
+            q = q.filter(reading_series::Column::Metric.eq(m));
+        }
+        Ok(q.order_by_asc(reading_series::Column::Metric)
+            .order_by_asc(reading_series::Column::NodeId)
+            .order_by_asc(reading_series::Column::Job)
+            .all(&self.db)
+            .await?)
     }
 
     /// The newest `last` log lines of a job, oldest first.

@@ -2,6 +2,7 @@
 
 mod access;
 mod enroll;
+mod experiment;
 mod job;
 mod node;
 
@@ -12,4 +13,5 @@ pub struct Mutation(
     node::NodeMutation,
     enroll::EnrollMutation,
     job::JobMutation,
+    experiment::ExperimentMutation,
 );

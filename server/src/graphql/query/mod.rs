@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod enroll;
+mod experiment;
 mod job;
 mod node;
 mod telemetry;
@@ -16,4 +17,5 @@ pub struct Query(
     enroll::EnrollQuery,
     job::JobQuery,
     telemetry::TelemetryQuery,
+    experiment::ExperimentQuery,
 );

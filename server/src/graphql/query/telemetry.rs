@@ -10,6 +10,7 @@ use crate::{
         guard::RoleGuard,
         types::{Reading, ReadingBucket},
     },
+    telemetry::service::{Selection, SeriesKey},
 };
 
 /// Telemetry queries.
@@ -18,13 +19,16 @@ pub struct TelemetryQuery;
 
 #[Object]
 impl TelemetryQuery {
-    /// A node's readings (of one job, of one metric), at or after `since`: the newest `limit`
-    /// (at most 10 000), oldest first.
+    /// Readings of a node or of an experiment (one of the two at least; of one job, of one
+    /// metric), at or after `since`: the newest `limit` (at most 10 000), oldest first.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    // Each argument is one of the query's GraphQL arguments, as a client names them.
+    #[allow(clippy::too_many_arguments)]
     async fn readings(
         &self,
         ctx: &Context<'_>,
-        node_id: String,
+        node_id: Option<String>,
+        experiment_id: Option<String>,
         job: Option<String>,
         metric: Option<String>,
         since: Option<DateTime<Utc>>,
@@ -32,22 +36,23 @@ impl TelemetryQuery {
     ) -> Result<Vec<Reading>> {
         let state = ctx.data::<AppState>()?;
         let limit = u64::try_from(limit).unwrap_or(0);
+        let of = Selection {
+            node_id: node_id.as_deref(),
+            experiment_id: experiment_id.as_deref(),
+            job: job.as_deref(),
+            metric: metric.as_deref(),
+        };
         Ok(state
             .telemetry
-            .readings(
-                &node_id,
-                job.as_deref(),
-                metric.as_deref(),
-                since.map(|t| t.timestamp_millis()),
-                limit,
-            )
+            .readings(&of, since.map(|t| t.timestamp_millis()), limit)
             .await?
             .into_iter()
             .map(Reading::from)
             .collect())
     }
 
-    /// One series (a node's job's metric) from `from` to `to`, downsampled to at most `points`
+    /// One series (a node's job's metric; only its readings in `experimentId` when given) from
+    /// `from` to `to`, downsampled to at most `points`
     /// (1 to 10 000) time buckets of equal width, each with the average, lowest and highest value
     /// and the number of readings; buckets with no reading are left out. A month of 1 Hz
     /// readings draws in one request.
@@ -60,15 +65,22 @@ impl TelemetryQuery {
         node_id: String,
         job: String,
         metric: String,
+        experiment_id: Option<String>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         #[graphql(default = 500)] points: i64,
     ) -> Result<Vec<ReadingBucket>> {
         let state = ctx.data::<AppState>()?;
         let range = (from.timestamp_millis(), to.timestamp_millis());
+        let key = SeriesKey {
+            node_id: &node_id,
+            job: &job,
+            metric: &metric,
+            experiment_id: experiment_id.as_deref(),
+        };
         Ok(state
             .telemetry
-            .series(&node_id, &job, &metric, range, points)
+            .series(&key, range, points)
             .await?
             .into_iter()
             .map(ReadingBucket::from)

@@ -1,6 +1,7 @@
 //! Subscription root, merged from one object per domain.
 
 mod audit;
+mod experiment;
 mod job;
 mod node;
 mod telemetry;
@@ -12,4 +13,5 @@ pub struct Subscription(
     node::NodeSubscription,
     job::JobSubscription,
     telemetry::TelemetrySubscription,
+    experiment::ExperimentSubscription,
 );

@@ -6,12 +6,14 @@ use futures::{Stream, StreamExt};
 use crate::{
     AppState,
     access::Role,
+    error::ApiError,
+    graphql::types::{Reading, ReadingFrame},
     graphql::{
         guard::RoleGuard,
         stream::resyncing,
         types::{JobLogEvent, JobLogEventKind, JobLogLine},
     },
-    telemetry::LogEvent,
+    telemetry::{LogEvent, service::LiveReadings},
 };
 
 /// Telemetry subscriptions.
@@ -49,5 +51,121 @@ impl TelemetrySubscription {
             };
             futures::future::ready(event)
         }))
+    }
+
+    /// Readings as they are stored, of an experiment, a node, a job or a metric (any of these
+    /// together; at least one), throttled for this client: at most `fps` frames a second (1 to
+    /// 30), each with at most `maxPerFrame` readings (1 to 10 000). When more arrive between two
+    /// frames, every other one is left out until they fit, evenly over time, and `skipped` says
+    /// how many (reload the series' buckets for the full picture); `resync` says this client fell
+    /// behind the feed itself and missed readings.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    // Each argument is one of the subscription's GraphQL arguments, as a client names them.
+    #[allow(clippy::too_many_arguments)]
+    async fn live_readings(
+        &self,
+        ctx: &Context<'_>,
+        experiment_id: Option<String>,
+        node_id: Option<String>,
+        job: Option<String>,
+        metric: Option<String>,
+        #[graphql(default = 4)] fps: i32,
+        #[graphql(default = 1000)] max_per_frame: i32,
+    ) -> Result<impl Stream<Item = ReadingFrame>> {
+        let state = ctx.data::<AppState>()?;
+        if experiment_id.is_none() && node_id.is_none() && job.is_none() && metric.is_none() {
+            return Err(ApiError::BadRequest(
+                "name an experiment, a node, a job or a metric whose readings to follow".into(),
+            )
+            .into());
+        }
+        if !(1..=30).contains(&fps) {
+            return Err(ApiError::BadRequest(format!("fps {fps} must be between 1 and 30")).into());
+        }
+        if !(1..=10_000).contains(&max_per_frame) {
+            return Err(ApiError::BadRequest(format!(
+                "maxPerFrame {max_per_frame} must be between 1 and 10000"
+            ))
+            .into());
+        }
+        let wanted = move |r: &entity::reading::Model| {
+            experiment_id
+                .as_deref()
+                .is_none_or(|e| r.experiment_id.as_deref() == Some(e))
+                && node_id.as_deref().is_none_or(|n| r.node_id == n)
+                && job.as_deref().is_none_or(|j| r.job == j)
+                && metric.as_deref().is_none_or(|m| r.metric == m)
+        };
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(1000 / fps as u64));
+        // After a quiet spell, the next frame waits a whole period, not a burst of missed ticks.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let throttle = Throttle {
+            rx: state.telemetry.subscribe_readings(),
+            tick,
+            max: max_per_frame as usize,
+            held: Vec::new(),
+            skipped: 0,
+            resync: false,
+        };
+        Ok(futures::stream::unfold(
+            (throttle, wanted),
+            |(mut t, wanted)| async move {
+                let frame = t.next_frame(&wanted).await?;
+                Some((frame, (t, wanted)))
+            },
+        ))
+    }
+}
+
+/// One client's throttle over the live readings feed.
+struct Throttle {
+    rx: tokio::sync::broadcast::Receiver<LiveReadings>,
+    tick: tokio::time::Interval,
+    max: usize,
+    held: Vec<entity::reading::Model>,
+    skipped: i64,
+    resync: bool,
+}
+
+impl Throttle {
+    /// Gathers until the next tick that has something to send; `None` when the feed closed.
+    async fn next_frame(
+        &mut self,
+        wanted: &(impl Fn(&entity::reading::Model) -> bool + Send),
+    ) -> Option<ReadingFrame> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            tokio::select! {
+                got = self.rx.recv() => match got {
+                    Ok(Some(rows)) => {
+                        self.held.extend(rows.iter().filter(|r| wanted(r)).cloned());
+                        while self.held.len() > self.max {
+                            // Thin evenly: every other reading goes.
+                            let before = self.held.len();
+                            let mut i = 0;
+                            self.held.retain(|_| {
+                                i += 1;
+                                i % 2 == 1
+                            });
+                            self.skipped += (before - self.held.len()) as i64;
+                        }
+                    }
+                    Ok(None) | Err(RecvError::Lagged(_)) => self.resync = true,
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.tick.tick() => {
+                    if !self.held.is_empty() || self.resync {
+                        let frame = ReadingFrame {
+                            readings: self.held.drain(..).map(Reading::from).collect(),
+                            skipped: self.skipped,
+                            resync: self.resync,
+                        };
+                        self.skipped = 0;
+                        self.resync = false;
+                        return Some(frame);
+                    }
+                }
+            }
+        }
     }
 }

@@ -95,6 +95,18 @@ impl Job {
             trellis_proto::JobState::Failed => JobState::Failed,
         })
     }
+    /// The experiment it runs in (or ran in, once ended): its node's when it was started, and it
+    /// follows its node while it runs.
+    async fn experiment(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<super::Experiment>> {
+        let Some(id) = &self.row.experiment_id else {
+            return Ok(None);
+        };
+        let state = ctx.data::<crate::AppState>()?;
+        Ok(state.experiments.get(id).await?.map(super::Experiment))
+    }
     /// The settings in force: setting name → value, as the agent echoed them.
     async fn settings(&self) -> Json<serde_json::Value> {
         Json(self.row.settings.clone())

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod enroll;
+mod experiment;
 mod job;
 mod node;
 mod telemetry;
@@ -10,6 +11,7 @@ mod telemetry;
 pub use access::*;
 pub use audit::*;
 pub use enroll::*;
+pub use experiment::*;
 pub use job::*;
 pub use node::*;
 pub use telemetry::*;

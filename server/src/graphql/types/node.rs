@@ -172,6 +172,18 @@ impl Node {
         let state = ctx.data::<crate::AppState>()?;
         Ok(state.telemetry.dropped(&self.0.id).await?.1)
     }
+    /// The running experiment the node is in now; null when none.
+    async fn experiment(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<super::Experiment>> {
+        let state = ctx.data::<crate::AppState>()?;
+        Ok(state
+            .experiments
+            .of_node(&self.0.id)
+            .await?
+            .map(super::Experiment))
+    }
     /// The node's Docker engine as the leader sees it; null when the node announced none.
     async fn docker(&self, ctx: &async_graphql::Context<'_>) -> Option<NodeDocker> {
         let endpoint = self.0.docker_endpoint.clone()?;

@@ -24,11 +24,17 @@ pub struct Reading {
     pub node_time: DateTime<Utc>,
     /// The value.
     pub value: f64,
+    /// The node.
+    pub node_id: String,
+    /// The experiment its node was in when it was taken.
+    pub experiment_id: Option<String>,
 }
 
 impl From<entity::reading::Model> for Reading {
     fn from(r: entity::reading::Model) -> Self {
         Reading {
+            node_id: r.node_id,
+            experiment_id: r.experiment_id,
             job: r.job,
             metric: r.metric,
             unit: r.unit,
@@ -37,6 +43,17 @@ impl From<entity::reading::Model> for Reading {
             value: r.value,
         }
     }
+}
+
+/// Readings stored since the last frame, for a live chart.
+#[derive(SimpleObject)]
+pub struct ReadingFrame {
+    /// The readings, in the order they were stored.
+    pub readings: Vec<Reading>,
+    /// How many more were stored but left out to keep the frame within its bound.
+    pub skipped: i64,
+    /// This client fell behind the feed and missed readings: reload what it shows.
+    pub resync: bool,
 }
 
 /// One time bucket of a series: what its readings average, range and count.
