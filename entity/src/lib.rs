@@ -14,6 +14,7 @@ pub mod node;
 pub mod node_credential;
 pub mod reading;
 pub mod reading_series;
+pub mod retention_rule;
 pub mod session;
 pub mod telemetry_stream;
 pub mod user;

@@ -12,6 +12,7 @@ mod m20261129_000006_create_job;
 mod m20261129_000007_add_node_clock_offset;
 mod m20261129_000008_create_telemetry;
 mod m20261202_000009_create_experiment;
+mod m20261202_000010_create_retention;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_add_node_clock_offset::Migration),
             Box::new(m20261129_000008_create_telemetry::Migration),
             Box::new(m20261202_000009_create_experiment::Migration),
+            Box::new(m20261202_000010_create_retention::Migration),
         ]
     }
 }

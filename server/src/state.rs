@@ -38,6 +38,8 @@ pub struct AppState {
     pub telemetry: Telemetry,
     /// Experiments and the nodes in them.
     pub experiments: experiments::Experiments,
+    /// Retention rules and what the database holds.
+    pub retention: telemetry::Retention,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -69,6 +71,7 @@ impl AppState {
         let jobs = jobs::Jobs::new(db.clone());
         let experiments = experiments::Experiments::new(db.clone(), jobs.clone());
         let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
+        let shutdown_retention = shutdown.clone();
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
@@ -82,6 +85,8 @@ impl AppState {
             shutdown,
         );
         tokio::spawn(ingester.run(bridge.clone()));
+        let retention = telemetry::Retention::new(db.clone());
+        tokio::spawn(retention.clone().run(shutdown_retention));
         let auth = access::Auth::new(db.clone());
         let audit = access::audit::Audit::new(db);
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
@@ -97,6 +102,7 @@ impl AppState {
             jobs,
             telemetry,
             experiments,
+            retention,
         }
     }
 }

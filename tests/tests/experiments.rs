@@ -417,6 +417,29 @@ async fn an_experiments_csv_holds_what_the_api_returns() {
         assert_eq!(row[7], "export me");
     }
 
+    // What the database holds counts them (no other readings were taken here), and a
+    // retention rule that keeps a day deletes none of them.
+    let d = gql(
+        &server,
+        "mutation { setRetention(days: 1) { metric days } applyRetention { readingsDeleted } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["setRetention"], json!([{"metric": null, "days": 1}]));
+    assert_eq!(d["applyRetention"]["readingsDeleted"], 0);
+    let d = gql(
+        &server,
+        "{ storage { databaseBytes readings series retention { days } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        d["storage"]["readings"].as_u64(),
+        Some(rows.len() as u64),
+        "{d}"
+    );
+    assert!(d["storage"]["databaseBytes"].as_i64() > Some(0), "{d}");
+
     // One node's readings for a time range, and the logs and events of the experiment.
     let from = api[0]["time"].as_str().unwrap();
     let (status, body) = get(

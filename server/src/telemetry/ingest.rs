@@ -154,6 +154,12 @@ impl Ingester {
         }
     }
 
+    /// Stores a group as a turn of the loop would (for tests elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) async fn store_for_test(&self, group: &[Batch]) {
+        self.store(group).await.expect("stored");
+    }
+
     /// Stores a group of batches in one transaction; returns the log lines stored, and the
     /// (node, run) pairs that sent a batch past a gap (not stored: they are to send again).
     async fn store(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
@@ -519,7 +525,7 @@ async fn bound_logs(txn: &DatabaseTransaction, node_id: &str, name: &str) -> Res
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use trellis_proto::{LogLine, LogStream, ReadingBatch, Series};
 
     use super::*;
@@ -823,7 +829,7 @@ mod tests {
 
     /// Runs `check` on a fresh Postgres database when the test command started Postgres (it
     /// always does), and drops the database afterwards.
-    async fn with_postgres<F, Fut>(what: &str, check: F)
+    pub(crate) async fn with_postgres<F, Fut>(what: &str, check: F)
     where
         F: FnOnce(DatabaseConnection) -> Fut,
         Fut: std::future::Future<Output = ()>,

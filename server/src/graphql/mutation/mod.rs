@@ -5,6 +5,7 @@ mod enroll;
 mod experiment;
 mod job;
 mod node;
+mod telemetry;
 
 /// The mutation root.
 #[derive(async_graphql::MergedObject, Default)]
@@ -14,4 +15,5 @@ pub struct Mutation(
     enroll::EnrollMutation,
     job::JobMutation,
     experiment::ExperimentMutation,
+    telemetry::TelemetryMutation,
 );

@@ -8,7 +8,7 @@ use crate::{
     access::Role,
     graphql::{
         guard::RoleGuard,
-        types::{Reading, ReadingBucket},
+        types::{Reading, ReadingBucket, RetentionRule, Storage},
     },
     telemetry::service::{Selection, SeriesKey},
 };
@@ -85,5 +85,25 @@ impl TelemetryQuery {
             .into_iter()
             .map(ReadingBucket::from)
             .collect())
+    }
+
+    /// What the database holds (size, readings, series, log lines) and the retention rules.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn storage(&self, ctx: &Context<'_>) -> Result<Storage> {
+        let state = ctx.data::<AppState>()?;
+        let s = state.retention.storage().await?;
+        Ok(Storage {
+            database_bytes: s.database_bytes,
+            readings: s.readings,
+            series: s.series,
+            log_lines: s.log_lines,
+            retention: state
+                .retention
+                .rules()
+                .await?
+                .into_iter()
+                .map(RetentionRule::from)
+                .collect(),
+        })
     }
 }

@@ -166,3 +166,53 @@ impl From<trellis_proto::PumpCalibration> for PumpCalibration {
         }
     }
 }
+
+/// What the database holds.
+#[derive(SimpleObject)]
+pub struct Storage {
+    /// Its size on disk, bytes (SQLite: the file without its write-ahead log; Postgres: the
+    /// database).
+    pub database_bytes: i64,
+    /// Readings stored.
+    pub readings: i64,
+    /// Series stored (per node, job, metric and experiment).
+    pub series: i64,
+    /// Job log lines stored.
+    pub log_lines: i64,
+    /// The retention rules; none: everything is kept.
+    pub retention: Vec<RetentionRule>,
+}
+
+/// Readings of a metric (or of every metric without a rule of its own) older than `days` are
+/// deleted, in small batches in the background.
+#[derive(SimpleObject)]
+pub struct RetentionRule {
+    /// The metric; null for every metric without a rule of its own.
+    pub metric: Option<String>,
+    /// Days kept.
+    pub days: i32,
+    /// Who set it.
+    pub updated_by: String,
+    /// When.
+    pub updated: DateTime<Utc>,
+}
+
+impl From<entity::retention_rule::Model> for RetentionRule {
+    fn from(r: entity::retention_rule::Model) -> Self {
+        RetentionRule {
+            metric: (!r.metric.is_empty()).then_some(r.metric),
+            days: r.days,
+            updated_by: r.updated_by,
+            updated: time(r.updated_ms),
+        }
+    }
+}
+
+/// What a retention pass deleted.
+#[derive(SimpleObject)]
+pub struct RetentionSwept {
+    /// Readings deleted.
+    pub readings_deleted: i64,
+    /// Series left empty.
+    pub series_emptied: i64,
+}
