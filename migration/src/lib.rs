@@ -13,6 +13,7 @@ mod m20261129_000007_add_node_clock_offset;
 mod m20261129_000008_create_telemetry;
 mod m20261202_000009_create_experiment;
 mod m20261202_000010_create_retention;
+mod m20261202_000011_create_profile;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_create_telemetry::Migration),
             Box::new(m20261202_000009_create_experiment::Migration),
             Box::new(m20261202_000010_create_retention::Migration),
+            Box::new(m20261202_000011_create_profile::Migration),
         ]
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub experiments: experiments::Experiments,
     /// Retention rules and what the database holds.
     pub retention: telemetry::Retention,
+    /// Experiment profiles and their runs.
+    pub profiles: experiments::profiles::service::Profiles,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -72,6 +74,7 @@ impl AppState {
         let experiments = experiments::Experiments::new(db.clone(), jobs.clone());
         let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
         let shutdown_retention = shutdown.clone();
+        let shutdown_profiles = shutdown.clone();
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
@@ -88,7 +91,16 @@ impl AppState {
         let retention = telemetry::Retention::new(db.clone());
         tokio::spawn(retention.clone().run(shutdown_retention));
         let auth = access::Auth::new(db.clone());
-        let audit = access::audit::Audit::new(db);
+        let audit = access::audit::Audit::new(db.clone());
+        let (profiles, scheduler) = experiments::profiles::service::Profiles::new(
+            db,
+            jobs.clone(),
+            nodes.clone(),
+            experiments.clone(),
+            bridge.clone(),
+            audit.clone(),
+        );
+        tokio::spawn(scheduler.run(shutdown_profiles));
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
         AppState {
             config: Arc::new(config),
@@ -103,6 +115,7 @@ impl AppState {
             telemetry,
             experiments,
             retention,
+            profiles,
         }
     }
 }

@@ -4,3 +4,5 @@
 
 pub mod expr;
 pub mod parse;
+pub mod plan;
+pub mod service;

@@ -5,6 +5,7 @@ mod enroll;
 mod experiment;
 mod job;
 mod node;
+mod profile;
 mod telemetry;
 
 /// The mutation root.
@@ -16,4 +17,5 @@ pub struct Mutation(
     job::JobMutation,
     experiment::ExperimentMutation,
     telemetry::TelemetryMutation,
+    profile::ProfileMutation,
 );

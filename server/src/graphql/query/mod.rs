@@ -6,6 +6,7 @@ mod enroll;
 mod experiment;
 mod job;
 mod node;
+mod profile;
 mod telemetry;
 
 /// The query root.
@@ -18,4 +19,5 @@ pub struct Query(
     job::JobQuery,
     telemetry::TelemetryQuery,
     experiment::ExperimentQuery,
+    profile::ProfileQuery,
 );

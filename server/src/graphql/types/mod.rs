@@ -6,6 +6,7 @@ mod enroll;
 mod experiment;
 mod job;
 mod node;
+mod profile;
 mod telemetry;
 
 pub use access::*;
@@ -14,4 +15,5 @@ pub use enroll::*;
 pub use experiment::*;
 pub use job::*;
 pub use node::*;
+pub use profile::*;
 pub use telemetry::*;
