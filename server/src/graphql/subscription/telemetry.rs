@@ -96,12 +96,10 @@ impl TelemetrySubscription {
                 && job.as_deref().is_none_or(|j| r.job == j)
                 && metric.as_deref().is_none_or(|m| r.metric == m)
         };
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(1000 / fps as u64));
-        // After a quiet spell, the next frame waits a whole period, not a burst of missed ticks.
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let throttle = Throttle {
             rx: state.telemetry.subscribe_readings(),
-            tick,
+            period: std::time::Duration::from_millis(1000 / fps as u64),
+            next_allowed: tokio::time::Instant::now(),
             max: max_per_frame as usize,
             held: Vec::new(),
             skipped: 0,
@@ -118,9 +116,13 @@ impl TelemetrySubscription {
 }
 
 /// One client's throttle over the live readings feed.
+/// Leading-edge: after a quiet spell the first readings go out at once (latency is what the
+/// ingester takes, not a tick's wait); then at most one frame per period, holding what comes
+/// in between.
 struct Throttle {
     rx: tokio::sync::broadcast::Receiver<LiveReadings>,
-    tick: tokio::time::Interval,
+    period: std::time::Duration,
+    next_allowed: tokio::time::Instant,
     max: usize,
     held: Vec<entity::reading::Model>,
     skipped: i64,
@@ -128,13 +130,25 @@ struct Throttle {
 }
 
 impl Throttle {
-    /// Gathers until the next tick that has something to send; `None` when the feed closed.
+    /// Gathers until a frame may go and has something to send; `None` when the feed closed.
     async fn next_frame(
         &mut self,
         wanted: &(impl Fn(&entity::reading::Model) -> bool + Send),
     ) -> Option<ReadingFrame> {
         use tokio::sync::broadcast::error::RecvError;
         loop {
+            let pending = !self.held.is_empty() || self.resync;
+            if pending && tokio::time::Instant::now() >= self.next_allowed {
+                let frame = ReadingFrame {
+                    readings: self.held.drain(..).map(Reading::from).collect(),
+                    skipped: self.skipped,
+                    resync: self.resync,
+                };
+                self.skipped = 0;
+                self.resync = false;
+                self.next_allowed = tokio::time::Instant::now() + self.period;
+                return Some(frame);
+            }
             tokio::select! {
                 got = self.rx.recv() => match got {
                     Ok(Some(rows)) => {
@@ -153,18 +167,7 @@ impl Throttle {
                     Ok(None) | Err(RecvError::Lagged(_)) => self.resync = true,
                     Err(RecvError::Closed) => return None,
                 },
-                _ = self.tick.tick() => {
-                    if !self.held.is_empty() || self.resync {
-                        let frame = ReadingFrame {
-                            readings: self.held.drain(..).map(Reading::from).collect(),
-                            skipped: self.skipped,
-                            resync: self.resync,
-                        };
-                        self.skipped = 0;
-                        self.resync = false;
-                        return Some(frame);
-                    }
-                }
+                _ = tokio::time::sleep_until(self.next_allowed), if pending => {}
             }
         }
     }
