@@ -19,11 +19,17 @@
 #              agent reaches the broker through a socat relay, which is SIGSTOPped: nothing passes,
 #              no connection closes). REPEATS runs each (default 3). Goal: within two heartbeat
 #              intervals (10 s). The Pioreactor harness measures no liveness, so no peer figure.
+#   query      readings at scale on SQLite: ROWS readings (default 100 000 000) written into a
+#              fresh leader's database (scripts/bench/fill_readings.py), then, through the
+#              release leader's API: a 30-day, 1 Hz series (2.6 M rows) downsampled to 1000
+#              points, the last day to 500, the last hour's raw readings, and a CSV export of one
+#              filler series (ROWS/8 rows) with the leader's RSS sampled while it streams.
+#              Goals (issue 10): the 30-day series under 100 ms; the export in constant memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web footprint liveness)
+all=(web footprint liveness query)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -41,6 +47,95 @@ record() {
       "$(machine)" "$3" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     printf '%s\n' "$body"
   } >>BENCHMARKS.md
+}
+
+# Median of the wall time of `curl` posting GraphQL $1, ms (REPEATS times, default 7).
+time_gql() {
+  local q=$1 n=${REPEATS:-7} times=()
+  for _ in $(seq 1 "$n"); do
+    local t
+    t=$(curl -fsS -o /dev/null -w '%{time_total}' -b "$JAR" -H 'Content-Type: application/json' \
+      --data "$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$q")" "$LEADER/graphql")
+    times+=("$(awk -v t="$t" 'BEGIN { printf "%.1f", t * 1000 }')")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}
+
+bench_query() {
+  bash scripts/setup.sh
+  local rows=${ROWS:-100000000}
+  cargo build -q --release -p trellis-server
+  local dir
+  dir=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
+  local pid=""
+  trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$dir"' RETURN
+  local free='import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local hport mport
+  hport=$(python3 -c "$free")
+  mport=$(python3 -c "$free")
+  start_leader() {
+    TRELLIS_INITIAL_ADMIN_PASSWORD=bench-password "$CARGO_TARGET_DIR/release/trellis" \
+      --data-dir "$dir/leader" --http-listen "127.0.0.1:$hport" --mqtt-listen "127.0.0.1:$mport" \
+      --local-agent false >>"$dir/leader.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "the leader did not start:"; tail -20 "$dir/leader.log"; return 1
+  }
+  # Migrate, then fill with the leader stopped.
+  start_leader
+  kill $pid; wait $pid 2>/dev/null || true
+  local t0 fill_s total
+  t0=$(date +%s)
+  total=$(python3 scripts/bench/fill_readings.py "$dir/leader/trellis.db" "$rows")
+  fill_s=$(( $(date +%s) - t0 ))
+  local db_bytes
+  db_bytes=$(du -cb "$dir/leader/trellis.db"* | tail -1 | cut -f1)
+  start_leader
+  LEADER="http://127.0.0.1:$hport" JAR="$dir/cookies"
+  gql 'mutation { login(username: "admin", password: "bench-password") { username } }' >/dev/null
+  local now from30 from1d from1h
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  from30=$(date -u -d '30 days ago' +%Y-%m-%dT%H:%M:%SZ)
+  from1d=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%SZ)
+  from1h=$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%SZ)
+  local month day hour buckets
+  buckets=$(gql "{ readingSeries(nodeId: \"bench\", job: \"od_reading\", metric: \"od\", from: \"$from30\", to: \"$now\", points: 1000) { count } }" \
+    | python3 -c 'import json,sys; print(sum(b["count"] for b in json.load(sys.stdin)["data"]["readingSeries"]))')
+  month=$(time_gql "{ readingSeries(nodeId: \"bench\", job: \"od_reading\", metric: \"od\", from: \"$from30\", to: \"$now\", points: 1000) { start avg min max count } }")
+  day=$(time_gql "{ readingSeries(nodeId: \"bench\", job: \"od_reading\", metric: \"od\", from: \"$from1d\", to: \"$now\", points: 500) { start avg min max count } }")
+  hour=$(time_gql "{ readings(nodeId: \"bench\", job: \"od_reading\", metric: \"od\", since: \"$from1h\", limit: 3600) { time value } }")
+  # The export: one filler series, the leader's RSS sampled every 0.2 s while it streams.
+  local rss_before rss_max=0 export_file="$dir/export.csv"
+  rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  t0=$(date +%s%3N)
+  curl -fsS -b "$JAR" -o "$export_file" "$LEADER/export/readings.csv?node=bench-fill&metric=m0" &
+  local curl_pid=$!
+  while kill -0 $curl_pid 2>/dev/null; do
+    local r
+    r=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+    [ "$r" -gt "$rss_max" ] && rss_max=$r
+    sleep 0.2
+  done
+  wait $curl_pid
+  local export_ms=$(( $(date +%s%3N) - t0 ))
+  local export_rows export_bytes rate
+  export_rows=$(( $(wc -l <"$export_file") - 1 ))
+  export_bytes=$(stat -c %s "$export_file")
+  rate=$(awk -v r="$export_rows" -v ms="$export_ms" 'BEGIN { printf "%d", r / (ms / 1000) }')
+  local gb mb body
+  gb=$(awk -v b="$db_bytes" 'BEGIN { printf "%.1f", b / 1e9 }')
+  mb=$(awk -v b="$export_bytes" 'BEGIN { printf "%.0f", b / 1e6 }')
+  body="The release leader on SQLite with $total readings ($gb GB with its indexes, filled in $fill_s s). Indexes: \`reading_series_time (node_id, job, metric, time_ms)\` for series and node exports, \`reading_experiment_time (experiment_id, time_ms) WHERE experiment_id IS NOT NULL\` for experiment exports; \`reading_series\` (the catalog) answers counts without a scan. Median of ${REPEATS:-7} requests through the API (curl, HTTP, JSON):
+
+| query | rows read | median |
+|---|---:|---:|
+| \`readingSeries\` 30 days at 1 Hz → 1000 points | $buckets | $month ms |
+| \`readingSeries\` last day → 500 points | 86400 | $day ms |
+| \`readings\` last hour, raw | 3600 | $hour ms |
+
+CSV export of one series (\`/export/readings.csv?node=bench-fill&metric=m0\`): $export_rows rows, $mb MB in $export_ms ms ($rate rows/s); the leader's RSS $((rss_before / 1024)) MiB before, at most $((rss_max / 1024)) MiB while it streamed."
+  printf '%s\n' "$body"
+  record "Queries at $total readings (SQLite)" "$body" "query"
 }
 
 bench_web() {

@@ -145,6 +145,15 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        // Readings stored before the catalog existed are in it too (retention and counts go by it).
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO reading_series (node_id, job, metric, experiment_id, unit, first_ms, last_ms, count) \
+                 SELECT node_id, job, metric, '', MAX(unit), MIN(time_ms), MAX(time_ms), COUNT(*) \
+                 FROM reading GROUP BY node_id, job, metric",
+            )
+            .await?;
         // An experiment's readings in time order (its export); only rows that have one.
         manager
             .get_connection()

@@ -322,6 +322,13 @@ impl Experiments {
         }
         let now = now_ms();
         let txn = self.db.begin().await?;
+        let e = lock(&txn, &e.id).await?;
+        if e.ended_ms.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "experiment {:?} has ended already",
+                e.name
+            )));
+        }
         let members = self.open_spans(&txn, &e.id).await?;
         let left: Vec<String> = members.iter().map(|m| m.node_id.clone()).collect();
         close_spans(&txn, members, now).await?;
@@ -354,6 +361,14 @@ impl Experiments {
             )));
         }
         let txn = self.db.begin().await?;
+        // Checked again under the lock: an end that committed meanwhile wins.
+        let e = lock(&txn, &e.id).await?;
+        if e.ended_ms.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "experiment {:?} has ended: it takes no nodes",
+                e.name
+            )));
+        }
         let moved = self.join(&txn, &e, nodes, move_nodes, actor).await?;
         txn.commit().await?;
         self.after_join(&e.id, &moved).await?;
@@ -365,6 +380,7 @@ impl Experiments {
     pub async fn remove_nodes(&self, id: &str, nodes: &[String]) -> ApiResult<experiment::Model> {
         let e = self.find(id).await?;
         let txn = self.db.begin().await?;
+        let e = lock(&txn, &e.id).await?;
         let open = self.open_spans(&txn, &e.id).await?;
         let wanted: BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
         for n in &wanted {
@@ -523,6 +539,26 @@ impl Experiments {
         self.emit(id).await;
         Ok(())
     }
+}
+
+/// Takes experiment `id`'s row for this transaction (a write first: SQLite's write lock, or
+/// Postgres's row lock, held from here to the commit, so changes to one experiment's nodes and
+/// its end happen one after another, and a transaction that reads then writes never meets a
+/// write that slipped in between) and reads it as it is now.
+async fn lock(txn: &sea_orm::DatabaseTransaction, id: &str) -> ApiResult<experiment::Model> {
+    use sea_orm::sea_query::Expr;
+    experiment::Entity::update_many()
+        .col_expr(
+            experiment::Column::Name,
+            Expr::col(experiment::Column::Name),
+        )
+        .filter(experiment::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    experiment::Entity::find_by_id(id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("experiment {id:?}")))
 }
 
 async fn close_spans<C: ConnectionTrait>(

@@ -33,7 +33,7 @@ use crate::{
     AppState,
     access::Role,
     error::{ApiError, ApiResult},
-    telemetry::service::{ExportKey, Selection},
+    telemetry::service::Selection,
 };
 
 /// Rows read per page.
@@ -58,8 +58,19 @@ fn iso(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
+/// One CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180). Text that a
+/// spreadsheet would run as a formula (`=`, `+`, `@`, or `-` not starting a number) gets a
+/// leading `'`, so opening an export never runs what a node or a user wrote.
 fn field(out: &mut String, s: &str) {
+    let formula = s.starts_with(['=', '+', '@', '\t', '\r'])
+        || (s.starts_with('-') && s.parse::<f64>().is_err());
+    let owned;
+    let s = if formula {
+        owned = format!("'{s}");
+        owned.as_str()
+    } else {
+        s
+    };
     if s.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&s.replace('"', "\"\""));
@@ -327,47 +338,66 @@ async fn readings_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
             "experiment",
         ],
         move |mut out| async move {
-            let of = Selection {
-                node_id: q.node.as_deref(),
-                experiment_id: experiment_id.as_deref(),
-                job: q.job.as_deref(),
-                metric: q.metric.as_deref(),
-            };
-            let mut after: Option<ExportKey> = None;
-            loop {
-                let page = match app
+            // An experiment's readings in time order; a node's series by series, each in time
+            // order: every page one index range.
+            let series: Vec<(Option<String>, Option<String>)> = if experiment_id.is_some() {
+                vec![(q.job.clone(), q.metric.clone())]
+            } else {
+                match app
                     .telemetry
-                    .export_page(&of, range, after.as_ref(), PAGE)
+                    .node_series(
+                        q.node.as_deref().unwrap_or_default(),
+                        q.job.as_deref(),
+                        q.metric.as_deref(),
+                    )
                     .await
                 {
-                    Ok(p) => p,
+                    Ok(s) => s.into_iter().map(|(j, m)| (Some(j), Some(m))).collect(),
                     Err(e) => return (out, Err(e)),
+                }
+            };
+            for (job, metric) in &series {
+                let of = Selection {
+                    node_id: q.node.as_deref(),
+                    experiment_id: experiment_id.as_deref(),
+                    job: job.as_deref(),
+                    metric: metric.as_deref(),
                 };
-                for r in &page {
-                    let exp = r
-                        .experiment_id
-                        .as_ref()
-                        .map(|id| names.get(id).map_or(id.as_str(), String::as_str))
-                        .unwrap_or_default();
-                    out.row(&[
-                        &iso(r.time_ms),
-                        &iso(r.node_time_ms),
-                        &r.node_id,
-                        &r.job,
-                        &r.metric,
-                        &r.value.to_string(),
-                        r.unit.as_deref().unwrap_or_default(),
-                        exp,
-                    ]);
-                }
-                if !out.flush().await {
-                    return (out, Ok(()));
-                }
-                match page.last() {
-                    Some(last) if page.len() as u64 == PAGE => after = Some(last.into()),
-                    _ => return (out, Ok(())),
+                let mut after: Option<(i64, i64)> = None;
+                loop {
+                    let page = match app.telemetry.export_page(&of, range, after, PAGE).await {
+                        Ok(p) => p,
+                        Err(e) => return (out, Err(e)),
+                    };
+                    for r in &page {
+                        let exp = r
+                            .experiment_id
+                            .as_ref()
+                            .map(|id| names.get(id).map_or(id.as_str(), String::as_str))
+                            .unwrap_or_default();
+                        out.row(&[
+                            &iso(r.time_ms),
+                            &iso(r.node_time_ms),
+                            &r.node_id,
+                            &r.job,
+                            &r.metric,
+                            &r.value.to_string(),
+                            r.unit.as_deref().unwrap_or_default(),
+                            exp,
+                        ]);
+                    }
+                    if !out.flush().await {
+                        return (out, Ok(()));
+                    }
+                    match page.last() {
+                        Some(last) if page.len() as u64 == PAGE => {
+                            after = Some((last.time_ms, last.id));
+                        }
+                        _ => break,
+                    }
                 }
             }
+            (out, Ok(()))
         },
     ))
 }
@@ -465,30 +495,27 @@ async fn events_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
         .into_iter()
         .map(|m| (m.node_id, m.from_ms, m.until_ms))
         .collect();
-    // The audit log pages newest first; an experiment's events are few enough to gather, then
-    // written oldest first.
-    let mut all = Vec::new();
-    let mut before = None;
-    loop {
-        let page = app
-            .audit
-            .for_experiment(&e.name, &spans, before, crate::access::audit::MAX_PAGE)
-            .await?;
-        let full = page.len() as u64 == crate::access::audit::MAX_PAGE;
-        before = page.last().map(|l| l.id);
-        all.extend(page);
-        if !full || all.len() >= 1_000_000 {
-            break;
-        }
-    }
-    all.reverse();
     Ok(stream(
         &file_name(&["events", &e.name]),
         q.gzip,
         &["time", "actor", "action", "target", "outcome", "detail"],
         move |mut out| async move {
-            for chunk in all.chunks(PAGE as usize) {
-                for a in chunk {
+            let mut after = 0i64;
+            loop {
+                let page = match app
+                    .audit
+                    .for_experiment(
+                        &e.name,
+                        &spans,
+                        (None, Some(after)),
+                        crate::access::audit::MAX_PAGE,
+                    )
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => return (out, Err(e)),
+                };
+                for a in &page {
                     out.row(&[
                         &a.at.to_rfc3339_opts(SecondsFormat::Millis, true),
                         &a.actor,
@@ -499,10 +526,15 @@ async fn events_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
                     ]);
                 }
                 if !out.flush().await {
-                    break;
+                    return (out, Ok(()));
+                }
+                match page.last() {
+                    Some(last) if page.len() as u64 == crate::access::audit::MAX_PAGE => {
+                        after = last.id;
+                    }
+                    _ => return (out, Ok(())),
                 }
             }
-            (out, Ok(()))
         },
     ))
 }
@@ -516,6 +548,9 @@ mod tests {
         let mut s = String::new();
         row(&mut s, &["plain", "a,b", "say \"hi\"", "two\nlines", ""]);
         assert_eq!(s, "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\n");
+        let mut s = String::new();
+        row(&mut s, &["=1+2", "-3.5", "-rm", "@x"]);
+        assert_eq!(s, "'=1+2,-3.5,'-rm,'@x\n");
     }
 
     #[test]

@@ -40,6 +40,8 @@ use trellis_proto::Stored;
 use super::service::{Batch, LiveReadings, LogEvent};
 use crate::experiments::Membership;
 
+/// A day, ms.
+const DAY_MS: i64 = 86_400_000;
 /// Most batches stored in one transaction.
 pub const BATCHES_PER_TRANSACTION: usize = 64;
 /// Log lines kept per job; older ones are deleted (and counted in `job.logs_dropped`).
@@ -95,6 +97,7 @@ impl Ingester {
                     for batch in &group {
                         match self.store_retrying(std::slice::from_ref(batch)).await {
                             Ok(o) => {
+                                all.readings.extend(o.readings);
                                 all.lines.extend(o.lines);
                                 all.gaps.extend(o.gaps);
                             }
@@ -127,9 +130,10 @@ impl Ingester {
                     }
                 }
             }
-            if !outcome.readings.is_empty() {
+            // In chunks of at most LIVE_CHUNK, so the feed's bound (in messages) bounds readings.
+            for chunk in outcome.readings.chunks(super::service::LIVE_CHUNK) {
                 // No subscriber is not an error.
-                let _ = self.live.send(Some(Arc::new(outcome.readings)));
+                let _ = self.live.send(Some(Arc::new(chunk.to_vec())));
             }
             for line in outcome.lines {
                 // No subscriber is not an error.
@@ -314,7 +318,7 @@ fn live_copy(r: &reading::ActiveModel) -> reading::Model {
 }
 
 /// The earliest node time any batch of `group` holds (memberships that closed before it do not
-/// matter), with an hour's margin for clock offsets.
+/// matter), with a day's margin for clock offsets (node times are not corrected yet here).
 fn earliest(group: &[Batch]) -> i64 {
     group
         .iter()
@@ -324,7 +328,7 @@ fn earliest(group: &[Batch]) -> i64 {
         })
         .min()
         .unwrap_or(0)
-        .saturating_sub(3_600_000)
+        .saturating_sub(DAY_MS)
 }
 
 /// What a transaction adds to `reading_series`: per (node, job, metric, experiment), the unit,

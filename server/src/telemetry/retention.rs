@@ -219,27 +219,34 @@ impl Retention {
             s.metric.clone(),
             s.experiment_id.clone(),
         );
-        let emptied = match first {
-            None => {
-                reading_series::Entity::delete_by_id(key).exec(&txn).await?;
-                true
-            }
-            Some(first) => {
-                reading_series::Entity::update_many()
-                    .col_expr(
-                        reading_series::Column::Count,
-                        Expr::col(reading_series::Column::Count).sub(deleted as i64),
-                    )
-                    .col_expr(reading_series::Column::FirstMs, Expr::value(first))
-                    .filter(reading_series::Column::NodeId.eq(key.0))
-                    .filter(reading_series::Column::Job.eq(key.1))
-                    .filter(reading_series::Column::Metric.eq(key.2))
-                    .filter(reading_series::Column::ExperimentId.eq(key.3))
-                    .exec(&txn)
-                    .await?;
-                false
-            }
+        // The count moves by what this batch deleted, relative to the row as it is when the write
+        // happens (the ingester may have added to it meanwhile); the row goes only when that
+        // leaves nothing, so readings stored meanwhile keep their row.
+        let of_key = |q: sea_orm::UpdateMany<reading_series::Entity>| {
+            q.filter(reading_series::Column::NodeId.eq(key.0.as_str()))
+                .filter(reading_series::Column::Job.eq(key.1.as_str()))
+                .filter(reading_series::Column::Metric.eq(key.2.as_str()))
+                .filter(reading_series::Column::ExperimentId.eq(key.3.as_str()))
         };
+        let mut update = reading_series::Entity::update_many().col_expr(
+            reading_series::Column::Count,
+            Expr::col(reading_series::Column::Count).sub(deleted as i64),
+        );
+        if let Some(first) = first {
+            update = update.col_expr(reading_series::Column::FirstMs, Expr::value(first));
+        }
+        of_key(update).exec(&txn).await?;
+        let emptied = first.is_none()
+            && reading_series::Entity::delete_many()
+                .filter(reading_series::Column::NodeId.eq(key.0.as_str()))
+                .filter(reading_series::Column::Job.eq(key.1.as_str()))
+                .filter(reading_series::Column::Metric.eq(key.2.as_str()))
+                .filter(reading_series::Column::ExperimentId.eq(key.3.as_str()))
+                .filter(reading_series::Column::Count.lte(0))
+                .exec(&txn)
+                .await?
+                .rows_affected
+                > 0;
         txn.commit().await?;
         Ok((deleted, emptied))
     }
@@ -264,7 +271,8 @@ impl Retention {
             .unwrap_or(0);
         let readings: Option<i64> = reading_series::Entity::find()
             .select_only()
-            .column_as(Expr::col(reading_series::Column::Count).sum(), "sum")
+            // SUM of a BIGINT is NUMERIC on Postgres: cast back, on both.
+            .column_as(Expr::cust("CAST(SUM(count) AS BIGINT)"), "sum")
             .into_tuple::<Option<i64>>()
             .one(&self.db)
             .await?
@@ -344,6 +352,9 @@ mod tests {
         // Every metric 30 days: still nothing.
         r.set_rule(None, Some(30), "t").await.unwrap();
         assert_eq!(r.pass(NOW).await.unwrap().readings, 0);
+        // What is stored, counted from the catalog (with data: Postgres's SUM is NUMERIC).
+        let storage = r.storage().await.unwrap();
+        assert_eq!((storage.readings, storage.series), (12_005, 2));
         // od 2 days: its ten- and five-day-old readings go, in batches; temp untouched.
         r.set_rule(Some("od"), Some(2), "t").await.unwrap();
         assert_eq!(

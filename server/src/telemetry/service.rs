@@ -51,30 +51,6 @@ pub struct Selection<'a> {
     pub metric: Option<&'a str>,
 }
 
-/// Where an export page ends: the last row's sort key.
-#[derive(Debug, Clone)]
-pub struct ExportKey {
-    /// Its job.
-    pub job: String,
-    /// Its metric.
-    pub metric: String,
-    /// Its time.
-    pub time_ms: i64,
-    /// Its id.
-    pub id: i64,
-}
-
-impl From<&reading::Model> for ExportKey {
-    fn from(r: &reading::Model) -> Self {
-        ExportKey {
-            job: r.job.clone(),
-            metric: r.metric.clone(),
-            time_ms: r.time_ms,
-            id: r.id,
-        }
-    }
-}
-
 /// One series: a node's job's metric (in one experiment when given).
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesKey<'a> {
@@ -115,8 +91,11 @@ pub struct LogEvent {
 /// Readings one transaction stored, for live subscribers (`None`: the subscriber fell behind).
 pub type LiveReadings = Option<Arc<Vec<reading::Model>>>;
 
-/// Capacity of the live readings feed, in transactions; a subscriber further behind gets a resync.
+/// Capacity of the live readings feed, in messages of at most [`LIVE_CHUNK`] readings (so at
+/// most 128 000 readings wait for the slowest subscriber); one further behind gets a resync.
 pub const LIVE_READINGS: usize = 256;
+/// Most readings in one message of the live feed.
+pub const LIVE_CHUNK: usize = 500;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
@@ -304,21 +283,26 @@ impl Telemetry {
             .map_err(Into::into)
     }
 
-    /// One page of readings for a streamed export, after `after` (the last page's last key):
-    /// an experiment's in time order (keys `(time_ms, id)` over `reading_experiment_time`), or a
-    /// node's by job, metric and time (keys `(job, metric, time_ms, id)`, the order of
-    /// `reading_series_time`, so each page is one index range, whatever the table's size).
-    /// `range` bounds the time (from inclusive, to exclusive).
+    /// One page of readings for a streamed export, in time order after `after` (the last
+    /// page's last row: time and id): of an experiment (over `reading_experiment_time`), or of
+    /// one series, a node's job's metric (over `reading_series_time`). The keyset's leading
+    /// `time_ms >= t` makes each page one index range, whatever the table's size. `range` bounds
+    /// the time (from inclusive, to exclusive).
     pub async fn export_page(
         &self,
         of: &Selection<'_>,
         range: (Option<i64>, Option<i64>),
-        after: Option<&ExportKey>,
+        after: Option<(i64, i64)>,
         limit: u64,
     ) -> ApiResult<Vec<reading::Model>> {
         use sea_orm::Condition;
+        let one_series = of.node_id.is_some() && of.job.is_some() && of.metric.is_some();
+        if of.experiment_id.is_none() && !one_series {
+            return Err(ApiError::Internal(
+                "an export page is of an experiment or of one series".into(),
+            ));
+        }
         let mut q = reading::Entity::find();
-        let by_time = of.experiment_id.is_some();
         if let Some(e) = of.experiment_id {
             q = q.filter(reading::Column::ExperimentId.eq(e));
         }
@@ -337,42 +321,43 @@ impl Telemetry {
         if let Some(to) = range.1 {
             q = q.filter(reading::Column::TimeMs.lt(to));
         }
-        if let Some(k) = after {
-            let after_time = Condition::any()
-                .add(reading::Column::TimeMs.gt(k.time_ms))
-                .add(
-                    Condition::all()
-                        .add(reading::Column::TimeMs.eq(k.time_ms))
-                        .add(reading::Column::Id.gt(k.id)),
-                );
-            q = if by_time {
-                q.filter(after_time)
-            } else {
-                let same_series = Condition::all()
-                    .add(reading::Column::Job.eq(k.job.as_str()))
-                    .add(reading::Column::Metric.eq(k.metric.as_str()));
-                q.filter(
-                    Condition::any()
-                        .add(reading::Column::Job.gt(k.job.as_str()))
-                        .add(
-                            Condition::all()
-                                .add(reading::Column::Job.eq(k.job.as_str()))
-                                .add(reading::Column::Metric.gt(k.metric.as_str())),
-                        )
-                        .add(same_series.add(after_time)),
-                )
-            };
-        }
-        if !by_time {
-            q = q
-                .order_by_asc(reading::Column::Job)
-                .order_by_asc(reading::Column::Metric);
+        if let Some((time_ms, id)) = after {
+            q = q.filter(reading::Column::TimeMs.gte(time_ms)).filter(
+                Condition::any()
+                    .add(reading::Column::TimeMs.gt(time_ms))
+                    .add(reading::Column::Id.gt(id)),
+            );
         }
         Ok(q.order_by_asc(reading::Column::TimeMs)
             .order_by_asc(reading::Column::Id)
             .limit(limit)
             .all(&self.db)
             .await?)
+    }
+
+    /// The (job, metric) series node `node_id` has stored (of one job, one metric), sorted: an
+    /// export of a node goes through them one by one.
+    pub async fn node_series(
+        &self,
+        node_id: &str,
+        job: Option<&str>,
+        metric: Option<&str>,
+    ) -> ApiResult<Vec<(String, String)>> {
+        let mut q =
+            reading_series::Entity::find().filter(reading_series::Column::NodeId.eq(node_id));
+        if let Some(j) = job {
+            q = q.filter(reading_series::Column::Job.eq(j));
+        }
+        if let Some(m) = metric {
+            q = q.filter(reading_series::Column::Metric.eq(m));
+        }
+        let set: std::collections::BTreeSet<(String, String)> = q
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.job, s.metric))
+            .collect();
+        Ok(set.into_iter().collect())
     }
 
     /// One page of job log lines for an export, oldest first, after row `after_id`: of a node

@@ -15,6 +15,9 @@ pub const MAX_SOURCE: usize = 256 * 1024;
 pub const MAX_ACTIONS: usize = 2_000;
 /// Deepest nesting of `repeat` and `when`.
 pub const MAX_NESTING: usize = 8;
+/// Most hours any time in a profile may be (a hundred years): profile times stay far from
+/// overflowing when added up.
+pub const MAX_HOURS: f64 = 876_000.0;
 
 /// A place in the profile's text (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -250,11 +253,11 @@ impl Reader {
             .as_scalar()
             .and_then(|s| s.as_str().trim().parse::<f64>().ok())
         {
-            Some(h) if h.is_finite() && h >= 0.0 => Some(h),
+            Some(h) if h.is_finite() && (0.0..=MAX_HOURS).contains(&h) => Some(h),
             _ => {
                 self.error(
                     pos_of(node),
-                    format!("{what} must be a number of hours, 0 or more"),
+                    format!("{what} must be a number of hours, 0 to {MAX_HOURS} (a hundred years)"),
                 );
                 None
             }
@@ -562,6 +565,9 @@ pub fn parse(source: &str) -> Result<Profile, Vec<ProfileError>> {
             ),
         }]);
     }
+    if let Some(e) = too_deep(source) {
+        return Err(vec![e]);
+    }
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     let root = marked_yaml::parse_yaml_with_options(0, source, options).map_err(|e| {
         let (pos, message) = load_error(&e);
@@ -661,6 +667,51 @@ pub fn parse(source: &str) -> Result<Profile, Vec<ProfileError>> {
         r.errors.sort_by_key(|e| e.pos.map(|p| (p.line, p.column)));
         Err(r.errors)
     }
+}
+
+/// Widest indentation (spaces and `- ` markers before a line's content) and deepest bracket
+/// nesting accepted: the YAML parser recurses once per level, and a profile needs a dozen.
+pub const MAX_INDENT: usize = 200;
+/// Deepest `[`/`{` nesting accepted.
+pub const MAX_BRACKETS: usize = 64;
+
+/// A profile nested deeper than any real one, refused before the parser recurses into it.
+fn too_deep(source: &str) -> Option<ProfileError> {
+    let mut depth = 0usize;
+    for (i, line) in source.lines().enumerate() {
+        let indent = line
+            .chars()
+            .take_while(|c| matches!(c, ' ' | '\t' | '-' | '?' | ':'))
+            .count();
+        if indent > MAX_INDENT {
+            return Some(ProfileError {
+                pos: Some(Pos {
+                    line: i + 1,
+                    column: 1,
+                }),
+                message: format!(
+                    "nested too deeply (more than {MAX_INDENT} columns of indentation)"
+                ),
+            });
+        }
+        for (j, c) in line.chars().enumerate() {
+            match c {
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_BRACKETS {
+                return Some(ProfileError {
+                    pos: Some(Pos {
+                        line: i + 1,
+                        column: j + 1,
+                    }),
+                    message: format!("nested too deeply (more than {MAX_BRACKETS} brackets)"),
+                });
+            }
+        }
+    }
+    None
 }
 
 fn load_error(e: &marked_yaml::LoadError) -> (Option<Pos>, String) {
@@ -818,7 +869,7 @@ common:
         let want = [
             "line 2, column 1: unknown key \"colour\" in the profile",
             "line 7, column 17: unknown action type \"strat\"",
-            "line 10, column 26: hours_elapsed must be a number of hours, 0 or more",
+            "line 10, column 26: hours_elapsed must be a number of hours, 0 to 876000",
             "line 14, column 25: option \"target_rpm\": at character 6 of the expression: it ends where a value should be",
             "line 17, column 15: if: at character 5 of the expression: it ends where a value should be",
             "line 18, column 11: a stop action takes no \"options\"",
@@ -832,6 +883,18 @@ common:
             );
         }
         assert_eq!(text.len(), want.len(), "{text:#?}");
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_before_the_parser_recurses() {
+        let deep = "- ".repeat(20_000) + "x";
+        let e = parse(&deep).unwrap_err();
+        assert!(e[0].message.contains("nested too deeply"), "{e:?}");
+        let flow = format!("experiment_profile_name: x\ninputs: {}", "[".repeat(10_000));
+        let e = parse(&flow).unwrap_err();
+        assert!(e[0].message.contains("nested too deeply"), "{e:?}");
+        let e = parse("experiment_profile_name: x\ncommon:\n  jobs:\n    a:\n      actions:\n        - type: stop\n          hours_elapsed: 1e300\n").unwrap_err();
+        assert!(e[0].message.contains("0 to 876000"), "{e:?}");
     }
 
     #[test]

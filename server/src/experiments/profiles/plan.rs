@@ -412,8 +412,14 @@ fn describe(a: &Action) -> String {
     d
 }
 
+/// Most lines a dry run shows; past it, it stops (nested repeats multiply).
+pub const TIMELINE_MAX: usize = 10_000;
+
 fn timeline_of(node: &str, job: &str, actions: &[Action], base: f64, out: &mut Vec<Entry>) {
     for a in actions {
+        if out.len() >= TIMELINE_MAX {
+            return;
+        }
         let at = base + a.hours;
         out.push(Entry {
             hours: at,
@@ -429,10 +435,13 @@ fn timeline_of(node: &str, job: &str, actions: &[Action], base: f64, out: &mut V
                 actions,
             } => {
                 let n = match max {
-                    Some(m) => ((m / every).ceil() as usize).min(1000),
+                    Some(m) => ((m / every).ceil() as usize).min(TIMELINE_MAX),
                     None => TIMELINE_REPEATS,
                 };
                 for k in 0..n {
+                    if out.len() >= TIMELINE_MAX {
+                        return;
+                    }
                     timeline_of(node, job, actions, at + *every * k as f64, out);
                 }
             }
@@ -443,7 +452,8 @@ fn timeline_of(node: &str, job: &str, actions: &[Action], base: f64, out: &mut V
 }
 
 /// The dry run: every action on every node it would run on, in time order (repeats expanded,
-/// an unbounded one [`TIMELINE_REPEATS`] times; what a `when` runs at the earliest it could).
+/// an unbounded one [`TIMELINE_REPEATS`] times; what a `when` runs at the earliest it could),
+/// at most [`TIMELINE_MAX`] lines (the first ones written, then sorted).
 pub fn timeline(p: &Profile, cluster: &Cluster, experiment_nodes: &[String]) -> Vec<Entry> {
     let mut out = Vec::new();
     for (node, plan, _) in targets(p, cluster, experiment_nodes) {
@@ -539,7 +549,7 @@ fn walk<'a>(
 ) {
     for (i, a) in actions.iter().enumerate() {
         let key = format!("{prefix}/{i}");
-        let due = base + ms(a.hours);
+        let due = base.saturating_add(ms(a.hours));
         if due > t {
             continue;
         }
@@ -552,7 +562,7 @@ fn walk<'a>(
                 // Only the current occurrence: earlier ones ran, or were missed (a leader that
                 // was down, a profile time step longer than the period) and are not caught up.
                 if let Some(k) = occurrence(due, *every, *max, t) {
-                    let start = due + k * ms(*every).max(1);
+                    let start = due.saturating_add(k.saturating_mul(ms(*every).max(1)));
                     walk(
                         &format!("{key}#{k}"),
                         node,
@@ -644,7 +654,7 @@ fn next_walk(
 ) {
     for (i, a) in actions.iter().enumerate() {
         let key = format!("{prefix}/{i}");
-        let due = base + ms(a.hours);
+        let due = base.saturating_add(ms(a.hours));
         match &a.kind {
             ActionKind::Repeat {
                 every,
@@ -657,7 +667,7 @@ fn next_walk(
                 }
                 if let Some(k) = occurrence(due, *every, *max, t) {
                     let every_ms = ms(*every).max(1);
-                    let start = due + k * every_ms;
+                    let start = due.saturating_add(k.saturating_mul(every_ms));
                     next_walk(
                         &format!("{key}#{k}"),
                         node,
@@ -668,8 +678,8 @@ fn next_walk(
                         progress,
                         best,
                     );
-                    let following = start + every_ms;
-                    if max.is_none_or(|m| following - due < ms(m)) {
+                    let following = start.saturating_add(every_ms);
+                    if max.is_none_or(|m| following.saturating_sub(due) < ms(m)) {
                         let first = actions.first().map_or("repeat", |a| a.kind.name());
                         consider(best, following, node, job, first);
                     }

@@ -107,7 +107,8 @@ fn listing(errors: &[ProfileError]) -> String {
 
 /// Profile ms elapsed in `run` at `now`.
 pub fn profile_time(run: &profile_run::Model, now: i64) -> i64 {
-    let until = run.ended_ms.or(run.paused_at_ms).unwrap_or(now);
+    // Stopped while paused: the clock stopped at the pause.
+    let until = run.paused_at_ms.or(run.ended_ms).unwrap_or(now);
     let real = (until - run.started_ms - run.paused_total_ms).max(0);
     (real as f64 * run.time_scale) as i64
 }
@@ -321,53 +322,88 @@ impl Profiles {
             .ok_or_else(|| ApiError::NotFound(format!("profile run {id:?}")))
     }
 
-    /// Pauses a running profile: its clock stops (jobs keep running as they are).
-    pub async fn pause(&self, id: &str) -> ApiResult<profile_run::Model> {
+    /// Moves run `id` from one of `from` to another state with `change`, only if it is still in
+    /// one of `from` when the write happens (a stale request changes nothing).
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[&str],
+        change: sea_orm::UpdateMany<profile_run::Entity>,
+        what: &str,
+    ) -> ApiResult<profile_run::Model> {
         let run = self.run_row(id).await?;
-        if run.state != state::RUNNING {
+        if !from.contains(&run.state.as_str()) {
             return Err(ApiError::BadRequest(format!(
-                "the run is {}, not running",
+                "the run is {}: it cannot be {what}",
                 run.state
             )));
         }
-        let mut m = run.into_active_model();
-        m.state = Set(state::PAUSED.into());
-        m.paused_at_ms = Set(Some(now_ms()));
-        Ok(m.update(&self.db).await?)
+        let done = change
+            .filter(profile_run::Column::Id.eq(id))
+            .filter(profile_run::Column::State.is_in(from.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        if done.rows_affected == 0 {
+            let now = self.run_row(id).await?;
+            return Err(ApiError::Conflict(format!(
+                "the run became {} meanwhile: it was not {what}",
+                now.state
+            )));
+        }
+        let _ = self.wake.try_send(());
+        self.run_row(id).await
+    }
+
+    /// Pauses a running profile: its clock stops (jobs keep running as they are).
+    pub async fn pause(&self, id: &str) -> ApiResult<profile_run::Model> {
+        use sea_orm::sea_query::Expr;
+        let change = profile_run::Entity::update_many()
+            .col_expr(profile_run::Column::State, Expr::value(state::PAUSED))
+            .col_expr(profile_run::Column::PausedAtMs, Expr::value(now_ms()));
+        self.transition(id, &[state::RUNNING], change, "paused")
+            .await
     }
 
     /// Resumes a paused profile where its clock stopped.
     pub async fn resume(&self, id: &str) -> ApiResult<profile_run::Model> {
-        let run = self.run_row(id).await?;
-        let Some(paused_at) = run.paused_at_ms.filter(|_| run.state == state::PAUSED) else {
-            return Err(ApiError::BadRequest(format!(
-                "the run is {}, not paused",
-                run.state
-            )));
-        };
-        let total = run.paused_total_ms + (now_ms() - paused_at).max(0);
-        let mut m = run.into_active_model();
-        m.state = Set(state::RUNNING.into());
-        m.paused_at_ms = Set(None);
-        m.paused_total_ms = Set(total);
-        let run = m.update(&self.db).await?;
-        let _ = self.wake.try_send(());
-        Ok(run)
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        let now = now_ms();
+        let change = profile_run::Entity::update_many()
+            .col_expr(profile_run::Column::State, Expr::value(state::RUNNING))
+            .col_expr(
+                profile_run::Column::PausedTotalMs,
+                Expr::col(profile_run::Column::PausedTotalMs)
+                    .add(Expr::value(now).sub(Expr::col(profile_run::Column::PausedAtMs))),
+            )
+            .col_expr(
+                profile_run::Column::PausedAtMs,
+                Expr::value(sea_orm::Value::BigInt(None)),
+            );
+        self.transition(id, &[state::PAUSED], change, "resumed")
+            .await
     }
 
     /// Stops a profile for good (its jobs keep running as they are).
     pub async fn stop(&self, id: &str) -> ApiResult<profile_run::Model> {
-        let run = self.run_row(id).await?;
-        if run.state != state::RUNNING && run.state != state::PAUSED {
-            return Err(ApiError::BadRequest(format!(
-                "the run is {} already",
-                run.state
-            )));
-        }
-        let mut m = run.into_active_model();
-        m.state = Set(state::STOPPED.into());
-        m.ended_ms = Set(Some(now_ms()));
-        Ok(m.update(&self.db).await?)
+        use sea_orm::sea_query::Expr;
+        let change = profile_run::Entity::update_many()
+            .col_expr(profile_run::Column::State, Expr::value(state::STOPPED))
+            .col_expr(profile_run::Column::EndedMs, Expr::value(now_ms()));
+        self.transition(id, &[state::RUNNING, state::PAUSED], change, "stopped")
+            .await
+    }
+
+    /// Stops every run of an experiment (it ended).
+    pub async fn stop_all(&self, experiment_id: &str) -> ApiResult<u64> {
+        use sea_orm::sea_query::Expr;
+        Ok(profile_run::Entity::update_many()
+            .col_expr(profile_run::Column::State, Expr::value(state::STOPPED))
+            .col_expr(profile_run::Column::EndedMs, Expr::value(now_ms()))
+            .filter(profile_run::Column::ExperimentId.eq(experiment_id))
+            .filter(profile_run::Column::State.is_in([state::RUNNING, state::PAUSED]))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
     }
 
     /// The runs of an experiment, newest first.
@@ -585,8 +621,13 @@ impl Scheduler {
                     bridge: self.bridge.clone(),
                     audit: self.audit.clone(),
                 };
-                let busy = self.busy.clone();
+                let guard = Busy {
+                    set: self.busy.clone(),
+                    id: run.id.clone(),
+                };
                 tokio::spawn(async move {
+                    // Leaves the busy set however the work ends (a panic included).
+                    let _guard = guard;
                     let id = run.id.clone();
                     if let Err(e) = me.advance(run).await {
                         tracing::warn!(
@@ -595,11 +636,22 @@ impl Scheduler {
                             "profile run could not advance"
                         );
                     }
-                    if let Ok(mut b) = busy.lock() {
-                        b.remove(&id);
-                    }
                 });
             }
+        }
+    }
+}
+
+/// A run the scheduler works on; dropped, it is free again.
+struct Busy {
+    set: Arc<Mutex<BTreeSet<String>>>,
+    id: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.set.lock() {
+            b.remove(&self.id);
         }
     }
 }
@@ -639,8 +691,23 @@ impl Worker {
             .map(|e| e.name)
             .unwrap_or_default();
         let cluster = self.service.cluster(None).await?;
-        let nodes = run_nodes(&run);
-        let targets = plan::targets(&p, &cluster, &nodes);
+        // Only nodes still in the experiment: one that left (or moved) is not acted on.
+        let members: BTreeSet<String> = self
+            .service
+            .experiments
+            .members(&run.experiment_id, true)
+            .await?
+            .into_iter()
+            .map(|m| m.node_id)
+            .collect();
+        let nodes: Vec<String> = run_nodes(&run)
+            .into_iter()
+            .filter(|n| members.contains(n))
+            .collect();
+        let targets: Vec<_> = plan::targets(&p, &cluster, &nodes)
+            .into_iter()
+            .filter(|(n, _, _)| members.contains(n))
+            .collect();
         let t = profile_time(&run, now_ms());
         let mut progress = self.service.progress(&run.id).await?;
         let due = plan::due(&targets, t, &progress);
@@ -751,11 +818,16 @@ impl Worker {
                 }
             }
         }
-        if plan::finished(&targets, &progress) && self.still_running(&run.id).await? {
-            let mut m = self.service.run_row(&run.id).await?.into_active_model();
-            m.state = Set(state::DONE.into());
-            m.ended_ms = Set(Some(now_ms()));
-            m.update(&self.service.db).await?;
+        if plan::finished(&targets, &progress) {
+            use sea_orm::sea_query::Expr;
+            // Only a run still running finishes (not one stopped or paused meanwhile).
+            profile_run::Entity::update_many()
+                .col_expr(profile_run::Column::State, Expr::value(state::DONE))
+                .col_expr(profile_run::Column::EndedMs, Expr::value(now_ms()))
+                .filter(profile_run::Column::Id.eq(run.id.as_str()))
+                .filter(profile_run::Column::State.eq(state::RUNNING))
+                .exec(&self.service.db)
+                .await?;
         }
         Ok(())
     }

@@ -94,13 +94,19 @@ impl ExperimentMutation {
             .into())
     }
 
-    /// Ends a running experiment: its nodes leave it; their jobs keep running, in no experiment.
+    /// Ends a running experiment: its nodes leave it (their jobs keep running, in no
+    /// experiment) and its profile runs stop.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn end_experiment(&self, ctx: &Context<'_>, id: String) -> Result<Experiment> {
         let state = ctx.data::<AppState>()?;
         let target = state.experiments.find(&id).await?.name;
         let actor = actor(ctx);
-        let work = state.experiments.end(&id, &actor);
+        let work = async {
+            let e = state.experiments.end(&id, &actor).await?;
+            // Its profiles stop with it.
+            state.profiles.stop_all(&e.id).await?;
+            Ok(e)
+        };
         Ok(Experiment(
             audited(ctx, "endExperiment", Some(&target), work).await?,
         ))

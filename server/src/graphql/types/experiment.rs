@@ -213,7 +213,7 @@ impl Experiment {
             .collect())
     }
     /// What people did to it and to its nodes and their jobs while they were in it (starts,
-    /// setting changes, stops, ...: the audit log), newest first, at most `limit` (≤ 1000).
+    /// setting changes, stops, ...: the audit log), newest first, at most `limit` (≤ 500).
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -230,7 +230,7 @@ impl Experiment {
         let limit = u64::try_from(limit).unwrap_or(0);
         Ok(state
             .audit
-            .for_experiment(&self.0.name, &spans, None, limit)
+            .for_experiment(&self.0.name, &spans, (None, None), limit)
             .await?
             .into_iter()
             .map(AuditEvent)
