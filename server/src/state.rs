@@ -51,6 +51,8 @@ pub struct MqttSide {
     pub connections: gate::Connections,
     /// Where the bridge hands join requests (behind a managed Mosquitto); `None` ignores them.
     pub enroll_requests: Option<tokio::sync::mpsc::Sender<enroll::JoinRequest>>,
+    /// The ingester's backlog, which the gate holds telemetry back by.
+    pub backlog: telemetry::Backlog,
 }
 
 impl AppState {
@@ -65,7 +67,7 @@ impl AppState {
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let jobs = jobs::Jobs::new(db.clone());
-        let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
+        let (telemetry, ingester) = telemetry::Telemetry::with_backlog(db.clone(), mqtt.backlog);
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,

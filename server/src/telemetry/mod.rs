@@ -6,4 +6,4 @@ pub mod ingest;
 pub mod service;
 
 pub use ingest::{Ingester, MAX_LOG_LINES_PER_JOB};
-pub use service::{LogEvent, Telemetry};
+pub use service::{Backlog, LogEvent, Telemetry};
