@@ -296,8 +296,10 @@ bench_ingest() {
   # Only Postgres is needed besides the build (and the peer's own setup, which ingest.sh runs).
   source scripts/services.sh
   local readings=${READINGS:-2000000} pio_count=${PIO_COUNT:-100000}
-  cargo build -q --release -p trellis-server -p trellis-agent
-  cargo test -q --release -p trellis-tests --test ingest_bench --no-run 2>/dev/null
+  # One build of the leader, the agent and the benchmark together: built apart, their
+  # dependencies' features differ and the second build recompiles most of them.
+  cargo build -q --release -p trellis-server -p trellis-agent -p trellis-tests --bins \
+    --test ingest_bench
   local dir
   dir=$(mktemp -d)
   trap 'rm -rf "$dir"' RETURN
