@@ -19,6 +19,16 @@
 #              agent reaches the broker through a socat relay, which is SIGSTOPped: nothing passes,
 #              no connection closes). REPEATS runs each (default 3). Goal: within two heartbeat
 #              intervals (10 s). The Pioreactor harness measures no liveness, so no peer figure.
+#   ingest     readings stored per second, sustained, with zero loss and zero duplicates: a release
+#              leader (embedded broker behind its gate) on SQLite, then on Postgres, and on the
+#              same machine publishers speaking as enrolled nodes that flood ReadingBatches of 500
+#              readings at QoS 1 within a bounded in-flight window (tests/tests/ingest_bench.rs;
+#              READINGS, default 2 000 000 per database). Every reading's value is unique, so
+#              loss and duplicates are counted in the database; a second phase sends one batch in
+#              7 twice and must still store each reading once. Beside Pioreactor's
+#              mqtt_to_db_streaming in the same run (../shared/peers/pioreactor/ingest.sh:
+#              PIO_COUNT unthrottled messages, default 100 000, one reading each, its installer's
+#              broker settings). Goal (issue 10): >= 250 000 readings/s on SQLite and 20x Pioreactor.
 #   query      readings at scale on SQLite: ROWS readings (default 100 000 000) written into a
 #              fresh leader's database (scripts/bench/fill_readings.py), then, through the
 #              release leader's API: a 30-day, 1 Hz series (2.6 M rows) downsampled to 1000
@@ -29,7 +39,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web footprint liveness query)
+all=(web footprint liveness ingest query)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -377,11 +387,83 @@ API is polled every 100 ms. The Pioreactor harness measures no liveness, so no p
   record "Node liveness after faults" "$table" liveness
 }
 
+bench_ingest() {
+  # Only Postgres is needed besides the build (and the peer's own setup, which ingest.sh runs).
+  source scripts/services.sh
+  local readings=${READINGS:-2000000} pio_count=${PIO_COUNT:-100000}
+  # One build of the leader, the agent and the benchmark together: built apart, their
+  # dependencies' features differ and the second build recompiles most of them.
+  cargo build -q --release -p trellis-server -p trellis-agent -p trellis-tests --bins \
+    --test ingest_bench
+  local dir
+  dir=$(mktemp -d)
+  trap 'rm -rf "$dir"' RETURN
+  local ours=""
+  for db in sqlite postgres; do
+    INGEST_DB=$db INGEST_READINGS=$readings cargo test -q --release -p trellis-tests \
+      --test ingest_bench -- --ignored --nocapture >"$dir/$db.out" 2>&1 || {
+      echo "ingest benchmark on $db failed:" >&2
+      tail -40 "$dir/$db.out" >&2
+      return 1
+    }
+    ours+=$(grep '^ingest_' "$dir/$db.out")$'\n'
+  done
+  local pio
+  pio=$(RATES=0 COUNT=$pio_count BIG_COUNT=0 BURST_COUNT=0 BROKERS=prod \
+    bash ../shared/peers/pioreactor/ingest.sh 2>"$dir/pio.err") || {
+    echo "Pioreactor's ingest.sh failed:" >&2
+    tail -20 "$dir/pio.err" >&2
+    return 1
+  }
+  # A figure from `name value unit` lines.
+  fig() { awk -v n="$2" '$1 == n {print $2}' <<<"$1"; }
+  local step="ingest_prod_max_n${pio_count}"
+  local pio_rate pio_lost pio_dup
+  pio_rate=$(fig "$pio" "${step}_rows_per_s")
+  pio_lost=$(fig "$pio" "${step}_lost")
+  pio_dup=$(fig "$pio" "${step}_duplicates")
+  local row=""
+  for db in sqlite postgres; do
+    local rate ratio
+    rate=$(fig "$ours" "ingest_${db}_stored_rate")
+    ratio=$(python3 -c "print(round($rate / $pio_rate, 1))")
+    row+="| Trellis, $db | $(fig "$ours" "ingest_${db}_readings") | $(fig "$ours" "ingest_${db}_offered_rate") | **$rate** | $(fig "$ours" "ingest_${db}_peak_rate_1s") | $(fig "$ours" "ingest_${db}_lost") | $(fig "$ours" "ingest_${db}_duplicates") | $(fig "$ours" "ingest_${db}_redelivery_lost") / $(fig "$ours" "ingest_${db}_redelivery_duplicates") | $(fig "$ours" "ingest_${db}_leader_cpu") % ($(fig "$ours" "ingest_${db}_leader_cpu_per_reading") µs/reading) | $(fig "$ours" "ingest_${db}_leader_rss_peak") MiB | $(fig "$ours" "ingest_${db}_queue_high_water") / $(fig "$ours" "ingest_${db}_queue_capacity") | ${ratio}x |"$'\n'
+  done
+  local sqlite_rate goal
+  sqlite_rate=$(fig "$ours" ingest_sqlite_stored_rate)
+  goal=$(python3 -c "r = $sqlite_rate; p = $pio_rate; print('met' if r >= 250000 and r >= 20 * p else 'MISSED')")
+  local table="| ingester | readings | offered/s | stored/s (first publish -> last commit) | best 1 s | lost | duplicates | redelivery phase lost / dup | leader CPU (% of one core) | leader peak RSS | queue high water / capacity | vs Pioreactor |
+|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|
+${row}| Pioreactor 26.11.1 \`mqtt_to_db_streaming\`, SQLite | $pio_count | $(fig "$pio" "${step}_offered_rate") | **$pio_rate** | $(fig "$pio" "${step}_peak_rows_per_s_1s") | $pio_lost | $pio_dup | | $(fig "$pio" "${step}_streamer_cpu_per_msg") µs/reading | $(fig "$pio" ingest_prod_streamer_hwm) MiB | | 1x |
+
+Goal (issue 10): >= 250 000 readings/s on SQLite and 20x Pioreactor: $goal.
+Trellis: the leader (embedded rumqttd behind its MQTT gate, bridge, ingester) and the publishers
+(one MQTT client per node, payloads encoded before the clock starts) share the 2 cores; batches of
+500 readings over 4 series at QoS 1; leader CPU includes the broker. Pioreactor: one reading per
+MQTT message (its od_reading format), QoS 2, publisher in-flight 20, unthrottled, broker with its
+installer's settings; its rows/s is a lower bound when its single Python publisher is the limit
+(its CPU per message gives the ceiling)."
+  printf '%s\n\nOurs:\n%s\nPioreactor ingest.sh said:\n%s\n' "$table" "$ours" "$pio"
+  record "Ingestion beside Pioreactor" "$table
+
+Our figures (\`tests/tests/ingest_bench.rs\`, READINGS=$readings):
+
+\`\`\`
+$ours\`\`\`
+
+Pioreactor's own output (\`ingest.sh\`, RATES=0 COUNT=$pio_count BIG_COUNT=0 BURST_COUNT=0 BROKERS=prod):
+
+\`\`\`
+$pio
+\`\`\`" ingest
+}
+
 for name in "${wanted[@]}"; do
   case "$name" in
     web) bench_web ;;
     footprint) bench_footprint ;;
     liveness) bench_liveness ;;
+    ingest) bench_ingest ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -52,6 +52,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     // The embedded broker sits behind the MQTT gate, which checks every client's credentials and
     // topics; an external broker does its own checking (see README).
     let mqtt_connections = mqtt_gate::Connections::default();
+    let backlog = crate::telemetry::Backlog::default();
     let mut enroll = enroll::Enroll::new(db.clone(), config.auto_approve_macs.clone());
     // Enroll requests reach the leader through the gate (embedded broker) or, behind a managed
     // Mosquitto, through the bridge's subscription.
@@ -76,6 +77,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
                 enroll_requests: enroll_tx,
                 slots: Arc::new(tokio::sync::Semaphore::new(config.mqtt_max_connections)),
                 tls: leader_tls.as_ref().map(|t| t.acceptor.clone()),
+                backlog: backlog.clone(),
             };
             tokio::spawn(gate.serve(gate_listener, shutdown.clone()));
             (
@@ -194,6 +196,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             login: mqtt_login,
             connections: mqtt_connections,
             enroll_requests: bridge_enroll_tx,
+            backlog,
         },
         enroll,
         docker_tls,

@@ -57,6 +57,8 @@ pub struct MqttSide {
     pub connections: gate::Connections,
     /// Where the bridge hands join requests (behind a managed Mosquitto); `None` ignores them.
     pub enroll_requests: Option<tokio::sync::mpsc::Sender<enroll::JoinRequest>>,
+    /// The ingester's backlog, which the gate holds telemetry back by.
+    pub backlog: telemetry::Backlog,
 }
 
 impl AppState {
@@ -71,8 +73,8 @@ impl AppState {
     ) -> Self {
         let nodes = nodes::Nodes::new(db.clone());
         let jobs = jobs::Jobs::new(db.clone());
+        let (telemetry, ingester) = telemetry::Telemetry::with_backlog(db.clone(), mqtt.backlog);
         let experiments = experiments::Experiments::new(db.clone(), jobs.clone());
-        let (telemetry, ingester) = telemetry::Telemetry::new(db.clone());
         let shutdown_retention = shutdown.clone();
         let shutdown_profiles = shutdown.clone();
         let bridge = bridge::Bridge::start(

@@ -48,6 +48,7 @@ async fn leader_with_web(web_dir: Option<std::path::PathBuf>) -> Leader {
         login: None,
         connections: Default::default(),
         enroll_requests: None,
+        backlog: Default::default(),
     };
     let enroll = enroll::Enroll::new(db.clone(), Vec::new());
     let state = AppState::start(config, db, shutdown.clone(), mqtt, enroll, docker_tls);

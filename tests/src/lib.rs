@@ -35,12 +35,19 @@ pub fn target_dir() -> PathBuf {
     bin_dir().parent().expect("target dir").to_path_buf()
 }
 
-/// Path of a workspace binary, failing with the command to build it.
+/// Path of a workspace binary, failing with the command to build it. The binaries come from the
+/// profile the test binary was built with: `cargo test --release` (the benchmarks) runs release
+/// leaders and agents, which `cargo build --release -p trellis-server -p trellis-agent` builds.
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
+    let release = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build -p trellis-server -p trellis-agent` (scripts/test.sh does)",
+        "{} is missing: run `cargo build{release} -p trellis-server -p trellis-agent` (scripts/test.sh builds the debug ones, scripts/bench.sh the release ones)",
         path.display()
     );
     path
@@ -126,6 +133,11 @@ impl Proc {
             .status()
             .expect("kill");
         assert!(ok.success(), "kill {sig} failed");
+    }
+
+    /// The process id (to read its `/proc` figures).
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL and reap.

@@ -237,6 +237,9 @@ pub struct Gate {
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Speak MQTT over TLS with this (the leader's certificate); `None` for plain MQTT.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The ingester's backlog: while it is full, readings and log lines wait here (see
+    /// [`crate::telemetry::Backlog`]).
+    pub backlog: crate::telemetry::Backlog,
 }
 
 impl Gate {
@@ -466,6 +469,15 @@ impl Gate {
                             .await?;
                     }
                     Packet::Connect(_) => anyhow::bail!("second CONNECT"),
+                    Packet::Publish(p)
+                        if crate::telemetry::service::is_telemetry_topic(&p.topic) =>
+                    {
+                        // Back-pressure: while the ingester is full this connection is not read,
+                        // its publishes stay unacknowledged (the broker acknowledges what it
+                        // has), and the node's in-flight window holds it back.
+                        self.backlog.admit().await;
+                        broker_wr.write_all(&frame).await?;
+                    }
                     _ => broker_wr.write_all(&frame).await?,
                 }
             }

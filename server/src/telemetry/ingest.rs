@@ -6,23 +6,20 @@
 //! publishes after each commit say is in the database.
 //!
 //! Each turn takes every batch waiting (up to [`BATCHES_PER_TRANSACTION`]) and stores them in one
-//! transaction: per batch, it reads its stream's next expected number, skips what is below it (a
-//! QoS 1 batch delivered twice), inserts the rest with one multi-row insert, and moves the number
-//! on. Log lines beyond [`MAX_LOG_LINES_PER_JOB`] per job are deleted oldest first, and counted on
+//! transaction: per batch, it takes its stream's next expected number (read once per group),
+//! skips what is below it (a QoS 1 batch delivered twice) and moves the number on; the readings
+//! kept go in a few large multi-row inserts, and each stream's number is saved once. Log lines beyond [`MAX_LOG_LINES_PER_JOB`] per job are deleted oldest first, and counted on
 //! the job. Times are corrected by the node's measured clock offset (both are kept).
 //!
 //! When the database is unreachable or busy, the same batches are tried again (after a pause that
-//! doubles up to 5 s) until they are stored: the queue fills meanwhile and the bridge waits, which
-//! holds the agents back through MQTT flow control; their outage buffers keep the rest. Any other
+//! doubles up to 5 s) until they are stored: the queue fills meanwhile and the MQTT gate holds the
+//! nodes' telemetry publishes (`Backlog`), which holds the agents back through MQTT flow
+//! control; their outage buffers keep the rest. Any other
 //! database error is the batches' own: the group is stored batch by batch, and a batch that still
 //! fails is logged with its node and numbers and skipped, so one bad batch never stops the rest.
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    collections::{BTreeSet, HashMap, hash_map::Entry},
     time::Duration,
 };
 
@@ -30,14 +27,15 @@ use chrono::Utc;
 use entity::{job, job_log, node, reading, reading_series, telemetry_stream};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    Value,
     sea_query::{Expr, ExprTrait},
 };
 use tokio::sync::{broadcast, mpsc};
-use trellis_proto::Stored;
+use trellis_proto::{ReadingBatch, Series, Stored};
 
-use super::service::{Batch, LiveReadings, LogEvent};
+use super::service::{Backlog, Batch, LiveReadings, LogEvent};
 use crate::experiments::Membership;
 
 /// A day, ms.
@@ -57,7 +55,7 @@ pub struct Ingester {
     rx: mpsc::Receiver<Batch>,
     logs: broadcast::Sender<LogEvent>,
     live: broadcast::Sender<LiveReadings>,
-    depth: Arc<AtomicUsize>,
+    backlog: Backlog,
 }
 
 impl Ingester {
@@ -66,14 +64,14 @@ impl Ingester {
         rx: mpsc::Receiver<Batch>,
         logs: broadcast::Sender<LogEvent>,
         live: broadcast::Sender<LiveReadings>,
-        depth: Arc<AtomicUsize>,
+        backlog: Backlog,
     ) -> Self {
         Ingester {
             db,
             rx,
             logs,
             live,
-            depth,
+            backlog,
         }
     }
 
@@ -113,7 +111,7 @@ impl Ingester {
                     all
                 }
             };
-            self.depth.fetch_sub(group.len(), Ordering::Relaxed);
+            self.backlog.done(group.len());
             let mut told = BTreeSet::new();
             for batch in &group {
                 let (node, run) = match batch {
@@ -133,7 +131,7 @@ impl Ingester {
             // In chunks of at most LIVE_CHUNK, so the feed's bound (in messages) bounds readings.
             for chunk in outcome.readings.chunks(super::service::LIVE_CHUNK) {
                 // No subscriber is not an error.
-                let _ = self.live.send(Some(Arc::new(chunk.to_vec())));
+                let _ = self.live.send(Some(std::sync::Arc::new(chunk.to_vec())));
             }
             for line in outcome.lines {
                 // No subscriber is not an error.
@@ -166,9 +164,16 @@ impl Ingester {
 
     /// Stores a group of batches in one transaction; returns the log lines stored, and the
     /// (node, run) pairs that sent a batch past a gap (not stored: they are to send again).
+    ///
+    /// Each stream's next number and each node's clock offset are read once per group and kept
+    /// in memory while the group's batches move them; the readings of the whole group go in a
+    /// few large multi-row inserts ([`insert_readings`]) and each stream's number is written
+    /// once, at the end, in the same transaction.
     async fn store(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
         let txn = self.db.begin().await?;
-        let mut offsets: HashMap<String, i64> = HashMap::new();
+        let mut offsets: HashMap<&str, i64> = HashMap::new();
+        let mut streams: HashMap<(&str, &str, &str), Stream> = HashMap::new();
+        let mut rows: Vec<ReadingRow<'_>> = Vec::new();
         let mut stored_lines = Vec::new();
         let mut gaps = BTreeSet::new();
         let mut jobs_with_logs = BTreeSet::new();
@@ -197,7 +202,19 @@ impl Ingester {
                 ),
                 Batch::Logs(n, b) => (n, LOGS, &b.run, b.seq, b.held, b.dropped, b.lines.len()),
             };
-            let next = next_seq(&txn, node_id, run, kind).await?;
+            let stream = match streams.entry((node_id.as_str(), run.as_str(), kind)) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let next = next_seq(&txn, node_id, run, kind).await?;
+                    e.insert(Stream {
+                        in_db: next.is_some(),
+                        next,
+                        dropped: 0,
+                        moved: false,
+                    })
+                }
+            };
+            let next = stream.next;
             // Below what the agent still holds, a gap is what it dropped (counted); above, it is
             // lost on the way, and this batch waits until the agent sends again from the gap.
             let expected =
@@ -210,7 +227,7 @@ impl Ingester {
             if skip >= len && next.is_some() {
                 continue;
             }
-            let offset = match offsets.get(node_id) {
+            let offset = match offsets.get(node_id.as_str()) {
                 Some(o) => *o,
                 None => {
                     let o = node::Entity::find_by_id(node_id.as_str())
@@ -218,39 +235,15 @@ impl Ingester {
                         .await?
                         .and_then(|n| n.clock_offset_ms)
                         .unwrap_or(0);
-                    offsets.insert(node_id.clone(), o);
+                    offsets.insert(node_id.as_str(), o);
                     o
                 }
             };
             match batch {
                 Batch::Readings(_, b) => {
-                    let rows: Vec<reading::ActiveModel> = b
-                        .points
-                        .iter()
-                        .skip(skip)
-                        .map(|&(i, at, value)| {
-                            let s = &b.series[i as usize];
-                            let time_ms = at.saturating_sub(offset);
-                            let experiment = membership.at(node_id, time_ms);
-                            catalog.add(node_id, s, experiment, time_ms);
-                            reading::ActiveModel {
-                                node_id: Set(node_id.clone()),
-                                job: Set(s.job.clone()),
-                                metric: Set(s.metric.clone()),
-                                unit: Set(s.unit.clone()),
-                                time_ms: Set(time_ms),
-                                node_time_ms: Set(at),
-                                value: Set(value),
-                                experiment_id: Set(experiment.map(str::to_owned)),
-                                ..Default::default()
-                            }
-                        })
-                        .collect();
-                    if live {
-                        live_rows.extend(rows.iter().map(live_copy));
-                    }
-                    if !rows.is_empty() {
-                        reading::Entity::insert_many(rows).exec(&txn).await?;
+                    for r in reading_rows(node_id, offset, b, skip, &membership) {
+                        catalog.add(node_id, r.series, r.experiment_id, r.time_ms);
+                        rows.push(r);
                     }
                 }
                 Batch::Logs(_, b) => {
@@ -275,16 +268,18 @@ impl Ingester {
                     }
                 }
             }
-            save_seq(
-                &txn,
-                node_id,
-                run,
-                kind,
-                seq + len as u64,
-                dropped,
-                next.is_some(),
-            )
-            .await?;
+            stream.next = Some((seq + len as u64) as i64);
+            stream.dropped = dropped;
+            stream.moved = true;
+        }
+        if live {
+            live_rows = rows.iter().map(ReadingRow::model).collect();
+        }
+        insert_readings(&txn, &mut rows).await?;
+        for ((node_id, run, kind), s) in streams {
+            if let (true, Some(next)) = (s.moved, s.next) {
+                save_seq(&txn, node_id, run, kind, next, s.dropped, s.in_db).await?;
+            }
         }
         for (node_id, name) in jobs_with_logs {
             bound_logs(&txn, &node_id, &name).await?;
@@ -299,22 +294,164 @@ impl Ingester {
     }
 }
 
-/// A reading about to be stored, for live subscribers (its id is not known yet: 0).
-fn live_copy(r: &reading::ActiveModel) -> reading::Model {
-    fn get<T: Clone + Default + Into<sea_orm::Value>>(v: &sea_orm::ActiveValue<T>) -> T {
-        v.clone().take().unwrap_or_default()
+/// One agent run's stream (readings or log lines) while a group is stored.
+struct Stream {
+    /// The next number expected; `None` before the stream's first batch.
+    next: Option<i64>,
+    /// Whether `telemetry_stream` has its row (update, not insert).
+    in_db: bool,
+    /// The run's drop count, as its newest batch says.
+    dropped: u64,
+    /// Whether a batch of this group moved it (it is to be saved).
+    moved: bool,
+}
+
+/// One reading as the `reading` table stores it: made by [`reading_rows`], written by
+/// [`insert_readings`] in the order of [`READING_COLUMNS`].
+struct ReadingRow<'a> {
+    node_id: &'a str,
+    series: &'a Series,
+    time_ms: i64,
+    node_time_ms: i64,
+    value: f64,
+    experiment_id: Option<&'a str>,
+}
+
+/// The columns of `reading` the ingester writes, in the order [`ReadingRow::push_values`]
+/// gives their values.
+const READING_COLUMNS: [&str; 8] = [
+    "node_id",
+    "job",
+    "metric",
+    "unit",
+    "time_ms",
+    "node_time_ms",
+    "value",
+    "experiment_id",
+];
+
+impl ReadingRow<'_> {
+    fn push_values(&self, out: &mut Vec<Value>) {
+        out.extend([
+            Value::from(self.node_id),
+            Value::from(self.series.job.as_str()),
+            Value::from(self.series.metric.as_str()),
+            Value::from(self.series.unit.clone()),
+            Value::from(self.time_ms),
+            Value::from(self.node_time_ms),
+            Value::from(self.value),
+            Value::from(self.experiment_id),
+        ]);
     }
-    reading::Model {
-        id: 0,
-        node_id: get(&r.node_id),
-        job: get(&r.job),
-        metric: get(&r.metric),
-        unit: get(&r.unit),
-        time_ms: get(&r.time_ms),
-        node_time_ms: get(&r.node_time_ms),
-        value: get(&r.value),
-        experiment_id: get(&r.experiment_id),
+
+    /// The row as live subscribers see it (its id is not known yet: 0).
+    fn model(&self) -> reading::Model {
+        reading::Model {
+            id: 0,
+            node_id: self.node_id.to_owned(),
+            job: self.series.job.clone(),
+            metric: self.series.metric.clone(),
+            unit: self.series.unit.clone(),
+            time_ms: self.time_ms,
+            node_time_ms: self.node_time_ms,
+            value: self.value,
+            experiment_id: self.experiment_id.map(str::to_owned),
+        }
     }
+}
+
+/// The rows of a batch's readings from the `skip`th on (those before are stored already), the
+/// node's time corrected by its clock offset (both kept), each with the experiment its node was
+/// in at that time.
+fn reading_rows<'a>(
+    node_id: &'a str,
+    offset: i64,
+    b: &'a ReadingBatch,
+    skip: usize,
+    membership: &'a Membership,
+) -> impl Iterator<Item = ReadingRow<'a>> {
+    b.points.iter().skip(skip).map(move |&(i, at, value)| {
+        let time_ms = at.saturating_sub(offset);
+        ReadingRow {
+            node_id,
+            series: &b.series[i as usize],
+            time_ms,
+            node_time_ms: at,
+            value,
+            experiment_id: membership.at(node_id, time_ms),
+        }
+    })
+}
+
+/// Most rows in one insert: 4000 × 8 values stays under SQLite's 32 766 bound parameters
+/// (sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER) and Postgres's 65 535.
+const ROWS_PER_INSERT: usize = 4000;
+
+/// Inserts the rows with multi-row inserts of [`ROWS_PER_INSERT`] rows and then of powers of
+/// two for the rest, so a dozen prepared statements (sqlx caches them per connection) serve
+/// every group whatever its size. The rows are first put in series order (stable, so each
+/// series keeps its arrival order, which ids record): the series index then takes each series'
+/// rows one after another, which SQLite does markedly faster than interleaved ones.
+async fn insert_readings(
+    txn: &DatabaseTransaction,
+    rows: &mut [ReadingRow<'_>],
+) -> Result<(), DbErr> {
+    rows.sort_by(|a, b| {
+        (a.node_id, &a.series.job, &a.series.metric).cmp(&(
+            b.node_id,
+            &b.series.job,
+            &b.series.metric,
+        ))
+    });
+    let backend = txn.get_database_backend();
+    let mut rest: &[ReadingRow<'_>] = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= ROWS_PER_INSERT {
+            ROWS_PER_INSERT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut values = Vec::with_capacity(n * READING_COLUMNS.len());
+        for r in chunk {
+            r.push_values(&mut values);
+        }
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            insert_sql(backend, n),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO reading (<READING_COLUMNS>) VALUES (...), ...` for `rows` rows, with the
+/// backend's placeholders.
+fn insert_sql(backend: DbBackend, rows: usize) -> String {
+    use std::fmt::Write;
+    let width = READING_COLUMNS.len();
+    let mut sql = format!(
+        "INSERT INTO reading ({}) VALUES ",
+        READING_COLUMNS.join(", ")
+    );
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}", r * width + c + 1);
+                }
+                _ => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// The earliest node time any batch of `group` holds (memberships that closed before it do not
@@ -468,7 +605,7 @@ async fn save_seq(
     node_id: &str,
     run: &str,
     kind: &str,
-    next: u64,
+    next: i64,
     dropped: u64,
     exists: bool,
 ) -> Result<(), DbErr> {
@@ -476,7 +613,7 @@ async fn save_seq(
         node_id: Set(node_id.to_owned()),
         run: Set(run.to_owned()),
         kind: Set(kind.to_owned()),
-        next_seq: Set(next as i64),
+        next_seq: Set(next),
         dropped: Set(dropped as i64),
         updated_at: Set(Utc::now()),
     };

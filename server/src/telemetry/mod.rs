@@ -8,4 +8,4 @@ pub mod service;
 
 pub use ingest::{Ingester, MAX_LOG_LINES_PER_JOB};
 pub use retention::Retention;
-pub use service::{LogEvent, Telemetry};
+pub use service::{Backlog, LogEvent, Telemetry};

@@ -1,7 +1,7 @@
 //! The telemetry service: queries over readings and job logs, the live feed of log lines, the
 //! nodes' pump calibrations, and the door to the ingester (a bounded queue: when the database is
-//! slower than the agents, the bridge waits here, and MQTT flow control holds the agents back,
-//! rather than anything being dropped).
+//! slower than the agents, the MQTT gate holds their telemetry publishes back ([`Backlog`]) and
+//! MQTT flow control holds the agents back, rather than anything being dropped).
 
 use std::sync::{
     Arc,
@@ -28,6 +28,102 @@ pub const MAX_READINGS_PER_QUERY: u64 = 10_000;
 pub const MAX_POINTS: i64 = 10_000;
 /// Most log lines one query returns.
 pub const MAX_LOG_LINES_PER_QUERY: u64 = 1_000;
+
+/// How many batches wait for the ingester, shared by the MQTT gate, the bridge's router and the
+/// ingester. The embedded broker acknowledges a QoS 1 publish as soon as it has it and keeps a
+/// bounded log per topic (4 MiB), overwriting what a slow subscriber has not read yet, so
+/// back-pressure that stopped at the bridge would lose readings inside the broker: it must
+/// reach the publishers, and the gate is where it can. The gate therefore counts the telemetry
+/// publishes it relays, the router those it receives, the queue those it holds (queued, or in
+/// the transaction being stored), and the gate holds a node's next telemetry publish while they
+/// add up to [`INGEST_QUEUE`] or more ([`Backlog::admit`]).
+#[derive(Clone, Default)]
+pub struct Backlog {
+    /// In the queue or being stored.
+    depth: Arc<AtomicUsize>,
+    high_water: Arc<AtomicUsize>,
+    /// Relayed to the broker by the gate, in total.
+    relayed: Arc<AtomicUsize>,
+    /// Received by the router, in total.
+    arrived: Arc<AtomicUsize>,
+    drained: Arc<tokio::sync::Notify>,
+}
+
+/// Longest the gate holds one publish. Past it the publish goes on: a count that went wrong
+/// (messages the broker dropped for want of a subscriber) can slow the nodes down, never stop
+/// them; the broker's per-topic log takes what little then passes.
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Backlog {
+    /// Batches in the queue or being stored now.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The most batches that were ever in the queue or being stored at once.
+    pub fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    /// Batches on their way to the ingester or in its queue.
+    fn pending(&self) -> usize {
+        let in_transit = self
+            .relayed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.arrived.load(Ordering::Relaxed));
+        self.depth() + in_transit
+    }
+
+    /// For the gate: returns once fewer than [`INGEST_QUEUE`] batches are pending (or after
+    /// [`MAX_HOLD`]), counting the one about to be relayed.
+    pub async fn admit(&self) {
+        let until = tokio::time::Instant::now() + MAX_HOLD;
+        loop {
+            // Registered before the check, so a drain in between is not missed.
+            let drained = self.drained.notified();
+            if self.pending() < INGEST_QUEUE || tokio::time::Instant::now() >= until {
+                break;
+            }
+            // A bounded wait too: a missed wake-up costs 50 ms, never a stuck connection.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), drained).await;
+        }
+        self.relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For the router: a telemetry message came from the broker.
+    pub fn arrived(&self) {
+        self.arrived.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// For the bridge, on (re)subscribing: whatever was on its way before is gone (a clean
+    /// session), so nothing is in transit.
+    pub fn resync(&self) {
+        self.arrived
+            .store(self.relayed.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+
+    fn add(&self) {
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        self.high_water.fetch_max(depth, Ordering::Relaxed);
+    }
+
+    /// `n` batches are stored (or given up on).
+    pub(super) fn done(&self, n: usize) {
+        self.depth.fetch_sub(n, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+}
+
+/// Whether `topic` carries readings or log lines (what the ingester stores).
+pub fn is_telemetry_topic(topic: &str) -> bool {
+    trellis_proto::parse_topic(topic).is_some_and(|p| {
+        matches!(
+            p.kind,
+            trellis_proto::TopicKind::Readings | trellis_proto::TopicKind::Logs
+        )
+    })
+}
 
 /// A batch for the ingester, with the node it came from.
 #[derive(Debug)]
@@ -102,7 +198,7 @@ pub const LIVE_CHUNK: usize = 500;
 pub struct Telemetry {
     db: DatabaseConnection,
     queue: mpsc::Sender<Batch>,
-    depth: Arc<AtomicUsize>,
+    backlog: Backlog,
     logs: broadcast::Sender<LogEvent>,
     live: broadcast::Sender<LiveReadings>,
 }
@@ -111,17 +207,22 @@ impl Telemetry {
     /// The service and the ingester that stores what it is given (run it with
     /// [`crate::telemetry::Ingester::run`]).
     pub fn new(db: DatabaseConnection) -> (Self, super::Ingester) {
+        Telemetry::with_backlog(db, Backlog::default())
+    }
+
+    /// Like [`Telemetry::new`], counting the batches waiting in `backlog` (which the MQTT gate
+    /// also holds).
+    pub fn with_backlog(db: DatabaseConnection, backlog: Backlog) -> (Self, super::Ingester) {
         let (queue, rx) = mpsc::channel(INGEST_QUEUE);
         let (logs, _) = broadcast::channel(LOG_EVENTS);
-        let depth = Arc::new(AtomicUsize::new(0));
         let (live, _) = broadcast::channel(LIVE_READINGS);
         let ingester =
-            super::Ingester::new(db.clone(), rx, logs.clone(), live.clone(), depth.clone());
+            super::Ingester::new(db.clone(), rx, logs.clone(), live.clone(), backlog.clone());
         (
             Telemetry {
                 db,
                 queue,
-                depth,
+                backlog,
                 logs,
                 live,
             },
@@ -131,16 +232,27 @@ impl Telemetry {
 
     /// Hands a batch to the ingester, waiting while its queue is full.
     pub async fn submit(&self, batch: Batch) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.backlog.add();
         if self.queue.send(batch).await.is_err() {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.backlog.done(1);
             tracing::error!("the ingester has stopped: a telemetry batch was not stored");
         }
     }
 
+    /// The backlog the gate and the bridge share with the ingester.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
     /// Batches waiting to be stored.
     pub fn queue_depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.backlog.depth()
+    }
+
+    /// The most batches that ever waited at once since the leader started: how close the
+    /// database came to holding the agents back.
+    pub fn queue_high_water(&self) -> usize {
+        self.backlog.high_water()
     }
 
     /// The live feed of stored readings, a transaction's worth at a time.

@@ -8,7 +8,7 @@ use crate::{
     access::Role,
     graphql::{
         guard::RoleGuard,
-        types::{Reading, ReadingBucket, RetentionRule, Storage},
+        types::{IngestQueue, Reading, ReadingBucket, RetentionRule, Storage},
     },
     telemetry::service::{Selection, SeriesKey},
 };
@@ -104,6 +104,18 @@ impl TelemetryQuery {
                 .into_iter()
                 .map(RetentionRule::from)
                 .collect(),
+        })
+    }
+
+    /// The ingester's queue of batches waiting to be stored.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn ingest_queue(&self, ctx: &Context<'_>) -> Result<IngestQueue> {
+        let t = &ctx.data::<AppState>()?.telemetry;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(IngestQueue {
+            depth: count(t.queue_depth()),
+            high_water: count(t.queue_high_water()),
+            capacity: count(crate::telemetry::service::INGEST_QUEUE),
         })
     }
 }

@@ -86,6 +86,18 @@ impl From<crate::telemetry::service::Bucket> for ReadingBucket {
     }
 }
 
+/// The ingester's queue: batches waiting to be stored. When it is full the leader holds the
+/// nodes' readings and log lines back (MQTT flow control); nothing is dropped.
+#[derive(SimpleObject)]
+pub struct IngestQueue {
+    /// Batches waiting now.
+    pub depth: i64,
+    /// The most that ever waited at once since the leader started.
+    pub high_water: i64,
+    /// How many may wait before the leader holds the agents back.
+    pub capacity: i64,
+}
+
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum LogStream {

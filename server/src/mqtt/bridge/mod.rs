@@ -141,6 +141,7 @@ impl Bridge {
         let (tx, rx) = mpsc::channel::<router::Inbound>(BRIDGE_INBOX);
 
         let sub_client = client.clone();
+        let backlog = telemetry.backlog().clone();
         let flag = connected.clone();
         let acks = Arc::new(std::sync::Mutex::new(AckWaiters::default()));
         let loop_acks = acks.clone();
@@ -187,6 +188,8 @@ impl Bridge {
                             w.sent.insert(pkid, waiter);
                         }
                     }
+                    // Subscribed afresh (a clean session): nothing relayed before is coming.
+                    Ok(Event::Incoming(Packet::SubAck(_))) => backlog.resync(),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
                         w.resending.remove(&ack.pkid);

@@ -56,6 +56,9 @@ impl Router {
     }
 
     async fn route(&mut self, topic: &str, payload: &[u8], now: chrono::DateTime<Utc>) {
+        if crate::telemetry::service::is_telemetry_topic(topic) {
+            self.telemetry.backlog().arrived();
+        }
         let (node_id, msg) = match decode(topic, payload) {
             Ok(m) => m,
             Err(e) => {

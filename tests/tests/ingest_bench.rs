@@ -1,0 +1,492 @@
+//! The ingestion benchmark of issue 10 (a benchmark, not a test: `#[ignore]`d, run by
+//! `bash scripts/bench.sh ingest`, or by hand with
+//! `cargo build --release -p trellis-server -p trellis-agent && cargo test --release -p trellis-tests
+//! --test ingest_bench -- --ignored --nocapture`; a release test binary starts release leaders).
+//!
+//! A leader (embedded broker and gate, SQLite or Postgres) and, in this process, the publishers:
+//! nodes that joined as users join them (a join token and an approval), each then publishing as
+//! its own enrolled identity what an agent sends, `ReadingBatch`es of 500 readings over several
+//! series at QoS 1, as fast as the broker acknowledges them within a bounded in-flight window.
+//! The payloads are encoded before the clock starts, so the publishers cost little of the two
+//! cores the leader needs. Every reading's value is unique (its number), so loss and duplicates
+//! are counted exactly in the database afterwards. A second phase sends some batches twice (a
+//! QoS 1 redelivery, out of order) and checks each reading is still stored once.
+//!
+//! Knobs (environment): `INGEST_DB` (`sqlite`, or `postgres` with `TRELLIS_TEST_POSTGRES_URL`
+//! as the harness's [`Postgres`]), `INGEST_READINGS` (2 000 000), `INGEST_NODES` (2),
+//! `INGEST_INFLIGHT` (QoS 1 publishes unacknowledged per node, 100), `INGEST_SERIES` (4),
+//! `INGEST_REDELIVERY_READINGS` (200 000; 0 skips that phase). Output: `name value unit` lines
+//! on stdout, prefixed `ingest_<db>_`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::json;
+use trellis_proto::{ReadingBatch, Series, TopicKind};
+use trellis_tests::{Db, PATIENCE, Postgres, Server, ServerOpts, agent_credentials};
+
+/// Readings in one batch: the agent's most (`trellis_proto::MAX_BATCH`).
+const BATCH: usize = trellis_proto::MAX_BATCH;
+/// Every redelivered batch is sent again this many batches later (out of order, as a QoS 1
+/// redelivery after a reconnect comes).
+const REDELIVERY_LAG: usize = 5;
+/// In the redelivery phase, one batch in this many is sent twice.
+const REDELIVER_EVERY: usize = 7;
+/// The benchmark gives up when nothing more is stored for this long.
+const STALL: Duration = Duration::from_secs(30);
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// A node the publishers speak as: its id and MQTT login.
+struct NodeLogin {
+    id: String,
+    user: String,
+    password: String,
+}
+
+/// What one phase measured.
+struct Phase {
+    readings: u64,
+    /// First publish to the last broker acknowledgement.
+    publish_secs: f64,
+    /// First publish to the last reading committed (seen in `telemetry_stream`).
+    stored_secs: f64,
+    /// Best one-second window of committed readings.
+    peak_1s: f64,
+    rows: i64,
+    distinct: i64,
+    leader_cpu_secs: f64,
+    publisher_cpu_secs: f64,
+    leader_rss_peak_kib: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by scripts/bench.sh ingest"]
+async fn ingest_throughput() {
+    let kind: String = env("INGEST_DB", "sqlite".to_owned());
+    let readings: u64 = env("INGEST_READINGS", 2_000_000);
+    let nodes: usize = env("INGEST_NODES", 2);
+    let inflight: u16 = env("INGEST_INFLIGHT", 100);
+    let series: usize = env("INGEST_SERIES", 4);
+    let redelivery: u64 = env("INGEST_REDELIVERY_READINGS", 200_000);
+    assert!(nodes > 0 && series > 0 && readings > 0);
+
+    let pg = (kind == "postgres").then(Postgres::create);
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        db: match &pg {
+            Some(p) => Db::Postgres(p.url.clone()),
+            None => Db::Sqlite,
+        },
+        ..ServerOpts::default()
+    })
+    .await;
+    let db_url = match &pg {
+        Some(p) => p.url.clone(),
+        None => format!(
+            "sqlite://{}?mode=ro",
+            server.dir.path().join("data/trellis.db").display()
+        ),
+    };
+    let db = Database::connect(&db_url).await.expect("open the database");
+
+    // Nodes that joined as a user's would, their agents then stopped: the publishers log in
+    // with the nodes' own credentials in their place, so the gate treats them as the nodes.
+    let mut logins = Vec::new();
+    for i in 0..nodes {
+        let id = format!("bench{i}");
+        let mut agent = server.join_agent(&id).await;
+        server.wait_state(&id, "ONLINE", PATIENCE).await;
+        agent.proc.kill9();
+        let (user, password) = agent_credentials(&agent);
+        logins.push(NodeLogin { id, user, password });
+    }
+
+    let p = format!("ingest_{kind}");
+    let out = |name: &str, value: String, unit: &str| println!("{p}_{name} {value} {unit}");
+    let main = phase(&server, &db, &logins, 0, readings, series, inflight, false).await;
+    report(&out, "", &main);
+    out("nodes", nodes.to_string(), "publishers");
+    out("inflight", inflight.to_string(), "batches/node");
+    out("batch", BATCH.to_string(), "readings");
+    let queue = server
+        .graphql("{ ingestQueue { capacity highWater } }", json!({}))
+        .await;
+    if let Some(q) = queue["data"]["ingestQueue"].as_object() {
+        out("queue_capacity", q["capacity"].to_string(), "batches");
+        out("queue_high_water", q["highWater"].to_string(), "batches");
+    }
+    if redelivery > 0 {
+        let again = phase(
+            &server, &db, &logins, readings, redelivery, series, inflight, true,
+        )
+        .await;
+        report(&out, "redelivery_", &again);
+        assert_eq!(
+            (again.distinct, again.rows),
+            (again.readings as i64, again.readings as i64),
+            "every reading stored once despite the batches sent twice"
+        );
+    }
+    assert_eq!(
+        (main.distinct, main.rows),
+        (main.readings as i64, main.readings as i64),
+        "every reading stored once"
+    );
+    let log = server.proc.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(5)
+        .collect();
+    if !warnings.is_empty() {
+        eprintln!("# leader warnings: {warnings:#?}");
+    }
+}
+
+fn report(out: &impl Fn(&str, String, &str), prefix: &str, r: &Phase) {
+    let rate = |secs: f64| format!("{:.0}", r.readings as f64 / secs);
+    out(
+        &format!("{prefix}readings"),
+        r.readings.to_string(),
+        "readings",
+    );
+    out(
+        &format!("{prefix}offered_rate"),
+        rate(r.publish_secs),
+        "readings/s",
+    );
+    out(
+        &format!("{prefix}stored_rate"),
+        rate(r.stored_secs),
+        "readings/s",
+    );
+    out(
+        &format!("{prefix}peak_rate_1s"),
+        format!("{:.0}", r.peak_1s),
+        "readings/s",
+    );
+    out(
+        &format!("{prefix}seconds"),
+        format!("{:.2}", r.stored_secs),
+        "s",
+    );
+    out(
+        &format!("{prefix}lost"),
+        (r.readings as i64 - r.distinct).to_string(),
+        "readings",
+    );
+    out(
+        &format!("{prefix}duplicates"),
+        (r.rows - r.distinct).to_string(),
+        "rows",
+    );
+    out(
+        &format!("{prefix}leader_cpu"),
+        format!("{:.0}", r.leader_cpu_secs / r.stored_secs * 100.0),
+        "%core",
+    );
+    out(
+        &format!("{prefix}leader_cpu_per_reading"),
+        format!("{:.2}", r.leader_cpu_secs * 1e6 / r.readings as f64),
+        "us",
+    );
+    out(
+        &format!("{prefix}publisher_cpu"),
+        format!("{:.0}", r.publisher_cpu_secs / r.stored_secs * 100.0),
+        "%core",
+    );
+    out(
+        &format!("{prefix}leader_rss_peak"),
+        format!("{:.1}", r.leader_rss_peak_kib as f64 / 1024.0),
+        "MiB",
+    );
+}
+
+/// Publishes `readings` readings (values `base..base + readings`) spread over the nodes, each
+/// node a fresh agent run, and waits until they are all stored (or nothing moves for [`STALL`]).
+#[allow(clippy::too_many_arguments)] // One phase's settings, each named where it is called.
+async fn phase(
+    server: &Server,
+    db: &DatabaseConnection,
+    logins: &[NodeLogin],
+    base: u64,
+    readings: u64,
+    series: usize,
+    inflight: u16,
+    redeliver: bool,
+) -> Phase {
+    let per_node = readings / logins.len() as u64;
+    let readings = per_node * logins.len() as u64;
+    let mut runs = Vec::new();
+    let mut publishers = Vec::new();
+    for (k, login) in logins.iter().enumerate() {
+        let run = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let first = base + k as u64 * per_node;
+        let batches = batches(&run, first, per_node, series, redeliver);
+        runs.push(run);
+        publishers.push(Publisher::connect(server.mqtt_port, login, inflight, batches).await);
+    }
+    let pid = server.proc.id();
+    let leader_cpu0 = cpu_secs(&format!("/proc/{pid}/stat"));
+    let own_cpu0 = cpu_secs("/proc/self/stat");
+    let start = Instant::now();
+    let sent: Vec<_> = publishers
+        .into_iter()
+        .map(|p| tokio::spawn(p.run()))
+        .collect();
+
+    // Committed readings: the streams' next numbers, moved in the transaction that stores them.
+    let runs_sql = runs
+        .iter()
+        .map(|r| format!("'{r}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let stored_sql = format!(
+        "SELECT CAST(COALESCE(SUM(next_seq), 0) AS BIGINT) FROM telemetry_stream \
+         WHERE kind = 'readings' AND run IN ({runs_sql})"
+    );
+    let mut samples: Vec<(f64, u64)> = vec![(0.0, 0)];
+    let mut rss_peak = 0;
+    let mut last_move = Instant::now();
+    let mut tick = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = query_i64(db, &stored_sql).await as u64;
+        let t = start.elapsed().as_secs_f64();
+        if n != samples.last().map_or(0, |s| s.1) {
+            last_move = Instant::now();
+            samples.push((t, n));
+        }
+        tick += 1;
+        if tick.is_multiple_of(5) {
+            rss_peak = rss_peak.max(status_kib(pid, "VmRSS:"));
+        }
+        if n >= readings || last_move.elapsed() > STALL {
+            break;
+        }
+    }
+    let stored_secs = samples.last().map_or(0.0, |s| s.0);
+    let leader_cpu_secs = cpu_secs(&format!("/proc/{pid}/stat")) - leader_cpu0;
+    let publisher_cpu_secs = cpu_secs("/proc/self/stat") - own_cpu0;
+    let mut publish_secs: f64 = 0.0;
+    for s in sent {
+        let acked = s.await.expect("publisher");
+        publish_secs = publish_secs.max(acked.duration_since(start).as_secs_f64());
+    }
+    rss_peak = rss_peak.max(status_kib(pid, "VmHWM:"));
+    let in_range = format!(
+        "FROM reading WHERE node_id LIKE 'bench%' AND value >= {base} AND value < {}",
+        base + readings
+    );
+    let rows = query_i64(db, &format!("SELECT COUNT(*) {in_range}")).await;
+    let distinct = query_i64(db, &format!("SELECT COUNT(DISTINCT value) {in_range}")).await;
+    Phase {
+        readings,
+        publish_secs,
+        stored_secs,
+        peak_1s: peak_1s(&samples),
+        rows,
+        distinct,
+        leader_cpu_secs,
+        publisher_cpu_secs,
+        leader_rss_peak_kib: rss_peak,
+    }
+}
+
+/// One node's batches of a fresh run: readings `first..first + count` (value = number), round
+/// robin over `series` series, a millisecond apart; with `redeliver`, one in
+/// [`REDELIVER_EVERY`] sent again [`REDELIVERY_LAG`] batches later.
+fn batches(run: &str, first: u64, count: u64, series: usize, redeliver: bool) -> Vec<Bytes> {
+    let series: Vec<Series> = (0..series)
+        .map(|i| Series {
+            job: "bench".into(),
+            metric: format!("m{i}"),
+            unit: Some("u".into()),
+        })
+        .collect();
+    let t0 = 1_800_000_000_000i64;
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut again: Vec<(usize, Bytes)> = Vec::new();
+    let mut seq = 0u64;
+    while seq < count {
+        let n = (count - seq).min(BATCH as u64);
+        let b = ReadingBatch {
+            run: run.to_owned(),
+            seq,
+            held: seq,
+            dropped: 0,
+            series: series.clone(),
+            points: (seq..seq + n)
+                .map(|s| {
+                    (
+                        (s % series.len() as u64) as u32,
+                        t0 + s as i64,
+                        (first + s) as f64,
+                    )
+                })
+                .collect(),
+        };
+        let payload = Bytes::from(trellis_proto::encode(&b).expect("encode"));
+        let index = out.len();
+        if redeliver && index.is_multiple_of(REDELIVER_EVERY) {
+            again.push((index + REDELIVERY_LAG, payload.clone()));
+        }
+        out.push(payload);
+        while let Some(pos) = again.iter().position(|(at, _)| *at == out.len()) {
+            let (_, p) = again.swap_remove(pos);
+            out.push(p);
+        }
+        seq += n;
+    }
+    out.extend(again.into_iter().map(|(_, p)| p));
+    out
+}
+
+/// One node's MQTT client, connected, with its batches ready.
+struct Publisher {
+    client: AsyncClient,
+    eventloop: rumqttc::EventLoop,
+    topic: String,
+    batches: Vec<Bytes>,
+}
+
+impl Publisher {
+    async fn connect(port: u16, login: &NodeLogin, inflight: u16, batches: Vec<Bytes>) -> Self {
+        let client_id = trellis_proto::node_client_id(&login.id, Some(&login.password));
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_credentials(login.user.clone(), login.password.clone());
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_inflight(inflight);
+        let max = trellis_server::mqtt::broker::MAX_PAYLOAD;
+        opts.set_max_packet_size(max, max);
+        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{} cannot connect: {e}",
+                        login.id
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Publisher {
+            client,
+            eventloop,
+            topic: TopicKind::Readings.topic(&login.id, None),
+            batches,
+        }
+    }
+
+    /// Publishes every batch (rumqttc holds back once `inflight` are unacknowledged) and returns
+    /// when the last is acknowledged.
+    async fn run(mut self) -> Instant {
+        let total = self.batches.len() as u64;
+        let client = self.client.clone();
+        let topic = self.topic.clone();
+        let batches = std::mem::take(&mut self.batches);
+        let sender = tokio::spawn(async move {
+            for b in batches {
+                client
+                    .publish_bytes(topic.clone(), QoS::AtLeastOnce, false, b)
+                    .await
+                    .expect("queue a publish");
+            }
+        });
+        let acked = Arc::new(AtomicU64::new(0));
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    if acked.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("# publisher connection: {e}; rumqttc reconnects and resends");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let done = Instant::now();
+        sender.await.expect("sender");
+        let _ = self.client.try_disconnect();
+        // Let the DISCONNECT go out, so the broker publishes no will.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        done
+    }
+}
+
+async fn query_i64(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("an integer")
+}
+
+/// User + system CPU seconds of a process (`/proc/<pid>/stat`, clock ticks of 1/100 s).
+fn cpu_secs(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name, which ends with the last ')'.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+/// A `kB` figure from `/proc/<pid>/status`.
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The most readings committed within any one second, from (seconds, total) samples.
+fn peak_1s(samples: &[(f64, u64)]) -> f64 {
+    let mut best = 0.0f64;
+    let mut j = 0;
+    for i in 0..samples.len() {
+        while samples[i].0 - samples[j].0 > 1.0 {
+            j += 1;
+        }
+        // The window from sample j (at most 1 s back) to sample i, scaled to a second.
+        let span = samples[i].0 - samples[j].0;
+        if span >= 0.5 {
+            best = best.max((samples[i].1 - samples[j].1) as f64 / span);
+        }
+    }
+    best
+}
