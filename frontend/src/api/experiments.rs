@@ -3,9 +3,10 @@
 //!
 //! The operations are typed against the schema as every other (their variables, and the
 //! queries' fields, are checked when the app is built), but their answers are read from the
-//! JSON by the functions below rather than by serde: a derived deserialiser per answer type
-//! (one per list in it, per optional field) cost the web app several kB gzipped each, and
-//! this module's answers hold many lists; the app has a size budget (BENCHMARKS.md).
+//! JSON by the functions below rather than by serde: serde's code is generated per answer type,
+//! per list and per optional field in it, and these answers hold many lists; reading them by
+//! serde took the web app 16 kB gzipped more (measured with `scripts/build-web.sh`), and the
+//! app has a size budget (BENCHMARKS.md).
 
 use serde_json::Value;
 

@@ -96,7 +96,7 @@ pub fn number(x: f64) -> String {
 
 /// `Signal::derive`, through one boxed closure type per value type: Leptos' code for a derived
 /// signal (and for the attribute or text it feeds) is generic over the closure, so every
-/// `Signal::derive(move || ..)` carried its own copy, about 0.4 kB each in the wasm; boxed, the
+/// `Signal::derive(move || ..)` carried its own copy, about 0.3 kB each in the wasm; boxed, the
 /// copies are one per type of value. The pages with many reactive parts (experiments) use this.
 pub fn derive<T: Send + Sync + 'static>(f: impl Fn() -> T + Send + Sync + 'static) -> Signal<T> {
     derive_boxed(Box::new(f))

@@ -10,10 +10,12 @@
 //! - Jobs change state without an experiment event: `jobEvents` carries each job's new state,
 //!   which the page puts in place; a job it does not list yet, on one of its nodes, makes it
 //!   load the page again (gathered for a second: a running job reports every second).
-//! - The lists (nodes, jobs, notes, events) are written as markup, every text in it escaped, and
-//!   their buttons are handled by one listener on the list: a Leptos view per kind of row cost
-//!   the web app about 3 kB gzipped each, and the app has a size budget (BENCHMARKS.md). Links in
-//!   them are plain `<a href>`s, which the router follows in the page as any other.
+//! - The head and the lists (nodes, jobs, notes, events) are written as markup, every text in
+//!   it escaped, and their buttons are handled by one listener each, by the buttons' `data-`
+//!   attributes: Leptos generates code per kind of view and per closure, and writing these parts
+//!   as Leptos views took the web app about 14 kB gzipped more (measured with
+//!   `scripts/build-web.sh`); the app has a size budget (BENCHMARKS.md). Links in them are
+//!   plain `<a href>`s, which the router follows in the page as any other.
 
 mod charts;
 
