@@ -1,7 +1,8 @@
 //! The Trellis web app (Leptos, client-side rendered to WASM): the cluster's nodes with their state,
 //! last contact and load, updated live through the `nodeEvents` subscription; each node's page
-//! with its jobs, and each job's page with its live log; the audit log; and the first-start setup
-//! and login pages that guard them.
+//! with its jobs, and each job's page with its live log; experiments, each with its nodes, jobs,
+//! notes, events and live charts; the audit log; and the first-start setup and login pages that
+//! guard them.
 
 pub mod api;
 mod components;
@@ -122,6 +123,14 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 });
                 view! { <pages::node::JobPage node_id name/> }.into_any()
             }
+            Route::Experiments => view! { <pages::experiments::ExperimentsPage/> }.into_any(),
+            Route::Experiment(_) => {
+                let id = router::param(route, |r| match r {
+                    Route::Experiment(id) => Some(id),
+                    _ => None,
+                });
+                view! { <pages::experiment::ExperimentPage id/> }.into_any()
+            }
             Route::Audit => view! { <pages::audit::AuditPage/> }.into_any(),
             Route::Access => view! { <pages::access::AccessPage/> }.into_any(),
             Route::NotFound => view! {
@@ -136,6 +145,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 <A href="/" class="brand">"Trellis"</A>
                 <nav>
                     <A href="/">"Nodes"</A>
+                    <A href="/experiments">"Experiments"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
                     <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>

@@ -4,7 +4,8 @@
 //! and a hardware job started, changed, refused a bad value and stopped from the node page, a
 //! preset started there with its readings shown, and a job's own page with its live log and
 //! readings (reached by its link and left with Back, in the same tab), and the node's pump
-//! calibrations changed in place.
+//! calibrations changed in place; and an experiment created from its list, its page's live
+//! chart, a note, its CSV download, a node moved to another experiment in words.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -1044,5 +1045,328 @@ async fn the_job_page_streams_its_log() {
         (shown("rate").await == "0.6").then_some(())
     })
     .await;
+    browser.client.clone().close().await.expect("close browser");
+}
+
+/// How many points the first line of the chart of `metric` draws (its path's segments).
+async fn points_drawn(browser: &Browser, metric: &str) -> usize {
+    let d = browser
+        .client
+        .find(Locator::Css(&format!(
+            "figure.chart[data-metric='{metric}'] path.line"
+        )))
+        .await
+        .ok();
+    match d {
+        Some(path) => path
+            .attr("d")
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |d| d.matches(['M', 'L']).count()),
+        None => 0,
+    }
+}
+
+/// An experiment made and watched in the web app: created from the list page with a node (a
+/// sped-up simulator, so `od_reading` every 60 s reads every 50 ms), its page's chart drawn from
+/// the stored series and then growing live, its legend naming the node, the cursor's readout
+/// showing a value, a note added and listed (and marked on the time axis), the readings CSV
+/// downloaded with the session cookie; then a second experiment refused the node in words and
+/// moving it on request, and the node page linking to the experiment it is in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_experiment_page_charts_live_readings() {
+    let server = Server::start(ServerOpts {
+        web_dir: Some(web_dir()),
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let _agent = server.join_agent_with("ra", &["--sim-speed", "1200"]).await;
+    let node = server.wait_state("ra", "ONLINE", PATIENCE).await;
+    // The node's name is its host's (the page shows names, links by id).
+    let node_name = node["name"].as_str().expect("the node's name").to_owned();
+    wait_for("the node's presets", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "query { jobPresets(nodeId: \"ra\") { name } }",
+                serde_json::json!({}),
+            )
+            .await;
+        r["data"]["jobPresets"]
+            .as_array()?
+            .iter()
+            .any(|p| p["name"] == "od_reading")
+            .then_some(())
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&server.url("/experiments"))
+        .await
+        .expect("open the experiments page");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+
+    // Created with the node; the page of the new experiment follows.
+    type_into(
+        &browser,
+        "form.create-experiment input[name=name]",
+        "growth 1",
+    )
+    .await;
+    type_into(
+        &browser,
+        "form.create-experiment textarea[name=description]",
+        "OD of a sped-up culture",
+    )
+    .await;
+    click(
+        &browser,
+        "form.create-experiment input[name=node][value=ra]",
+    )
+    .await;
+    click(&browser, "form.create-experiment button.create").await;
+    let name = wait_for("the new experiment's page", PATIENCE, || async {
+        text_of(&browser, ".experiment-head h1 .name").await
+    })
+    .await;
+    assert_eq!(name, "growth 1");
+    let url = browser.client.current_url().await.expect("url");
+    let id = url
+        .path()
+        .strip_prefix("/experiments/")
+        .expect("an experiment's path")
+        .to_owned();
+    wait_for("the node in its list", PATIENCE, || async {
+        text_of(&browser, "ul.experiment-node-list li[data-node-id=ra] a")
+            .await
+            .filter(|t| *t == node_name)
+    })
+    .await;
+
+    // The job takes the node's experiment; its readings make a chart, which then grows live.
+    let started = server
+        .graphql(
+            "mutation { startJob(nodeId: \"ra\", preset: \"od_reading\", settings: {interval: 60}) { state experiment { id } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(started["data"]["startJob"]["state"], "READY", "{started}");
+    assert_eq!(started["data"]["startJob"]["experiment"]["id"], id.as_str());
+    wait_for("the job listed with its state", PATIENCE, || async {
+        element(
+            &browser,
+            "table.experiment-jobs tr[data-job='ra/od_reading']",
+        )
+        .await
+        .attr("data-state")
+        .await
+        .ok()
+        .flatten()
+        .filter(|s| s == "READY")
+    })
+    .await;
+    let metric = wait_for("a chart", PATIENCE, || async {
+        browser
+            .client
+            .find(Locator::Css("figure.chart"))
+            .await
+            .ok()?
+            .attr("data-metric")
+            .await
+            .ok()?
+    })
+    .await;
+    let first = wait_for("a line with points", PATIENCE, || async {
+        let n = points_drawn(&browser, &metric).await;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    wait_for("the line to grow live", PATIENCE, || async {
+        let n = points_drawn(&browser, &metric).await;
+        (n >= first + 10).then_some(())
+    })
+    .await;
+    let chart = format!("figure.chart[data-metric='{metric}']");
+    let legend = text_of(&browser, &format!("{chart} ul.legend li")).await;
+    assert!(
+        legend
+            .as_deref()
+            .is_some_and(|l| l.starts_with(&format!("{node_name} od_reading"))),
+        "legend {legend:?}"
+    );
+    // The time axis has labelled ticks, the value axis too.
+    assert!(
+        text_of(&browser, &format!("{chart} text.tick.time"))
+            .await
+            .is_some()
+    );
+    assert!(
+        text_of(&browser, &format!("{chart} text.tick.value"))
+            .await
+            .is_some()
+    );
+
+    // The cursor near the right edge (the newest readings): a value for the node.
+    let svg = element(&browser, &format!("{chart} svg")).await;
+    let width = svg.rectangle().await.expect("the chart's size").2;
+    use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+    let hover = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element: svg.clone(),
+        duration: None,
+        x: (width / 2.0 - 30.0).floor(),
+        y: 0.0,
+    });
+    browser
+        .client
+        .perform_actions(hover)
+        .await
+        .expect("move the pointer over the chart");
+    let readout = wait_for("the cursor's readout", PATIENCE, || async {
+        text_of(&browser, &format!("{chart} .readout .row")).await
+    })
+    .await;
+    let value = text_of(&browser, &format!("{chart} .readout .row .value"))
+        .await
+        .and_then(|v| v.split_whitespace().next().and_then(number));
+    assert!(
+        readout.starts_with(&format!("{node_name} od_reading")) && value.is_some(),
+        "readout {readout:?}"
+    );
+    assert!(
+        browser
+            .client
+            .find(Locator::Css(&format!("{chart} line.cursor")))
+            .await
+            .is_ok()
+    );
+    save_screenshot(&browser, "experiment-hover.png").await;
+
+    // A note, listed and marked on the time axis.
+    type_into(
+        &browser,
+        "form.add-note textarea[name=note]",
+        "inoculated at 37 °C",
+    )
+    .await;
+    click(&browser, "form.add-note button.add-note").await;
+    wait_for("the note listed", PATIENCE, || async {
+        text_of(&browser, "ol.notes li p.note-text")
+            .await
+            .filter(|t| t == "inoculated at 37 °C")
+    })
+    .await;
+    element(&browser, &format!("{chart} .mark.note")).await;
+
+    // The readings CSV, fetched by its link with the page's cookie.
+    let href = element(&browser, "a.download[data-export=readings]")
+        .await
+        .attr("href")
+        .await
+        .expect("read the link")
+        .expect("a link");
+    assert_eq!(href, format!("/export/readings.csv?experiment={id}"));
+    let csv = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            vec![serde_json::json!(href)],
+        )
+        .await
+        .expect("fetch the CSV");
+    let csv = csv.as_str().expect("the CSV as text");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,node_time,node,job,metric,value,unit,experiment")
+    );
+    let rows = lines.collect::<Vec<_>>();
+    assert!(
+        rows.len() >= 10 && rows.iter().all(|r| r.contains(",ra,od_reading,")),
+        "{} rows, first {:?}",
+        rows.len(),
+        rows.first()
+    );
+    // Everything there is (the experiment is younger than the hour shown so far): the buckets
+    // are loaded again over that range, and the line goes on growing.
+    click(&browser, "div.range-picker button[data-range=all]").await;
+    let all = wait_for("the line over everything", PATIENCE, || async {
+        let n = points_drawn(&browser, &metric).await;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    wait_for("the line to grow again", PATIENCE, || async {
+        (points_drawn(&browser, &metric).await > all).then_some(())
+    })
+    .await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('section.charts').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the charts");
+    save_screenshot(&browser, "experiment.png").await;
+
+    // A second experiment wants the node: refused in words, then moved on request.
+    browser
+        .client
+        .goto(&server.url("/experiments"))
+        .await
+        .expect("open the experiments page");
+    let said = wait_for("the node's box saying where it is", PATIENCE, || async {
+        text_of(&browser, "form.create-experiment label.node-choice")
+            .await
+            .filter(|t| t.contains("growth 1"))
+    })
+    .await;
+    assert_eq!(said, format!("{node_name} (in “growth 1”)"));
+    type_into(
+        &browser,
+        "form.create-experiment input[name=name]",
+        "growth 2",
+    )
+    .await;
+    click(
+        &browser,
+        "form.create-experiment input[name=node][value=ra]",
+    )
+    .await;
+    click(&browser, "form.create-experiment button.create").await;
+    let refused = wait_for("the conflict in words", PATIENCE, || async {
+        text_of(&browser, "form.create-experiment p.error").await
+    })
+    .await;
+    assert!(
+        refused.starts_with(&format!(
+            "{node_name} is in the running experiment “growth 1”."
+        )),
+        "{refused}"
+    );
+    save_screenshot(&browser, "experiment-conflict.png").await;
+    click(&browser, "form.create-experiment button.move-nodes").await;
+    wait_for(
+        "the second experiment's page with the node",
+        PATIENCE,
+        || async {
+            let name = text_of(&browser, ".experiment-head h1 .name").await?;
+            let node = text_of(&browser, "ul.experiment-node-list li[data-node-id=ra] a").await?;
+            (name == "growth 2" && node == node_name).then_some(())
+        },
+    )
+    .await;
+
+    // The node's page links to the experiment it is in now.
+    click(&browser, "ul.experiment-node-list li[data-node-id=ra] a").await;
+    let link = wait_for("the node's experiment", PATIENCE, || async {
+        text_of(&browser, "dd.experiment a")
+            .await
+            .filter(|t| t == "growth 2")
+    })
+    .await;
+    assert_eq!(link, "growth 2");
     browser.client.clone().close().await.expect("close browser");
 }

@@ -13,6 +13,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod enroll;
+pub mod experiments;
 pub mod jobs;
 pub mod nodes;
 pub mod ws;
@@ -109,6 +110,30 @@ where
 /// Sends one GraphQL request to the leader and returns the answer's `data`, or its errors in
 /// words. Boxed and not generic, so every operation shares this code.
 pub fn request(body: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>>>> {
+    Box::pin(async move { send(body).await.map_err(|r| r.message) })
+}
+
+/// Why the leader refused a request, or why it could not be asked.
+pub struct Refusal {
+    /// The first error's `extensions.code` (`CONFLICT`, `NOT_FOUND`, ...); empty when the
+    /// leader gave none (it could not be reached, the answer was not understood).
+    pub code: String,
+    /// The text for the user.
+    pub message: String,
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Self {
+        Refusal {
+            code: String::new(),
+            message,
+        }
+    }
+}
+
+/// [`request`], keeping the error's code for a page that answers one code in its own way (a
+/// node another experiment holds can be moved).
+pub fn send(body: Value) -> Pin<Box<dyn Future<Output = Result<Value, Refusal>>>> {
     Box::pin(async move {
         let resp = gloo_net::http::Request::post(&format!("{}/graphql", origin()))
             .header("content-type", "application/json")
@@ -123,11 +148,15 @@ pub fn request(body: Value) -> Pin<Box<dyn Future<Output = Result<Value, String>
             .map_err(|e| format!("bad response: {e}"))?;
         let mut answer: Value =
             serde_json::from_str(&text).map_err(|e| format!("bad response: {e}"))?;
-        if let Some(why) = errors(&answer) {
-            return Err(why);
+        if let Some(message) = errors(&answer) {
+            let code = answer["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            return Err(Refusal { code, message });
         }
         match answer["data"].take() {
-            Value::Null => Err("empty response".to_owned()),
+            Value::Null => Err("empty response".to_owned().into()),
             data => Ok(data),
         }
     })

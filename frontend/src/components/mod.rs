@@ -1,6 +1,7 @@
 //! Shared pieces: the live feed that keeps [`crate::Cluster`] current, the mutation helper, and
 //! small formatters.
 
+pub mod chart;
 mod mutation;
 pub mod router;
 
@@ -77,6 +78,71 @@ pub fn number_value(input: &str) -> Option<serde_json::Value> {
     } else {
         serde_json::from_str(t).ok()
     }
+}
+
+/// A measured number as a person reads it: about four significant digits (498.7, 0.5213,
+/// 12345), since more would change every second without meaning anything; no trailing zeros.
+pub fn number(x: f64) -> String {
+    let decimals = [1000.0, 100.0, 10.0, 1.0]
+        .iter()
+        .take_while(|&&t| x.abs() < t)
+        .count();
+    let shown = format!("{x:.decimals$}");
+    if decimals == 0 {
+        return shown;
+    }
+    shown.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// `Signal::derive`, through one boxed closure type per value type: Leptos' code for a derived
+/// signal (and for the attribute or text it feeds) is generic over the closure, so every
+/// `Signal::derive(move || ..)` carried its own copy, about 0.3 kB each in the wasm; boxed, the
+/// copies are one per type of value. The pages with many reactive parts (experiments) use this.
+pub fn derive<T: Send + Sync + 'static>(f: impl Fn() -> T + Send + Sync + 'static) -> Signal<T> {
+    derive_boxed(Box::new(f))
+}
+
+fn derive_boxed<T: Send + Sync + 'static>(f: Box<dyn Fn() -> T + Send + Sync>) -> Signal<T> {
+    Signal::derive(f)
+}
+
+/// Markup that a part of a page is written as (see `pages::experiment`), as a signal that
+/// changes only when the markup does: a reload that brings the same rows, or a node's
+/// heartbeat, leaves that part of the page as it is. Boxed, as [`derive`] is.
+pub fn markup(f: impl Fn() -> String + Send + Sync + 'static) -> Signal<String> {
+    markup_boxed(Box::new(f))
+}
+
+fn markup_boxed(f: Box<dyn Fn() -> String + Send + Sync>) -> Signal<String> {
+    Memo::new(move |_| f()).into()
+}
+
+/// An event handler, boxed for the reason [`derive`] is: Leptos' code that attaches a handler
+/// is generic over it, one copy per closure; boxed, one per kind of event.
+pub fn on<E: 'static>(f: impl FnMut(E) + 'static) -> Box<dyn FnMut(E)> {
+    Box::new(f)
+}
+
+/// A text input's handler that keeps `value` what the input holds.
+pub fn bind(value: RwSignal<String>) -> Box<dyn FnMut(leptos::ev::Event)> {
+    Box::new(move |e| value.set(event_target_value(&e)))
+}
+
+/// Text made safe to put in markup (for the parts of pages written as markup: see
+/// [`chart`] and `pages::experiment`).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reloads the whole node list and the nodes waiting to join.

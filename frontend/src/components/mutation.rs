@@ -9,6 +9,11 @@ use serde_json::Value;
 
 use crate::api;
 
+/// Turns an answer's `data` into the text to show.
+type Done = Box<dyn FnOnce(Value) -> Result<String, String>>;
+/// Turns a refusal into the text to show.
+pub type Refused = Box<dyn FnOnce(api::Refusal) -> String>;
+
 /// What became of the last action.
 #[derive(Clone, PartialEq)]
 pub enum Status {
@@ -38,6 +43,12 @@ impl Mutation {
         self.0.with(|s| matches!(s, Status::Pending))
     }
 
+    /// [`Mutation::pending`] as a signal, for a control's `disabled`: one type for every
+    /// control, so the wasm carries its code once.
+    pub fn busy(self) -> Signal<bool> {
+        Signal::derive(move || self.pending())
+    }
+
     /// Runs `Q`; on success `done` turns the answer into the text to show (and may start
     /// follow-up work, such as reloading a list); on failure the server's message is shown.
     pub fn run<Q, F>(self, variables: Q::Variables, done: F)
@@ -50,17 +61,40 @@ impl Mutation {
         self.send(
             api::body::<Q>(variables),
             Box::new(move |data| api::decode(data).map(done)),
+            None,
+        );
+    }
+
+    /// Like [`Mutation::run`], for a page that reads the answer from its JSON (see
+    /// `api::experiments`); a refusal goes to `refused` first, when given, with its code: it
+    /// returns the text to show (the leader's words, or the page's own for a code it answers).
+    pub fn run_json<Q, F>(self, variables: Q::Variables, done: F, refused: Option<Refused>)
+    where
+        Q: GraphQLQuery,
+        Q::Variables: Serialize,
+        F: FnOnce(Value) -> String + 'static,
+    {
+        self.send(
+            api::body::<Q>(variables),
+            Box::new(move |data| Ok(done(data))),
+            refused,
         );
     }
 
     /// The part of [`Mutation::run`] that is the same for every operation, so the wasm carries
     /// its task once rather than once per operation.
-    fn send(self, body: Value, done: Box<dyn FnOnce(Value) -> Result<String, String>>) {
+    fn send(self, body: Value, done: Done, refused: Option<Refused>) {
         self.0.set(Status::Pending);
         leptos::task::spawn_local(async move {
-            let status = match api::request(body).await.and_then(done) {
-                Ok(text) => Status::Done(text),
-                Err(e) => Status::Failed(e),
+            let status = match api::send(body).await {
+                Ok(data) => match done(data) {
+                    Ok(text) => Status::Done(text),
+                    Err(e) => Status::Failed(e),
+                },
+                Err(r) => Status::Failed(match refused {
+                    Some(refused) => refused(r),
+                    None => r.message,
+                }),
             };
             // The page may be gone by now; then there is nobody to tell.
             self.0.try_set(status);

@@ -1,7 +1,7 @@
 //! Client-side routing: which page a path shows ([`Route`]), links ([`A`]) and the browser's
 //! history. It replaces leptos_router, whose general machinery (nested routes, matching by
 //! generic route types, one `EitherOf` view for all routes, URL parsing) cost the web app
-//! 45.5 kB gzipped (405.6 -> 360.1 kB) for the app's five flat paths; the web app has a size
+//! 45.5 kB gzipped (405.6 -> 360.1 kB) for the app's few flat paths; the web app has a size
 //! budget (BENCHMARKS.md).
 //!
 //! What it keeps of leptos_router's behaviour: a click on a same-origin link is handled in the
@@ -26,6 +26,10 @@ pub enum Route {
     Node(String),
     /// `/nodes/<id>/jobs/<name>`.
     Job(String, String),
+    /// `/experiments`.
+    Experiments,
+    /// `/experiments/<id>`.
+    Experiment(String),
     /// `/audit`.
     Audit,
     /// `/access`.
@@ -47,6 +51,8 @@ impl Route {
             [""] => Route::Nodes,
             ["", "audit"] => Route::Audit,
             ["", "access"] => Route::Access,
+            ["", "experiments"] => Route::Experiments,
+            ["", "experiments", id] if !id.is_empty() => Route::Experiment(decode(id)),
             ["", "nodes", id] if !id.is_empty() => Route::Node(decode(id)),
             ["", "nodes", id, "jobs", name] if !id.is_empty() && !name.is_empty() => {
                 Route::Job(decode(id), decode(name))
@@ -88,6 +94,20 @@ pub fn start() -> Memo<Route> {
         click.remove();
     });
     Memo::new(move |_| path.with(|p| Route::of(p)))
+}
+
+/// Goes to `to` (an absolute path of the app) in the page, as a link would: for a page that
+/// leads on by itself (to what a form just made). Taken while a component is built, where the
+/// router's context is.
+pub fn navigator() -> impl Fn(&str) + Copy + 'static {
+    let path = expect_context::<Path>().0;
+    move |to: &str| {
+        let _ = window()
+            .history()
+            .and_then(|h| h.push_state_with_url(&JsValue::NULL, "", Some(to)));
+        path.set(to.to_owned());
+        window().scroll_to_with_x_and_y(0.0, 0.0);
+    }
 }
 
 /// The path a click should go to in the page, if it is a plain left click on a link to a path

@@ -3,5 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod experiment;
+pub mod experiments;
 pub mod node;
 pub mod nodes;

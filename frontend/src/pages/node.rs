@@ -1,5 +1,6 @@
-//! One node: its facts, live stats, the rename and remove actions, its dosing pumps ([`pumps`])
-//! and its hardware jobs ([`jobs`]); and each job's own page ([`job`]).
+//! One node: its facts (and the running experiment it is in), live stats, the rename and remove
+//! actions, its dosing pumps ([`pumps`]) and its hardware jobs ([`jobs`]); and each job's own
+//! page ([`job`]).
 
 mod job;
 mod jobs;
@@ -7,15 +8,53 @@ mod pumps;
 
 pub use job::JobPage;
 
+use futures::StreamExt;
 use leptos::prelude::*;
 
 use crate::{
     Cluster,
-    api::nodes,
+    api::{
+        experiments, nodes,
+        ws::{self, Feed},
+    },
     components::{
-        Feedback, Mutation, ago, bytes, cpu, docker_words, memory, reload, router::A, state_word,
+        Feedback, Mutation, ago, bytes, cpu, docker_words, escape, markup, memory, reload,
+        router::A, state_word,
     },
 };
+
+/// The running experiment node `id` is in, as markup: a link to it, or "—". From the list of
+/// experiments, loaded again whenever one changes (an experiment's events do not name the
+/// nodes that came and went).
+fn in_experiment(id: Memo<String>) -> Signal<String> {
+    let list = RwSignal::new(Vec::new());
+    let mut feed = ws::subscribe::<experiments::ExperimentEvents, serde_json::Value>(
+        experiments::experiment_events::Variables { id: None },
+    )
+    .scoped();
+    leptos::task::spawn_local(async move {
+        while let Some(item) = feed.next().await {
+            if let (Feed::Resync | Feed::Event(_), Ok(l)) = (item, experiments::list_all().await) {
+                list.try_set(l);
+            }
+        }
+    });
+    markup(move || {
+        let id = id.get();
+        list.with(|l: &Vec<experiments::Summary>| {
+            l.iter()
+                .find(|e| e.running && e.nodes.iter().any(|n| n.id == id))
+                .map(|e| {
+                    format!(
+                        r#"<a class="experiment-link" href="/experiments/{}">{}</a>"#,
+                        escape(&e.id),
+                        escape(&e.name)
+                    )
+                })
+                .unwrap_or_else(|| "—".to_owned())
+        })
+    })
+}
 
 /// The node page.
 #[component]
@@ -30,6 +69,7 @@ pub fn NodePage(
     let id = move || node_id.get();
     let node = move || cluster.nodes.get().into_iter().find(|n| n.id == id());
     let telemetry = pumps::Telemetry::new(node_id);
+    let experiment = in_experiment(node_id);
     let new_name = RwSignal::new(String::new());
     // The action row's buttons share one status line under the row; the Docker admin button
     // in the facts has its own, next to it.
@@ -126,6 +166,7 @@ pub fn NodePage(
                         <dt>"Board"</dt><dd>{n.model.clone().unwrap_or_else(|| "—".into())}</dd>
                         <dt>"Agent"</dt><dd>{format!("{} ({} hardware, heartbeat every {} s)", n.agent_version, n.hardware, n.heartbeat_interval_secs)}</dd>
                         <dt>"Memory total"</dt><dd>{n.mem_total_bytes.map(bytes).unwrap_or_else(|| "—".into())}</dd>
+                        <dt>"Experiment"</dt><dd class="experiment" inner_html=experiment></dd>
                         <dt>"Labels"</dt><dd>{if labels.is_empty() { "—".to_owned() } else { labels }}</dd>
                         <dt>"Docker"</dt><dd class="docker">{docker}</dd>
                     </dl>

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use futures::{FutureExt, StreamExt};
 use leptos::{html, prelude::*};
 
-use super::jobs::{JobCard, RELOAD_EVERY_MS, Section, number, reload, reload_jobs};
+use super::jobs::{JobCard, RELOAD_EVERY_MS, Section, reload, reload_jobs};
 use crate::{
     Cluster,
     api::{
@@ -21,7 +21,7 @@ use crate::{
         jobs::{self, JobEventKind, JobLogEventKind, LogLine, Reading},
         ws::{self, Feed},
     },
-    components::{Alert, clock, router::A},
+    components::{Alert, clock, number, router::A},
 };
 
 /// Log lines the page keeps: minutes of a chatty program to scroll back over, few enough that

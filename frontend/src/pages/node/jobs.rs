@@ -3,7 +3,8 @@
 //! operators, and a form that starts a job from a preset or a kind the node offers, on this node,
 //! on every node with a label or on every online node (each node's result listed under the
 //! form). Viewers see the same, read-only; the leader enforces the same rule. Each card's name
-//! links to the job's own page ([`super::job`]), which shows the same card.
+//! links to the job's own page ([`super::job`]), which shows the same card, and a badge links to
+//! the experiment the job runs (or ran) in.
 //!
 //! Values are checked in the page with [`trellis_proto::SettingSpec::check`], the rule the leader
 //! and the agent apply, so a value out of range is refused with the same words before anything
@@ -23,7 +24,7 @@ use crate::{
         jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
-    components::{Feedback, Mutation, number_value, router::A},
+    components::{Feedback, Mutation, escape, number, number_value, router::A},
 };
 
 /// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
@@ -214,20 +215,6 @@ fn reading(value: &Value) -> String {
         Some(x) => number(x),
         None => text(value),
     }
-}
-
-/// A measured number as a person reads it: about four significant digits (498.7, 0.5213,
-/// 12345), since more would change every second without meaning anything; no trailing zeros.
-pub(super) fn number(x: f64) -> String {
-    let decimals = [1000.0, 100.0, 10.0, 1.0]
-        .iter()
-        .take_while(|&&t| x.abs() < t)
-        .count();
-    let shown = format!("{x:.decimals$}");
-    if decimals == 0 {
-        return shown;
-    }
-    shown.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// A value with its setting's unit ("55 %").
@@ -423,6 +410,21 @@ pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
                 .unwrap_or_default()
         })
     });
+    // The experiment it runs (or ran) in: a link, as markup (see `pages::experiment`).
+    let experiment = Signal::derive(move || {
+        job.with(|j| {
+            j.as_ref()
+                .and_then(|j| j.experiment.as_ref())
+                .map(|e| {
+                    format!(
+                        r#"<a class="badge experiment" href="/experiments/{}">in {}</a>"#,
+                        escape(&e.id),
+                        escape(&e.name)
+                    )
+                })
+                .unwrap_or_default()
+        })
+    });
     // A new state makes the last action's message old news (a job stopped, then started again
     // under the same name, keeps this card).
     Effect::new(move |_| {
@@ -438,6 +440,7 @@ pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
                 // `aria-current`, which the style shows as plain text.
                 <strong class="job-name"><A href=page>{shown}</A></strong>
                 <span class="badge kind">{kind}</span>
+                <span class="experiment" inner_html=experiment></span>
                 {buttons}
             </header>
             <Feedback mutation=action/>
