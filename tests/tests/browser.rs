@@ -1189,24 +1189,25 @@ async fn the_experiment_page_charts_live_readings() {
     })
     .await;
     let chart = format!("figure.chart[data-metric='{metric}']");
-    let legend = text_of(&browser, &format!("{chart} ul.legend li")).await;
+    // The legend is redrawn with each frame's latest values: read until a read lands.
+    let legend = wait_for("the legend", PATIENCE, || async {
+        text_of(&browser, &format!("{chart} ul.legend li")).await
+    })
+    .await;
     assert!(
-        legend
-            .as_deref()
-            .is_some_and(|l| l.starts_with(&format!("{node_name} od_reading"))),
+        legend.starts_with(&format!("{node_name} od_reading")),
         "legend {legend:?}"
     );
-    // The time axis has labelled ticks, the value axis too.
-    assert!(
-        text_of(&browser, &format!("{chart} text.tick.time"))
-            .await
-            .is_some()
-    );
-    assert!(
-        text_of(&browser, &format!("{chart} text.tick.value"))
-            .await
-            .is_some()
-    );
+    // The time axis has labelled ticks, the value axis too. (Asked again until read: live
+    // frames redraw the axes, and an element found just before a redraw is gone when read.)
+    for axis in ["time", "value"] {
+        wait_for("labelled ticks on the axis", PATIENCE, || async {
+            text_of(&browser, &format!("{chart} text.tick.{axis}"))
+                .await
+                .filter(|t| !t.is_empty())
+        })
+        .await;
+    }
 
     // The cursor near the right edge (the newest readings): a value for the node.
     let svg = element(&browser, &format!("{chart} svg")).await;
@@ -1223,15 +1224,16 @@ async fn the_experiment_page_charts_live_readings() {
         .perform_actions(hover)
         .await
         .expect("move the pointer over the chart");
-    let readout = wait_for("the cursor's readout", PATIENCE, || async {
-        text_of(&browser, &format!("{chart} .readout .row")).await
+    let (readout, value) = wait_for("the cursor's readout", PATIENCE, || async {
+        let row = text_of(&browser, &format!("{chart} .readout .row")).await?;
+        let value = text_of(&browser, &format!("{chart} .readout .row .value"))
+            .await
+            .and_then(|v| v.split_whitespace().next().and_then(number))?;
+        Some((row, value))
     })
     .await;
-    let value = text_of(&browser, &format!("{chart} .readout .row .value"))
-        .await
-        .and_then(|v| v.split_whitespace().next().and_then(number));
     assert!(
-        readout.starts_with(&format!("{node_name} od_reading")) && value.is_some(),
+        readout.starts_with(&format!("{node_name} od_reading")) && value.is_finite(),
         "readout {readout:?}"
     );
     assert!(
