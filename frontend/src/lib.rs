@@ -10,7 +10,10 @@ mod pages;
 
 use leptos::prelude::*;
 
-use components::router::{self, A, Route};
+use components::{
+    derive, on,
+    router::{self, A, Route},
+};
 
 /// Live cluster state shared by the pages.
 #[derive(Clone, Copy)]
@@ -150,11 +153,11 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                     <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>
                 </nav>
-                <span class="live" class:on=move || cluster.live.get()>
+                <span class="live" class:on=derive(move || cluster.live.get())>
                     {move || if cluster.live.get() { "live" } else { "reconnecting…" }}
                 </span>
                 <span class="user">{user} " (" {role.word().to_owned()} ")"</span>
-                <button type="button" class="logout" on:click=logout>"Log out"</button>
+                <button type="button" class="logout" on:click=on(logout)>"Log out"</button>
             </header>
             <Show when=move || cluster.error.get().is_some()>
                 <p class="error" role="alert">{move || cluster.error.get().unwrap_or_default()}</p>

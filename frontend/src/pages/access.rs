@@ -8,7 +8,7 @@ use crate::{
         self, Role,
         access::{self, ApiToken, User},
     },
-    components::{Feedback, Mutation, local_time},
+    components::{Feedback, Mutation, bind, local_time, on},
 };
 
 /// The access page.
@@ -113,11 +113,11 @@ pub fn AccessPage() -> impl IntoView {
         </Show>
         <h2>"API tokens"</h2>
         <p>"For scripts and integrations: send as " <code>"Authorization: Bearer <token>"</code> ". A token's role is never above yours."</p>
-        <form class="actions token-form" on:submit=create_token>
+        <form class="actions token-form" on:submit=on(create_token)>
             <input name="token-name" type="text" placeholder="What is it for?" maxlength="64" required
-                on:input=move |ev| token_name.set(event_target_value(&ev))/>
-            <select name="token-role" on:change=move |ev| token_role.set(Role::from_word(&event_target_value(&ev)))>{role_options}</select>
-            <button type="submit" prop:disabled=move || token_form.pending()>"Create token"</button>
+                on:input=bind(token_name)/>
+            <select name="token-role" on:change=on(move |ev| token_role.set(Role::from_word(&event_target_value(&ev))))>{role_options}</select>
+            <button type="submit" prop:disabled=token_form.busy()>"Create token"</button>
         </form>
         <Feedback mutation=token_form class="join-command" code=true/>
         <Feedback mutation=token_rows/>
@@ -136,7 +136,7 @@ pub fn AccessPage() -> impl IntoView {
                             <td>{t.last_used_at.as_deref().map(local_time).unwrap_or_else(|| "never".into())}</td>
                             <td>{state}</td>
                             <td><Show when=move || t.active>
-                                <button type="button" class="danger revoke" prop:disabled=move || token_rows.pending() on:click={let id = id.clone(); move |_| revoke(id.clone())}>"Revoke"</button>
+                                <button type="button" class="danger revoke" prop:disabled=token_rows.busy() on:click=on({let id = id.clone(); move |_| revoke(id.clone())})>"Revoke"</button>
                             </Show></td>
                         </tr>
                     }
@@ -145,13 +145,13 @@ pub fn AccessPage() -> impl IntoView {
         </table>
         <Show when=move || is_admin>
             <h2>"Users"</h2>
-            <form class="actions user-form" on:submit=create_user>
+            <form class="actions user-form" on:submit=on(create_user)>
                 <input name="new-username" type="text" placeholder="Username" required
-                    on:input=move |ev| user_name.set(event_target_value(&ev))/>
+                    on:input=bind(user_name)/>
                 <input name="new-password" type="password" placeholder="Password (8+ characters)" minlength="8" required
-                    autocomplete="new-password" on:input=move |ev| user_password.set(event_target_value(&ev))/>
-                <select name="new-role" on:change=move |ev| user_role.set(Role::from_word(&event_target_value(&ev)))>{role_options}</select>
-                <button type="submit" prop:disabled=move || user_form.pending()>"Create user"</button>
+                    autocomplete="new-password" on:input=bind(user_password)/>
+                <select name="new-role" on:change=on(move |ev| user_role.set(Role::from_word(&event_target_value(&ev))))>{role_options}</select>
+                <button type="submit" prop:disabled=user_form.busy()>"Create user"</button>
             </form>
             <Feedback mutation=user_form/>
             <Feedback mutation=user_rows/>
@@ -166,7 +166,7 @@ pub fn AccessPage() -> impl IntoView {
                                 <td>{shown}</td>
                                 <td>{u.role.word().to_owned()}</td>
                                 <td>{local_time(&u.created_at)}</td>
-                                <td><button type="button" class="danger" prop:disabled=move || user_rows.pending() on:click=move |_| delete_user(id.clone())>"Delete"</button></td>
+                                <td><button type="button" class="danger" prop:disabled=user_rows.busy() on:click=on(move |_| delete_user(id.clone()))>"Delete"</button></td>
                             </tr>
                         }
                     }).collect_view()}

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 
 use crate::{
     api::{self, auth},
-    components::{Feedback, Mutation},
+    components::{Feedback, Mutation, bind, on},
 };
 
 /// Shown while the leader has no users: creates the first admin, who is then logged in.
@@ -33,14 +33,14 @@ pub fn SetupPage() -> impl IntoView {
         <main class="auth">
             <h1>"Welcome to Trellis"</h1>
             <p>"Create the first administrator. Nothing else is reachable until you do."</p>
-            <form class="auth-form" on:submit=submit>
-                <label>"Username"<input name="username" type="text" autocomplete="username" prop:value=move || username.get()
-                    on:input=move |ev| username.set(event_target_value(&ev)) required/></label>
+            <form class="auth-form" on:submit=on(submit)>
+                <label>"Username"<input name="username" type="text" autocomplete="username" prop:value=username
+                    on:input=bind(username) required/></label>
                 <label>"Password (at least 8 characters)"<input name="password" type="password" autocomplete="new-password"
-                    on:input=move |ev| password.set(event_target_value(&ev)) required minlength="8"/></label>
+                    on:input=bind(password) required minlength="8"/></label>
                 <label>"Repeat the password"<input name="confirm" type="password" autocomplete="new-password"
-                    on:input=move |ev| confirm.set(event_target_value(&ev)) required/></label>
-                <button type="submit" prop:disabled=move || setup.pending()>"Create administrator"</button>
+                    on:input=bind(confirm) required/></label>
+                <button type="submit" prop:disabled=setup.busy()>"Create administrator"</button>
             </form>
             <Feedback mutation=setup/>
         </main>
@@ -70,12 +70,12 @@ pub fn LoginPage() -> impl IntoView {
     view! {
         <main class="auth">
             <h1>"Trellis"</h1>
-            <form class="auth-form" on:submit=submit>
+            <form class="auth-form" on:submit=on(submit)>
                 <label>"Username"<input name="username" type="text" autocomplete="username"
-                    on:input=move |ev| username.set(event_target_value(&ev)) required/></label>
+                    on:input=bind(username) required/></label>
                 <label>"Password"<input name="password" type="password" autocomplete="current-password"
-                    on:input=move |ev| password.set(event_target_value(&ev)) required/></label>
-                <button type="submit" prop:disabled=move || login.pending()>"Log in"</button>
+                    on:input=bind(password) required/></label>
+                <button type="submit" prop:disabled=login.busy()>"Log in"</button>
             </form>
             <Feedback mutation=login/>
         </main>

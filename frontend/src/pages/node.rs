@@ -18,8 +18,8 @@ use crate::{
         ws::{self, Feed},
     },
     components::{
-        Feedback, Mutation, ago, bytes, cpu, docker_words, escape, markup, memory, reload,
-        router::A, state_word,
+        Feedback, Mutation, ago, bind, bytes, cpu, docker_words, escape, markup, memory, on,
+        reload, router::A, state_word,
     },
 };
 
@@ -173,9 +173,9 @@ pub fn NodePage(
                     <Show when=move || cluster.is_admin && tcp>
                         <p class="docker-admin">
                             {if insecure {
-                                view! { <button type="button" class="require-tls" prop:disabled=move || docker_admin.pending() on:click=move |_| set_insecure(false)>"Require TLS for Docker"</button> }.into_any()
+                                view! { <button type="button" class="require-tls" prop:disabled=docker_admin.busy() on:click=on(move |_| set_insecure(false))>"Require TLS for Docker"</button> }.into_any()
                             } else {
-                                view! { <button type="button" class="danger allow-plain" prop:disabled=move || docker_admin.pending() on:click=move |_| set_insecure(true)>"Allow plain TCP to Docker (insecure)"</button> }.into_any()
+                                view! { <button type="button" class="danger allow-plain" prop:disabled=docker_admin.busy() on:click=on(move |_| set_insecure(true))>"Allow plain TCP to Docker (insecure)"</button> }.into_any()
                             }}
                         </p>
                         <Feedback mutation=docker_admin/>
@@ -184,12 +184,12 @@ pub fn NodePage(
             }
         }}
         <form class="actions" on:submit=|ev| ev.prevent_default()>
-            <input type="text" placeholder="New name" prop:value=move || new_name.get()
-                on:input=move |ev| new_name.set(event_target_value(&ev)) maxlength="64"/>
-            <button type="button" prop:disabled=move || action.pending() on:click=rename>"Rename"</button>
-            <button type="button" prop:disabled=move || action.pending() on:click=ping>"Ping"</button>
-            <button type="button" class="check-docker" prop:disabled=move || action.pending() on:click=check_docker>"Check Docker"</button>
-            <button type="button" class="danger" prop:disabled=move || action.pending() on:click=remove>"Remove node"</button>
+            <input type="text" placeholder="New name" prop:value=new_name
+                on:input=bind(new_name) maxlength="64"/>
+            <button type="button" prop:disabled=action.busy() on:click=on(rename)>"Rename"</button>
+            <button type="button" prop:disabled=action.busy() on:click=on(ping)>"Ping"</button>
+            <button type="button" class="check-docker" prop:disabled=action.busy() on:click=on(check_docker)>"Check Docker"</button>
+            <button type="button" class="danger" prop:disabled=action.busy() on:click=on(remove)>"Remove node"</button>
         </form>
         <Feedback mutation=action/>
         <pumps::PumpsSection t=telemetry/>

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use crate::{
     Cluster,
     api::{NodeState, enroll},
-    components::{Feedback, Mutation, ago, cpu, memory, reload_pending, router::A, state_word},
+    components::{Feedback, Mutation, ago, cpu, memory, on, reload_pending, router::A, state_word},
 };
 
 /// The node list.
@@ -123,7 +123,7 @@ fn PendingNodes() -> impl IntoView {
     };
     view! {
         <Show when=move || cluster.can_operate>
-            <p><button type="button" class="add-node" prop:disabled=move || add_node.pending() on:click=add>"Add a node"</button></p>
+            <p><button type="button" class="add-node" prop:disabled=add_node.busy() on:click=on(add)>"Add a node"</button></p>
         </Show>
         <Feedback mutation=add_node class="join-command" code=true/>
         <Show when=move || !cluster.pending.get().is_empty()>
@@ -142,8 +142,8 @@ fn PendingNodes() -> impl IntoView {
                                 <td class="addr">{p.ip_addresses.join(", ")}</td>
                                 <td>
                                     <Show when=move || cluster.can_operate>
-                                        <button type="button" class="approve" on:click={let a = a.clone(); move |_| decide(a.clone(), true)}>"Approve"</button>
-                                        <button type="button" class="danger" on:click={let r = r.clone(); move |_| decide(r.clone(), false)}>"Reject"</button>
+                                        <button type="button" class="approve" on:click=on({let a = a.clone(); move |_| decide(a.clone(), true)})>"Approve"</button>
+                                        <button type="button" class="danger" on:click=on({let r = r.clone(); move |_| decide(r.clone(), false)})>"Reject"</button>
                                     </Show>
                                 </td>
                             </tr>

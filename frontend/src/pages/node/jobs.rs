@@ -24,7 +24,7 @@ use crate::{
         jobs::{self, Job, JobEventKind, JobState, Preset},
         ws::{self, Feed},
     },
-    components::{Feedback, Mutation, escape, number, number_value, router::A},
+    components::{Feedback, Mutation, bind, derive, escape, number, number_value, on, router::A},
 };
 
 /// What every part of the section (or of a job's page) shares. `Copy`, so event handlers can
@@ -145,10 +145,10 @@ pub fn JobsSection(
             <h2>"Jobs"</h2>
             // Parts that come and go are hidden rather than re-rendered where that will do: each
             // reactive view closure is its own code in the wasm, which has a size budget.
-            <p class="error" role="alert" class:hidden=move || error.with(Option::is_none)>
+            <p class="error" role="alert" class:hidden=derive(move || error.with(Option::is_none))>
                 {move || error.get().unwrap_or_default()}
             </p>
-            <p class="empty" class:hidden=move || !s.jobs.with(Vec::is_empty)>"No jobs on this node."</p>
+            <p class="empty" class:hidden=derive(move || !s.jobs.with(Vec::is_empty))>"No jobs on this node."</p>
             <For each=cards key=|c| c.clone() children=move |(name, kind)| view! { <JobCard s name kind/> }/>
             {s.can_operate.then(|| view! { <StartForm s/> })}
         </section>
@@ -278,14 +278,14 @@ fn setting_input(
             view! {
                 <input type="number" name=name step=step
                     min=spec.min.map(|m| m.to_string()) max=spec.max.map(|m| m.to_string())
-                    prop:value=move || value.get()
-                    on:input=move |ev| set(event_target_value(&ev))/>
+                    prop:value=value
+                    on:input=on(move |ev| set(event_target_value(&ev)))/>
             }
             .into_any()
         }
         SettingType::Bool => view! {
-            <input type="checkbox" name=name prop:checked=move || value.get() == "true"
-                on:change=move |ev| set(event_target_checked(&ev).to_string())/>
+            <input type="checkbox" name=name prop:checked=derive(move || value.get() == "true")
+                on:change=on(move |ev| set(event_target_checked(&ev).to_string()))/>
         }
         .into_any(),
         SettingType::Enum => {
@@ -294,15 +294,15 @@ fn setting_input(
                 .iter()
                 .map(|c| {
                     let chosen = c.clone();
-                    view! { <option value=c.clone() selected=move || value.get() == chosen>{c.clone()}</option> }
+                    view! { <option value=c.clone() selected=derive(move || value.get() == chosen)>{c.clone()}</option> }
                 })
                 .collect_view();
-            view! { <select name=name on:change=move |ev| set(event_target_value(&ev))>{options}</select> }
+            view! { <select name=name on:change=on(move |ev| set(event_target_value(&ev)))>{options}</select> }
                 .into_any()
         }
         SettingType::String => view! {
-            <input type="text" name=name maxlength="1024" prop:value=move || value.get()
-                on:input=move |ev| set(event_target_value(&ev))/>
+            <input type="text" name=name maxlength="1024" prop:value=value
+                on:input=on(move |ev| set(event_target_value(&ev)))/>
         }
         .into_any(),
     }
@@ -385,13 +385,13 @@ pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
             {badge}
             <span class="job-actions">
                 {(st == JobState::READY).then(|| view! {
-                    <button type="button" class="pause" prop:disabled=busy on:click=pause>"Pause"</button>
+                    <button type="button" class="pause" prop:disabled=busy on:click=on(pause)>"Pause"</button>
                 })}
                 {(st == JobState::SLEEPING).then(|| view! {
-                    <button type="button" class="resume" prop:disabled=busy on:click=resume>"Resume"</button>
+                    <button type="button" class="resume" prop:disabled=busy on:click=on(resume)>"Resume"</button>
                 })}
                 {st.is_live().then(|| view! {
-                    <button type="button" class="danger stop" prop:disabled=busy on:click=stop>"Stop"</button>
+                    <button type="button" class="danger stop" prop:disabled=busy on:click=on(stop)>"Stop"</button>
                 })}
             </span>
         }.into_any())
@@ -434,7 +434,7 @@ pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
 
     view! {
         <article class="job" data-job-name=name
-            data-state=move || state.get().map(|st| st.name().to_owned()).unwrap_or_default()>
+            data-state=derive(move || state.get().map(|st| st.name().to_owned()).unwrap_or_default())>
             <header>
                 // On the job's own page this is a link to itself: the router marks it
                 // `aria-current`, which the style shows as plain text.
@@ -444,10 +444,10 @@ pub(super) fn JobCard(s: Section, name: String, kind: String) -> impl IntoView {
                 {buttons}
             </header>
             <Feedback mutation=action/>
-            <p class="error job-error" role="alert" class:hidden=move || failure().is_none()>
+            <p class="error job-error" role="alert" class:hidden=derive(move || failure().is_none())>
                 {move || failure().unwrap_or_default()}
             </p>
-            <table class="values" class:hidden=move || values.with(Vec::is_empty)>
+            <table class="values" class:hidden=derive(move || values.with(Vec::is_empty))>
                 <thead><tr><th>"metric"</th><th>"value"</th></tr></thead>
                 <tbody>
                     {move || values.get().into_iter().map(|(metric, shown)| {
@@ -546,9 +546,9 @@ fn SettingRow(
                     Some(sp) if editable.get() => {
                         let input = setting_input(&sp, in_force.into(), move |v| draft.set(v), format!("edit-{}", sp.name));
                         view! {
-                            <form class="setting-form" title=sp.description novalidate on:submit=save>
+                            <form class="setting-form" title=sp.description novalidate on:submit=on(save)>
                                 {input}
-                                <button type="submit" class="save" prop:disabled=move || save_m.pending()>"Save"</button>
+                                <button type="submit" class="save" prop:disabled=save_m.busy()>"Save"</button>
                             </form>
                             // Only while the field can be edited: a stopped job's row shows no
                             // leftover refusal.
@@ -785,19 +785,19 @@ fn StartForm(s: Section) -> impl IntoView {
 
     view! {
         <h3>"Start a job"</h3>
-        <p class="empty" class:hidden=move || !s.kinds.with(Vec::is_empty)>
+        <p class="empty" class:hidden=derive(move || !s.kinds.with(Vec::is_empty))>
             "This node has not said which jobs it can run (yet)."
         </p>
-        <form class="start-job" class:hidden=move || s.kinds.with(Vec::is_empty) novalidate on:submit=submit>
+        <form class="start-job" class:hidden=derive(move || s.kinds.with(Vec::is_empty)) novalidate on:submit=on(submit)>
                 <label class="setting">
                     <span class="setting-name">"Preset or kind"</span>
-                    <select name="start-from" on:change=move |ev| source.set(event_target_value(&ev))>
-                        <optgroup label="Presets" class:hidden=move || s.presets.with(Vec::is_empty)>
+                    <select name="start-from" on:change=bind(source)>
+                        <optgroup label="Presets" class:hidden=derive(move || s.presets.with(Vec::is_empty))>
                             {move || s.presets.get().into_iter().map(|p| {
                                 let this = p.name.clone();
                                 view! {
                                     <option value=format!("preset:{}", p.name)
-                                        selected=move || choice.with(|c| matches!(c, Some((_, Some(p))) if p.name == this))>
+                                        selected=derive(move || choice.with(|c| matches!(c, Some((_, Some(p))) if p.name == this)))>
                                         {format!("{}: {}", p.name, p.description)}
                                     </option>
                                 }
@@ -808,7 +808,7 @@ fn StartForm(s: Section) -> impl IntoView {
                                 let this = k.kind.clone();
                                 view! {
                                     <option value=format!("kind:{}", k.kind)
-                                        selected=move || choice.with(|c| matches!(c, Some((c, None)) if c.kind == this))>
+                                        selected=derive(move || choice.with(|c| matches!(c, Some((c, None)) if c.kind == this)))>
                                         {format!("{}: {}", k.kind, k.description)}
                                     </option>
                                 }
@@ -820,26 +820,26 @@ fn StartForm(s: Section) -> impl IntoView {
                 <label class="setting">
                     <span class="setting-name">"Name"</span>
                     <input type="text" name="job-name" maxlength="64" placeholder=default_name
-                        prop:value=move || job_name.get() on:input=move |ev| job_name.set(event_target_value(&ev))/>
+                        prop:value=job_name on:input=bind(job_name)/>
                     <small>"Letters, digits, - and _; unique on each node."</small>
                 </label>
                 <label class="setting">
                     <span class="setting-name">"Start on"</span>
-                    <select name="target" on:change=move |ev| target.set(event_target_value(&ev))>
+                    <select name="target" on:change=bind(target)>
                         <option value="node">"this node"</option>
                         <option value="label">"nodes with a label"</option>
                         <option value="all">"all online nodes"</option>
                     </select>
                     <input type="text" name="target-label" maxlength="130" placeholder="key=value"
-                        class:hidden=move || target.with(|t| t != "label")
-                        prop:value=move || label.get() on:input=move |ev| label.set(event_target_value(&ev))/>
+                        class:hidden=derive(move || target.with(|t| t != "label"))
+                        prop:value=label on:input=bind(label)/>
                     <small>"Other nodes check the settings again with their own kinds."</small>
                 </label>
                 {fields}
-                <p><button type="submit" class="start" prop:disabled=move || start_m.pending()>"Start"</button></p>
+                <p><button type="submit" class="start" prop:disabled=start_m.busy()>"Start"</button></p>
             </form>
         <Feedback mutation=start_m/>
-        <ul class="start-results" class:hidden=move || results.with(Vec::is_empty)>
+        <ul class="start-results" class:hidden=derive(move || results.with(Vec::is_empty))>
             {move || results.get().into_iter().map(|(node, said, started)| {
                 let shown = node_name(&node);
                 view! {

@@ -12,7 +12,7 @@ use trellis_proto::PumpCalibration;
 use crate::{
     Cluster,
     api::{self, NodeState, nodes},
-    components::{Alert, Feedback, Mutation, number_value},
+    components::{Alert, Feedback, Mutation, bind, number_value, on},
 };
 
 /// What the section and the top of the page show of one node, loaded for the node the page
@@ -198,12 +198,12 @@ fn PumpRow(t: Telemetry, pump: String, can_operate: bool) -> impl IntoView {
             <td class="value rate">{value(|s| &s.1)}</td>
             {can_operate.then(|| view! {
                 <td class="edit">
-                    <form class="setting-form" novalidate on:submit=save>
+                    <form class="setting-form" novalidate on:submit=on(save)>
                         <input type="number" name="pin" aria-label="pin" min="0" max="27" step="1"
-                            prop:value=value(|s| &s.0) on:input=move |ev| pin.set(event_target_value(&ev))/>
+                            prop:value=value(|s| &s.0) on:input=bind(pin)/>
                         <input type="number" name="ml-per-second" aria-label="ml/s" min="0" max="100" step="any"
-                            prop:value=value(|s| &s.1) on:input=move |ev| rate.set(event_target_value(&ev))/>
-                        <button type="submit" class="save" prop:disabled=move || save_m.pending()>"Save"</button>
+                            prop:value=value(|s| &s.1) on:input=bind(rate)/>
+                        <button type="submit" class="save" prop:disabled=save_m.busy()>"Save"</button>
                     </form>
                     <Feedback mutation=save_m/>
                 </td>
