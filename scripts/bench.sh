@@ -464,6 +464,7 @@ for name in "${wanted[@]}"; do
     footprint) bench_footprint ;;
     liveness) bench_liveness ;;
     ingest) bench_ingest ;;
+    query) bench_query ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done

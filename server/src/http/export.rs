@@ -313,8 +313,10 @@ async fn readings_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
             "name an experiment (experiment=<id or name>) or a node (node=<id>) to export".into(),
         ));
     }
+    // A removed node's readings stay, and export: unknown is a node with neither.
     if let Some(n) = &q.node
         && app.nodes.get(n).await?.is_none()
+        && app.telemetry.node_series(n, None, None).await?.is_empty()
     {
         return Err(ApiError::NotFound(format!("node {n:?}")));
     }
