@@ -283,14 +283,41 @@ where
 }
 
 /// Experiment names by id, for the `experiment` column.
-async fn experiment_names(app: &AppState) -> ApiResult<HashMap<String, String>> {
-    Ok(app
-        .experiments
-        .list(false)
-        .await?
-        .into_iter()
-        .map(|e| (e.id, e.name))
-        .collect())
+struct Names(HashMap<String, String>);
+
+impl Names {
+    async fn load(app: &AppState) -> ApiResult<Names> {
+        Ok(Names(
+            app.experiments
+                .list(false)
+                .await?
+                .into_iter()
+                .map(|e| (e.id, e.name))
+                .collect(),
+        ))
+    }
+
+    /// The name of the experiment `id` names (the id itself if it is gone; empty for none).
+    fn of<'a>(&'a self, id: &'a Option<String>) -> &'a str {
+        id.as_deref()
+            .map(|id| self.0.get(id).map_or(id, String::as_str))
+            .unwrap_or_default()
+    }
+}
+
+/// The experiment an export is of (by id or name), or `None` for a node's; refused when it
+/// names neither.
+async fn subject(app: &AppState, q: &ExportQuery) -> ApiResult<Option<entity::experiment::Model>> {
+    let experiment = match &q.experiment {
+        Some(e) => Some(app.experiments.find(e).await?),
+        None => None,
+    };
+    if experiment.is_none() && q.node.is_none() {
+        return Err(ApiError::BadRequest(
+            "name an experiment (experiment=<id or name>) or a node (node=<id>) to export".into(),
+        ));
+    }
+    Ok(experiment)
 }
 
 /// `GET /export/readings.csv`.
@@ -304,15 +331,7 @@ pub async fn readings(
 
 async fn readings_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
     let range = (time_arg("from", &q.from)?, time_arg("to", &q.to)?);
-    let experiment = match &q.experiment {
-        Some(e) => Some(app.experiments.find(e).await?),
-        None => None,
-    };
-    if experiment.is_none() && q.node.is_none() {
-        return Err(ApiError::BadRequest(
-            "name an experiment (experiment=<id or name>) or a node (node=<id>) to export".into(),
-        ));
-    }
+    let experiment = subject(&app, &q).await?;
     // A removed node's readings stay, and export: unknown is a node with neither.
     if let Some(n) = &q.node
         && app.nodes.get(n).await?.is_none()
@@ -320,7 +339,7 @@ async fn readings_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
     {
         return Err(ApiError::NotFound(format!("node {n:?}")));
     }
-    let names = experiment_names(&app).await?;
+    let names = Names::load(&app).await?;
     let name = match &experiment {
         Some(e) => file_name(&["readings", &e.name]),
         None => file_name(&["readings", q.node.as_deref().unwrap_or_default()]),
@@ -372,11 +391,7 @@ async fn readings_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
                         Err(e) => return (out, Err(e)),
                     };
                     for r in &page {
-                        let exp = r
-                            .experiment_id
-                            .as_ref()
-                            .map(|id| names.get(id).map_or(id.as_str(), String::as_str))
-                            .unwrap_or_default();
+                        let exp = names.of(&r.experiment_id);
                         out.row(&[
                             &iso(r.time_ms),
                             &iso(r.node_time_ms),
@@ -414,16 +429,8 @@ pub async fn logs(
 }
 
 async fn logs_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
-    let experiment = match &q.experiment {
-        Some(e) => Some(app.experiments.find(e).await?),
-        None => None,
-    };
-    if experiment.is_none() && q.node.is_none() {
-        return Err(ApiError::BadRequest(
-            "name an experiment (experiment=<id or name>) or a node (node=<id>) to export".into(),
-        ));
-    }
-    let names = experiment_names(&app).await?;
+    let experiment = subject(&app, &q).await?;
+    let names = Names::load(&app).await?;
     let name = match &experiment {
         Some(e) => file_name(&["logs", &e.name]),
         None => file_name(&[
@@ -455,11 +462,7 @@ async fn logs_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
                     Err(e) => return (out, Err(e)),
                 };
                 for l in &page {
-                    let exp = l
-                        .experiment_id
-                        .as_ref()
-                        .map(|id| names.get(id).map_or(id.as_str(), String::as_str))
-                        .unwrap_or_default();
+                    let exp = names.of(&l.experiment_id);
                     out.row(&[&iso(l.time_ms), &l.node_id, &l.job, &l.stream, &l.line, exp]);
                 }
                 if !out.flush().await {
