@@ -135,7 +135,7 @@ bench_query() {
   local gb mb body
   gb=$(awk -v b="$db_bytes" 'BEGIN { printf "%.1f", b / 1e9 }')
   mb=$(awk -v b="$export_bytes" 'BEGIN { printf "%.0f", b / 1e6 }')
-  body="The release leader on SQLite with $total readings ($gb GB with its indexes, filled in $fill_s s). Indexes: \`reading_series_time (node_id, job, metric, time_ms)\` for series and node exports, \`reading_experiment_time (experiment_id, time_ms) WHERE experiment_id IS NOT NULL\` for experiment exports; \`reading_series\` (the catalog) answers counts without a scan. Median of ${REPEATS:-7} requests through the API (curl, HTTP, JSON):
+  body="The release leader on SQLite with $total readings ($gb GB with its indexes, filled in $fill_s s). Indexes: \`reading_series_time (node_id, job, metric, time_ms)\` for series and node exports, \`reading_experiment_time (experiment_id, time_ms) WHERE experiment_id IS NOT NULL\` for experiment exports; \`reading_series\` (the catalog) answers counts without a scan; \`reading_minute\` (per-minute rollups kept at ingest, key node, job, metric, minute, experiment) answers series whose buckets are a minute or wider, with the partial minutes at the ends read from the readings. Median of ${REPEATS:-7} requests through the API (curl, HTTP, JSON):
 
 | query | rows read | median |
 |---|---:|---:|

@@ -16,6 +16,7 @@ pub mod profile;
 pub mod profile_run;
 pub mod profile_step;
 pub mod reading;
+pub mod reading_minute;
 pub mod reading_series;
 pub mod retention_rule;
 pub mod session;

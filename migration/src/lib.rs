@@ -14,6 +14,7 @@ mod m20261129_000008_create_telemetry;
 mod m20261202_000009_create_experiment;
 mod m20261202_000010_create_retention;
 mod m20261202_000011_create_profile;
+mod m20261206_000012_create_reading_minute;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_create_experiment::Migration),
             Box::new(m20261202_000010_create_retention::Migration),
             Box::new(m20261202_000011_create_profile::Migration),
+            Box::new(m20261206_000012_create_reading_minute::Migration),
         ]
     }
 }

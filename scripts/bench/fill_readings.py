@@ -4,7 +4,8 @@ benchmark: one 30-day, 1 Hz series (node `bench`, job `od_reading`, metric `od`:
 ending now) and the rest of ROWS spread over 8 series of node `bench-fill` (job `j`, metrics
 m0..m7, 1 Hz, ending now), so the table holds ROWS readings. The reading table's indexes are
 dropped for the fill and built again after it (what a restore would do), and the reading_series
-catalog is written to match.
+catalog and the reading_minute rollups are written to match (the rollups with the same GROUP BY
+as the migration that created them).
 
 usage: fill_readings.py DB ROWS
 """
@@ -29,6 +30,7 @@ for name, _ in indexes:
     con.execute(f"DROP INDEX {name}")
 con.execute("DELETE FROM reading")
 con.execute("DELETE FROM reading_series")
+con.execute("DELETE FROM reading_minute")
 con.commit()
 
 def series(node, job, metric, unit, n):
@@ -61,5 +63,14 @@ con.commit()
 con.execute("ANALYZE")
 con.commit()
 print(f"# indexes built in {time.time() - t0:.1f} s", file=sys.stderr)
+t0 = time.time()
+con.execute(
+    "INSERT INTO reading_minute (node_id, job, metric, minute_ms, experiment_id, count, sum, min, max) "
+    "SELECT node_id, job, metric, (time_ms / 60000) * 60000, COALESCE(experiment_id, ''), "
+    "COUNT(*), SUM(value), MIN(value), MAX(value) FROM reading "
+    "GROUP BY node_id, job, metric, (time_ms / 60000) * 60000, COALESCE(experiment_id, '')"
+)
+con.commit()
+print(f"# per-minute rollups in {time.time() - t0:.1f} s", file=sys.stderr)
 total = con.execute("SELECT count(*) FROM reading").fetchone()[0]
 print(total)

@@ -4,23 +4,25 @@
 //! The loop owns nothing but its timer: the rules (`retention_rule`) and what is stored
 //! (`reading_series`, the catalog the ingester keeps) are in the database, so it can be stopped
 //! at any point and started again. Each pass walks the catalog: a series whose first reading is
-//! older than its cutoff has its oldest readings deleted, [`DELETE_BATCH`] at a time, each batch in
-//! one transaction with the catalog row's count and first time, then a pause ([`BATCH_PAUSE`]).
+//! older than its cutoff (a minute's start) has its oldest readings deleted, about
+//! [`DELETE_BATCH`] at a time in whole minutes, each batch in one transaction with those minutes'
+//! rollups and the catalog row's count and first time, then a pause ([`BATCH_PAUSE`]).
 //! A series left empty leaves the catalog. No rule, no deletion: by default everything is kept.
 
 use std::{collections::HashMap, time::Duration};
 
 use chrono::Utc;
-use entity::{job_log, reading, reading_series, retention_rule};
+use entity::{job_log, reading, reading_minute, reading_series, retention_rule};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use tokio_util::sync::CancellationToken;
 
+use super::ingest::MINUTE_MS;
 use crate::error::{ApiError, ApiResult};
 
 /// How often a pass runs.
@@ -33,6 +35,11 @@ pub const BATCH_PAUSE: Duration = Duration::from_millis(20);
 pub const MAX_DAYS: i32 = 36_500;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The start of the minute holding `ms`.
+fn minute_of(ms: i64) -> i64 {
+    ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
 
 /// What a pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,17 +167,18 @@ impl Retention {
             let Some(days) = rules.get(&s.metric).copied().or(every) else {
                 continue;
             };
-            let cutoff = now_ms.saturating_sub(i64::from(days) * DAY_MS);
+            // Whole minutes, as the rollups keep them.
+            let cutoff = minute_of(now_ms.saturating_sub(i64::from(days) * DAY_MS));
             if s.first_ms >= cutoff {
                 continue;
             }
             loop {
-                let (deleted, emptied) = self.delete_batch(&s, cutoff).await?;
+                let (deleted, emptied, done) = self.delete_batch(&s, cutoff).await?;
                 swept.readings += deleted;
                 if emptied {
                     swept.series_emptied += 1;
                 }
-                if deleted < DELETE_BATCH || emptied {
+                if done || emptied {
                     break;
                 }
                 tokio::time::sleep(BATCH_PAUSE).await;
@@ -179,9 +187,15 @@ impl Retention {
         Ok(swept)
     }
 
-    /// Deletes up to [`DELETE_BATCH`] of the series' readings older than `cutoff`, and moves its
-    /// catalog row along, in one transaction; returns how many went and whether it is empty now.
-    async fn delete_batch(&self, s: &reading_series::Model, cutoff: i64) -> ApiResult<(u64, bool)> {
+    /// Deletes about [`DELETE_BATCH`] of the series' oldest readings older than `cutoff` (a
+    /// minute's start), whole minutes at a time with their rollups, and moves its catalog row
+    /// along, in one transaction; returns how many went, whether the series is empty now, and
+    /// whether nothing older than `cutoff` is left.
+    async fn delete_batch(
+        &self,
+        s: &reading_series::Model,
+        cutoff: i64,
+    ) -> ApiResult<(u64, bool, bool)> {
         let of_series = || {
             let q = reading::Entity::find()
                 .filter(reading::Column::NodeId.eq(s.node_id.as_str()))
@@ -194,18 +208,52 @@ impl Retention {
             }
         };
         let txn = self.db.begin().await?;
-        let ids = of_series()
+        // Up to the minute of the batch's last reading (the minute holding the oldest at least,
+        // however many it holds), so a minute's readings and its rollup go together.
+        let oldest: Option<i64> = of_series()
             .select_only()
-            .column(reading::Column::Id)
+            .column(reading::Column::TimeMs)
+            .order_by_asc(reading::Column::TimeMs)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let beyond: Option<i64> = of_series()
+            .select_only()
+            .column(reading::Column::TimeMs)
             .filter(reading::Column::TimeMs.lt(cutoff))
             .order_by_asc(reading::Column::TimeMs)
-            .limit(DELETE_BATCH)
-            .into_query();
+            .offset(DELETE_BATCH)
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let bound = match (beyond, oldest) {
+            (Some(t), Some(oldest)) => Ord::min(
+                Ord::max(minute_of(t), minute_of(oldest) + MINUTE_MS),
+                cutoff,
+            ),
+            _ => cutoff,
+        };
         let deleted = reading::Entity::delete_many()
-            .filter(reading::Column::Id.in_subquery(ids))
+            .filter(reading::Column::NodeId.eq(s.node_id.as_str()))
+            .filter(reading::Column::Job.eq(s.job.as_str()))
+            .filter(reading::Column::Metric.eq(s.metric.as_str()))
+            .filter(if s.experiment_id.is_empty() {
+                reading::Column::ExperimentId.is_null()
+            } else {
+                reading::Column::ExperimentId.eq(s.experiment_id.as_str())
+            })
+            .filter(reading::Column::TimeMs.lt(bound))
             .exec(&txn)
             .await?
             .rows_affected;
+        reading_minute::Entity::delete_many()
+            .filter(reading_minute::Column::NodeId.eq(s.node_id.as_str()))
+            .filter(reading_minute::Column::Job.eq(s.job.as_str()))
+            .filter(reading_minute::Column::Metric.eq(s.metric.as_str()))
+            .filter(reading_minute::Column::ExperimentId.eq(s.experiment_id.as_str()))
+            .filter(reading_minute::Column::MinuteMs.lt(bound))
+            .exec(&txn)
+            .await?;
         let first: Option<i64> = of_series()
             .select_only()
             .column(reading::Column::TimeMs)
@@ -248,7 +296,7 @@ impl Retention {
                 .rows_affected
                 > 0;
         txn.commit().await?;
-        Ok((deleted, emptied))
+        Ok((deleted, emptied, bound >= cutoff))
     }
 
     /// How much the database holds.
@@ -331,12 +379,32 @@ mod tests {
             .collect()
     }
 
+    /// Per metric: the readings the rollups count, and how many minutes they hold.
+    async fn rolled_up(db: &DatabaseConnection) -> Vec<(String, i64, usize)> {
+        let mut out: Vec<(String, i64, usize)> = Vec::new();
+        for m in reading_minute::Entity::find()
+            .order_by_asc(reading_minute::Column::Metric)
+            .all(db)
+            .await
+            .unwrap()
+        {
+            match out.last_mut() {
+                Some(last) if last.0 == m.metric => {
+                    last.1 += m.count;
+                    last.2 += 1;
+                }
+                _ => out.push((m.metric, m.count, 1)),
+            }
+        }
+        out
+    }
+
     async fn sweeps_on(db: DatabaseConnection) {
         let r = Retention::new(db.clone());
         let day = DAY_MS;
-        // 12 000 od readings ten days old (more than two delete batches), one five days old and
-        // one an hour old; temp at the same three ages.
-        let mut od: Vec<i64> = (0..12_000).map(|i| NOW - 10 * day + i).collect();
+        // 12 000 od readings ten days old, a second apart (more than two delete batches, which
+        // end at minutes), one five days old and one an hour old; temp at the same three ages.
+        let mut od: Vec<i64> = (0..12_000).map(|i| NOW - 10 * day + i * 1000).collect();
         od.extend([NOW - 5 * day, NOW - 3_600_000]);
         store(&db, "od", "r1", &od).await;
         store(
@@ -355,6 +423,13 @@ mod tests {
         // What is stored, counted from the catalog (with data: Postgres's SUM is NUMERIC).
         let storage = r.storage().await.unwrap();
         assert_eq!((storage.readings, storage.series), (12_005, 2));
+        assert_eq!(
+            rolled_up(&db).await,
+            [
+                ("od".to_owned(), 12_002, 200 + 2),
+                ("temp".to_owned(), 3, 3)
+            ]
+        );
         // od 2 days: its ten- and five-day-old readings go, in batches; temp untouched.
         r.set_rule(Some("od"), Some(2), "t").await.unwrap();
         assert_eq!(
@@ -371,6 +446,11 @@ mod tests {
                 ("temp".to_owned(), NOW - 10 * day, 3)
             ]
         );
+        // The rollups went with their minutes.
+        assert_eq!(
+            rolled_up(&db).await,
+            [("od".to_owned(), 1, 1), ("temp".to_owned(), 3, 3)]
+        );
         // Every metric 7 days: temp's oldest goes.
         r.set_rule(None, Some(7), "t").await.unwrap();
         assert_eq!(r.pass(NOW).await.unwrap().readings, 1);
@@ -386,6 +466,7 @@ mod tests {
         );
         assert!(catalog(&db).await.is_empty());
         assert_eq!(reading::Entity::find().count(&db).await.unwrap(), 0);
+        assert!(rolled_up(&db).await.is_empty());
         let storage = r.storage().await.unwrap();
         assert_eq!((storage.readings, storage.series), (0, 0));
         assert!(storage.database_bytes > 0);

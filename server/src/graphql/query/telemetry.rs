@@ -54,8 +54,10 @@ impl TelemetryQuery {
     /// One series (a node's job's metric; only its readings in `experimentId` when given) from
     /// `from` to `to`, downsampled to at most `points`
     /// (1 to 10 000) time buckets of equal width, each with the average, lowest and highest value
-    /// and the number of readings; buckets with no reading are left out. A month of 1 Hz
-    /// readings draws in one request.
+    /// and the number of readings; buckets with no reading are left out. Buckets of a minute or
+    /// more are whole minutes on a grid aligned to the minute (the first may start before
+    /// `from`, holding nothing before it), read from per-minute rollups: a month of 1 Hz
+    /// readings draws in one request, exactly.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     // Each argument is one of the query's GraphQL arguments, as a client names them.
     #[allow(clippy::too_many_arguments)]
