@@ -43,6 +43,9 @@ pub fn qos(q: trellis_proto::Qos) -> QoS {
 /// How often the buffers are sent from while connected: readings wait at most this long, and a
 /// batch gathers what arrived meanwhile (up to `MAX_BATCH` items).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait for the jobs to halt when the agent stops (an `exec` program's SIGTERM grace is
+/// 5 s unless its settings say otherwise).
+const HALT_LIMIT: Duration = Duration::from_secs(10);
 /// How long sent readings may wait for the leader's `stored` word before they are sent again
 /// (doubled while it stays silent, up to [`MAX_RESEND_AFTER`]; back to this on any word): a leader
 /// that died with them, or a broker that had no subscriber for them, gets them again.
@@ -140,6 +143,31 @@ impl Sender {
         }
     }
 }
+
+/// Applies the leader's `stored` marks (of this run: another run's, an earlier start of this
+/// agent, say nothing); on a gap (something sent never reached the leader) what it has not
+/// confirmed goes again. Returns whether the marks were this run's.
+fn take_stored(telemetry: &Telemetry, payload: &[u8]) -> bool {
+    match serde_json::from_slice::<trellis_proto::Stored>(payload) {
+        Ok(s) if s.run == telemetry.run => {
+            telemetry.readings.stored_until(s.readings);
+            telemetry.logs.stored_until(s.logs);
+            if s.gap {
+                telemetry.readings.rewind();
+                telemetry.logs.rewind();
+            }
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "a stored message that does not decode");
+            false
+        }
+    }
+}
+
+/// Longest clean stop: the leader's confirmation of what was sent, then the DISCONNECT.
+const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 /// First delay before reconnecting after a broker error; doubled per failure up to the configured cap.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -263,20 +291,8 @@ pub(crate) async fn session(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == stored_topic => {
-                    match serde_json::from_slice::<trellis_proto::Stored>(&p.payload) {
-                        // Another run's marks (an earlier start of this agent) say nothing.
-                        Ok(s) if s.run == telemetry.run => {
-                            telemetry.readings.stored_until(s.readings);
-                            telemetry.logs.stored_until(s.logs);
-                            resend_after = RESEND_AFTER;
-                            if s.gap {
-                                // Something sent never reached the leader: send it again now.
-                                telemetry.readings.rewind();
-                                telemetry.logs.rewind();
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "a stored message that does not decode"),
+                    if take_stored(&telemetry, &p.payload) {
+                        resend_after = RESEND_AFTER;
                     }
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
@@ -308,6 +324,8 @@ pub(crate) async fn session(
         }
     }
 
+    // The jobs hand over their last readings and log lines before the buffers are flushed.
+    work.jobs.halt_all(HALT_LIMIT).await;
     if connected {
         let offline = Status {
             state: NodeState::Offline,
@@ -321,13 +339,32 @@ pub(crate) async fn session(
         // DISCONNECT: a broker still answering a PUBACK to a closed connection may count the
         // stop as unclean and publish the will. Then the DISCONNECT, and until the broker
         // closes the connection, so the process never exits with it half-written.
+        // Until the leader has said it stored everything sent (its `stored` marks), not only
+        // until the broker took it: a broker with no subscriber for it yet (just restarted, the
+        // leader's bridge not back) acknowledges and drops. What the leader has not confirmed
+        // goes again every second.
         let stop = async {
-            while !out.settled() {
-                match events.next().await {
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid),
-                    Ok(_) => {}
-                    Err(_) => return,
+            let mut again = tokio::time::interval(Duration::from_secs(1));
+            again.reset();
+            let confirmed = |out: &Sender| {
+                out.settled() && telemetry.readings.depth().0 == 0 && telemetry.logs.depth().0 == 0
+            };
+            while !confirmed(&out) {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) => out.written(pkid),
+                        Ok(Event::Incoming(Packet::PubAck(ack))) => out.acked(ack.pkid),
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == stored_topic => {
+                            take_stored(&telemetry, &p.payload);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    _ = again.tick() => {
+                        telemetry.readings.rewind();
+                        telemetry.logs.rewind();
+                        out.flush(&telemetry);
+                    }
                 }
             }
             let _ = client.try_disconnect();
@@ -344,11 +381,14 @@ pub(crate) async fn session(
             })
             .await;
         };
-        if tokio::time::timeout(Duration::from_secs(3), stop)
-            .await
-            .is_err()
-        {
-            tracing::warn!("broker did not take the clean disconnect in time");
+        if tokio::time::timeout(STOP_LIMIT, stop).await.is_err() {
+            let (readings, _) = telemetry.readings.depth();
+            let (lines, _) = telemetry.logs.depth();
+            tracing::warn!(
+                readings,
+                lines,
+                "the leader did not confirm everything, or the broker the clean disconnect, in time"
+            );
         }
     }
     tracing::info!(node_id, "agent stopped");

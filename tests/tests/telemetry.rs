@@ -2,7 +2,8 @@
 //! simulator read by `od_reading`, followed by `growth_rate_calculating` and held by
 //! `dosing_automation` (a turbidostat), doses given by `add_media` through the pump's calibration,
 //! calibrations changed by an operator, stored presets; and readings and log lines kept through a
-//! broker outage and delivered once each afterwards.
+//! broker outage and delivered once each afterwards; three agents' readings once each across a
+//! broker restart, an agent restart and a redelivered batch.
 
 use std::time::Duration;
 
@@ -481,4 +482,163 @@ while True:
     )
     .await;
     assert_eq!(all.len() as i64, all[all.len() - 1] + 1, "each once");
+}
+
+/// Issue 10's exactly-once test: three agents count (a reading every 20 ms each, the count kept
+/// in a file so a restarted job counts on); the broker restarts under all three; agent `tb` is
+/// stopped, and while it is down an exact copy of one of its batches, taken off the broker
+/// earlier, is published again in its name (a QoS 1 redelivery); then it starts again and its
+/// job resumes. Every reading lands once: `ta` and `tc` have every number once with no gap
+/// across the broker's restart; `tb` has no number twice (its redelivered batch included) and
+/// misses none across its stop (its job hands over its last readings, and the agent waits for
+/// the leader's word that they are stored before it disconnects), but for the one number a
+/// program stopped between saving and printing it skips.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_agents_readings_land_once_across_restarts_and_a_redelivered_batch() {
+    use trellis_tests::{MqttProbe, agent_credentials};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..mosquitto.server_opts()
+    })
+    .await;
+    let nodes = ["ta", "tb", "tc"];
+    let mut agents = Vec::new();
+    for id in nodes {
+        agents.push(server.join_agent(id).await);
+        server.wait_state(id, "ONLINE", PATIENCE).await;
+    }
+    for id in nodes {
+        // The next number is saved before it is printed: a job stopped in between skips one,
+        // never repeats one.
+        let file = dir.path().join(format!("count-{id}"));
+        let program = format!(
+            r#"python3 -u -c '
+import json, os, time
+p = "{}"
+n = int(open(p).read()) if os.path.exists(p) else 0
+while True:
+    open(p, "w").write(str(n + 1))
+    print(json.dumps({{"reading": {{"n": n}}}}))
+    n += 1
+    time.sleep(0.02)
+'"#,
+            file.display()
+        );
+        let r = server
+            .graphql(
+                "mutation($n: String!, $s: JSON) { startJob(nodeId: $n, kind: \"exec\", name: \"count\", settings: $s) { state } }",
+                json!({"n": id, "s": {"command": program}}),
+            )
+            .await;
+        assert_eq!(r["data"]["startJob"]["state"], "READY", "{id}: {r}");
+    }
+    let numbers = |node: &'static str| {
+        let server = &server;
+        async move {
+            readings(server, node, "count", "n")
+                .await
+                .iter()
+                .filter_map(|r| r["value"].as_f64())
+                .map(|v| v as i64)
+                .collect::<Vec<i64>>()
+        }
+    };
+    wait_for("the first readings of all three", PATIENCE, || async {
+        for id in nodes {
+            if numbers(id).await.len() < 20 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
+    // The broker restarts (2 s down) with an account that may read everything added.
+    mosquitto.add_reader_account("spy", "spy-password");
+    mosquitto.restart_after(Duration::from_secs(2)).await;
+    for id in nodes {
+        server.wait_state(id, "ONLINE", PATIENCE).await;
+    }
+    // One of tb's batches, exactly as it crossed the broker.
+    let topic = trellis_proto::TopicKind::Readings.topic("tb", None);
+    let mut spy = MqttProbe::connect_as(
+        mosquitto.port,
+        "spy",
+        Some(("spy", "spy-password")),
+        Some(&topic),
+    )
+    .await
+    .expect("the reader account");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let copied = loop {
+        let got = spy.collect(Duration::from_millis(500)).await;
+        if let Some(p) = got.into_iter().find(|p| p.topic == topic) {
+            break p.payload.to_vec();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no batch of tb seen on the broker"
+        );
+    };
+    let batch: trellis_proto::ReadingBatch = serde_json::from_slice(&copied).expect("a batch");
+    assert!(!batch.points.is_empty());
+
+    // tb stops; while it is down its batch comes again, in its own name.
+    let tb = &mut agents[1];
+    tb.proc.signal("-TERM");
+    assert!(tb.proc.wait_exit(PATIENCE).is_some(), "tb stopped");
+    let (user, password) = agent_credentials(tb);
+    let again = MqttProbe::connect_as(
+        mosquitto.port,
+        &trellis_proto::node_client_id("tb", Some(&password)),
+        Some((&user, &password)),
+        None,
+    )
+    .await
+    .expect("tb's login");
+    again.publish(&topic, &copied, false).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = again.client.disconnect().await;
+    let before_restart = numbers("tb").await;
+    let stop_log = agents[1].proc.log_text();
+    agents[1].respawn();
+    server.wait_state("tb", "ONLINE", PATIENCE).await;
+    let last = *before_restart.last().expect("tb's readings");
+    wait_for("tb counting on after its restart", PATIENCE, || async {
+        (numbers("tb").await.last().copied().unwrap_or(0) > last + 50).then_some(())
+    })
+    .await;
+
+    for id in ["ta", "tc"] {
+        let ns = numbers(id).await;
+        let expected: Vec<i64> = (0..ns.len() as i64).collect();
+        assert_eq!(ns, expected, "{id}: every number once, none missing");
+    }
+    let ns = numbers("tb").await;
+    let mut sorted = ns.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ns.len(), "tb: no number twice");
+    assert_eq!(sorted, ns, "tb: in order");
+    let missing = ns.last().copied().unwrap_or(0) + 1 - ns.len() as i64;
+    assert!(
+        (0..=1).contains(&missing),
+        "tb: {missing} numbers missing across its restart: {:?}; its log as it stopped:\n{}",
+        ns.windows(2).find(|w| w[1] != w[0] + 1),
+        stop_log
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for (_, _, value) in &batch.points {
+        assert_eq!(
+            ns.iter().filter(|n| **n as f64 == *value).count(),
+            1,
+            "the redelivered reading {value} stored once"
+        );
+    }
 }

@@ -56,6 +56,9 @@ enum Control {
     Pause,
     Resume,
     Stop,
+    /// The agent is stopping: release the outputs and gather the last readings, but say no
+    /// final state (the job is still wanted, and starts again with the agent).
+    Halt,
 }
 
 /// One job as the runtime sees it: its last status and the way to its task (none once over).
@@ -427,6 +430,33 @@ impl Runtime {
         Ok(format!("stopping job {name}"))
     }
 
+    /// Halts every running job for the agent's stop, and waits (up to `limit`) until each has
+    /// released its outputs and handed over its last readings and log lines, so the link can
+    /// send them before it disconnects. The jobs stay wanted: no final state is published or
+    /// kept, and they start again with the agent.
+    pub async fn halt_all(&mut self, limit: Duration) {
+        let running: Vec<mpsc::Sender<Control>> = self
+            .jobs
+            .values()
+            .filter_map(|j| j.control.clone())
+            .collect();
+        let halted = async {
+            for tx in &running {
+                // A job busy with its queue takes the halt after what waits before it.
+                let _ = tx.send(Control::Halt).await;
+            }
+            for tx in &running {
+                tx.closed().await;
+            }
+        };
+        if tokio::time::timeout(limit, halted).await.is_err() {
+            tracing::warn!(
+                limit_s = limit.as_secs(),
+                "some jobs did not halt in time; the agent stops without their last readings"
+            );
+        }
+    }
+
     /// Pauses a running job.
     pub fn pause(&mut self, name: &str) -> Result<String, String> {
         self.send(name, Control::Pause)?;
@@ -664,6 +694,13 @@ async fn run_job(
                     status.values = latest;
                     shared.say(&name, "stopped; its outputs released".into());
                     publish(&status).await;
+                    return;
+                }
+                Some(Control::Halt) => {
+                    if status.state == JobState::Ready {
+                        drive!(Op::Release);
+                    }
+                    shared.say(&name, "halted: the agent is stopping (the job starts again with it)".into());
                     return;
                 }
                 Some(Control::Pause) => {

@@ -288,6 +288,26 @@ impl Exec {
     }
 }
 
+impl Exec {
+    /// Takes what the ended program wrote before it ended: its last readings and lines are
+    /// kept, not lost with it. Waits until its pipes close, at most [`DRAIN_LIMIT`] (a process
+    /// it left behind may hold them open).
+    fn drain(&mut self) {
+        let Some(rx) = self.lines.take() else { return };
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => self.take(line),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Longest wait for an ended program's pipes to close.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
 impl Driver for Exec {
     fn apply(&mut self, _hw: &dyn Hardware, settings: &Settings) -> Result<(), HardwareError> {
         if self.child.is_none() {
@@ -330,6 +350,7 @@ impl Driver for Exec {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if child.try_wait().map_err(|e| backend("wait", e))?.is_some() {
+                self.drain();
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -340,6 +361,7 @@ impl Driver for Exec {
         ));
         signal_group(&child, "KILL");
         child.wait().map_err(|e| backend("wait", e))?;
+        self.drain();
         Ok(())
     }
 
