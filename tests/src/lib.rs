@@ -5,6 +5,8 @@
 //! The binaries are taken from the cargo target directory this test binary was built into, so
 //! build them first (`scripts/test.sh` does): `cargo build -p trellis-server -p trellis-agent`.
 
+pub mod bench;
+
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},

@@ -27,11 +27,14 @@ use std::{
 };
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::json;
 use trellis_proto::{ReadingBatch, Series, TopicKind};
-use trellis_tests::{Db, PATIENCE, Postgres, Server, ServerOpts, agent_credentials};
+use trellis_tests::{
+    Db, Postgres, Server, ServerOpts,
+    bench::{NodeLogin, connect_as, cpu_secs, node_logins, status_kib},
+};
 
 /// Readings in one batch: the agent's most (`trellis_proto::MAX_BATCH`).
 const BATCH: usize = trellis_proto::MAX_BATCH;
@@ -50,13 +53,6 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
             .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
         Err(_) => default,
     }
-}
-
-/// A node the publishers speak as: its id and MQTT login.
-struct NodeLogin {
-    id: String,
-    user: String,
-    password: String,
 }
 
 /// What one phase measured.
@@ -105,17 +101,7 @@ async fn ingest_throughput() {
     };
     let db = Database::connect(&db_url).await.expect("open the database");
 
-    // Nodes that joined as a user's would, their agents then stopped: the publishers log in
-    // with the nodes' own credentials in their place, so the gate treats them as the nodes.
-    let mut logins = Vec::new();
-    for i in 0..nodes {
-        let id = format!("bench{i}");
-        let mut agent = server.join_agent(&id).await;
-        server.wait_state(&id, "ONLINE", PATIENCE).await;
-        agent.proc.kill9();
-        let (user, password) = agent_credentials(&agent);
-        logins.push(NodeLogin { id, user, password });
-    }
+    let logins = node_logins(&server, "bench", nodes).await;
 
     let p = format!("ingest_{kind}");
     let out = |name: &str, value: String, unit: &str| println!("{p}_{name} {value} {unit}");
@@ -368,29 +354,7 @@ struct Publisher {
 
 impl Publisher {
     async fn connect(port: u16, login: &NodeLogin, inflight: u16, batches: Vec<Bytes>) -> Self {
-        let client_id = trellis_proto::node_client_id(&login.id, Some(&login.password));
-        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_credentials(login.user.clone(), login.password.clone());
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_inflight(inflight);
-        let max = trellis_server::mqtt::broker::MAX_PAYLOAD;
-        opts.set_max_packet_size(max, max);
-        let (client, mut eventloop) = AsyncClient::new(opts, 64);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "{} cannot connect: {e}",
-                        login.id
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let (client, eventloop) = connect_as(port, login, inflight).await;
         Publisher {
             client,
             eventloop,
@@ -448,30 +412,6 @@ async fn query_i64(db: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .expect("a row");
     row.try_get_by_index::<i64>(0).expect("an integer")
-}
-
-/// User + system CPU seconds of a process (`/proc/<pid>/stat`, clock ticks of 1/100 s).
-fn cpu_secs(stat: &str) -> f64 {
-    let text = std::fs::read_to_string(stat).unwrap_or_default();
-    // Fields after the command name, which ends with the last ')'.
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
-}
-
-/// A `kB` figure from `/proc/<pid>/status`.
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The most readings committed within any one second, from (seconds, total) samples.
