@@ -128,6 +128,19 @@ pub fn bind(value: RwSignal<String>) -> Box<dyn FnMut(leptos::ev::Event)> {
     Box::new(move |e| value.set(event_target_value(&e)))
 }
 
+/// What a click on a button in a list was for: the `attr` attribute of the element matching
+/// `button` that the click was on or in (lists of markup, and groups of buttons, have one
+/// listener).
+pub fn clicked(e: &leptos::ev::MouseEvent, button: &str, attr: &str) -> Option<String> {
+    use wasm_bindgen::JsCast;
+    e.target()?
+        .dyn_into::<web_sys::Element>()
+        .ok()?
+        .closest(button)
+        .ok()??
+        .get_attribute(attr)
+}
+
 /// Text made safe to put in markup (for the parts of pages written as markup: see
 /// [`chart`] and `pages::experiment`).
 pub fn escape(text: &str) -> String {

@@ -24,15 +24,14 @@ use std::fmt::Write;
 use futures::{FutureExt, StreamExt};
 use leptos::{ev, prelude::*};
 use serde_json::Value;
-use wasm_bindgen::JsCast;
 
 use crate::{
     Cluster,
     api::experiments::{self, Details, Summary},
     api::ws::{self, Feed},
     components::{
-        Alert, Feedback, Mutation, bind, chart::Mark, derive, escape, local_time, markup, on,
-        router::A,
+        Alert, Feedback, Mutation, bind, chart::Mark, clicked, derive, escape, local_time, markup,
+        on, router::A,
     },
     pages::experiments::conflict_words,
 };
@@ -430,17 +429,6 @@ fn jobs(d: &Details, name_of: impl Fn(&str) -> String) -> String {
     }
     html.push_str("</tbody></table>");
     html
-}
-
-/// What a click on a button in a list was for: the `attr` attribute of the button matching
-/// `button` that the click was on (lists of markup, and groups of buttons, have one listener).
-fn clicked(e: &ev::MouseEvent, button: &str, attr: &str) -> Option<String> {
-    e.target()?
-        .dyn_into::<web_sys::Element>()
-        .ok()?
-        .closest(button)
-        .ok()??
-        .get_attribute(attr)
 }
 
 /// The experiment's nodes, each with a Remove button; and a control that adds one (moving it
