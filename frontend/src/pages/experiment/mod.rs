@@ -1,8 +1,9 @@
 //! One experiment, `/experiments/<id>`: its name (renamed in place), description (edited in
-//! place), state and End button (after a confirmation in the page), live charts of every metric
-//! ([`charts`]), the CSV downloads, its nodes (added, removed, or moved here from another
-//! running experiment), its jobs with their states, its notes (and a form adding one) and its
-//! events (the audit log's entries on it, its nodes and their jobs).
+//! place), state and End button (after a confirmation in the page), its profile runs and a form
+//! starting one ([`profiles`]), live charts of every metric ([`charts`]), the CSV downloads, its
+//! nodes (added, removed, or moved here from another running experiment), its jobs with their
+//! states, its notes (and a form adding one) and its events (the audit log's entries on it, its
+//! nodes and their jobs).
 //!
 //! - The page's facts come from one `experiment(id)` query, loaded again on each of the
 //!   experiment's events (`experimentEvents(id)`: renamed, annotated, nodes changed, ...) and
@@ -18,6 +19,7 @@
 //!   plain `<a href>`s, which the router follows in the page as any other.
 
 mod charts;
+mod profiles;
 
 use std::fmt::Write;
 
@@ -203,6 +205,7 @@ fn ExperimentView(id: String) -> impl IntoView {
         <Alert error=p.error/>
         <p class="empty" class:hidden=not_found>"No experiment " <code>{id.clone()}</code> "."</p>
         <Head p running can/>
+        <div class:hidden=missing><profiles::Profiles p running can/></div>
         <charts::Charts id marks/>
         <div class="experiment-columns" class:hidden=missing>
             <Nodes p running can/>
