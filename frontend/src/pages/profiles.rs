@@ -171,7 +171,10 @@ pub fn ProfilesPage() -> impl IntoView {
         list_action.clear();
         match what.as_str() {
             "open" if ed.dirty() => asking.set(Some(Ask::Replace(Some(name)))),
-            "open" => open(name),
+            "open" => {
+                asking.set(None);
+                open(name);
+            }
             "delete" => asking.set(Some(Ask::Delete(name))),
             "confirm" => {
                 match asking.get_untracked() {
@@ -245,8 +248,11 @@ pub fn ProfilesPage() -> impl IntoView {
 /// it; a file upload, New and Save.
 #[component]
 fn ProfileEditor(
+    /// Its text and where it came from.
     ed: Editor,
+    /// The text area (the page scrolls to it when a profile is opened).
     area: NodeRef<html::Textarea>,
+    /// Whether the user may save (an operator).
     can: bool,
     /// Loads the list again (after a save).
     reload: impl Fn() + Copy + 'static,
