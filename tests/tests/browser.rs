@@ -76,6 +76,22 @@ async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
     row.text().await.ok()
 }
 
+/// The body of `href`, fetched by the page (with its cookie, as its download link would be).
+async fn fetch_in_page(browser: &Browser, href: &str) -> String {
+    browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            vec![serde_json::json!(href)],
+        )
+        .await
+        .expect("fetch in the page")
+        .as_str()
+        .expect("the answer as text")
+        .to_owned()
+}
+
 /// Chromedriver's own command to run a Chrome DevTools Protocol method (WebDriver has none
 /// that runs a script before the page's own). `reqwest` re-exports the `url` and `http` types
 /// fantoccini's trait names.
@@ -1271,16 +1287,7 @@ async fn the_experiment_page_charts_live_readings() {
         .expect("read the link")
         .expect("a link");
     assert_eq!(href, format!("/export/readings.csv?experiment={id}"));
-    let csv = browser
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
-            vec![serde_json::json!(href)],
-        )
-        .await
-        .expect("fetch the CSV");
-    let csv = csv.as_str().expect("the CSV as text");
+    let csv = fetch_in_page(&browser, &href).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -1805,16 +1812,7 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     let href = attr_of(&browser, "a.download[data-export=readings]", "href")
         .await
         .expect("the readings link");
-    let csv = browser
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
-            vec![serde_json::json!(href)],
-        )
-        .await
-        .expect("fetch the CSV");
-    let csv = csv.as_str().expect("the CSV as text");
+    let csv = fetch_in_page(&browser, &href).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),

@@ -218,22 +218,14 @@ pub async fn check(source: String) -> Result<Check, String> {
     };
     let d = super::request(super::body::<CheckProfile>(vars)).await?;
     let c = &d["checkProfile"];
-    let number = |v: &Value| v.as_u64().map(|n| n as u32);
     Ok(Check {
         ok: c["ok"].as_bool().unwrap_or_default(),
         name: opt(c, "name"),
-        problems: c["problems"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| Problem {
-                        line: number(&p["line"]),
-                        column: number(&p["column"]),
-                        message: text(p, "message"),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        problems: list(c, "problems", |p| Problem {
+            line: p["line"].as_u64().map(|n| n as u32),
+            column: p["column"].as_u64().map(|n| n as u32),
+            message: text(p, "message"),
+        }),
         timeline: list(c, "timeline", entry),
     })
 }

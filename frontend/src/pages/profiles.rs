@@ -23,7 +23,8 @@ use crate::{
         profiles::{self, Check, Stored},
     },
     components::{
-        Alert, Feedback, Mutation, clicked, derive, escape, local_time, markup, number, on,
+        Alert, Feedback, Mutation, clicked, derive, escape, local_time, markup, name_of,
+        node_names, number, on,
     },
 };
 
@@ -378,12 +379,7 @@ fn ProfileEditor(
         let _ = a.set_selection_range(start as u32, end.max(start) as u32);
     };
 
-    let name_of = move |id: &str| {
-        cluster
-            .nodes
-            .with(|l| l.iter().find(|n| n.id == id).map(|n| n.name.clone()))
-            .unwrap_or_else(|| id.to_owned())
-    };
+    let names = node_names(cluster);
     let status = derive(move || {
         if let Some(e) = check_error.get() {
             return format!("Cannot check it: {e}");
@@ -431,7 +427,7 @@ fn ProfileEditor(
                     html,
                     r#"<tr><td class="num">{}</td><td>{}</td><td>{}</td><td><span class="badge">{}</span></td><td>{}</td></tr>"#,
                     number(e.hours),
-                    escape(&name_of(&e.node_id)),
+                    escape(&name_of(names, &e.node_id)),
                     escape(&e.job),
                     escape(&e.action),
                     escape(&e.detail)

@@ -33,7 +33,7 @@ use crate::{
     api::ws::{self, Feed},
     components::{
         Alert, Feedback, Mutation, bind, chart::Mark, clicked, derive, escape, local_time, markup,
-        on, router::A,
+        name_of, node_names, on, router::A,
     },
     pages::experiments::conflict_words,
 };
@@ -452,14 +452,7 @@ fn Nodes(p: Page, running: Signal<bool>, can: bool) -> impl IntoView {
                 .map(|e| e.name.clone())
         })
     };
-    // Every node's id and name (not their load, which changes every heartbeat).
-    let all = Memo::new(move |_| {
-        cluster.nodes.with(|l| {
-            l.iter()
-                .map(|n| (n.id.clone(), n.name.clone()))
-                .collect::<Vec<_>>()
-        })
-    });
+    let all = node_names(cluster);
     let locked = derive(move || !can || !running.get());
     let remove = move |e: ev::MouseEvent| {
         let Some(node_id) = clicked(&e, "button.remove-node", "data-id") else {
@@ -574,12 +567,7 @@ fn Nodes(p: Page, running: Signal<bool>, can: bool) -> impl IntoView {
     let jobs = markup(move || {
         p.details.with(|d| {
             d.as_ref()
-                .map(|d| {
-                    jobs(d, |id| {
-                        all.with(|a| a.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()))
-                            .unwrap_or_else(|| id.to_owned())
-                    })
-                })
+                .map(|d| jobs(d, |id| name_of(all, id)))
                 .unwrap_or_default()
         })
     });

@@ -22,8 +22,8 @@ use crate::{
         profiles::{self, Run, Step},
     },
     components::{
-        Alert, Feedback, Mutation, bind, clicked, derive, escape, markup, number, number_value, on,
-        router::A,
+        Alert, Feedback, Mutation, bind, clicked, derive, escape, markup, name_of, node_names,
+        number, number_value, on, router::A,
     },
 };
 
@@ -255,12 +255,8 @@ pub(super) fn Profiles(p: Page, running: Signal<bool>, can: bool) -> impl IntoVi
         }
     };
 
-    let name_of = move |id: &str| {
-        cluster
-            .nodes
-            .with(|l| l.iter().find(|n| n.id == id).map(|n| n.name.clone()))
-            .unwrap_or_else(|| id.to_owned())
-    };
+    let names = node_names(cluster);
+    let name_of = move |id: &str| name_of(names, id);
     let table = markup(move || {
         let controls = can && running.get();
         let stopping = stopping.get();
