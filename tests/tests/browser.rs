@@ -1636,6 +1636,8 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     save_screenshot(&browser, &format!("{shots}-profiles.png")).await;
     scroll_to(&browser, ".profile-editor").await;
     save_screenshot(&browser, &format!("{shots}-profiles-editor.png")).await;
+    scroll_to(&browser, ".dry-run").await;
+    save_screenshot(&browser, &format!("{shots}-profiles-dry-run.png")).await;
 
     // A .yaml file (with Windows line ends) uploaded into the editor, read in the browser: it
     // names a unit that is no node here, which the checks say; it reads, so it can be stored.
