@@ -1,7 +1,8 @@
 //! The Trellis web app (Leptos, client-side rendered to WASM): the cluster's nodes with their state,
 //! last contact and load, updated live through the `nodeEvents` subscription; each node's page
 //! with its jobs, and each job's page with its live log; experiments, each with its nodes, jobs,
-//! notes, events and live charts; the audit log; and the first-start setup and login pages that
+//! notes, events, live charts and profile runs; the experiment profiles, written and checked in
+//! an editor; the audit log; and the first-start setup and login pages that
 //! guard them.
 
 pub mod api;
@@ -134,6 +135,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 });
                 view! { <pages::experiment::ExperimentPage id/> }.into_any()
             }
+            Route::Profiles => view! { <pages::profiles::ProfilesPage/> }.into_any(),
             Route::Audit => view! { <pages::audit::AuditPage/> }.into_any(),
             Route::Access => view! { <pages::access::AccessPage/> }.into_any(),
             Route::NotFound => view! {
@@ -149,6 +151,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 <nav>
                     <A href="/">"Nodes"</A>
                     <A href="/experiments">"Experiments"</A>
+                    <A href="/profiles">"Profiles"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
                     <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>

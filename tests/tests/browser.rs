@@ -5,7 +5,9 @@
 //! preset started there with its readings shown, and a job's own page with its live log and
 //! readings (reached by its link and left with Back, in the same tab), and the node's pump
 //! calibrations changed in place; and an experiment created from its list, its page's live
-//! chart, a note, its CSV download, a node moved to another experiment in words.
+//! chart, a note, its CSV download, a node moved to another experiment in words; and an
+//! experiment profile written in the Profiles page (checked as it is typed), saved, and run on an
+//! experiment from its page through to the end, on SQLite and on Postgres.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -13,8 +15,8 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use trellis_tests::{
-    Agent, Auth, Browser, LeaderCert, PATIENCE, Server, ServerOpts, screenshot_dir, wait_for,
-    web_dir,
+    Agent, Auth, Browser, Db, LeaderCert, PATIENCE, Postgres, Server, ServerOpts, screenshot_dir,
+    wait_for, web_dir,
 };
 
 async fn text_of(browser: &Browser, css: &str) -> Option<String> {
@@ -72,6 +74,22 @@ async fn row_text(browser: &Browser, node_id: &str) -> Option<String> {
         .await
         .ok()?;
     row.text().await.ok()
+}
+
+/// The body of `href`, fetched by the page (with its cookie, as its download link would be).
+async fn fetch_in_page(browser: &Browser, href: &str) -> String {
+    browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            vec![serde_json::json!(href)],
+        )
+        .await
+        .expect("fetch in the page")
+        .as_str()
+        .expect("the answer as text")
+        .to_owned()
 }
 
 /// Chromedriver's own command to run a Chrome DevTools Protocol method (WebDriver has none
@@ -1269,16 +1287,7 @@ async fn the_experiment_page_charts_live_readings() {
         .expect("read the link")
         .expect("a link");
     assert_eq!(href, format!("/export/readings.csv?experiment={id}"));
-    let csv = browser
-        .client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
-            vec![serde_json::json!(href)],
-        )
-        .await
-        .expect("fetch the CSV");
-    let csv = csv.as_str().expect("the CSV as text");
+    let csv = fetch_in_page(&browser, &href).await;
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -1371,4 +1380,469 @@ async fn the_experiment_page_charts_live_readings() {
     .await;
     assert_eq!(link, "growth 2");
     browser.client.clone().close().await.expect("close browser");
+}
+
+/// A profile a new user writes in the Profiles page: stirring, OD readings (twice a second) and
+/// a thermostat on every node of the experiment, the target raised after an hour. The last line
+/// is typed with a mistake first (see [`PROFILE_TYPO`]).
+const PROFILE: &str = "experiment_profile_name: warm-up-ui
+metadata:
+  author: Cam
+  description: stir, read OD, heat to 30 C, then 35 C after an hour
+common:
+  jobs:
+    stirring:
+      actions:
+        - type: start
+          hours_elapsed: 0
+          options:
+            target_rpm: 400
+    od_reading:
+      actions:
+        - type: start
+          hours_elapsed: 0
+          options:
+            samples_per_second: 2
+    temperature_automation:
+      actions:
+        - type: start
+          hours_elapsed: 0
+          options:
+            automation_name: thermostat
+            target_temperature: 30
+        - type: update
+          options:
+            target_temperature: 35
+          hours_elapsed: 1";
+
+/// [`PROFILE`]'s last line as first typed (a profile that does not read: the leader refuses to
+/// store it), and the part of it that is then erased and typed again.
+const PROFILE_TYPO: (&str, &str, &str) = ("          hours_elapsed: one", "one", "1");
+
+/// The text of every element `css` finds (empty when none), read in one go by the page: the
+/// lists of markup are replaced whole when they change, so elements found one by one could be
+/// gone before they are read.
+async fn texts_of(browser: &Browser, css: &str) -> Vec<String> {
+    browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Clicks `css` in a list the page redraws while it is read (the runs, every second): found and
+/// clicked again if it was replaced in between.
+async fn click_redrawn(browser: &Browser, css: &str) {
+    wait_for(&format!("a click on {css}"), PATIENCE, || async {
+        browser
+            .client
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await;
+}
+
+/// Scrolls the first element `css` finds to the top of the window (for a screenshot).
+async fn scroll_to(browser: &Browser, css: &str) {
+    browser
+        .client
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView()",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .expect("scroll");
+}
+
+/// An attribute of the first element `css` finds, read by the page (see [`texts_of`]).
+async fn attr_of(browser: &Browser, css: &str, attr: &str) -> Option<String> {
+    browser
+        .client
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e && e.getAttribute(arguments[1])",
+            vec![serde_json::json!(css), serde_json::json!(attr)],
+        )
+        .await
+        .ok()?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The issue's "done when" for profiles, as a new user on `db`: an experiment created with the
+/// leader's own node; on the Profiles page a profile typed with a mistake (reported with its line
+/// and column, and its save refused in words), fixed (the problem gone, the dry run listing the
+/// update at 1 h), saved and listed with its author; a `.yaml` file uploaded into the editor and
+/// saved; on the experiment's page the file's profile refused in words (a unit that is no node),
+/// the first one started at 400× (a profile hour in 9 s), its run shown with its progress and
+/// next action, paused and resumed, seen through to `done` with its steps; the thermostat's
+/// target raised; the OD chart growing live; and the readings CSV fetched by its link.
+async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
+    let server = Server::start(ServerOpts {
+        db,
+        web_dir: Some(web_dir()),
+        ..ServerOpts::default()
+    })
+    .await;
+    let node = server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let node_name = node["name"].as_str().expect("the node's name").to_owned();
+    // The checks know a node's jobs once its agent has said which kinds it runs.
+    wait_for("the node's job kinds", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ jobKinds(nodeId: \"leader\") { kind } }",
+                serde_json::json!({}),
+            )
+            .await;
+        (!r["data"]["jobKinds"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&server.url("/experiments"))
+        .await
+        .expect("open the experiments page");
+    log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
+    type_into(
+        &browser,
+        "form.create-experiment input[name=name]",
+        "warming",
+    )
+    .await;
+    click(
+        &browser,
+        "form.create-experiment input[name=node][value=leader]",
+    )
+    .await;
+    click(&browser, "form.create-experiment button.create").await;
+    wait_for("the new experiment's page", PATIENCE, || async {
+        text_of(&browser, ".experiment-head h1 .name")
+            .await
+            .filter(|n| n == "warming")
+    })
+    .await;
+    let url = browser.client.current_url().await.expect("url");
+    let id = url
+        .path()
+        .strip_prefix("/experiments/")
+        .expect("an experiment's path")
+        .to_owned();
+
+    // The Profiles page, from the menu: nothing stored yet.
+    click(&browser, "header.top nav a[href='/profiles']").await;
+    wait_for("the empty list", PATIENCE, || async {
+        text_of(&browser, ".profile-list p.empty")
+            .await
+            .filter(|t| t.starts_with("No stored profiles yet"))
+    })
+    .await;
+
+    // Typed with a mistake in its last line: reported with that line and the column.
+    let (last, wrong, right) = PROFILE_TYPO;
+    let (body, _) = PROFILE.rsplit_once('\n').expect("lines");
+    type_into(
+        &browser,
+        "textarea.profile-source",
+        &format!("{body}\n{last}"),
+    )
+    .await;
+    let line = PROFILE.lines().count();
+    // (A pause in the typing may have had a part of the text checked: waited for, not read once.)
+    let problem = format!("line {line}, column 26: hours_elapsed must be a number of hours");
+    wait_for("the mistake reported", PATIENCE, || async {
+        let p = texts_of(&browser, "ol.profile-problems li").await;
+        let status = text_of(&browser, "p.check-status").await?;
+        (p.len() == 1 && p[0].starts_with(&problem) && status == "1 problem:").then_some(())
+    })
+    .await;
+    // Saved anyway: refused, the leader's problems listed in words.
+    click(&browser, "button.save-profile").await;
+    let refused = wait_for("the save refused", PATIENCE, || async {
+        text_of(&browser, ".save-feedback p.error").await
+    })
+    .await;
+    assert!(
+        refused.starts_with(&format!("the profile does not read:\n{problem}")),
+        "{refused:?}"
+    );
+    save_screenshot(&browser, &format!("{shots}-profiles-refused.png")).await;
+    // Fixed by erasing the misspelt word and typing it again: the problem goes.
+    let erase = "\u{E003}".repeat(wrong.chars().count());
+    type_into(
+        &browser,
+        "textarea.profile-source",
+        &format!("{erase}{right}"),
+    )
+    .await;
+    wait_for("no problems", PATIENCE, || async {
+        let status = text_of(&browser, "p.check-status").await?;
+        let left = texts_of(&browser, "ol.profile-problems li").await;
+        (status.starts_with("No problems") && left.is_empty()).then_some(())
+    })
+    .await;
+    // The dry run: the three starts at once, the update after an hour.
+    let timeline = wait_for("the dry run", PATIENCE, || async {
+        let rows = texts_of(&browser, "table.profile-timeline tbody tr").await;
+        (rows.len() == 4).then_some(rows)
+    })
+    .await;
+    // Cells are tab-separated in a row's text.
+    let timeline = timeline
+        .iter()
+        .map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>();
+    assert!(
+        timeline[..3]
+            .iter()
+            .all(|r| r.starts_with(&format!("0 {node_name} ")) && r.contains(" start")),
+        "{timeline:?}"
+    );
+    assert_eq!(
+        timeline[3],
+        format!("1 {node_name} temperature_automation update target_temperature=35"),
+        "{timeline:?}"
+    );
+
+    click(&browser, "button.save-profile").await;
+    wait_for("saved", PATIENCE, || async {
+        text_of(&browser, ".save-feedback p.message")
+            .await
+            .filter(|t| t == "Saved “warm-up-ui”.")
+    })
+    .await;
+    let listed = wait_for("the profile listed", PATIENCE, || async {
+        let rows = texts_of(
+            &browser,
+            "table.profiles tbody tr[data-profile='warm-up-ui']",
+        )
+        .await;
+        rows.into_iter().next()
+    })
+    .await;
+    assert!(
+        listed.contains("Cam") && listed.contains("stir, read OD, heat to 30 C"),
+        "{listed:?}"
+    );
+    scroll_to(&browser, "main").await;
+    save_screenshot(&browser, &format!("{shots}-profiles.png")).await;
+    scroll_to(&browser, ".profile-editor").await;
+    save_screenshot(&browser, &format!("{shots}-profiles-editor.png")).await;
+    scroll_to(&browser, ".dry-run").await;
+    save_screenshot(&browser, &format!("{shots}-profiles-dry-run.png")).await;
+
+    // A .yaml file (with Windows line ends) uploaded into the editor, read in the browser: it
+    // names a unit that is no node here, which the checks say; it reads, so it can be stored.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("from-file.yaml");
+    let from_file = format!(
+        "{}\npioreactors:\n  worker9:\n    jobs:\n      stirring:\n        actions:\n          - type: stop\n            hours_elapsed: 2\n",
+        PROFILE.replace("warm-up-ui", "from-file")
+    );
+    std::fs::write(&file, from_file.replace('\n', "\r\n")).expect("write the file");
+    element(&browser, "input[name=upload]")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("choose the file");
+    wait_for("the file in the editor", PATIENCE, || async {
+        let heading = text_of(&browser, ".editor-bar h2").await?;
+        let text = element(&browser, "textarea.profile-source")
+            .await
+            .prop("value")
+            .await
+            .ok()??;
+        (heading.starts_with("From the file “from-file.yaml”")
+            && text.starts_with("experiment_profile_name: from-file"))
+        .then_some(())
+    })
+    .await;
+    wait_for("the unknown unit reported", PATIENCE, || async {
+        let p = texts_of(&browser, "ol.profile-problems li").await;
+        (p.len() == 1 && p[0].contains("unit \"worker9\" is no node here")).then_some(())
+    })
+    .await;
+    click(&browser, "button.save-profile").await;
+    wait_for("the file's profile saved", PATIENCE, || async {
+        text_of(&browser, ".save-feedback p.message")
+            .await
+            .filter(|t| t == "Saved “from-file”.")
+    })
+    .await;
+
+    // The experiment's page, through the menu and the list.
+    click(&browser, "header.top nav a[href='/experiments']").await;
+    click(&browser, &format!("tr[data-experiment-id='{id}'] a")).await;
+    let choose = |name: &'static str| {
+        let browser = &browser;
+        async move {
+            element(
+                browser,
+                &format!("select[name=profile] option[value='{name}']"),
+            )
+            .await;
+            element(browser, "select[name=profile]")
+                .await
+                .select_by_value(name)
+                .await
+                .expect("choose the profile");
+        }
+    };
+    // The form shows once the page knows the experiment runs.
+    wait_for("the start form", PATIENCE, || async {
+        element(&browser, "form.start-profile")
+            .await
+            .is_displayed()
+            .await
+            .ok()?
+            .then_some(())
+    })
+    .await;
+    retype(&browser, "input[name=time-scale]", "400").await;
+    wait_for("what the time scale means", PATIENCE, || async {
+        text_of(&browser, "form.start-profile .scale-words")
+            .await
+            .filter(|t| t.contains("a profile hour takes 9 s"))
+    })
+    .await;
+    // The file's profile cannot run here: refused in words, nothing runs.
+    choose("from-file").await;
+    click(&browser, "form.start-profile button[type=submit]").await;
+    let refused = wait_for("the start refused", PATIENCE, || async {
+        text_of(&browser, ".start-feedback p.error").await
+    })
+    .await;
+    assert!(
+        refused.starts_with("profile \"from-file\" cannot run on experiment \"warming\":\nline ")
+            && refused.contains("unit \"worker9\" is no node here"),
+        "{refused:?}"
+    );
+    save_screenshot(&browser, &format!("{shots}-experiment-refused.png")).await;
+    choose("warm-up-ui").await;
+    click(&browser, "form.start-profile button[type=submit]").await;
+
+    // Running: its progress and next action; paused, they hold still.
+    let run = "table.profile-runs tr[data-run-id]";
+    wait_for("the run with the update next", PATIENCE, || async {
+        let next = texts_of(&browser, &format!("{run} td.next")).await;
+        let state = attr_of(&browser, run, "data-state").await?;
+        (state == "running"
+            && next
+                .first()
+                .is_some_and(|n| n.starts_with("update temperature_automation on")))
+        .then_some(())
+    })
+    .await;
+    click_redrawn(&browser, &format!("{run} button.pause")).await;
+    wait_for("the run paused", PATIENCE, || async {
+        (attr_of(&browser, run, "data-state").await? == "paused").then_some(())
+    })
+    .await;
+    let row = texts_of(&browser, run).await.join(" ");
+    let next = texts_of(&browser, &format!("{run} td.next")).await;
+    assert_eq!(
+        next,
+        [format!(
+            "update temperature_automation on {node_name} at 1 h (paused)"
+        )],
+        "{row}"
+    );
+    let progress = texts_of(&browser, &format!("{run} td.progress")).await;
+    assert!(
+        progress.len() == 1 && progress[0].ends_with(" h of 1 h"),
+        "{progress:?}"
+    );
+    assert_eq!(
+        texts_of(&browser, &format!("{run} td.begun")).await,
+        ["3"],
+        "{row}"
+    );
+    save_screenshot(&browser, &format!("{shots}-experiment-run.png")).await;
+    click_redrawn(&browser, &format!("{run} button.resume")).await;
+    wait_for("the run done", PATIENCE, || async {
+        (attr_of(&browser, run, "data-state").await? == "done").then_some(())
+    })
+    .await;
+    assert_eq!(texts_of(&browser, &format!("{run} td.begun")).await, ["4"]);
+    assert_eq!(texts_of(&browser, &format!("{run} td.next")).await, ["—"]);
+    // Its steps: the three starts and the update, each done.
+    click_redrawn(&browser, &format!("{run} button.steps")).await;
+    let steps = wait_for("the run's steps", PATIENCE, || async {
+        let s = texts_of(&browser, "table.profile-steps tbody tr").await;
+        (s.len() == 4).then_some(s)
+    })
+    .await;
+    assert!(
+        steps.iter().all(|s| s.contains("done"))
+            && steps
+                .iter()
+                .any(|s| s.contains("temperature_automation") && s.contains("update")),
+        "{steps:?}"
+    );
+    let job = server
+        .graphql(
+            "{ job(nodeId: \"leader\", name: \"temperature_automation\") { settings } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(job["data"]["job"]["settings"]["target"], 35.0, "{job}");
+
+    // The OD chart draws, and grows live.
+    let first = wait_for("an OD line with points", PATIENCE, || async {
+        let n = points_drawn(&browser, "od").await;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    wait_for("the OD line to grow live", PATIENCE, || async {
+        (points_drawn(&browser, "od").await >= first + 4).then_some(())
+    })
+    .await;
+    scroll_to(&browser, "section.profiles").await;
+    save_screenshot(&browser, &format!("{shots}-experiment-done.png")).await;
+    scroll_to(&browser, "section.charts").await;
+    save_screenshot(&browser, &format!("{shots}-experiment-charts.png")).await;
+
+    // The readings CSV, fetched by the page's link with its cookie.
+    let href = attr_of(&browser, "a.download[data-export=readings]", "href")
+        .await
+        .expect("the readings link");
+    let csv = fetch_in_page(&browser, &href).await;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,node_time,node,job,metric,value,unit,experiment")
+    );
+    let rows = lines.collect::<Vec<_>>();
+    assert!(
+        rows.iter()
+            .filter(|r| r.contains(",leader,od_reading,od,"))
+            .count()
+            >= 5
+            && rows
+                .iter()
+                .all(|r| r.contains(",leader,") && r.ends_with(",warming")),
+        "{} rows, first {:?}",
+        rows.len(),
+        rows.first()
+    );
+    browser.client.clone().close().await.expect("close browser");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_is_written_and_run_in_the_web_app_on_sqlite() {
+    profile_written_and_run_in_the_web_app(Db::Sqlite, "profile-sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_is_written_and_run_in_the_web_app_on_postgres() {
+    let pg = Postgres::create();
+    profile_written_and_run_in_the_web_app(Db::Postgres(pg.url.clone()), "profile-postgres").await;
 }

@@ -68,7 +68,7 @@ async fn gql(server: &Server, query: &str, vars: Value) -> Value {
 async fn run_of(server: &Server, experiment: &str) -> Value {
     let d = gql(
         server,
-        "query($e: String!) { profileRuns(experimentId: $e) { id state elapsedHours actionsBegun next { hours job action } } }",
+        "query($e: String!) { profileRuns(experimentId: $e) { id state elapsedHours totalHours actionsBegun next { hours job action } } }",
         json!({"e": experiment}),
     )
     .await;
@@ -110,11 +110,17 @@ async fn a_profile_runs_on_time_and_survives_a_leader_restart_without_repeating(
     let exp = d["createExperiment"]["id"].as_str().expect("id").to_owned();
     let d = gql(
         &server,
-        "mutation($s: String!) { saveProfile(source: $s) { name updatedBy } }",
+        "mutation($s: String!) { saveProfile(source: $s) { name updatedBy author description } }",
         json!({"s": WARM_UP}),
     )
     .await;
     assert_eq!(d["saveProfile"]["name"], "warm-up");
+    // Its metadata, read from the YAML (the web app's list shows them).
+    assert_eq!(d["saveProfile"]["author"], "test");
+    assert_eq!(
+        d["saveProfile"]["description"],
+        "stir, heat to 30, then to the warm input after an hour"
+    );
 
     // The dry run on the experiment: the starts at 0, the update at 1 h, three log repeats.
     let d = gql(
@@ -195,6 +201,8 @@ async fn a_profile_runs_on_time_and_survives_a_leader_restart_without_repeating(
     })
     .await;
     assert!(done["next"].is_null(), "{done}");
+    // Its `when` waits for a condition: how long it runs was not known in advance.
+    assert!(done["totalHours"].is_null(), "{done}");
     assert!(done["elapsedHours"].as_f64() >= Some(4.0), "{done}");
 
     let all = steps(&server, &run).await;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{
     DateTime,
     jobs::{JobEventKind, JobState},
-    operation,
+    list, operation, opt, text,
 };
 
 operation!(
@@ -230,21 +230,6 @@ pub struct JobChange {
     pub name: String,
     /// Its state now, when it has one.
     pub state: Option<JobState>,
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_default().to_owned()
-}
-
-fn opt(v: &Value, key: &str) -> Option<String> {
-    v[key].as_str().map(str::to_owned)
-}
-
-fn list<T>(v: &Value, key: &str, each: fn(&Value) -> T) -> Vec<T> {
-    v[key]
-        .as_array()
-        .map(|a| a.iter().map(each).collect())
-        .unwrap_or_default()
 }
 
 fn time(v: &Value, key: &str) -> f64 {

@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod experiments;
 pub mod jobs;
 pub mod nodes;
+pub mod profiles;
 pub mod ws;
 
 use std::pin::Pin;
@@ -160,6 +161,25 @@ pub fn send(body: Value) -> Pin<Box<dyn Future<Output = Result<Value, Refusal>>>
             data => Ok(data),
         }
     })
+}
+
+/// A text field of an answer read from its JSON (empty when absent): see `experiments` for why
+/// some answers are read this way rather than by serde.
+pub(crate) fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// An optional text field of an answer read from its JSON.
+pub(crate) fn opt(v: &Value, key: &str) -> Option<String> {
+    v[key].as_str().map(str::to_owned)
+}
+
+/// A list field of an answer read from its JSON, each item by `each` (empty when absent).
+pub(crate) fn list<T>(v: &Value, key: &str, each: fn(&Value) -> T) -> Vec<T> {
+    v[key]
+        .as_array()
+        .map(|a| a.iter().map(each).collect())
+        .unwrap_or_default()
 }
 
 /// Reloads the page at `path`: after logging in or out the app starts afresh with the new cookie.

@@ -128,6 +128,38 @@ pub fn bind(value: RwSignal<String>) -> Box<dyn FnMut(leptos::ev::Event)> {
     Box::new(move |e| value.set(event_target_value(&e)))
 }
 
+/// Every node's id and name, as a memo: what a page that shows node names follows, rather than
+/// the node list, whose load and last contact change with every heartbeat.
+pub fn node_names(cluster: Cluster) -> Memo<Vec<(String, String)>> {
+    Memo::new(move |_| {
+        cluster.nodes.with(|l| {
+            l.iter()
+                .map(|n| (n.id.clone(), n.name.clone()))
+                .collect::<Vec<_>>()
+        })
+    })
+}
+
+/// The name of node `id` in `names` (its id when they do not have it).
+pub fn name_of(names: Memo<Vec<(String, String)>>, id: &str) -> String {
+    names
+        .with(|a| a.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()))
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// What a click on a button in a list was for: the `attr` attribute of the element matching
+/// `button` that the click was on or in (lists of markup, and groups of buttons, have one
+/// listener).
+pub fn clicked(e: &leptos::ev::MouseEvent, button: &str, attr: &str) -> Option<String> {
+    use wasm_bindgen::JsCast;
+    e.target()?
+        .dyn_into::<web_sys::Element>()
+        .ok()?
+        .closest(button)
+        .ok()??
+        .get_attribute(attr)
+}
+
 /// Text made safe to put in markup (for the parts of pages written as markup: see
 /// [`chart`] and `pages::experiment`).
 pub fn escape(text: &str) -> String {

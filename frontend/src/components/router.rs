@@ -30,6 +30,8 @@ pub enum Route {
     Experiments,
     /// `/experiments/<id>`.
     Experiment(String),
+    /// `/profiles`.
+    Profiles,
     /// `/audit`.
     Audit,
     /// `/access`.
@@ -50,6 +52,7 @@ impl Route {
         match parts.as_slice() {
             [""] => Route::Nodes,
             ["", "audit"] => Route::Audit,
+            ["", "profiles"] => Route::Profiles,
             ["", "access"] => Route::Access,
             ["", "experiments"] => Route::Experiments,
             ["", "experiments", id] if !id.is_empty() => Route::Experiment(decode(id)),

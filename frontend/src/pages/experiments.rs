@@ -18,7 +18,9 @@ use crate::{
         experiments::{self, Summary},
         ws::{self, Feed},
     },
-    components::{Alert, Feedback, Mutation, bind, derive, escape, local_time, markup, on, router},
+    components::{
+        Alert, Feedback, Mutation, bind, derive, escape, local_time, markup, node_names, on, router,
+    },
 };
 
 /// What a refused add or create says when the nodes it names are held by other running
@@ -136,14 +138,7 @@ fn CreateForm(
                 .map(|e| e.name.clone())
         })
     };
-    // Every node's id and name (not their load, which changes every heartbeat).
-    let all = Memo::new(move |_| {
-        cluster.nodes.with(|l| {
-            l.iter()
-                .map(|n| (n.id.clone(), n.name.clone()))
-                .collect::<Vec<_>>()
-        })
-    });
+    let all = node_names(cluster);
     let create = move |move_nodes: bool| {
         let n = name.get_untracked().trim().to_owned();
         if n.is_empty() {

@@ -7,3 +7,4 @@ pub mod experiment;
 pub mod experiments;
 pub mod node;
 pub mod nodes;
+pub mod profiles;

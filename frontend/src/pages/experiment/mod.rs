@@ -1,8 +1,9 @@
 //! One experiment, `/experiments/<id>`: its name (renamed in place), description (edited in
-//! place), state and End button (after a confirmation in the page), live charts of every metric
-//! ([`charts`]), the CSV downloads, its nodes (added, removed, or moved here from another
-//! running experiment), its jobs with their states, its notes (and a form adding one) and its
-//! events (the audit log's entries on it, its nodes and their jobs).
+//! place), state and End button (after a confirmation in the page), its profile runs and a form
+//! starting one ([`profiles`]), live charts of every metric ([`charts`]), the CSV downloads, its
+//! nodes (added, removed, or moved here from another running experiment), its jobs with their
+//! states, its notes (and a form adding one) and its events (the audit log's entries on it, its
+//! nodes and their jobs).
 //!
 //! - The page's facts come from one `experiment(id)` query, loaded again on each of the
 //!   experiment's events (`experimentEvents(id)`: renamed, annotated, nodes changed, ...) and
@@ -18,21 +19,21 @@
 //!   plain `<a href>`s, which the router follows in the page as any other.
 
 mod charts;
+mod profiles;
 
 use std::fmt::Write;
 
 use futures::{FutureExt, StreamExt};
 use leptos::{ev, prelude::*};
 use serde_json::Value;
-use wasm_bindgen::JsCast;
 
 use crate::{
     Cluster,
     api::experiments::{self, Details, Summary},
     api::ws::{self, Feed},
     components::{
-        Alert, Feedback, Mutation, bind, chart::Mark, derive, escape, local_time, markup, on,
-        router::A,
+        Alert, Feedback, Mutation, bind, chart::Mark, clicked, derive, escape, local_time, markup,
+        name_of, node_names, on, router::A,
     },
     pages::experiments::conflict_words,
 };
@@ -204,6 +205,7 @@ fn ExperimentView(id: String) -> impl IntoView {
         <Alert error=p.error/>
         <p class="empty" class:hidden=not_found>"No experiment " <code>{id.clone()}</code> "."</p>
         <Head p running can/>
+        <div class:hidden=missing><profiles::Profiles p running can/></div>
         <charts::Charts id marks/>
         <div class="experiment-columns" class:hidden=missing>
             <Nodes p running can/>
@@ -432,17 +434,6 @@ fn jobs(d: &Details, name_of: impl Fn(&str) -> String) -> String {
     html
 }
 
-/// What a click on a button in a list was for: the `attr` attribute of the button matching
-/// `button` that the click was on (lists of markup, and groups of buttons, have one listener).
-fn clicked(e: &ev::MouseEvent, button: &str, attr: &str) -> Option<String> {
-    e.target()?
-        .dyn_into::<web_sys::Element>()
-        .ok()?
-        .closest(button)
-        .ok()??
-        .get_attribute(attr)
-}
-
 /// The experiment's nodes, each with a Remove button; and a control that adds one (moving it
 /// from another running experiment when the user says so).
 #[component]
@@ -461,14 +452,7 @@ fn Nodes(p: Page, running: Signal<bool>, can: bool) -> impl IntoView {
                 .map(|e| e.name.clone())
         })
     };
-    // Every node's id and name (not their load, which changes every heartbeat).
-    let all = Memo::new(move |_| {
-        cluster.nodes.with(|l| {
-            l.iter()
-                .map(|n| (n.id.clone(), n.name.clone()))
-                .collect::<Vec<_>>()
-        })
-    });
+    let all = node_names(cluster);
     let locked = derive(move || !can || !running.get());
     let remove = move |e: ev::MouseEvent| {
         let Some(node_id) = clicked(&e, "button.remove-node", "data-id") else {
@@ -583,12 +567,7 @@ fn Nodes(p: Page, running: Signal<bool>, can: bool) -> impl IntoView {
     let jobs = markup(move || {
         p.details.with(|d| {
             d.as_ref()
-                .map(|d| {
-                    jobs(d, |id| {
-                        all.with(|a| a.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()))
-                            .unwrap_or_else(|| id.to_owned())
-                    })
-                })
+                .map(|d| jobs(d, |id| name_of(all, id)))
                 .unwrap_or_default()
         })
     });

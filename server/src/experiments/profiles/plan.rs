@@ -472,6 +472,41 @@ pub fn ms(hours: f64) -> i64 {
     (hours * 3_600_000.0).round() as i64
 }
 
+/// When the last of `actions` (hours from `base`) is due, or `None` when that is not known
+/// before the run: an unbounded `repeat` goes on until the run is stopped, and what a `when`
+/// runs waits for its condition.
+fn end_of(actions: &[Action], base: f64) -> Option<f64> {
+    let mut end = base;
+    for a in actions {
+        let at = base + a.hours;
+        let last = match &a.kind {
+            ActionKind::Repeat {
+                every,
+                max: Some(m),
+                actions,
+            } => {
+                // The last occurrence is the last to start before `max` hours have passed, as
+                // [`finished`] counts them.
+                let k = (ms(*m) - 1).max(0) / ms(*every).max(1);
+                end_of(actions, at + every * k as f64)?
+            }
+            ActionKind::Repeat { max: None, .. } | ActionKind::When { .. } => return None,
+            _ => at,
+        };
+        end = end.max(last);
+    }
+    Some(end)
+}
+
+/// When a profile's last action is due, hours from its start (what a run's progress is out of);
+/// `None` when that is not known before it runs (an unbounded `repeat`, a `when`).
+pub fn end_hours(p: &Profile) -> Option<f64> {
+    p.common
+        .iter()
+        .chain(p.units.iter().flat_map(|u| &u.jobs))
+        .try_fold(0.0_f64, |end, j| Some(end.max(end_of(&j.actions, 0.0)?)))
+}
+
 /// Something a run is to do now.
 #[derive(Debug, Clone)]
 pub enum Due<'a> {
@@ -1018,5 +1053,41 @@ pioreactors:
             .begun
             .insert("n2/u/temperature_automation/3#w/0".into());
         assert!(finished(&targets, &progress));
+    }
+
+    #[test]
+    fn a_profile_ends_at_its_last_action_unless_a_repeat_or_when_has_no_end() {
+        // PROFILE has a `when`: its end is not known before it runs.
+        assert_eq!(end_hours(&parse(PROFILE).unwrap()), None);
+        let ends = |repeat: &str| {
+            let src = format!(
+                "experiment_profile_name: p
+common:
+  jobs:
+    stirring:
+      actions:
+        - type: start
+          hours_elapsed: 0
+        - type: update
+          hours_elapsed: 1
+          options:
+            target_rpm: 300
+        - type: repeat
+          hours_elapsed: 0.5
+          repeat_every_hours: 0.25
+{repeat}          actions:
+            - type: log
+              hours_elapsed: 0.1
+              options:
+                message: tick
+"
+            );
+            end_hours(&parse(&src).unwrap())
+        };
+        // Occurrences at 0.5, 0.75, 1 and 1.25 h (each starts before max_hours are over); the
+        // last one's log 0.1 h after it.
+        let end = ends("          max_hours: 1\n").unwrap();
+        assert!((end - 1.35).abs() < 1e-9, "{end}");
+        assert_eq!(ends(""), None);
     }
 }

@@ -81,6 +81,8 @@ pub struct RunView {
     pub begun: usize,
     /// The next action: profile ms, node, job, action type.
     pub next: Option<plan::Next>,
+    /// When its last action is due, profile hours; `None` when not known before it runs.
+    pub total_hours: Option<f64>,
 }
 
 /// The profiles service; cheap to clone.
@@ -429,8 +431,10 @@ impl Profiles {
     async fn view(&self, run: profile_run::Model) -> ApiResult<RunView> {
         let t = profile_time(&run, now_ms());
         let progress = self.progress(&run.id).await?;
-        let next = match (parse::parse(&run.source), run.state.as_str()) {
-            (Ok(p), state::RUNNING | state::PAUSED) => {
+        let parsed = parse::parse(&run.source).ok();
+        let total_hours = parsed.as_ref().and_then(plan::end_hours);
+        let next = match (parsed, run.state.as_str()) {
+            (Some(p), state::RUNNING | state::PAUSED) => {
                 let cluster = self.cluster(None).await?;
                 let nodes = run_nodes(&run);
                 let targets = plan::targets(&p, &cluster, &nodes);
@@ -442,6 +446,7 @@ impl Profiles {
             elapsed_hours: t as f64 / 3_600_000.0,
             begun: progress.begun.len(),
             next,
+            total_hours,
             run,
         })
     }

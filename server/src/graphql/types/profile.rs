@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::time;
 use crate::experiments::profiles::{
-    parse::ProfileError,
+    parse::{self, ProfileError},
     plan::Entry,
     service::{Checked, RunView},
 };
@@ -16,6 +16,10 @@ use crate::experiments::profiles::{
 pub struct StoredProfile {
     /// Its `experiment_profile_name`.
     pub name: String,
+    /// Its `metadata.author`.
+    pub author: Option<String>,
+    /// Its `metadata.description`.
+    pub description: Option<String>,
     /// The YAML.
     pub source: String,
     /// Who stored it.
@@ -26,8 +30,13 @@ pub struct StoredProfile {
 
 impl From<entity::profile::Model> for StoredProfile {
     fn from(p: entity::profile::Model) -> Self {
+        // A stored profile reads (it is checked when saved); its metadata is read from it
+        // rather than stored twice.
+        let meta = parse::parse(&p.source).ok();
         StoredProfile {
             name: p.name,
+            author: meta.as_ref().and_then(|m| m.author.clone()),
+            description: meta.and_then(|m| m.description),
             source: p.source,
             updated_by: p.updated_by,
             updated: time(p.updated_ms),
@@ -168,6 +177,9 @@ pub struct ProfileRun {
     pub actions_begun: i32,
     /// What it does next (`hours` from the start).
     pub next: Option<ProfileEntry>,
+    /// When its last action is due, profile hours from the start (what `elapsedHours` runs
+    /// up to); null when that is not known before it runs (an unbounded `repeat`, a `when`).
+    pub total_hours: Option<f64>,
     /// The profile as it runs.
     pub source: String,
 }
@@ -193,6 +205,7 @@ impl From<RunView> for ProfileRun {
                 action: action.to_owned(),
                 detail: String::new(),
             }),
+            total_hours: v.total_hours,
             source: r.source,
         }
     }
