@@ -329,13 +329,35 @@ pub async fn series(vars: experiment_series::Variables) -> Result<Vec<Series>, S
 pub fn frame(v: &Value) -> Frame {
     let f = &v["liveReadings"];
     Frame {
-        readings: list(f, "readings", |r| LiveReading {
-            node_id: text(r, "nodeId"),
-            job: text(r, "job"),
-            metric: text(r, "metric"),
-            time: time(r, "time"),
-            value: r["value"].as_f64().unwrap_or_default(),
-        }),
+        // Each series' times and values side by side, flattened to readings.
+        readings: f["series"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .flat_map(|s| {
+                        let numbers = |key: &str| {
+                            s[key]
+                                .as_array()
+                                .map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>())
+                                .unwrap_or_default()
+                        };
+                        let (times, values) = (numbers("timesMs"), numbers("values"));
+                        let (node_id, job, metric) =
+                            (text(s, "nodeId"), text(s, "job"), text(s, "metric"));
+                        times
+                            .into_iter()
+                            .zip(values)
+                            .map(move |(time, value)| LiveReading {
+                                node_id: node_id.clone(),
+                                job: job.clone(),
+                                metric: metric.clone(),
+                                time,
+                                value,
+                            })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         skipped: f["skipped"].as_i64().unwrap_or_default(),
         resync: f["resync"].as_bool().unwrap_or_default(),
     }

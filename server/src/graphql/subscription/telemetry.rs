@@ -7,7 +7,7 @@ use crate::{
     AppState,
     access::Role,
     error::ApiError,
-    graphql::types::{Reading, ReadingFrame},
+    graphql::types::{LiveRow, ReadingFrame},
     graphql::{
         guard::RoleGuard,
         stream::resyncing,
@@ -124,7 +124,7 @@ struct Throttle {
     period: std::time::Duration,
     next_allowed: tokio::time::Instant,
     max: usize,
-    held: Vec<entity::reading::Model>,
+    held: Vec<LiveRow>,
     skipped: i64,
     resync: bool,
 }
@@ -140,7 +140,7 @@ impl Throttle {
             let pending = !self.held.is_empty() || self.resync;
             if pending && tokio::time::Instant::now() >= self.next_allowed {
                 let frame = ReadingFrame {
-                    readings: self.held.drain(..).map(Reading::from).collect(),
+                    rows: std::mem::take(&mut self.held),
                     skipped: self.skipped,
                     resync: self.resync,
                 };
@@ -152,7 +152,11 @@ impl Throttle {
             tokio::select! {
                 got = self.rx.recv() => match got {
                     Ok(Some(rows)) => {
-                        self.held.extend(rows.iter().filter(|r| wanted(r)).cloned());
+                        self.held.extend(
+                            (0..rows.len())
+                                .filter(|&i| wanted(&rows[i]))
+                                .map(|i| LiveRow(rows.clone(), i)),
+                        );
                         while self.held.len() > self.max {
                             // Thin evenly: every other reading goes.
                             let before = self.held.len();
