@@ -5,9 +5,10 @@
 //! preset started there with its readings shown, and a job's own page with its live log and
 //! readings (reached by its link and left with Back, in the same tab), and the node's pump
 //! calibrations changed in place; and an experiment created from its list, its page's live
-//! chart, a note, its CSV download, a node moved to another experiment in words; and an
-//! experiment profile written in the Profiles page (checked as it is typed), saved, and run on an
-//! experiment from its page through to the end, on SQLite and on Postgres.
+//! chart, a note, its CSV download, a node moved to another experiment in words, and the
+//! database's figures and its retention rules on the experiments list; and an experiment profile
+//! written in the Profiles page (checked as it is typed), saved, and run on an experiment from
+//! its page through to the end, on SQLite and on Postgres.
 //! Every page holds one websocket for all its live feeds. Screenshots go to
 //! `<target>/screenshots/`.
 
@@ -1091,7 +1092,8 @@ async fn points_drawn(browser: &Browser, metric: &str) -> usize {
 /// the stored series and then growing live, its legend naming the node, the cursor's readout
 /// showing a value, a note added and listed (and marked on the time axis), the readings CSV
 /// downloaded with the session cookie; then a second experiment refused the node in words and
-/// moving it on request, and the node page linking to the experiment it is in.
+/// moving it on request, and the node page linking to the experiment it is in; last, the list
+/// page's storage section counting the readings, and a retention rule set, refused and applied.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_experiment_page_charts_live_readings() {
     let server = Server::start(ServerOpts {
@@ -1379,6 +1381,82 @@ async fn the_experiment_page_charts_live_readings() {
     })
     .await;
     assert_eq!(link, "growth 2");
+
+    // The experiments page's storage section: the readings the leader counts (at least what
+    // its API said a moment before; they keep coming), the database's size with a unit, and
+    // the count again a few seconds later, grown; then a retention rule set from its form and
+    // listed, a refused one in the leader's words, and a pass run on request.
+    let said = server
+        .graphql("query { storage { readings } }", serde_json::json!({}))
+        .await;
+    let before = said["data"]["storage"]["readings"]
+        .as_i64()
+        .expect("the stored readings");
+    assert!(before > 0, "{said}");
+    browser
+        .client
+        .goto(&server.url("/experiments"))
+        .await
+        .expect("open the experiments page");
+    let shown = || async {
+        text_of(&browser, "dl.storage-figures dd[data-figure=readings]")
+            .await?
+            .replace(',', "")
+            .parse::<i64>()
+            .ok()
+    };
+    let first = wait_for("the readings counted", PATIENCE, || async {
+        shown().await.filter(|&n| n >= before)
+    })
+    .await;
+    let size = text_of(&browser, "dl.storage-figures dd[data-figure=size]")
+        .await
+        .expect("the database's size");
+    let (amount, unit) = size.split_once(' ').expect("a size and its unit");
+    assert!(
+        number(amount).is_some_and(|n| n > 0.0) && ["B", "kB", "MB", "GB", "TB"].contains(&unit),
+        "size {size:?}"
+    );
+    wait_for("the count loaded again, grown", PATIENCE, || async {
+        shown().await.filter(|&n| n > first)
+    })
+    .await;
+    type_into(&browser, "form.retention-form input[name=metric]", "od").await;
+    type_into(&browser, "form.retention-form input[name=days]", "30").await;
+    click(&browser, "form.retention-form button.set-rule").await;
+    let rule = wait_for("the rule listed", PATIENCE, || async {
+        text_of(&browser, "table.retention tr[data-metric=od]").await
+    })
+    .await;
+    assert!(rule.starts_with("od 30 admin "), "the rule's row {rule:?}");
+    retype(&browser, "form.retention-form input[name=days]", "0").await;
+    click(&browser, "form.retention-form button.set-rule").await;
+    let refused = wait_for("the refusal in words", PATIENCE, || async {
+        text_of(&browser, "section.storage p.error:not(.hidden)").await
+    })
+    .await;
+    assert!(
+        refused.contains("days 0 must be between 1 and 36500"),
+        "{refused}"
+    );
+    click(&browser, "form.retention-form button.apply-retention").await;
+    let swept = wait_for("what the pass deleted", PATIENCE, || async {
+        text_of(&browser, "section.storage p.message")
+            .await
+            .filter(|t| t.starts_with("Deleted"))
+    })
+    .await;
+    // A 30-day rule deletes none of readings made in the last minute.
+    assert_eq!(swept, "Deleted 0 readings; 0 series left empty.");
+    browser
+        .client
+        .execute(
+            "document.querySelector('section.storage').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the storage section");
+    save_screenshot(&browser, "storage.png").await;
     browser.client.clone().close().await.expect("close browser");
 }
 

@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod jobs;
 pub mod nodes;
 pub mod profiles;
+pub mod storage;
 pub mod ws;
 
 use std::pin::Pin;

@@ -255,6 +255,34 @@ pub fn bytes(b: i64) -> String {
     }
 }
 
+/// A database's size as people read it, in decimal units: "812 B", "48.2 kB", "1.375 GB".
+pub fn size(b: i64) -> String {
+    let mut x = b as f64;
+    for unit in ["B", "kB", "MB", "GB"] {
+        if x < 1000.0 {
+            return format!("{} {unit}", number(x));
+        }
+        x /= 1000.0;
+    }
+    format!("{} TB", number(x))
+}
+
+/// A count with thousands separators: "1,234,567".
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// "38 % of 1.9 GiB".
 pub fn memory(node: &Node) -> String {
     match (node.mem_used_bytes, node.mem_total_bytes) {

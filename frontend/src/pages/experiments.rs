@@ -4,6 +4,9 @@
 //! with it anyway is refused (`CONFLICT`: a node is in one running experiment at a time), which
 //! the page says in words, with a button that moves the node into the new experiment. The
 //! table and the boxes are written as markup, as the experiment page's lists are (see there).
+//! Below them, the storage section: what the database holds and how long it keeps readings.
+
+mod storage;
 
 use std::fmt::Write;
 
@@ -112,6 +115,7 @@ pub fn ExperimentsPage() -> impl IntoView {
             <tbody inner_html=rows></tbody>
         </table>
         {cluster.can_operate.then(|| view! { <CreateForm list/> })}
+        <storage::StorageSection/>
     }
 }
 
