@@ -1,9 +1,19 @@
-//! What the benchmarks (`tests/tests/*_bench.rs`, run by `scripts/bench.sh`) share: nodes whose
-//! MQTT login a benchmark publishes with, and a process's CPU time and memory.
+//! What the benchmarks (`tests/tests/*_bench.rs`, run by `scripts/bench.sh`) and the tests that
+//! flood the leader share: nodes whose MQTT login they publish with, batches of readings made
+//! ahead and a publisher that sends them as fast as the broker takes them, and a process's CPU
+//! time and memory.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet};
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use trellis_proto::{ReadingBatch, Series, TopicKind};
 
 use crate::{PATIENCE, Server, agent_credentials};
 
@@ -80,4 +90,122 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Readings in one batch: the agent's most (`trellis_proto::MAX_BATCH`).
+pub const BATCH: usize = trellis_proto::MAX_BATCH;
+/// Every redelivered batch is sent again this many batches later (out of order, as a QoS 1
+/// redelivery after a reconnect comes).
+pub const REDELIVERY_LAG: usize = 5;
+/// With `redeliver`, one batch in this many is sent twice.
+pub const REDELIVER_EVERY: usize = 7;
+
+/// One node's batches of a fresh run: readings `first..first + count` (value = number), round
+/// robin over `series` series, a millisecond apart; with `redeliver`, one in
+/// [`REDELIVER_EVERY`] sent again [`REDELIVERY_LAG`] batches later.
+pub fn batches(run: &str, first: u64, count: u64, series: usize, redeliver: bool) -> Vec<Bytes> {
+    let series: Vec<Series> = (0..series)
+        .map(|i| Series {
+            job: "bench".into(),
+            metric: format!("m{i}"),
+            unit: Some("u".into()),
+        })
+        .collect();
+    let t0 = 1_800_000_000_000i64;
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut again: Vec<(usize, Bytes)> = Vec::new();
+    let mut seq = 0u64;
+    while seq < count {
+        let n = (count - seq).min(BATCH as u64);
+        let b = ReadingBatch {
+            run: run.to_owned(),
+            seq,
+            held: seq,
+            dropped: 0,
+            series: series.clone(),
+            points: (seq..seq + n)
+                .map(|s| {
+                    (
+                        (s % series.len() as u64) as u32,
+                        t0 + s as i64,
+                        (first + s) as f64,
+                    )
+                })
+                .collect(),
+        };
+        let payload = Bytes::from(trellis_proto::encode(&b).expect("encode"));
+        let index = out.len();
+        if redeliver && index.is_multiple_of(REDELIVER_EVERY) {
+            again.push((index + REDELIVERY_LAG, payload.clone()));
+        }
+        out.push(payload);
+        while let Some(pos) = again.iter().position(|(at, _)| *at == out.len()) {
+            let (_, p) = again.swap_remove(pos);
+            out.push(p);
+        }
+        seq += n;
+    }
+    out.extend(again.into_iter().map(|(_, p)| p));
+    out
+}
+
+/// One node's MQTT client, connected, with its batches ready.
+pub struct Publisher {
+    client: AsyncClient,
+    eventloop: rumqttc::EventLoop,
+    topic: String,
+    batches: Vec<Bytes>,
+}
+
+impl Publisher {
+    pub async fn connect(port: u16, login: &NodeLogin, inflight: u16, batches: Vec<Bytes>) -> Self {
+        let (client, eventloop) = connect_as(port, login, inflight).await;
+        Publisher {
+            client,
+            eventloop,
+            topic: TopicKind::Readings.topic(&login.id, None),
+            batches,
+        }
+    }
+
+    /// Publishes every batch (rumqttc holds back once `inflight` are unacknowledged) and returns
+    /// when the last is acknowledged.
+    pub async fn run(mut self) -> Instant {
+        let total = self.batches.len() as u64;
+        let client = self.client.clone();
+        let topic = self.topic.clone();
+        let batches = std::mem::take(&mut self.batches);
+        let sender = tokio::spawn(async move {
+            for b in batches {
+                client
+                    .publish_bytes(topic.clone(), QoS::AtLeastOnce, false, b)
+                    .await
+                    .expect("queue a publish");
+            }
+        });
+        let acked = Arc::new(AtomicU64::new(0));
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    if acked.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("# publisher connection: {e}; rumqttc reconnects and resends");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let done = Instant::now();
+        sender.await.expect("sender");
+        let _ = self.client.try_disconnect();
+        // Let the DISCONNECT go out, so the broker publishes no will.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        done
+    }
 }

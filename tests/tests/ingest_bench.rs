@@ -18,31 +18,15 @@
 //! `INGEST_REDELIVERY_READINGS` (200 000; 0 skips that phase). Output: `name value unit` lines
 //! on stdout, prefixed `ingest_<db>_`.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::json;
-use trellis_proto::{ReadingBatch, Series, TopicKind};
 use trellis_tests::{
     Db, Postgres, Server, ServerOpts,
-    bench::{NodeLogin, connect_as, cpu_secs, node_logins, status_kib},
+    bench::{BATCH, NodeLogin, Publisher, batches, cpu_secs, node_logins, status_kib},
 };
 
-/// Readings in one batch: the agent's most (`trellis_proto::MAX_BATCH`).
-const BATCH: usize = trellis_proto::MAX_BATCH;
-/// Every redelivered batch is sent again this many batches later (out of order, as a QoS 1
-/// redelivery after a reconnect comes).
-const REDELIVERY_LAG: usize = 5;
-/// In the redelivery phase, one batch in this many is sent twice.
-const REDELIVER_EVERY: usize = 7;
 /// The benchmark gives up when nothing more is stored for this long.
 const STALL: Duration = Duration::from_secs(30);
 
@@ -292,116 +276,6 @@ async fn phase(
         leader_cpu_secs,
         publisher_cpu_secs,
         leader_rss_peak_kib: rss_peak,
-    }
-}
-
-/// One node's batches of a fresh run: readings `first..first + count` (value = number), round
-/// robin over `series` series, a millisecond apart; with `redeliver`, one in
-/// [`REDELIVER_EVERY`] sent again [`REDELIVERY_LAG`] batches later.
-fn batches(run: &str, first: u64, count: u64, series: usize, redeliver: bool) -> Vec<Bytes> {
-    let series: Vec<Series> = (0..series)
-        .map(|i| Series {
-            job: "bench".into(),
-            metric: format!("m{i}"),
-            unit: Some("u".into()),
-        })
-        .collect();
-    let t0 = 1_800_000_000_000i64;
-    let mut out: Vec<Bytes> = Vec::new();
-    let mut again: Vec<(usize, Bytes)> = Vec::new();
-    let mut seq = 0u64;
-    while seq < count {
-        let n = (count - seq).min(BATCH as u64);
-        let b = ReadingBatch {
-            run: run.to_owned(),
-            seq,
-            held: seq,
-            dropped: 0,
-            series: series.clone(),
-            points: (seq..seq + n)
-                .map(|s| {
-                    (
-                        (s % series.len() as u64) as u32,
-                        t0 + s as i64,
-                        (first + s) as f64,
-                    )
-                })
-                .collect(),
-        };
-        let payload = Bytes::from(trellis_proto::encode(&b).expect("encode"));
-        let index = out.len();
-        if redeliver && index.is_multiple_of(REDELIVER_EVERY) {
-            again.push((index + REDELIVERY_LAG, payload.clone()));
-        }
-        out.push(payload);
-        while let Some(pos) = again.iter().position(|(at, _)| *at == out.len()) {
-            let (_, p) = again.swap_remove(pos);
-            out.push(p);
-        }
-        seq += n;
-    }
-    out.extend(again.into_iter().map(|(_, p)| p));
-    out
-}
-
-/// One node's MQTT client, connected, with its batches ready.
-struct Publisher {
-    client: AsyncClient,
-    eventloop: rumqttc::EventLoop,
-    topic: String,
-    batches: Vec<Bytes>,
-}
-
-impl Publisher {
-    async fn connect(port: u16, login: &NodeLogin, inflight: u16, batches: Vec<Bytes>) -> Self {
-        let (client, eventloop) = connect_as(port, login, inflight).await;
-        Publisher {
-            client,
-            eventloop,
-            topic: TopicKind::Readings.topic(&login.id, None),
-            batches,
-        }
-    }
-
-    /// Publishes every batch (rumqttc holds back once `inflight` are unacknowledged) and returns
-    /// when the last is acknowledged.
-    async fn run(mut self) -> Instant {
-        let total = self.batches.len() as u64;
-        let client = self.client.clone();
-        let topic = self.topic.clone();
-        let batches = std::mem::take(&mut self.batches);
-        let sender = tokio::spawn(async move {
-            for b in batches {
-                client
-                    .publish_bytes(topic.clone(), QoS::AtLeastOnce, false, b)
-                    .await
-                    .expect("queue a publish");
-            }
-        });
-        let acked = Arc::new(AtomicU64::new(0));
-        loop {
-            match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    if acked.fetch_add(1, Ordering::Relaxed) + 1 == total {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("# publisher connection: {e}; rumqttc reconnects and resends");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        let done = Instant::now();
-        sender.await.expect("sender");
-        let _ = self.client.try_disconnect();
-        // Let the DISCONNECT go out, so the broker publishes no will.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while self.eventloop.poll().await.is_ok() {}
-        })
-        .await;
-        done
     }
 }
 

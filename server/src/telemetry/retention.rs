@@ -106,7 +106,7 @@ impl Retention {
             }
             Some(d) if !(1..=MAX_DAYS).contains(&d) => {
                 return Err(ApiError::BadRequest(format!(
-                    "days {d} must be between 1 and {MAX_DAYS} (or null to keep everything)"
+                    "days {d} must be between 1 and {MAX_DAYS} (remove the rule to keep everything)"
                 )));
             }
             Some(d) => {
