@@ -4,6 +4,7 @@ pub mod api_token;
 pub mod audit_event;
 pub mod enrollment;
 pub mod experiment;
+pub mod experiment_name;
 pub mod experiment_node;
 pub mod experiment_note;
 pub mod job;

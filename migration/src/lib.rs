@@ -15,6 +15,7 @@ mod m20261202_000009_create_experiment;
 mod m20261202_000010_create_retention;
 mod m20261202_000011_create_profile;
 mod m20261206_000012_create_reading_minute;
+mod m20261206_000013_create_experiment_name;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_create_retention::Migration),
             Box::new(m20261202_000011_create_profile::Migration),
             Box::new(m20261206_000012_create_reading_minute::Migration),
+            Box::new(m20261206_000013_create_experiment_name::Migration),
         ]
     }
 }

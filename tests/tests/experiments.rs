@@ -224,9 +224,34 @@ async fn two_experiments_run_at_once_each_with_its_own_nodes() {
         .collect();
     assert!(
         events.contains(&("startJob".into(), "ra/od_reading".into()))
-            && events.contains(&("annotateExperiment".into(), "OD of strain K".into())),
+            && events.contains(&("annotateExperiment".into(), "OD of strain K".into()))
+            && events.contains(&("renameExperiment".into(), "OD of strain K".into())),
         "{events:?}"
     );
+    // What was done under its earlier name is still its own after the rename, and only its
+    // own: a new experiment that takes the old name has only its own creation.
+    assert!(
+        events.contains(&("createExperiment".into(), "growth curve 1".into())),
+        "{events:?}"
+    );
+    let three = create(&server, "growth curve 1", &[]).await;
+    let d = gql(
+        &server,
+        "query($e: String!) { experiment(id: $e) { events { action target } } }",
+        json!({"e": three}),
+    )
+    .await;
+    assert_eq!(
+        d["experiment"]["events"],
+        json!([{"action": "createExperiment", "target": "growth curve 1"}]),
+        "{d}"
+    );
+    gql(
+        &server,
+        "mutation($e: String!) { endExperiment(id: $e) { running } }",
+        json!({"e": three}),
+    )
+    .await;
 
     // Ending it releases its nodes; their jobs run on, in no experiment.
     let d = gql(

@@ -84,13 +84,13 @@ impl Audit {
         Ok(q.all(&self.db).await?)
     }
 
-    /// What was done to an experiment (its name as target, by an experiment or profile action)
-    /// and to its nodes and their jobs (`node` or `node/job` as target, by a node or job action)
+    /// What was done to an experiment (as target, a name it had at the time: `names`, each from
+    /// when until when; by an experiment or profile action) and to its nodes and their jobs (`node` or `node/job` as target, by a node or job action)
     /// while each node was in it: newest first before `before`, or oldest first after `after`.
     /// Logins, users and tokens never match, whatever their target says.
     pub async fn for_experiment(
         &self,
-        name: &str,
+        names: &[(String, i64, Option<i64>)],
         spans: &[(String, i64, Option<i64>)],
         page: (Option<i64>, Option<i64>),
         limit: u64,
@@ -136,11 +136,20 @@ impl Audit {
             )));
         }
         let at = |ms: i64| chrono::DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
-        let mut any = Condition::any().add(
-            Condition::all()
-                .add(audit_event::Column::Target.eq(name))
-                .add(audit_event::Column::Action.is_in(EXPERIMENT_ACTIONS.iter().copied())),
-        );
+        if names.is_empty() && spans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut any = Condition::any();
+        for (name, from, until) in names {
+            let mut c = Condition::all()
+                .add(audit_event::Column::Target.eq(name.as_str()))
+                .add(audit_event::Column::Action.is_in(EXPERIMENT_ACTIONS.iter().copied()))
+                .add(audit_event::Column::At.gte(at(*from)));
+            if let Some(u) = until {
+                c = c.add(audit_event::Column::At.lt(at(*u)));
+            }
+            any = any.add(c);
+        }
         for (node, from, until) in spans {
             // `node/...` matched exactly (no LIKE: `_` and `%` are legal in ids).
             let prefix = format!("{node}/");
@@ -198,8 +207,9 @@ mod tests {
             a.record(actor, action, Some(target), "ok", None).await;
         }
         let spans = [("pi".to_owned(), 0, None)];
+        let names = [("E".to_owned(), 0, None)];
         let got: Vec<(String, String)> = a
-            .for_experiment("E", &spans, (None, Some(0)), 100)
+            .for_experiment(&names, &spans, (None, Some(0)), 100)
             .await
             .unwrap()
             .into_iter()
@@ -214,7 +224,7 @@ mod tests {
         );
         // Newest first by default.
         let newest = a
-            .for_experiment("E", &spans, (None, None), 1)
+            .for_experiment(&names, &spans, (None, None), 1)
             .await
             .unwrap();
         assert_eq!(newest[0].action, "createExperiment");

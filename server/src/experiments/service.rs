@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
-use entity::{experiment, experiment_node, experiment_note, job, node};
+use entity::{experiment, experiment_name, experiment_node, experiment_note, job, node};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
@@ -119,6 +119,24 @@ pub struct Experiments {
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
+}
+
+/// Records that experiment `id` has been called `name` since `from_ms`.
+async fn name_from(
+    txn: &sea_orm::DatabaseTransaction,
+    id: &str,
+    name: &str,
+    from_ms: i64,
+) -> Result<(), DbErr> {
+    experiment_name::ActiveModel {
+        experiment_id: Set(id.to_owned()),
+        name: Set(name.to_owned()),
+        from_ms: Set(from_ms),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
 }
 
 /// A name as stored: trimmed, 1 to [`MAX_NAME_LEN`] characters, no control characters.
@@ -247,21 +265,51 @@ impl Experiments {
         };
         let txn = self.db.begin().await?;
         let created = row.insert(&txn).await.map_err(|e| name_taken(e, &name))?;
+        name_from(&txn, &created.id, &name, created.created_ms).await?;
         let moved = self.join(&txn, &created, nodes, move_nodes, actor).await?;
         txn.commit().await?;
         self.after_join(&created.id, &moved).await?;
         Ok(created)
     }
 
-    /// Renames a experiment.
+    /// Renames an experiment; the name it had stays on record with its time (its events
+    /// recorded under it stay its events).
     pub async fn rename(&self, id: &str, name: &str) -> ApiResult<experiment::Model> {
         let name = check_name(name)?;
         let e = self.find(id).await?;
+        if e.name == name {
+            return Ok(e);
+        }
+        let txn = self.db.begin().await?;
         let mut m = e.into_active_model();
         m.name = Set(name.clone());
-        let e = m.update(&self.db).await.map_err(|e| name_taken(e, &name))?;
+        let e = m.update(&txn).await.map_err(|e| name_taken(e, &name))?;
+        name_from(&txn, &e.id, &name, now_ms()).await?;
+        txn.commit().await?;
         self.emit(&e.id).await;
         Ok(e)
+    }
+
+    /// The names experiment `id` has had, oldest first, each with the time it took it and the
+    /// time it gave it up (`None` for the current one).
+    pub async fn names(&self, id: &str) -> ApiResult<Vec<(String, i64, Option<i64>)>> {
+        let rows = experiment_name::Entity::find()
+            .filter(experiment_name::Column::ExperimentId.eq(id))
+            .order_by_asc(experiment_name::Column::FromMs)
+            .order_by_asc(experiment_name::Column::Id)
+            .all(&self.db)
+            .await?;
+        let untils: Vec<Option<i64>> = rows
+            .iter()
+            .skip(1)
+            .map(|r| Some(r.from_ms))
+            .chain([None])
+            .collect();
+        Ok(rows
+            .into_iter()
+            .zip(untils)
+            .map(|(r, until)| (r.name, r.from_ms, until))
+            .collect())
     }
 
     /// Replaces an experiment's description.

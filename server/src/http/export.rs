@@ -500,6 +500,7 @@ async fn events_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
         .into_iter()
         .map(|m| (m.node_id, m.from_ms, m.until_ms))
         .collect();
+    let names = app.experiments.names(&e.id).await?;
     Ok(stream(
         &file_name(&["events", &e.name]),
         q.gzip,
@@ -510,7 +511,7 @@ async fn events_export(app: AppState, q: ExportQuery) -> ApiResult<Response> {
                 let page = match app
                     .audit
                     .for_experiment(
-                        &e.name,
+                        &names,
                         &spans,
                         (None, Some(after)),
                         crate::access::audit::MAX_PAGE,

@@ -227,10 +227,11 @@ impl Experiment {
             .into_iter()
             .map(|m| (m.node_id, m.from_ms, m.until_ms))
             .collect();
+        let names = state.experiments.names(&self.0.id).await?;
         let limit = u64::try_from(limit).unwrap_or(0);
         Ok(state
             .audit
-            .for_experiment(&self.0.name, &spans, (None, None), limit)
+            .for_experiment(&names, &spans, (None, None), limit)
             .await?
             .into_iter()
             .map(AuditEvent)
