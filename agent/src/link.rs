@@ -44,8 +44,9 @@ pub fn qos(q: trellis_proto::Qos) -> QoS {
 /// batch gathers what arrived meanwhile (up to `MAX_BATCH` items).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Longest wait for the jobs to halt when the agent stops (an `exec` program's SIGTERM grace is
-/// 5 s unless its settings say otherwise).
-const HALT_LIMIT: Duration = Duration::from_secs(10);
+/// 5 s unless its settings say otherwise). With [`STOP_LIMIT`] and [`DISCONNECT_LIMIT`] a clean
+/// stop takes at most 11 s, inside the systemd unit's `TimeoutStopSec` (20 s).
+const HALT_LIMIT: Duration = Duration::from_secs(6);
 /// How long sent readings may wait for the leader's `stored` word before they are sent again
 /// (doubled while it stays silent, up to [`MAX_RESEND_AFTER`]; back to this on any word): a leader
 /// that died with them, or a broker that had no subscriber for them, gets them again.
@@ -166,8 +167,10 @@ fn take_stored(telemetry: &Telemetry, payload: &[u8]) -> bool {
     }
 }
 
-/// Longest clean stop: the leader's confirmation of what was sent, then the DISCONNECT.
-const STOP_LIMIT: Duration = Duration::from_secs(5);
+/// Longest wait, on a clean stop, for the leader's confirmation of what was sent.
+const STOP_LIMIT: Duration = Duration::from_secs(4);
+/// Longest wait for the DISCONNECT to be written and the broker to close the connection.
+const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
 
 /// First delay before reconnecting after a broker error; doubled per failure up to the configured cap.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -337,13 +340,11 @@ pub(crate) async fn session(
         }
         // The broker must have the `offline` status (and what the buffers sent) before the
         // DISCONNECT: a broker still answering a PUBACK to a closed connection may count the
-        // stop as unclean and publish the will. Then the DISCONNECT, and until the broker
-        // closes the connection, so the process never exits with it half-written.
-        // Until the leader has said it stored everything sent (its `stored` marks), not only
-        // until the broker took it: a broker with no subscriber for it yet (just restarted, the
-        // leader's bridge not back) acknowledges and drops. What the leader has not confirmed
-        // goes again every second.
-        let stop = async {
+        // stop as unclean and publish the will. And the leader must have said it stored
+        // everything sent (its `stored` marks), not only the broker that it took it: a broker
+        // with no subscriber for it yet (just restarted, the leader's bridge not back)
+        // acknowledges and drops. What the leader has not confirmed goes again every second.
+        let confirmed_all = async {
             let mut again = tokio::time::interval(Duration::from_secs(1));
             again.reset();
             let confirmed = |out: &Sender| {
@@ -358,7 +359,7 @@ pub(crate) async fn session(
                             take_stored(&telemetry, &p.payload);
                         }
                         Ok(_) => {}
-                        Err(_) => return,
+                        Err(_) => return false,
                     },
                     _ = again.tick() => {
                         telemetry.readings.rewind();
@@ -367,6 +368,22 @@ pub(crate) async fn session(
                     }
                 }
             }
+            true
+        };
+        if !tokio::time::timeout(STOP_LIMIT, confirmed_all)
+            .await
+            .unwrap_or(false)
+        {
+            let (readings, _) = telemetry.readings.depth();
+            let (lines, _) = telemetry.logs.depth();
+            tracing::warn!(
+                readings,
+                lines,
+                "the leader did not confirm everything in time; disconnecting anyway"
+            );
+        }
+        // The DISCONNECT always goes (else the broker publishes the `lost` will over `offline`).
+        let disconnect = async {
             let _ = client.try_disconnect();
             loop {
                 match events.next().await {
@@ -381,14 +398,11 @@ pub(crate) async fn session(
             })
             .await;
         };
-        if tokio::time::timeout(STOP_LIMIT, stop).await.is_err() {
-            let (readings, _) = telemetry.readings.depth();
-            let (lines, _) = telemetry.logs.depth();
-            tracing::warn!(
-                readings,
-                lines,
-                "the leader did not confirm everything, or the broker the clean disconnect, in time"
-            );
+        if tokio::time::timeout(DISCONNECT_LIMIT, disconnect)
+            .await
+            .is_err()
+        {
+            tracing::warn!("broker did not take the clean disconnect in time");
         }
     }
     tracing::info!(node_id, "agent stopped");

@@ -44,9 +44,9 @@ impl MigrationTrait for Migration {
             .get_connection()
             .execute_unprepared(
                 "INSERT INTO reading_minute (node_id, job, metric, minute_ms, experiment_id, count, sum, min, max) \
-                 SELECT node_id, job, metric, (time_ms / 60000) * 60000, COALESCE(experiment_id, ''), \
+                 SELECT node_id, job, metric, time_ms - (((time_ms % 60000) + 60000) % 60000), COALESCE(experiment_id, ''), \
                  COUNT(*), SUM(value), MIN(value), MAX(value) FROM reading \
-                 GROUP BY node_id, job, metric, (time_ms / 60000) * 60000, COALESCE(experiment_id, '')",
+                 GROUP BY node_id, job, metric, time_ms - (((time_ms % 60000) + 60000) % 60000), COALESCE(experiment_id, '')",
             )
             .await?;
         Ok(())

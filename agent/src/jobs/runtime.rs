@@ -441,8 +441,15 @@ impl Runtime {
             .filter_map(|j| j.control.clone())
             .collect();
         let halted = async {
+            // Every job that has room takes it at once; one busy with its queue takes it after
+            // what waits there, without holding up the others.
+            let mut busy = Vec::new();
             for tx in &running {
-                // A job busy with its queue takes the halt after what waits before it.
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Control::Halt) {
+                    busy.push(tx);
+                }
+            }
+            for tx in busy {
                 let _ = tx.send(Control::Halt).await;
             }
             for tx in &running {

@@ -21,9 +21,9 @@ use futures::StreamExt;
 use super::HttpState;
 use crate::access::{self};
 
-/// How often an open subscription socket checks that its token or session is still valid.
 /// Read buffer of a subscription socket, bytes (see where it is set).
 const WS_READ_BUFFER: usize = 8 * 1024;
+/// How often an open subscription socket checks that its token or session is still valid.
 const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
 
 /// Largest websocket message accepted from a client (axum's default is 64 MiB).

@@ -208,6 +208,21 @@ impl Retention {
             }
         };
         let txn = self.db.begin().await?;
+        // A write first: it takes SQLite's write lock (a read first would pin a snapshot that
+        // an ingester commit makes stale, and the delete would then fail as "locked" at once)
+        // and Postgres's lock on the series' catalog row, in the ingester's own order (catalog,
+        // then rollups), so the two take turns on this series instead of racing.
+        reading_series::Entity::update_many()
+            .col_expr(
+                reading_series::Column::Count,
+                Expr::col(reading_series::Column::Count),
+            )
+            .filter(reading_series::Column::NodeId.eq(s.node_id.as_str()))
+            .filter(reading_series::Column::Job.eq(s.job.as_str()))
+            .filter(reading_series::Column::Metric.eq(s.metric.as_str()))
+            .filter(reading_series::Column::ExperimentId.eq(s.experiment_id.as_str()))
+            .exec(&txn)
+            .await?;
         // Up to the minute of the batch's last reading (the minute holding the oldest at least,
         // however many it holds), so a minute's readings and its rollup go together.
         let oldest: Option<i64> = of_series()

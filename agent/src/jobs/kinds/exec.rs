@@ -332,6 +332,8 @@ impl Driver for Exec {
             && let Some(status) = child.try_wait().map_err(|e| backend("wait", e))?
         {
             self.child = None;
+            // What it wrote before it ended is kept.
+            self.drain();
             return Err(HardwareError::Backend(format!(
                 "the program ended by itself ({status})"
             )));
