@@ -68,7 +68,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                     Some(token) => {
                         match credentials::enroll(&config, &announce, token, &shutdown).await? {
                             Some(c) => (Some(c), true),
-                            None => return Ok(()), // shut down while waiting for approval
+                            // Shut down while waiting for approval: the jobs release their outputs.
+                            None => {
+                                work.jobs.halt_all(link::HALT_LIMIT).await;
+                                return Ok(());
+                            }
                         }
                     }
                     None => (None, false),

@@ -46,7 +46,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Longest wait for the jobs to halt when the agent stops (an `exec` program's SIGTERM grace is
 /// 5 s unless its settings say otherwise). With [`STOP_LIMIT`] and [`DISCONNECT_LIMIT`] a clean
 /// stop takes at most 11 s, inside the systemd unit's `TimeoutStopSec` (20 s).
-const HALT_LIMIT: Duration = Duration::from_secs(6);
+pub(crate) const HALT_LIMIT: Duration = Duration::from_secs(6);
 /// How long sent readings may wait for the leader's `stored` word before they are sent again
 /// (doubled while it stays silent, up to [`MAX_RESEND_AFTER`]; back to this on any word): a leader
 /// that died with them, or a broker that had no subscriber for them, gets them again.
@@ -317,7 +317,11 @@ pub(crate) async fn session(
                     }
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker connection failed");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(Ended::Shutdown),
+                        () = shutdown.cancelled() => {
+                            // No broker to send to: the jobs still release their outputs.
+                            work.jobs.halt_all(HALT_LIMIT).await;
+                            return Ok(Ended::Shutdown);
+                        }
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(config.max_backoff);

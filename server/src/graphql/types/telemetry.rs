@@ -73,15 +73,19 @@ impl ReadingFrame {
     /// they were stored, series in the order they first come.
     async fn series(&self) -> Vec<LiveSeries> {
         let mut out: Vec<LiveSeries> = Vec::new();
+        let mut index: std::collections::HashMap<(&str, &str, &str, Option<&str>), usize> =
+            std::collections::HashMap::new();
         for r in self.rows.iter().map(LiveRow::get) {
-            let i = match out.iter().position(|s| {
-                s.metric == r.metric
-                    && s.node_id == r.node_id
-                    && s.job == r.job
-                    && s.experiment_id == r.experiment_id
-            }) {
-                Some(i) => i,
+            let key = (
+                r.node_id.as_str(),
+                r.job.as_str(),
+                r.metric.as_str(),
+                r.experiment_id.as_deref(),
+            );
+            let i = match index.get(&key) {
+                Some(&i) => i,
                 None => {
+                    index.insert(key, out.len());
                     out.push(LiveSeries {
                         node_id: r.node_id.clone(),
                         job: r.job.clone(),
