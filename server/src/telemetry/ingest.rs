@@ -605,15 +605,15 @@ impl<'a> Catalog<'a> {
                     ])
                     .value(
                         reading_series::Column::Count,
-                        Expr::cust("reading_series.count + excluded.count"),
+                        added("reading_series", "count"),
                     )
                     .value(
                         reading_series::Column::FirstMs,
-                        Expr::cust("CASE WHEN excluded.first_ms < reading_series.first_ms THEN excluded.first_ms ELSE reading_series.first_ms END"),
+                        kept_if("reading_series", "first_ms", "<"),
                     )
                     .value(
                         reading_series::Column::LastMs,
-                        Expr::cust("CASE WHEN excluded.last_ms > reading_series.last_ms THEN excluded.last_ms ELSE reading_series.last_ms END"),
+                        kept_if("reading_series", "last_ms", ">"),
                     )
                     .update_column(reading_series::Column::Unit)
                     .to_owned(),
@@ -650,19 +650,16 @@ impl<'a> Catalog<'a> {
                     ])
                     .value(
                         reading_minute::Column::Count,
-                        Expr::cust("reading_minute.count + excluded.count"),
+                        added("reading_minute", "count"),
                     )
-                    .value(
-                        reading_minute::Column::Sum,
-                        Expr::cust("reading_minute.sum + excluded.sum"),
-                    )
+                    .value(reading_minute::Column::Sum, added("reading_minute", "sum"))
                     .value(
                         reading_minute::Column::Min,
-                        Expr::cust("CASE WHEN excluded.min < reading_minute.min THEN excluded.min ELSE reading_minute.min END"),
+                        kept_if("reading_minute", "min", "<"),
                     )
                     .value(
                         reading_minute::Column::Max,
-                        Expr::cust("CASE WHEN excluded.max > reading_minute.max THEN excluded.max ELSE reading_minute.max END"),
+                        kept_if("reading_minute", "max", ">"),
                     )
                     .to_owned(),
                 )
@@ -671,6 +668,19 @@ impl<'a> Catalog<'a> {
         }
         Ok(())
     }
+}
+
+/// On an upsert's conflict: the stored `table.column` plus the new row's.
+fn added(table: &str, column: &str) -> sea_orm::sea_query::SimpleExpr {
+    Expr::cust(format!("{table}.{column} + excluded.{column}"))
+}
+
+/// On an upsert's conflict: the new row's `column` where it is `op` (`<`, `>`) the stored one,
+/// else the stored one.
+fn kept_if(table: &str, column: &str, op: &str) -> sea_orm::sea_query::SimpleExpr {
+    Expr::cust(format!(
+        "CASE WHEN excluded.{column} {op} {table}.{column} THEN excluded.{column} ELSE {table}.{column} END"
+    ))
 }
 
 /// Most rollup rows in one upsert (9 values each, under SQLite's 32 766 bound parameters).

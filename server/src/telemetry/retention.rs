@@ -36,6 +36,27 @@ pub const MAX_DAYS: i32 = 36_500;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// `q` narrowed to the readings of catalog row `s` (no experiment: `experiment_id` NULL).
+fn readings_of<Q: QueryFilter>(q: Q, s: &reading_series::Model) -> Q {
+    let q = q
+        .filter(reading::Column::NodeId.eq(s.node_id.as_str()))
+        .filter(reading::Column::Job.eq(s.job.as_str()))
+        .filter(reading::Column::Metric.eq(s.metric.as_str()));
+    if s.experiment_id.is_empty() {
+        q.filter(reading::Column::ExperimentId.is_null())
+    } else {
+        q.filter(reading::Column::ExperimentId.eq(s.experiment_id.as_str()))
+    }
+}
+
+/// `q` narrowed to catalog row `s` itself.
+fn catalog_row<Q: QueryFilter>(q: Q, s: &reading_series::Model) -> Q {
+    q.filter(reading_series::Column::NodeId.eq(s.node_id.as_str()))
+        .filter(reading_series::Column::Job.eq(s.job.as_str()))
+        .filter(reading_series::Column::Metric.eq(s.metric.as_str()))
+        .filter(reading_series::Column::ExperimentId.eq(s.experiment_id.as_str()))
+}
+
 /// The start of the minute holding `ms`.
 fn minute_of(ms: i64) -> i64 {
     ms.div_euclid(MINUTE_MS) * MINUTE_MS
@@ -196,43 +217,30 @@ impl Retention {
         s: &reading_series::Model,
         cutoff: i64,
     ) -> ApiResult<(u64, bool, bool)> {
-        let of_series = || {
-            let q = reading::Entity::find()
-                .filter(reading::Column::NodeId.eq(s.node_id.as_str()))
-                .filter(reading::Column::Job.eq(s.job.as_str()))
-                .filter(reading::Column::Metric.eq(s.metric.as_str()));
-            if s.experiment_id.is_empty() {
-                q.filter(reading::Column::ExperimentId.is_null())
-            } else {
-                q.filter(reading::Column::ExperimentId.eq(s.experiment_id.as_str()))
-            }
-        };
         let txn = self.db.begin().await?;
         // A write first: it takes SQLite's write lock (a read first would pin a snapshot that
         // an ingester commit makes stale, and the delete would then fail as "locked" at once)
         // and Postgres's lock on the series' catalog row, in the ingester's own order (catalog,
         // then rollups), so the two take turns on this series instead of racing.
-        reading_series::Entity::update_many()
-            .col_expr(
+        catalog_row(
+            reading_series::Entity::update_many().col_expr(
                 reading_series::Column::Count,
                 Expr::col(reading_series::Column::Count),
-            )
-            .filter(reading_series::Column::NodeId.eq(s.node_id.as_str()))
-            .filter(reading_series::Column::Job.eq(s.job.as_str()))
-            .filter(reading_series::Column::Metric.eq(s.metric.as_str()))
-            .filter(reading_series::Column::ExperimentId.eq(s.experiment_id.as_str()))
-            .exec(&txn)
-            .await?;
+            ),
+            s,
+        )
+        .exec(&txn)
+        .await?;
         // Up to the minute of the batch's last reading (the minute holding the oldest at least,
         // however many it holds), so a minute's readings and its rollup go together.
-        let oldest: Option<i64> = of_series()
+        let oldest: Option<i64> = readings_of(reading::Entity::find(), s)
             .select_only()
             .column(reading::Column::TimeMs)
             .order_by_asc(reading::Column::TimeMs)
             .into_tuple()
             .one(&txn)
             .await?;
-        let beyond: Option<i64> = of_series()
+        let beyond: Option<i64> = readings_of(reading::Entity::find(), s)
             .select_only()
             .column(reading::Column::TimeMs)
             .filter(reading::Column::TimeMs.lt(cutoff))
@@ -248,15 +256,7 @@ impl Retention {
             ),
             _ => cutoff,
         };
-        let deleted = reading::Entity::delete_many()
-            .filter(reading::Column::NodeId.eq(s.node_id.as_str()))
-            .filter(reading::Column::Job.eq(s.job.as_str()))
-            .filter(reading::Column::Metric.eq(s.metric.as_str()))
-            .filter(if s.experiment_id.is_empty() {
-                reading::Column::ExperimentId.is_null()
-            } else {
-                reading::Column::ExperimentId.eq(s.experiment_id.as_str())
-            })
+        let deleted = readings_of(reading::Entity::delete_many(), s)
             .filter(reading::Column::TimeMs.lt(bound))
             .exec(&txn)
             .await?
@@ -269,28 +269,16 @@ impl Retention {
             .filter(reading_minute::Column::MinuteMs.lt(bound))
             .exec(&txn)
             .await?;
-        let first: Option<i64> = of_series()
+        let first: Option<i64> = readings_of(reading::Entity::find(), s)
             .select_only()
             .column(reading::Column::TimeMs)
             .order_by_asc(reading::Column::TimeMs)
             .into_tuple()
             .one(&txn)
             .await?;
-        let key = (
-            s.node_id.clone(),
-            s.job.clone(),
-            s.metric.clone(),
-            s.experiment_id.clone(),
-        );
         // The count moves by what this batch deleted, relative to the row as it is when the write
         // happens (the ingester may have added to it meanwhile); the row goes only when that
         // leaves nothing, so readings stored meanwhile keep their row.
-        let of_key = |q: sea_orm::UpdateMany<reading_series::Entity>| {
-            q.filter(reading_series::Column::NodeId.eq(key.0.as_str()))
-                .filter(reading_series::Column::Job.eq(key.1.as_str()))
-                .filter(reading_series::Column::Metric.eq(key.2.as_str()))
-                .filter(reading_series::Column::ExperimentId.eq(key.3.as_str()))
-        };
         let mut update = reading_series::Entity::update_many().col_expr(
             reading_series::Column::Count,
             Expr::col(reading_series::Column::Count).sub(deleted as i64),
@@ -298,13 +286,9 @@ impl Retention {
         if let Some(first) = first {
             update = update.col_expr(reading_series::Column::FirstMs, Expr::value(first));
         }
-        of_key(update).exec(&txn).await?;
+        catalog_row(update, s).exec(&txn).await?;
         let emptied = first.is_none()
-            && reading_series::Entity::delete_many()
-                .filter(reading_series::Column::NodeId.eq(key.0.as_str()))
-                .filter(reading_series::Column::Job.eq(key.1.as_str()))
-                .filter(reading_series::Column::Metric.eq(key.2.as_str()))
-                .filter(reading_series::Column::ExperimentId.eq(key.3.as_str()))
+            && catalog_row(reading_series::Entity::delete_many(), s)
                 .filter(reading_series::Column::Count.lte(0))
                 .exec(&txn)
                 .await?
