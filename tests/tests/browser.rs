@@ -1087,6 +1087,42 @@ async fn points_drawn(browser: &Browser, metric: &str) -> usize {
     }
 }
 
+/// Creates experiment `name` with node `node` (and `description`, if any) from the form on the
+/// experiments page, and returns its id once the new experiment's page shows its name.
+async fn create_experiment_in_page(
+    browser: &Browser,
+    name: &str,
+    description: Option<&str>,
+    node: &str,
+) -> String {
+    type_into(browser, "form.create-experiment input[name=name]", name).await;
+    if let Some(d) = description {
+        type_into(
+            browser,
+            "form.create-experiment textarea[name=description]",
+            d,
+        )
+        .await;
+    }
+    click(
+        browser,
+        &format!("form.create-experiment input[name=node][value={node}]"),
+    )
+    .await;
+    click(browser, "form.create-experiment button.create").await;
+    wait_for("the new experiment's page", PATIENCE, || async {
+        text_of(browser, ".experiment-head h1 .name")
+            .await
+            .filter(|n| n == name)
+    })
+    .await;
+    let url = browser.client.current_url().await.expect("url");
+    url.path()
+        .strip_prefix("/experiments/")
+        .expect("an experiment's path")
+        .to_owned()
+}
+
 /// An experiment made and watched in the web app: created from the list page with a node (a
 /// sped-up simulator, so `od_reading` every 60 s reads every 50 ms), its page's chart drawn from
 /// the stored series and then growing live, its legend naming the node, the cursor's readout
@@ -1129,35 +1165,8 @@ async fn the_experiment_page_charts_live_readings() {
     log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
 
     // Created with the node; the page of the new experiment follows.
-    type_into(
-        &browser,
-        "form.create-experiment input[name=name]",
-        "growth 1",
-    )
-    .await;
-    type_into(
-        &browser,
-        "form.create-experiment textarea[name=description]",
-        "OD of a sped-up culture",
-    )
-    .await;
-    click(
-        &browser,
-        "form.create-experiment input[name=node][value=ra]",
-    )
-    .await;
-    click(&browser, "form.create-experiment button.create").await;
-    let name = wait_for("the new experiment's page", PATIENCE, || async {
-        text_of(&browser, ".experiment-head h1 .name").await
-    })
-    .await;
-    assert_eq!(name, "growth 1");
-    let url = browser.client.current_url().await.expect("url");
-    let id = url
-        .path()
-        .strip_prefix("/experiments/")
-        .expect("an experiment's path")
-        .to_owned();
+    let id = create_experiment_in_page(&browser, "growth 1", Some("OD of a sped-up culture"), "ra")
+        .await;
     wait_for("the node in its list", PATIENCE, || async {
         text_of(&browser, "ul.experiment-node-list li[data-node-id=ra] a")
             .await
@@ -1590,30 +1599,7 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
         .await
         .expect("open the experiments page");
     log_in(&browser, "admin", trellis_tests::ADMIN_PASSWORD).await;
-    type_into(
-        &browser,
-        "form.create-experiment input[name=name]",
-        "warming",
-    )
-    .await;
-    click(
-        &browser,
-        "form.create-experiment input[name=node][value=leader]",
-    )
-    .await;
-    click(&browser, "form.create-experiment button.create").await;
-    wait_for("the new experiment's page", PATIENCE, || async {
-        text_of(&browser, ".experiment-head h1 .name")
-            .await
-            .filter(|n| n == "warming")
-    })
-    .await;
-    let url = browser.client.current_url().await.expect("url");
-    let id = url
-        .path()
-        .strip_prefix("/experiments/")
-        .expect("an experiment's path")
-        .to_owned();
+    let id = create_experiment_in_page(&browser, "warming", None, "leader").await;
 
     // The Profiles page, from the menu: nothing stored yet.
     click(&browser, "header.top nav a[href='/profiles']").await;
