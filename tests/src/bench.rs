@@ -17,6 +17,17 @@ use trellis_proto::{ReadingBatch, Series, TopicKind};
 
 use crate::{PATIENCE, Server, agent_credentials};
 
+/// A benchmark's knob: environment variable `name` parsed, or `default` when it is not set;
+/// a value that does not parse stops the benchmark naming it.
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
 /// A node a benchmark speaks as: its id and MQTT login.
 pub struct NodeLogin {
     pub id: String,

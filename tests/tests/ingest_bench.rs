@@ -24,20 +24,11 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::json;
 use trellis_tests::{
     Db, Postgres, Server, ServerOpts,
-    bench::{BATCH, NodeLogin, Publisher, batches, cpu_secs, node_logins, status_kib},
+    bench::{BATCH, NodeLogin, Publisher, batches, cpu_secs, env, node_logins, status_kib},
 };
 
 /// The benchmark gives up when nothing more is stored for this long.
 const STALL: Duration = Duration::from_secs(30);
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 /// What one phase measured.
 struct Phase {

@@ -26,18 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 use trellis_proto::{ReadingBatch, Series, TopicKind};
 use trellis_tests::{
     ADMIN_PASSWORD, Server, ServerOpts,
-    bench::{connect_as, cpu_secs, node_logins, status_kib},
+    bench::{connect_as, cpu_secs, env, node_logins, status_kib},
     ws_session,
 };
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
-        Err(_) => default,
-    }
-}
 
 fn now_ms() -> f64 {
     SystemTime::now()
