@@ -2,6 +2,11 @@
 
 pub mod api_token;
 pub mod audit_event;
+pub mod cluster_identity;
+pub mod deployment;
+pub mod deployment_instance;
+pub mod deployment_restart;
+pub mod deployment_revision;
 pub mod enrollment;
 pub mod experiment;
 pub mod experiment_name;
@@ -20,6 +25,7 @@ pub mod reading;
 pub mod reading_minute;
 pub mod reading_series;
 pub mod retention_rule;
+pub mod rollout;
 pub mod session;
 pub mod telemetry_stream;
 pub mod user;

@@ -16,6 +16,7 @@ mod m20261202_000010_create_retention;
 mod m20261202_000011_create_profile;
 mod m20261206_000012_create_reading_minute;
 mod m20261206_000013_create_experiment_name;
+mod m20261206_000014_create_deployment;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_create_profile::Migration),
             Box::new(m20261206_000012_create_reading_minute::Migration),
             Box::new(m20261206_000013_create_experiment_name::Migration),
+            Box::new(m20261206_000014_create_deployment::Migration),
         ]
     }
 }

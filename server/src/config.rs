@@ -59,6 +59,10 @@ pub struct ServerConfig {
     pub mosquitto_dir: Option<PathBuf>,
     /// Certificates for nodes' Docker engines over TLS (`ca.pem`, `cert.pem`, `key.pem`).
     pub docker_tls_dir: PathBuf,
+    /// How long one call to a node's Docker engine may take before it counts as unreachable.
+    pub docker_timeout: Duration,
+    /// The longest wait between retries of an unreachable engine or a failed deployment step.
+    pub deploy_backoff_max: Duration,
     /// The leader's certificate chain and key, loaded: HTTPS and MQTT over TLS on its listeners.
     pub tls: Option<crate::infra::tls::LeaderTls>,
     /// Which certificates the leader trusts for an external broker over TLS (`mqtts://`): the
@@ -97,6 +101,14 @@ impl BrokerMode {
 }
 
 impl ServerConfig {
+    /// The deployment reconciler's settings.
+    pub fn deployment_settings(&self) -> crate::deployments::Settings {
+        crate::deployments::Settings {
+            docker_timeout: self.docker_timeout,
+            backoff_max: self.deploy_backoff_max,
+        }
+    }
+
     /// The node id of the leader's own agent, when it runs one.
     pub fn local_node_id(&self) -> Option<String> {
         self.local_agent.then(|| {
@@ -131,6 +143,8 @@ impl ServerConfig {
             broker_login: None,
             mosquitto_dir: None,
             docker_tls_dir,
+            docker_timeout: crate::nodes::docker::DOCKER_TIMEOUT,
+            deploy_backoff_max: Duration::from_secs(60),
             tls: None,
             broker_tls: None,
         }
@@ -225,6 +239,14 @@ pub struct Args {
     /// (default <data-dir>/docker-tls, made at first start).
     #[arg(long, env = "TRELLIS_DOCKER_TLS_DIR")]
     pub docker_tls_dir: Option<PathBuf>,
+    /// Seconds one call to a node's Docker engine may take before the engine counts as
+    /// unreachable (default 10).
+    #[arg(long, env = "TRELLIS_DOCKER_TIMEOUT_SECS")]
+    pub docker_timeout_secs: Option<u64>,
+    /// Longest wait, in seconds, between retries of an unreachable engine or a failed
+    /// deployment step (default 60; the waits double from 1 s up to it).
+    #[arg(long, env = "TRELLIS_DEPLOY_BACKOFF_MAX_SECS")]
+    pub deploy_backoff_max_secs: Option<u64>,
     /// The leader's certificate (PEM, chain allowed): with --tls-key, the web app, API and
     /// embedded broker speak TLS only (see `trellis tls-cert`).
     #[arg(long, env = "TRELLIS_TLS_CERT")]
@@ -264,6 +286,8 @@ struct FileConfig {
     broker_password: Option<String>,
     mosquitto_dir: Option<PathBuf>,
     docker_tls_dir: Option<PathBuf>,
+    docker_timeout_secs: Option<u64>,
+    deploy_backoff_max_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     broker_ca: Option<PathBuf>,
@@ -491,6 +515,21 @@ impl Args {
         }
         if let Some(dir) = self.docker_tls_dir.or(file.docker_tls_dir) {
             c.docker_tls_dir = dir;
+        }
+        if let Some(secs) = self.docker_timeout_secs.or(file.docker_timeout_secs) {
+            if !(1..=600).contains(&secs) {
+                return Err(invalid("docker_timeout_secs", "must be 1 to 600"));
+            }
+            c.docker_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self
+            .deploy_backoff_max_secs
+            .or(file.deploy_backoff_max_secs)
+        {
+            if !(1..=86_400).contains(&secs) {
+                return Err(invalid("deploy_backoff_max_secs", "must be 1 to 86400"));
+            }
+            c.deploy_backoff_max = Duration::from_secs(secs);
         }
         let broker_ca = self.broker_ca.or(file.broker_ca);
         match &c.broker {

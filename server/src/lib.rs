@@ -2,12 +2,14 @@
 //! local agent, in one process. `main.rs` parses configuration and calls [`startup::run`]; tests
 //! build the same router with [`app`] and the same schema with [`graphql::build_schema`].
 //!
-//! One folder per domain (`access`, `nodes`, `enroll`, `jobs`, `telemetry`, `experiments`), each owning its tables, rules and events;
+//! One folder per domain (`access`, `nodes`, `enroll`, `jobs`, `telemetry`, `experiments`,
+//! `deployments`), each owning its tables, rules and events;
 //! `mqtt`, `http` and `graphql` only carry requests into them; `infra` holds what every domain
 //! uses. `docs/architecture.md` draws the whole picture.
 
 pub mod access;
 pub mod config;
+pub mod deployments;
 pub mod enroll;
 pub mod error;
 pub mod experiments;

@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ServerConfig, access, enroll, experiments, jobs,
+    ServerConfig, access, deployments, enroll, experiments, jobs,
     mqtt::{bridge, gate},
     nodes::{self, docker},
     telemetry::{self, Telemetry},
@@ -42,6 +42,10 @@ pub struct AppState {
     pub retention: telemetry::Retention,
     /// Experiment profiles and their runs.
     pub profiles: experiments::profiles::service::Profiles,
+    /// Container deployments.
+    pub deployments: deployments::Deployments,
+    /// Nodes' engines as the deployment workers last reached them.
+    pub engines: deployments::Engines,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -77,6 +81,7 @@ impl AppState {
         let experiments = experiments::Experiments::new(db.clone(), jobs.clone());
         let shutdown_retention = shutdown.clone();
         let shutdown_profiles = shutdown.clone();
+        let shutdown_deployments = shutdown.clone();
         let bridge = bridge::Bridge::start(
             &mqtt.broker,
             mqtt.tls,
@@ -95,7 +100,7 @@ impl AppState {
         let auth = access::Auth::new(db.clone());
         let audit = access::audit::Audit::new(db.clone());
         let (profiles, scheduler) = experiments::profiles::service::Profiles::new(
-            db,
+            db.clone(),
             jobs.clone(),
             nodes.clone(),
             experiments.clone(),
@@ -104,6 +109,14 @@ impl AppState {
         );
         tokio::spawn(scheduler.run(shutdown_profiles));
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
+        let (deployments, engines, reconciler) = deployments::new(
+            db,
+            docker.clone(),
+            audit.clone(),
+            nodes.clone(),
+            config.deployment_settings(),
+        );
+        tokio::spawn(reconciler.run(shutdown_deployments));
         AppState {
             config: Arc::new(config),
             nodes,
@@ -118,6 +131,8 @@ impl AppState {
             experiments,
             retention,
             profiles,
+            deployments,
+            engines,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! build them first (`scripts/test.sh` does): `cargo build -p trellis-server -p trellis-agent`.
 
 pub mod bench;
+pub mod docker;
 
 use std::{
     net::TcpListener,

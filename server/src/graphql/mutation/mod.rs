@@ -1,6 +1,7 @@
 //! Mutation root, merged from one object per domain.
 
 mod access;
+mod deployment;
 mod enroll;
 mod experiment;
 mod job;
@@ -18,4 +19,5 @@ pub struct Mutation(
     experiment::ExperimentMutation,
     telemetry::TelemetryMutation,
     profile::ProfileMutation,
+    deployment::DeploymentMutation,
 );

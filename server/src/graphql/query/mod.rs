@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+mod deployment;
 mod enroll;
 mod experiment;
 mod job;
@@ -20,4 +21,5 @@ pub struct Query(
     telemetry::TelemetryQuery,
     experiment::ExperimentQuery,
     profile::ProfileQuery,
+    deployment::DeploymentQuery,
 );

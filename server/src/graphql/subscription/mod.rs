@@ -1,6 +1,7 @@
 //! Subscription root, merged from one object per domain.
 
 mod audit;
+mod deployment;
 mod experiment;
 mod job;
 mod node;
@@ -14,4 +15,5 @@ pub struct Subscription(
     job::JobSubscription,
     telemetry::TelemetrySubscription,
     experiment::ExperimentSubscription,
+    deployment::DeploymentSubscription,
 );

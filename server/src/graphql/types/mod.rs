@@ -2,6 +2,7 @@
 
 mod access;
 mod audit;
+mod deployment;
 mod enroll;
 mod experiment;
 mod job;
@@ -11,6 +12,7 @@ mod telemetry;
 
 pub use access::*;
 pub use audit::*;
+pub use deployment::*;
 pub use enroll::*;
 pub use experiment::*;
 pub use job::*;

@@ -1,0 +1,361 @@
+//! Offline Docker test images and cleanup for the container tests. No image can be pulled here,
+//! so [`TestImages::make`] imports small busybox images from this machine's static busybox; and
+//! every container and image a test makes carries the `trellis-test=<uuid>` label, which a
+//! [`DockerGuard`] removes when the test ends, passing or failing. The helpers are synchronous:
+//! they run the `docker` CLI with `std::process::Command`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// The label every Docker object a test makes carries, with the test's uuid as its value.
+pub const TEST_LABEL: &str = "trellis-test";
+
+/// The label Trellis puts on the containers it deploys, with the cluster's id as its value.
+pub const CLUSTER_LABEL: &str = "io.trellis.cluster";
+
+/// The static busybox the images are made from (Debian's `busybox-static`).
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Prints `tick <n>` every second until SIGTERM, then exits 0.
+///
+/// A PID 1 has no default signal handlers, so without the trap SIGTERM is ignored and
+/// `docker stop` waits out its 10 s grace period before SIGKILL. A trap runs only once the
+/// foreground command ends, but it interrupts `wait`: hence `sleep 1 & wait $!`.
+const TICK_SCRIPT: &str = concat!(
+    "trap 'exit 0' TERM; ",
+    "i=0; while :; do echo tick $i; i=$((i+1)); sleep 1 & wait $!; done"
+);
+
+/// Like [`TICK_SCRIPT`], first waiting `$READY_AFTER` seconds (0 when unset) before touching
+/// `/tmp/ready`, the file the healthcheck tests; `READY_AFTER=never` never touches it. Every wait
+/// is `& wait $!`, so SIGTERM stops the container at once in each phase.
+const HEALTH_SCRIPT: &str = concat!(
+    "trap 'exit 0' TERM; ",
+    "if [ \"${READY_AFTER:-0}\" = never ]; then while :; do sleep 1 & wait $!; done; fi; ",
+    "sleep \"${READY_AFTER:-0}\" & wait $!; ",
+    "touch /tmp/ready; ",
+    "i=0; while :; do echo tick $i; i=$((i+1)); sleep 1 & wait $!; done"
+);
+
+/// Healthy once `/tmp/ready` exists; unhealthy after two failed checks a second apart.
+const HEALTHCHECK: &str =
+    r#"HEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD ["/bin/test","-f","/tmp/ready"]"#;
+
+/// Three busybox images, tagged with a fresh uuid and labelled `trellis-test=<uuid>`. Their
+/// `PATH` is `/bin`, set in the image because `docker exec` ignores the `ENTRYPOINT`.
+#[derive(Debug, Clone)]
+pub struct TestImages {
+    /// The uuid: the images' tag and `trellis-test` label value. Give it to a [`DockerGuard`]
+    /// and to the containers the test runs (`--label trellis-test=<uuid>`).
+    pub label: String,
+    /// `trellis-test/bb:<uuid>`: prints `tick <n>` every second, stops at once on SIGTERM.
+    pub bb: String,
+    /// `trellis-test/bb-health:<uuid>`: like `bb`, with a healthcheck that passes once
+    /// `$READY_AFTER` seconds have gone by (0 when unset; `never` never passes).
+    pub bb_health: String,
+    /// `trellis-test/bb-v2:<uuid>`: `bb` with the label `version=2`, so another image id.
+    pub bb_v2: String,
+}
+
+impl TestImages {
+    /// Imports the three images (about 0.1 s each). Panics with Docker's error when an import
+    /// fails, removing the images it made before.
+    pub fn make() -> TestImages {
+        let label = uuid::Uuid::new_v4().simple().to_string();
+        let tick_cmd = format!("CMD {}", json_cmd(TICK_SCRIPT));
+        let health_cmd = format!("CMD {}", json_cmd(HEALTH_SCRIPT));
+        let label_change = format!("LABEL {TEST_LABEL}={label}");
+        let import_as = |name: &str, changes: &[&str]| {
+            let tag = format!("trellis-test/{name}:{label}");
+            let mut all = vec![label_change.as_str(), "ENV PATH=/bin"];
+            all.extend_from_slice(changes);
+            if let Err(e) = import(&tag, &all) {
+                drop(DockerGuard::new(&label));
+                panic!("{e}");
+            }
+            tag
+        };
+        let bb = import_as("bb", &[&tick_cmd]);
+        let bb_health = import_as("bb-health", &[HEALTHCHECK, &health_cmd]);
+        let bb_v2 = import_as("bb-v2", &["LABEL version=2", &tick_cmd]);
+        TestImages {
+            label,
+            bb,
+            bb_health,
+            bb_v2,
+        }
+    }
+}
+
+/// `["sh","-c",<script>]`, the JSON form of `CMD` (no shell of Docker's around it).
+fn json_cmd(script: &str) -> String {
+    serde_json::to_string(&["sh", "-c", script]).expect("JSON of strings")
+}
+
+/// `docker import`s the busybox root filesystem as `tag` with these `--change` instructions.
+fn import(tag: &str, changes: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new("docker");
+    cmd.arg("import");
+    for c in changes {
+        cmd.args(["--change", c]);
+    }
+    cmd.args(["-", tag])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run docker: {e}"))?;
+    // docker reads all of stdin before it writes its few bytes of output: no deadlock.
+    let written = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(rootfs_tar());
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("docker import {tag}: {e}"))?;
+    if !out.status.success() || written.is_err() {
+        return Err(format!(
+            "docker import {tag} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            written.err().map(|e| e.to_string()).unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The busybox root filesystem as a tar, made once per test process. It is kept in memory and
+/// piped to `docker import -`, rather than kept as a temp file, because a static is never
+/// dropped and the file would outlive the process.
+fn rootfs_tar() -> &'static [u8] {
+    static TAR: OnceLock<Vec<u8>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        build_rootfs(dir.path());
+        // Root-owned files whoever runs the tests, so the images do not depend on the caller.
+        let out = Command::new("tar")
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(dir.path())
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("run tar");
+        assert!(
+            out.status.success(),
+            "tar of the busybox rootfs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    })
+}
+
+/// `bin/busybox`, a relative `bin/<applet> -> busybox` link per applet and an empty `tmp/`.
+/// `busybox --install -s` would make absolute links to `/usr/bin/busybox`, absent in the image.
+fn build_rootfs(root: &Path) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    assert!(
+        Path::new(BUSYBOX).is_file(),
+        "{BUSYBOX} is missing: install Debian's busybox-static (the test images are made from it)"
+    );
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir bin");
+    std::fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox");
+    let list = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    assert!(list.status.success(), "busybox --list failed");
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            symlink("busybox", bin.join(applet)).expect("applet link");
+        }
+    }
+    let tmp = root.join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir tmp");
+    // Sticky and world-writable, as /tmp is everywhere; set after creation, past the umask.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+}
+
+/// Removes, when dropped, every container and image a test made: the containers labelled
+/// `trellis-test=<label>` and, once [`DockerGuard::also_cluster`] names one, those labelled
+/// `io.trellis.cluster=<cluster>`; then the images labelled `trellis-test=<label>`. Dropping
+/// never panics, so a failing test still reports its own assertion.
+#[derive(Debug)]
+pub struct DockerGuard {
+    label: String,
+    cluster: Option<String>,
+}
+
+impl DockerGuard {
+    /// A guard for the objects labelled `trellis-test=<label>`.
+    pub fn new(label: &str) -> Self {
+        DockerGuard {
+            label: label.to_owned(),
+            cluster: None,
+        }
+    }
+
+    /// Also removes the containers Trellis deploys for this cluster (`io.trellis.cluster=<id>`),
+    /// which carry no test label of their own.
+    pub fn also_cluster(&mut self, cluster_id: &str) {
+        self.cluster = Some(cluster_id.to_owned());
+    }
+}
+
+impl Drop for DockerGuard {
+    fn drop(&mut self) {
+        let mut containers = quiet_ids(&["ps", "-aq", "--no-trunc"], TEST_LABEL, &self.label);
+        if let Some(cluster) = &self.cluster {
+            containers.extend(quiet_ids(
+                &["ps", "-aq", "--no-trunc"],
+                CLUSTER_LABEL,
+                cluster,
+            ));
+        }
+        if !containers.is_empty() {
+            // -v: anonymous volumes go with their containers.
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&containers)
+                .output();
+        }
+        // After the containers: an image in use by one is not removed even with -f.
+        let images = quiet_ids(&["images", "-q", "--no-trunc"], TEST_LABEL, &self.label);
+        if !images.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f"])
+                .args(&images)
+                .output();
+        }
+    }
+}
+
+/// The ids `docker <list> --filter label=<key>=<value>` prints; none when docker fails.
+fn quiet_ids(list: &[&str], key: &str, value: &str) -> BTreeSet<String> {
+    Command::new("docker")
+        .args(list)
+        .args(["--filter", &format!("label={key}={value}")])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A container as `docker ps -a` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRow {
+    /// The full container id.
+    pub id: String,
+    /// Its name (without the leading `/`).
+    pub name: String,
+    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
+    pub state: String,
+    /// Every label, the image's included.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Every container, running or not, with the label `filter_label` (`key` or `key=value`).
+/// The labels come from `docker inspect`: `docker ps` joins them as `k=v,k=v`, which is
+/// ambiguous once a value holds a comma. A container removed between the two calls is left out.
+pub fn docker_ps(filter_label: &str) -> Vec<ContainerRow> {
+    let listed = docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label={filter_label}"),
+        "--format",
+        "{{json .}}",
+    ]);
+    let rows: Vec<(String, String, String)> = listed
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("docker ps line {line:?}: {e}"));
+            let field = |k: &str| row[k].as_str().unwrap_or_default().to_owned();
+            (field("ID"), field("Names"), field("State"))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["inspect", "--format", "{{.Id}} {{json .Config.Labels}}"];
+    args.extend(rows.iter().map(|(id, _, _)| id.as_str()));
+    // Not `docker`: inspect fails when one container is gone, yet prints the others.
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("run docker");
+    let mut labels: BTreeMap<String, BTreeMap<String, String>> =
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (id, json) = line.split_once(' ')?;
+                let map: Option<BTreeMap<String, String>> = serde_json::from_str(json)
+                    .unwrap_or_else(|e| {
+                        panic!("labels of {id} from docker inspect, {json:?}: {e}")
+                    });
+                Some((id.to_owned(), map.unwrap_or_default()))
+            })
+            .collect();
+    rows.into_iter()
+        .filter_map(|(id, name, state)| {
+            let labels = labels.remove(&id)?;
+            Some(ContainerRow {
+                id,
+                name,
+                state,
+                labels,
+            })
+        })
+        .collect()
+}
+
+/// Runs `docker <args>` and returns its trimmed stdout; panics with its output when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether `docker <args>` succeeds (its output is dropped).
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits until `check` returns `Some`, polling every 100 ms, or panics with `what` after
+/// `timeout`: the blocking twin of [`crate::wait_for`], for tests that drive the `docker` CLI.
+pub fn poll_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
