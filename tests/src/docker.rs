@@ -359,3 +359,39 @@ pub fn poll_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A plain TCP port on 127.0.0.1 forwarding to this machine's Docker socket (`socat`), so several
+/// node entries can reach the one engine at distinct endpoints. Dropping it cuts every
+/// connection through it (socat forks one process per connection: those go too), as an engine
+/// that goes away would.
+pub struct TcpForward {
+    proc: crate::Proc,
+    /// The port.
+    pub port: u16,
+}
+
+impl Drop for TcpForward {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.proc.id().to_string()])
+            .output();
+    }
+}
+
+/// Starts a [`TcpForward`]; give `port` to listen again on the port of an earlier one (an
+/// engine that comes back).
+pub async fn docker_over_tcp(dir: &std::path::Path, port: Option<u16>) -> TcpForward {
+    let port = port.unwrap_or_else(crate::free_port);
+    let mut cmd = Command::new("socat");
+    cmd.arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg("UNIX-CONNECT:/var/run/docker.sock");
+    let proc = crate::Proc::spawn(cmd, dir.join(format!("socat-{port}.log")));
+    crate::wait_for(&format!("socat on {port}"), crate::PATIENCE, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    TcpForward { proc, port }
+}

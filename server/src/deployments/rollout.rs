@@ -95,15 +95,21 @@ fn judge(
             continue;
         }
         let why = i.reason.as_deref().unwrap_or("no reason given");
+        let on_new = i.observed_revision == Some(to);
+        // What the container of the old revision did is not this batch's business; a failed
+        // attempt is, once it was made after the batch opened.
+        let fresh = i.updated_ms >= opened_ms;
         match i.state.as_str() {
             // Not waited for: its worker converges when the node is back.
             "UNREACHABLE" | "NO_ENGINE" => continue,
-            "FAILED" | "CONFLICT" | "CRASH_LOOP" | "UNHEALTHY" | "EXITED" => {
+            "FAILED" | "CONFLICT" if fresh => {
+                return Verdict::Failed(format!("node {node}: {} ({why})", i.state.to_lowercase()));
+            }
+            "CRASH_LOOP" | "UNHEALTHY" | "EXITED" if on_new => {
                 return Verdict::Failed(format!("node {node}: {} ({why})", i.state.to_lowercase()));
             }
             _ => {}
         }
-        let on_new = i.observed_revision == Some(to);
         if on_new && (i.restart_count > 0 || i.state == "RESTARTING") {
             return Verdict::Failed(format!(
                 "node {node}: the container restarted {} time(s) ({why})",

@@ -22,6 +22,9 @@ use crate::error::{ApiError, ApiResult};
 
 /// Deployment events a subscriber can miss before it is told to resync.
 pub const EVENT_CAPACITY: usize = 1024;
+/// An instance's desired revision while it waits for its batch of a deployment's first
+/// rollout: no container yet, but chosen.
+pub const AWAITING: i32 = 0;
 /// Revisions kept per deployment (besides the live and target ones).
 pub const KEEP_REVISIONS: u64 = 100;
 
@@ -614,8 +617,9 @@ pub(super) async fn sync_instances(
         .map(|i| (i.node_id.clone(), i))
         .collect();
     let now = now_ms();
-    // A node chosen later runs what has rolled out (what is rolling out reaches it at the end).
-    let joining = d.live_revision.or(Some(d.target_revision));
+    // A node chosen later runs what has rolled out (what is rolling out reaches it at the end);
+    // before anything has, it waits for its batch.
+    let joining = Some(d.live_revision.unwrap_or(AWAITING));
     let mut out = Vec::new();
     for n in &chosen {
         match existing.get(&n.id) {
@@ -707,6 +711,7 @@ async fn start_rollout(
     for i in &instances {
         let same = match i.desired_revision {
             Some(r) if r == to => true,
+            Some(AWAITING) | None => false,
             Some(r) => {
                 if let std::collections::hash_map::Entry::Vacant(e) = specs.entry(r) {
                     e.insert(parse_spec(&current_revision(db, &d.id, r).await?)?);
@@ -715,7 +720,6 @@ async fn start_rollout(
                 spec::spec_hash(&spec::effective(old, &i.node_id))
                     == spec::spec_hash(&spec::effective(spec, &i.node_id))
             }
-            None => false,
         };
         if same || i.excluded {
             // Nothing changes on this node (or it is taken out): on the new revision at once.

@@ -69,6 +69,8 @@ enum Round {
     Progress,
     /// Converged: sleep this long unless woken.
     Idle(Duration),
+    /// A failure: try again after this backoff unless woken.
+    Retry(Duration),
     /// The instance or its deployment is gone: the worker ends.
     Done,
 }
@@ -200,6 +202,7 @@ impl Worker {
                     self.backoff.reset();
                     d
                 }
+                Ok(Round::Retry(d)) => d,
                 Err(e) => {
                     tracing::warn!(
                         deployment = self.deployment_id,
@@ -270,7 +273,7 @@ impl Worker {
         o.failures = i32::try_from(self.backoff.attempts()).unwrap_or(i32::MAX);
         o.next_retry_ms = Some(now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         self.save(i, o).await?;
-        Ok(Round::Idle(wait))
+        Ok(Round::Retry(wait))
     }
 
     async fn round(&mut self) -> crate::error::ApiResult<Round> {
@@ -284,8 +287,9 @@ impl Worker {
         else {
             return Ok(Round::Done);
         };
+        let awaiting = i.desired_revision == Some(super::service::AWAITING) && !d.deleting;
         let wanted = match (d.deleting, i.excluded, i.desired_revision) {
-            (false, false, Some(r)) => {
+            (false, false, Some(r)) if r != super::service::AWAITING => {
                 let spec = self.shared.svc.spec(&d.id, r).await?;
                 let keep_old = self.rollout_open(&d.id).await?;
                 Some((
@@ -328,7 +332,7 @@ impl Worker {
             Ok(e) => e,
             Err(e) => return self.engine_trouble(&i, e).await,
         };
-        match self.converge(&engine, &d, &i, wanted).await {
+        match self.converge(&engine, &d, &i, wanted, awaiting).await {
             Ok(r) => Ok(r),
             Err(e) => self.engine_trouble(&i, e).await,
         }
@@ -366,12 +370,20 @@ impl Worker {
         d: &deployment::Model,
         i: &instance::Model,
         wanted: Option<(i32, ContainerSpec, spec::UpdateOrder, bool)>,
+        awaiting: bool,
     ) -> Result<Round, EngineError> {
         let listed = engine.list_owned(&self.shared.cluster, Some(&d.id)).await?;
         self.shared.engine_up(&self.node_id);
         let observed: Vec<plan::Observed> = listed.iter().map(|l| l.observed.clone()).collect();
         let Some((revision, spec, order, keep_old)) = wanted else {
             let step = plan::plan(None, &observed, None);
+            if step == Step::Converged && awaiting {
+                let mut o = Observation::of(i);
+                o.state = "PENDING".into();
+                o.reason = Some("waiting for its rollout batch".into());
+                self.save(i, o).await.map_err(db_err)?;
+                return Ok(Round::Idle(RECHECK_IDLE));
+            }
             if step == Step::Converged {
                 instance::Entity::delete_by_id(i.id)
                     .exec(&self.shared.svc.db)
@@ -579,8 +591,11 @@ impl Worker {
             return;
         }
         self.last_exit = Some(key);
-        // Only exits while the container was wanted running count (not our own stops).
-        if s.restart_count <= i.restart_count && s.status != Status::Exited {
+        // A restart by Docker's policy, a crash or the OOM killer; not a clean stop (ours, or
+        // by hand).
+        let restarted =
+            s.restart_count > i.restart_count && i.container_id.as_deref() == Some(s.id.as_str());
+        if !(restarted || s.exit_code.unwrap_or(0) != 0 || s.oom_killed) {
             return;
         }
         let tail = engine.log_tail(&s.id, 20).await.unwrap_or_default();
