@@ -40,11 +40,19 @@
 #              liveReadings at 30 frames/s; MQTT publish -> GraphQL frame parsed by the client,
 #              p50/p90/p99 (tests/tests/live_bench.rs, release leader, SQLite; clients on the same
 #              2 cores). Goal (issue 10): p99 under 5 ms.
+#   deploy     container deployments on this machine's Docker engine with an offline busybox image
+#              (tests/tests/deploy_bench.rs, release leader, SQLite): createDeployment -> the
+#              instance RUNNING in the API, beside `docker run -d` of the same container
+#              (DEPLOY_ROUNDS alternating rounds, default 7, medians; goal <= 1.1x); a rollout to
+#              DEPLOY_ENTRIES node entries (default 20; agents that joined with a TCP endpoint to
+#              this one engine, then stopped) beside one (goal <= 2x); DEPLOY_MANY deployments
+#              (default 50): time to converge, the leader's CPU and memory while converging and
+#              over a quiet minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web footprint liveness ingest query live)
+all=(web footprint liveness ingest query live deploy)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -485,6 +493,32 @@ MQTT publish (a node's ReadingBatch, QoS 1, embedded broker and gate) -> stored 
   record "Live delivery" "$body" "live"
 }
 
+bench_deploy() {
+  bash scripts/setup.sh
+  cargo build -q --release -p trellis-server -p trellis-agent -p trellis-tests --bins \
+    --test deploy_bench
+  local out
+  out=$(cargo test -q --release -p trellis-tests --test deploy_bench -- --ignored --nocapture 2>&1) || {
+    echo "deploy benchmark failed:" >&2
+    tail -40 <<<"$out" >&2
+    return 1
+  }
+  fig() { awk -v n="$1" '$1 == n {print $2}' <<<"$out"; }
+  local entries one_goal roll_goal
+  entries=$(fig deploy_rollout_entries)
+  one_goal=$(python3 -c "print('met' if $(fig deploy_one_ratio) <= 1.1 else 'MISSED')")
+  roll_goal=$(python3 -c "print('met' if $(fig deploy_rollout_ratio) <= 2 else 'MISSED')")
+  local body="| what | Trellis | beside | ratio | goal |
+|---|---:|---:|---:|---|
+| deploy to one node: createDeployment -> RUNNING in the API vs \`docker run -d\` ($(fig deploy_one_rounds) rounds, medians) | $(fig deploy_one_trellis_ms) ms | $(fig deploy_one_docker_run_ms) ms | **$(fig deploy_one_ratio)x** | <= 1.1x: $one_goal |
+| rollout of a new env value to $entries node entries vs 1 (5 rounds each, medians; all at once, minReadySecs 0) | $(fig deploy_rollout_${entries}_ms) ms | $(fig deploy_rollout_1_ms) ms | **$(fig deploy_rollout_ratio)x** | <= 2x: $roll_goal |
+| for scale: \`docker run -d\` of $entries containers at once vs 1 on the same engine (5 rounds, medians) | $(fig deploy_by_hand_${entries}_ms) ms | $(fig deploy_by_hand_1_ms) ms | $(fig deploy_by_hand_ratio)x | |
+
+$(fig deploy_many) deployments on the leader's node: all RUNNING after $(fig deploy_many_converge_s) s; the leader's CPU $(fig deploy_many_cpu_converging) % while converging and $(fig deploy_many_cpu_quiet) % over a quiet minute; RSS $(fig deploy_many_rss_before) MiB before, $(fig deploy_many_rss_after) MiB after (high-water mark $(fig deploy_many_hwm) MiB); $(fig deploy_many_containers) containers running, $(fig deploy_many_left) left after removing them all. One Docker engine on 2 cores serves every node entry: the $entries entries' containers are made and started by one dockerd."
+  printf '%s\n' "$body"
+  record "Container deployments" "$body" "deploy"
+}
+
 for name in "${wanted[@]}"; do
   case "$name" in
     web) bench_web ;;
@@ -493,6 +527,7 @@ for name in "${wanted[@]}"; do
     ingest) bench_ingest ;;
     query) bench_query ;;
     live) bench_live ;;
+    deploy) bench_deploy ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done

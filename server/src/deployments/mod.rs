@@ -198,6 +198,8 @@ impl Reconciler {
         let workers_cancel = shutdown.child_token();
         let mut workers: HashMap<(String, String), WorkerHandle> = HashMap::new();
         let mut node_events = self.nodes.subscribe();
+        // An instance that changed may pass or fail its batch: judge at once, not at the tick.
+        let mut own_events = self.svc.subscribe();
         let mut resync = tokio::time::interval(RESYNC);
         let mut tick = tokio::time::interval(ROLLOUT_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -213,6 +215,14 @@ impl Reconciler {
                     None
                 }
                 i = self.inbox.recv() => i,
+                e = own_events.recv() => {
+                    if matches!(e, Ok(DeploymentEvent { kind: DeploymentEventKind::Instance, .. }))
+                        && let Err(e) = rollout::drive(&self.svc, &self.audit).await
+                    {
+                        tracing::warn!(error = e.log_message(), "rollouts");
+                    }
+                    None
+                }
                 e = node_events.recv() => match e {
                     Ok(e) if matches!(e.kind, nodes::NodeEventKind::Heartbeat | nodes::NodeEventKind::Pending) => None,
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(Input::Nodes),

@@ -14,8 +14,7 @@ use entity::{
     deployment, deployment_instance as instance, deployment_revision as revision, rollout,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 
 use super::{
@@ -186,33 +185,41 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
         Verdict::Passed => {
             let next = r.current_batch + 1;
             let txn = svc.db.begin().await?;
-            if let Some(batch) = batches.get(usize::try_from(next).unwrap_or(usize::MAX)) {
-                open_batch(&txn, &d.id, batch, r.to_revision).await?;
-                let mut m = r.into_active_model();
-                m.current_batch = Set(next);
-                m.batch_started_ms = Set(Some(now));
-                m.update(&txn).await?;
-                txn.commit().await?;
-            } else {
-                succeeded(&txn, &d, r.to_revision).await?;
-                let kind = r.kind.clone();
-                let to = r.to_revision;
-                let mut m = r.into_active_model();
-                m.state = Set("succeeded".into());
-                m.ended_ms = Set(Some(now));
-                m.update(&txn).await?;
-                txn.commit().await?;
-                if kind != "auto_rollback" {
-                    audit
-                        .record(
-                            "system",
-                            "rolloutSucceeded",
-                            Some(&d.name),
-                            "ok",
-                            Some(format!("revision {to}")),
-                        )
-                        .await;
+            let batch = batches.get(usize::try_from(next).unwrap_or(usize::MAX));
+            let moved = match batch {
+                Some(_) => {
+                    claim(&txn, &r, |q| {
+                        q.col_expr(rollout::Column::CurrentBatch, next.into())
+                            .col_expr(rollout::Column::BatchStartedMs, Some(now).into())
+                    })
+                    .await?
                 }
+                None => {
+                    claim(&txn, &r, |q| {
+                        q.col_expr(rollout::Column::State, "succeeded".into())
+                            .col_expr(rollout::Column::EndedMs, Some(now).into())
+                    })
+                    .await?
+                }
+            };
+            if !moved {
+                return Ok(());
+            }
+            match batch {
+                Some(batch) => open_batch(&txn, &d.id, batch, r.to_revision).await?,
+                None => succeeded(&txn, &d, r.to_revision).await?,
+            }
+            txn.commit().await?;
+            if batch.is_none() && r.kind != "auto_rollback" {
+                audit
+                    .record(
+                        "system",
+                        "rolloutSucceeded",
+                        Some(&d.name),
+                        "ok",
+                        Some(format!("revision {}", r.to_revision)),
+                    )
+                    .await;
             }
             svc.emit(DeploymentEventKind::Rollout, &d.id, None);
             svc.wake(super::Input::Deployment(d.id.clone()));
@@ -222,6 +229,20 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
             fail(svc, audit, &d, r, &reason, spec.update.failure_action).await
         }
     }
+}
+
+/// Moves the rollout on as it was read (running, at its batch) and says whether it did: a write
+/// first, so a rollout superseded or moved meanwhile is left alone.
+async fn claim(
+    txn: &impl ConnectionTrait,
+    r: &rollout::Model,
+    change: impl FnOnce(sea_orm::UpdateMany<rollout::Entity>) -> sea_orm::UpdateMany<rollout::Entity>,
+) -> ApiResult<bool> {
+    let q = rollout::Entity::update_many()
+        .filter(rollout::Column::Id.eq(&r.id))
+        .filter(rollout::Column::State.eq("running"))
+        .filter(rollout::Column::CurrentBatch.eq(r.current_batch));
+    Ok(change(q).exec(txn).await?.rows_affected == 1)
 }
 
 async fn fail(
@@ -234,7 +255,26 @@ async fn fail(
 ) -> ApiResult<()> {
     let to = r.to_revision;
     let back_to = d.live_revision.filter(|live| *live != to);
+    let rolling_back =
+        action == FailureAction::Rollback && back_to.is_some() && r.kind != "auto_rollback";
+    let state = if rolling_back {
+        "rolled_back"
+    } else if action == FailureAction::Pause {
+        "paused"
+    } else {
+        "failed"
+    };
     let txn = svc.db.begin().await?;
+    let ended = (state != "paused").then(now_ms);
+    let claimed = claim(&txn, &r, |q| {
+        q.col_expr(rollout::Column::State, state.into())
+            .col_expr(rollout::Column::Reason, Some(reason.to_owned()).into())
+            .col_expr(rollout::Column::EndedMs, ended.into())
+    })
+    .await?;
+    if !claimed {
+        return Ok(());
+    }
     revision::Entity::update_many()
         .col_expr(revision::Column::Outcome, Some("failed").into())
         .col_expr(
@@ -245,22 +285,6 @@ async fn fail(
         .filter(revision::Column::Revision.eq(to))
         .exec(&txn)
         .await?;
-    let rolling_back =
-        action == FailureAction::Rollback && back_to.is_some() && r.kind != "auto_rollback";
-    let state = if rolling_back {
-        "rolled_back"
-    } else if action == FailureAction::Pause {
-        "paused"
-    } else {
-        "failed"
-    };
-    let mut m = r.into_active_model();
-    m.state = Set(state.into());
-    m.reason = Set(Some(reason.to_owned()));
-    if state != "paused" {
-        m.ended_ms = Set(Some(now_ms()));
-    }
-    m.update(&txn).await?;
     if let (true, Some(live)) = (rolling_back, back_to) {
         end_active_rollouts(&txn, &d.id, "superseded", None).await?;
         deployment::Entity::update_many()

@@ -67,6 +67,10 @@ pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+fn taken(name: &str) -> ApiError {
+    ApiError::Conflict(format!("a deployment named {name:?} exists"))
+}
+
 fn parse_spec(r: &revision::Model) -> ApiResult<DeploymentSpec> {
     serde_json::from_str(&r.spec).map_err(|e| {
         ApiError::Internal(format!(
@@ -281,19 +285,19 @@ impl Deployments {
     ) -> ApiResult<deployment::Model> {
         spec::check_name(name)?;
         spec::validate(&spec)?;
-        let txn = self.db.begin().await?;
         if deployment::Entity::find()
             .filter(deployment::Column::Name.eq(name))
-            .one(&txn)
+            .one(&self.db)
             .await?
             .is_some()
         {
-            return Err(ApiError::Conflict(format!(
-                "a deployment named {name:?} exists"
-            )));
+            return Err(taken(name));
         }
         let now = now_ms();
         let id = uuid::Uuid::new_v4().simple().to_string();
+        // A write first: SQLite's write lock from here to the commit (a read first would pin a
+        // snapshot that another writer's commit makes stale, and the write would fail).
+        let txn = self.db.begin().await?;
         let row = deployment::ActiveModel {
             id: Set(id.clone()),
             name: Set(name.to_owned()),
@@ -308,7 +312,8 @@ impl Deployments {
             updated_ms: Set(now),
         }
         .insert(&txn)
-        .await?;
+        .await
+        .map_err(|_| taken(name))?;
         insert_revision(&txn, &id, 1, &spec, actor, "create", "created".into()).await?;
         start_rollout(&txn, &row, None, 1, &spec, "update", actor).await?;
         txn.commit().await?;
@@ -361,8 +366,7 @@ impl Deployments {
                 d.name
             )));
         }
-        let txn = self.db.begin().await?;
-        let before = parse_spec(&current_revision(&txn, &d.id, d.latest_revision).await?)?;
+        let before = parse_spec(&current_revision(&self.db, &d.id, d.latest_revision).await?)?;
         let n = d.latest_revision + 1;
         let lines = spec::diff(&before, &spec);
         let summary = if lines.is_empty() {
@@ -370,8 +374,9 @@ impl Deployments {
         } else {
             lines.join("\n")
         };
-        insert_revision(&txn, &d.id, n, &spec, actor, &cause, summary).await?;
-        // Only the row as it was read may be changed: a concurrent edit makes this update miss.
+        // A write first (see `create`). Only the row as it was read may be changed: a
+        // concurrent edit makes this update miss.
+        let txn = self.db.begin().await?;
         let res = deployment::Entity::update_many()
             .col_expr(deployment::Column::LatestRevision, n.into())
             .col_expr(deployment::Column::TargetRevision, n.into())
@@ -386,6 +391,7 @@ impl Deployments {
                 d.name
             )));
         }
+        insert_revision(&txn, &d.id, n, &spec, actor, &cause, summary).await?;
         let d = deployment::Entity::find_by_id(&d.id)
             .one(&txn)
             .await?
