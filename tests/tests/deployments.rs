@@ -147,6 +147,26 @@ async fn a_deployment_converges_rolls_out_rolls_back_and_goes() {
     assert_eq!(rows[0].labels["io.trellis.node"], "leader");
     assert_eq!(rows[0].labels["io.trellis.revision"], "1");
 
+    // The node page's engine facts: version, disk use, and reached by the workers.
+    let engine = gql(
+        &server,
+        "{ dockerEngine(nodeId: \"leader\") { version imagesBytes containersBytes } node(id: \"leader\") { docker { reach { reachable reason } } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        engine["dockerEngine"]["imagesBytes"].as_f64() > Some(1e6),
+        "{engine}"
+    );
+    assert!(
+        engine["dockerEngine"]["containersBytes"].as_f64() >= Some(0.0),
+        "{engine}"
+    );
+    assert_eq!(
+        engine["node"]["docker"]["reach"],
+        json!({"reachable": true, "reason": null})
+    );
+
     // A command in it, with its output and exit code.
     let out = exec(
         &server,

@@ -148,6 +148,10 @@ pub struct DockerEngine {
     pub containers_running: i64,
     /// Images on the engine.
     pub images: i64,
+    /// Bytes of the images (each image's size; layers shared by images are counted in each).
+    pub images_bytes: f64,
+    /// Bytes the containers wrote (their writable layers).
+    pub containers_bytes: f64,
     /// How the leader reached it.
     pub transport: DockerTransport,
 }
@@ -229,9 +233,20 @@ impl DockerAccess {
         let call = async {
             let version = client.version().await?;
             let info = client.info().await?;
-            Ok::<_, bollard::errors::Error>((version, info))
+            let images = client
+                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+                .await?;
+            let containers = client
+                .list_containers(Some(
+                    bollard::query_parameters::ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .size(true)
+                        .build(),
+                ))
+                .await?;
+            Ok::<_, bollard::errors::Error>((version, info, images, containers))
         };
-        let (version, info) = within_timeout(node, call)
+        let (version, info, images, containers) = within_timeout(node, call)
             .await?
             .map_err(|e| unreachable(node, transport, &e))?;
         Ok(DockerEngine {
@@ -242,6 +257,13 @@ impl DockerAccess {
             containers: info.containers.unwrap_or_default(),
             containers_running: info.containers_running.unwrap_or_default(),
             images: info.images.unwrap_or_default(),
+            #[allow(clippy::cast_precision_loss)]
+            images_bytes: images.iter().map(|i| i.size.max(0)).sum::<i64>() as f64,
+            #[allow(clippy::cast_precision_loss)]
+            containers_bytes: containers
+                .iter()
+                .map(|c| c.size_rw.unwrap_or(0).max(0))
+                .sum::<i64>() as f64,
             transport,
         })
     }

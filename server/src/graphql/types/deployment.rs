@@ -123,7 +123,7 @@ impl Deployment {
 pub struct DeploymentInstance(pub deployment_instance::Model);
 
 /// A node's Docker engine as the deployment workers last reached it.
-#[derive(SimpleObject)]
+#[derive(Debug, Clone, SimpleObject)]
 pub struct EngineReach {
     /// Whether the last call reached it.
     pub reachable: bool,

@@ -196,11 +196,22 @@ impl Node {
             Some(Err(e)) => (None, Some(e.public_message())),
             None => (None, None),
         };
+        let reach = ctx
+            .data::<crate::AppState>()
+            .ok()
+            .and_then(|s| s.engines.get(&self.0.id))
+            .map(|e| super::EngineReach {
+                reachable: e.reachable,
+                reason: e.reason,
+                since: super::time(e.since_ms),
+                attempts: i32::try_from(e.attempts).unwrap_or(i32::MAX),
+            });
         Some(NodeDocker {
             endpoint,
             insecure: self.0.docker_insecure,
             transport,
             refused,
+            reach,
         })
     }
 }
@@ -216,6 +227,9 @@ pub struct NodeDocker {
     pub transport: Option<crate::nodes::docker::DockerTransport>,
     /// Why the leader will not use this endpoint, if it will not.
     pub refused: Option<String>,
+    /// Whether the deployment workers reached it at their last call, and why not; null until
+    /// a deployment has run there.
+    pub reach: Option<super::EngineReach>,
 }
 
 /// Something that happened to a node.
