@@ -12,6 +12,7 @@
 //! workers relist what the engines hold, so it converges to the same state.
 
 pub mod engine;
+pub mod events;
 pub mod live;
 pub mod plan;
 pub mod rollout;
@@ -52,6 +53,13 @@ pub enum Input {
     Nodes,
     /// Reread everything.
     Resync,
+    /// A node's engine said something happened to a container of this deployment there.
+    Container {
+        /// The deployment.
+        deployment_id: String,
+        /// The node.
+        node_id: String,
+    },
 }
 
 /// A node engine's reachability as the workers last saw it.
@@ -197,6 +205,7 @@ impl Reconciler {
         };
         let workers_cancel = shutdown.child_token();
         let mut workers: HashMap<(String, String), WorkerHandle> = HashMap::new();
+        let mut sessions: HashMap<String, JoinHandle<()>> = HashMap::new();
         let mut node_events = self.nodes.subscribe();
         // An instance that changed may pass or fail its batch: judge at once, not at the tick.
         let mut own_events = self.svc.subscribe();
@@ -231,7 +240,7 @@ impl Reconciler {
             };
             let Some(input) = todo else { continue };
             if let Err(e) = self
-                .handle(input, &shared, &mut workers, &workers_cancel)
+                .handle(input, &shared, &mut workers, &mut sessions, &workers_cancel)
                 .await
             {
                 tracing::warn!(error = e.log_message(), "reconciler");
@@ -241,6 +250,9 @@ impl Reconciler {
         for (_, w) in workers.drain() {
             let _ = w.task.await;
         }
+        for (_, t) in sessions.drain() {
+            let _ = t.await;
+        }
     }
 
     async fn handle(
@@ -248,8 +260,19 @@ impl Reconciler {
         input: Input,
         shared: &Shared,
         workers: &mut HashMap<(String, String), WorkerHandle>,
+        sessions: &mut HashMap<String, JoinHandle<()>>,
         cancel: &CancellationToken,
     ) -> crate::error::ApiResult<()> {
+        if let Input::Container {
+            deployment_id,
+            node_id,
+        } = &input
+        {
+            if let Some(w) = workers.get(&(deployment_id.clone(), node_id.clone())) {
+                let _ = w.wake.try_send(());
+            }
+            return Ok(());
+        }
         let db = &self.svc.db;
         let deployments = match &input {
             Input::Deployment(id) => deployment::Entity::find_by_id(id)
@@ -257,7 +280,7 @@ impl Reconciler {
                 .await?
                 .into_iter()
                 .collect(),
-            Input::Nodes | Input::Resync => deployment::Entity::find().all(db).await?,
+            _ => deployment::Entity::find().all(db).await?,
         };
         for d in &deployments {
             if !d.deleting {
@@ -271,6 +294,18 @@ impl Reconciler {
         }
         let rows = rows.all(db).await?;
         workers.retain(|_, w| !w.task.is_finished());
+        sessions.retain(|_, t| !t.is_finished());
+        for i in &rows {
+            if !sessions.contains_key(&i.node_id) {
+                let task = tokio::spawn(events::watch(
+                    shared.clone(),
+                    i.node_id.clone(),
+                    self.svc.inbox.clone(),
+                    cancel.child_token(),
+                ));
+                sessions.insert(i.node_id.clone(), task);
+            }
+        }
         for i in rows {
             let key = (i.deployment_id.clone(), i.node_id.clone());
             match workers.get(&key) {
