@@ -9,7 +9,7 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
-    PATIENCE, Server, ServerOpts,
+    Db, Mosquitto, PATIENCE, Postgres, Server, ServerOpts,
     docker::{DockerGuard, TestImages, docker, docker_ok, docker_ps},
     next_json, wait_for, ws_session,
 };
@@ -110,22 +110,38 @@ async fn wait_one_running_other_than(server: &Server, id: &str, old: &str) -> St
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_deployment_converges_rolls_out_rolls_back_and_goes() {
+async fn a_deployment_converges_rolls_out_rolls_back_and_goes_on_sqlite() {
+    scenario(ServerOpts::default(), "greeter").await;
+}
+
+/// The same on Postgres, with Mosquitto as the leader manages it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_converges_rolls_out_rolls_back_and_goes_on_postgres_with_mosquitto() {
+    let pg = Postgres::create();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mosquitto = Mosquitto::start_managed(&dir.path().join("accounts")).await;
+    let opts = ServerOpts {
+        db: Db::Postgres(pg.url.clone()),
+        ..mosquitto.server_opts()
+    };
+    scenario(opts, "greeter-pg").await;
+}
+
+async fn scenario(opts: ServerOpts, name: &str) {
     // The guard is made before the leader so that it drops after it.
     let images = TestImages::make();
     let mut guard = DockerGuard::new(&images.label);
-    let server = Server::start(ServerOpts {
-        extra_args: vec!["--docker-timeout-secs".into(), "5".into()],
-        ..ServerOpts::default()
-    })
-    .await;
+    let mut opts = opts;
+    opts.extra_args
+        .extend(["--docker-timeout-secs".into(), "5".into()]);
+    let server = Server::start(opts).await;
     server.wait_state("leader", "ONLINE", PATIENCE).await;
 
     // Deploy to the leader's own node.
     let created = gql(
         &server,
-        "mutation($s: DeploymentSpecInput!) { createDeployment(name: \"greeter\", spec: $s) { id latestRevision } }",
-        json!({"s": spec(&images.bb, &images.label, "one")}),
+        "mutation($n: String!, $s: DeploymentSpecInput!) { createDeployment(name: $n, spec: $s) { id latestRevision } }",
+        json!({"n": name, "s": spec(&images.bb, &images.label, "one")}),
     )
     .await;
     let id = created["createDeployment"]["id"]
@@ -140,7 +156,7 @@ async fn a_deployment_converges_rolls_out_rolls_back_and_goes() {
     let cluster = rows[0].labels["io.trellis.cluster"].clone();
     guard.also_cluster(&cluster);
     assert!(
-        rows[0].name.starts_with("trellis-greeter-leader-"),
+        rows[0].name.starts_with(&format!("trellis-{name}-leader-")),
         "{}",
         rows[0].name
     );
@@ -379,9 +395,7 @@ async fn a_deployment_converges_rolls_out_rolls_back_and_goes() {
     ] {
         assert!(
             log.iter().any(|e| e["action"] == action
-                && e["target"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with("greeter"))),
+                && e["target"].as_str().is_some_and(|t| t.starts_with(name))),
             "{action} in the audit log"
         );
     }
