@@ -266,6 +266,13 @@ impl Worker {
         state: &str,
         reason: String,
     ) -> crate::error::ApiResult<Round> {
+        // What is wanted may have changed while the step ran (a rollout went on, or back): a
+        // failure of the old wish is not the new one's, so look again at once.
+        if let Some(now) = self.instance().await?
+            && (now.desired_revision != i.desired_revision || now.excluded != i.excluded)
+        {
+            return Ok(Round::Progress);
+        }
         let wait = self.backoff.next_wait();
         let mut o = Observation::of(i);
         o.state = state.into();

@@ -1,0 +1,278 @@
+//! More of what deployments must get right, on this machine's Docker engine: a per-node override
+//! reaches only its node; a container killed for want of memory is shown as such; logs from a
+//! given time; a pull that hangs (a registry that accepts and never answers) survives a leader
+//! killed meanwhile, keeps the old container running, and rolls back once the pull fails.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use trellis_tests::{
+    PATIENCE, Server, ServerOpts,
+    docker::{ContainerRow, DockerGuard, TestImages, docker_over_tcp, docker_ps},
+    until_closed, wait_for, ws_session,
+};
+
+async fn gql(server: &Server, query: &str, vars: Value) -> Value {
+    let r = server.graphql(query, vars).await;
+    assert!(r["errors"].is_null(), "{query}: {r}");
+    r["data"].clone()
+}
+
+const DEPLOYMENT: &str = "query($id: String!) { deployment(id: $id) { id liveRevision \
+    instances { nodeId state reason containerId observedRevision oomKilled restarts { exitCode oomKilled } } \
+    lastRollout { kind state reason toRevision batches } revisions { revision outcome outcomeReason } } }";
+
+async fn deployment(server: &Server, id: &str) -> Value {
+    gql(server, DEPLOYMENT, json!({"id": id})).await["deployment"].clone()
+}
+
+fn instance<'a>(d: &'a Value, node: &str) -> Option<&'a Value> {
+    d["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["nodeId"] == node)
+}
+
+fn on_node(deployment_id: &str, node: &str) -> Vec<ContainerRow> {
+    docker_ps(&format!("io.trellis.node={node}"))
+        .into_iter()
+        .filter(|c| {
+            c.labels.get("io.trellis.deployment").map(String::as_str) == Some(deployment_id)
+        })
+        .collect()
+}
+
+async fn create(server: &Server, name: &str, spec: &Value) -> String {
+    gql(
+        server,
+        "mutation($n: String!, $s: DeploymentSpecInput!) { createDeployment(name: $n, spec: $s) { id } }",
+        json!({"n": name, "s": spec}),
+    )
+    .await["createDeployment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn update(server: &Server, id: &str, spec: &Value) {
+    gql(
+        server,
+        "mutation($id: String!, $s: DeploymentSpecInput!) { updateDeployment(id: $id, spec: $s) { id } }",
+        json!({"id": id, "s": spec}),
+    )
+    .await;
+}
+
+async fn rolled_out(server: &Server, id: &str, revision: i64) -> Value {
+    wait_for(
+        &format!("revision {revision} rolled out"),
+        PATIENCE * 2,
+        || async {
+            let d = deployment(server, id).await;
+            (d["lastRollout"]["state"] == "succeeded" && d["liveRevision"] == revision).then_some(d)
+        },
+    )
+    .await
+}
+
+async fn exec(server: &Server, id: &str, node: &str, command: &[&str]) -> Value {
+    gql(
+        server,
+        "mutation($d: String!, $n: String!, $c: [String!]!) { execInInstance(deploymentId: $d, nodeId: $n, command: $c) { exitCode stdout } }",
+        json!({"d": id, "n": node, "c": command}),
+    )
+    .await["execInInstance"]
+        .clone()
+}
+
+fn spec(image: &str, label: &str) -> Value {
+    json!({
+        "container": {
+            "image": image,
+            "env": [{"name": "FOO", "value": "base"}],
+            "labels": [{"name": "trellis-test", "value": label}],
+            "stopGraceSecs": 2,
+        },
+        "target": {"nodeIds": ["leader"]},
+        "update": {"minReadySecs": 1, "healthTimeoutSecs": 60},
+    })
+}
+
+async fn start() -> (TestImages, DockerGuard, Server) {
+    let images = TestImages::make();
+    let guard = DockerGuard::new(&images.label);
+    let server = Server::start(ServerOpts {
+        extra_args: vec!["--deploy-backoff-max-secs".into(), "2".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    (images, guard, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_override_reaches_only_its_node_and_an_oom_kill_is_shown() {
+    let (images, mut guard, server) = start().await;
+    let forward = docker_over_tcp(server.dir.path(), None).await;
+    let endpoint = format!("tcp://127.0.0.1:{}", forward.port);
+    let _n1 = server
+        .join_agent_with("n1", &["--docker-endpoint", &endpoint])
+        .await;
+    server.wait_state("n1", "ONLINE", PATIENCE).await;
+    gql(
+        &server,
+        "mutation { setNodeDockerInsecure(id: \"n1\", insecure: true) { id } }",
+        json!({}),
+    )
+    .await;
+
+    let mut s = spec(&images.bb, &images.label);
+    s["target"] = json!({"nodeIds": ["leader", "n1"]});
+    let id = create(&server, "tuned", &s).await;
+    rolled_out(&server, &id, 1).await;
+    guard.also_cluster(&on_node(&id, "n1")[0].labels["io.trellis.cluster"]);
+    let leader_before = on_node(&id, "leader")[0].id.clone();
+
+    // n1 alone gets another value: only n1 is in the rollout, the leader's container stays.
+    s["overrides"] = json!([{"nodeId": "n1", "env": [{"name": "FOO", "value": "special"}]}]);
+    update(&server, &id, &s).await;
+    let d = rolled_out(&server, &id, 2).await;
+    assert_eq!(d["lastRollout"]["batches"], json!([["n1"]]), "{d}");
+    assert_eq!(
+        exec(&server, &id, "n1", &["sh", "-c", "echo $FOO"]).await["stdout"],
+        "special\n"
+    );
+    assert_eq!(
+        exec(&server, &id, "leader", &["sh", "-c", "echo $FOO"]).await["stdout"],
+        "base\n"
+    );
+    assert_eq!(on_node(&id, "leader").len(), 1);
+    assert_eq!(
+        on_node(&id, "leader")[0].id,
+        leader_before,
+        "the leader's container was kept"
+    );
+
+    // Logs from a time: only lines after it.
+    let since = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut ws = ws_session(&server, server.admin_cookie.as_deref(), json!({})).await;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($d: String!, $t: DateTime!) { containerLogs(deploymentId: $d, nodeId: \"leader\", since: $t, follow: false) { at line } }",
+        "variables": {"d": id, "t": since.to_rfc3339()}}});
+    ws.send(Message::text(sub.to_string())).await.expect("send");
+    let (messages, _) = until_closed(&mut ws, Duration::from_secs(3)).await;
+    let lines: Vec<Value> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+        .filter(|m| m["type"] == "next")
+        .map(|m| m["payload"]["data"]["containerLogs"].clone())
+        .collect();
+    assert!(
+        (1..=4).contains(&lines.len()),
+        "about two seconds of ticks: {lines:?}"
+    );
+    for l in &lines {
+        let at = chrono::DateTime::parse_from_rfc3339(l["at"].as_str().expect("at")).expect("time");
+        assert!(at >= since, "{l} is from before {since}");
+    }
+
+    // Killed for want of memory: shown with the OOM flag on the exits and in the reason.
+    let mut hog = spec(&images.bb, &images.label);
+    hog["container"]["memoryMib"] = json!(8);
+    hog["container"]["command"] = json!([
+        "sh",
+        "-c",
+        "exec dd if=/dev/zero of=/dev/null bs=64M count=1"
+    ]);
+    let hog_id = create(&server, "hog", &hog).await;
+    let i = wait_for("the OOM kill shown", PATIENCE, || async {
+        let d = deployment(&server, &hog_id).await;
+        let i = instance(&d, "leader")?.clone();
+        let oom = i["restarts"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|r| r["oomKilled"] == true && r["exitCode"] == 137)
+        });
+        oom.then_some(i)
+    })
+    .await;
+    let reason = i["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("memory") || i["oomKilled"] == true, "{i}");
+    drop(forward);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_pull_survives_a_leader_kill_and_rolls_back_when_it_fails() {
+    let (images, mut guard, mut server) = start().await;
+    let s = spec(&images.bb, &images.label);
+    let id = create(&server, "puller", &s).await;
+    rolled_out(&server, &id, 1).await;
+    let old = on_node(&id, "leader");
+    guard.also_cluster(&old[0].labels["io.trellis.cluster"]);
+
+    // A registry that accepts connections and never answers.
+    let registry = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = registry.local_addr().expect("addr").port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let accepting = tokio::spawn(async move {
+        while let Ok((sock, _)) = registry.accept().await {
+            keep.lock().expect("held").push(sock);
+        }
+    });
+    let mut hanging = s.clone();
+    hanging["container"]["image"] = json!(format!("127.0.0.1:{port}/hang:1"));
+    update(&server, &id, &hanging).await;
+    wait_for("pulling", PATIENCE, || async {
+        let d = deployment(&server, &id).await;
+        (instance(&d, "leader")?["state"] == "PULLING").then_some(())
+    })
+    .await;
+
+    // The leader is killed mid-pull and comes back: the rollout is still under way and the old
+    // container never stopped.
+    server.restart_after(Duration::from_secs(1)).await;
+    wait_for("pulling again after the restart", PATIENCE, || async {
+        let d = deployment(&server, &id).await;
+        (instance(&d, "leader")?["state"] == "PULLING" && d["lastRollout"]["state"] == "running")
+            .then_some(())
+    })
+    .await;
+    let now = on_node(&id, "leader");
+    assert_eq!(now.len(), 1, "no second container: {now:?}");
+    assert_eq!(
+        (now[0].id.as_str(), now[0].state.as_str()),
+        (old[0].id.as_str(), "running")
+    );
+
+    // The registry goes: the pull fails, the rollout goes back, the reason says why.
+    accepting.abort();
+    held.lock().expect("held").clear();
+    let d = wait_for(
+        "rolled back after the failed pull",
+        PATIENCE * 2,
+        || async {
+            let d = deployment(&server, &id).await;
+            (d["revisions"][0]["outcome"] == "failed"
+                && d["lastRollout"]["kind"] == "auto_rollback"
+                && d["lastRollout"]["state"] == "succeeded")
+                .then_some(d)
+        },
+    )
+    .await;
+    let reason = d["revisions"][0]["outcomeReason"].as_str().expect("reason");
+    assert!(
+        reason.contains("could not be pulled") && reason.contains("hang:1"),
+        "{reason}"
+    );
+    let after = on_node(&id, "leader");
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].id.as_str(), after[0].state.as_str()),
+        (old[0].id.as_str(), "running")
+    );
+}
