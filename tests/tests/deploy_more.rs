@@ -276,3 +276,72 @@ async fn a_hanging_pull_survives_a_leader_kill_and_rolls_back_when_it_fails() {
         (old[0].id.as_str(), "running")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_start_restart_and_take_a_node_out() {
+    let (images, mut guard, server) = start().await;
+    let id = create(&server, "switch", &spec(&images.bb, &images.label)).await;
+    rolled_out(&server, &id, 1).await;
+    let first = on_node(&id, "leader");
+    guard.also_cluster(&first[0].labels["io.trellis.cluster"]);
+    let state = async |want: &str| {
+        wait_for(&format!("the instance {want}"), PATIENCE, || async {
+            let d = deployment(&server, &id).await;
+            let i = instance(&d, "leader")?.clone();
+            (i["state"] == want).then_some(i)
+        })
+        .await
+    };
+    let act = async |m: &str| {
+        gql(
+            &server,
+            &format!("mutation($id: String!) {{ {m}(id: $id) {{ runState }} }}"),
+            json!({"id": id}),
+        )
+        .await
+    };
+
+    // Stopped: the container stays, stopped, and is not started again by the reconciler.
+    assert_eq!(
+        act("stopDeployment").await["stopDeployment"]["runState"],
+        "stopped"
+    );
+    state("STOPPED").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = on_node(&id, "leader");
+    assert_eq!(
+        (c.len(), c[0].id.as_str(), c[0].state.as_str()),
+        (1, first[0].id.as_str(), "exited")
+    );
+    // Started: the same container runs again.
+    act("startDeployment").await;
+    state("RUNNING").await;
+    assert_eq!(on_node(&id, "leader")[0].id, first[0].id);
+
+    // Restarted: the same container, started anew.
+    let started =
+        || trellis_tests::docker::docker(&["inspect", "-f", "{{.State.StartedAt}}", &first[0].id]);
+    let before = started();
+    act("restartDeployment").await;
+    wait_for("restarted", PATIENCE, || async {
+        (started() != before && on_node(&id, "leader")[0].state == "running").then_some(())
+    })
+    .await;
+
+    // One node taken out: its container goes though the target still chooses it; back in, it
+    // returns.
+    let excl = "mutation($id: String!, $x: Boolean!) { setDeploymentNodeExcluded(id: $id, nodeId: \"leader\", excluded: $x) { id } }";
+    gql(&server, excl, json!({"id": id, "x": true})).await;
+    wait_for("the container removed", PATIENCE, || async {
+        on_node(&id, "leader").is_empty().then_some(())
+    })
+    .await;
+    let d = deployment(&server, &id).await;
+    assert!(
+        instance(&d, "leader").is_some(),
+        "the instance stays, taken out: {d}"
+    );
+    gql(&server, excl, json!({"id": id, "x": false})).await;
+    state("RUNNING").await;
+    assert_eq!(on_node(&id, "leader").len(), 1);
+}

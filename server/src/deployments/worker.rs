@@ -294,7 +294,6 @@ impl Worker {
         else {
             return Ok(Round::Done);
         };
-        let awaiting = i.desired_revision == Some(super::service::AWAITING) && !d.deleting;
         let wanted = match (d.deleting, i.excluded, i.desired_revision) {
             (false, false, Some(r)) if r != super::service::AWAITING => {
                 let spec = self.shared.svc.spec(&d.id, r).await?;
@@ -323,8 +322,10 @@ impl Worker {
                 "node {:?} announced no Docker engine (start its agent with --docker-endpoint)",
                 node.id
             ));
-            if wanted.is_none() {
+            if d.deleting || i.desired_revision.is_none() {
+                // Nothing can be there to remove: the instance goes.
                 instance::Entity::delete_by_id(i.id).exec(db).await?;
+                self.shared.svc.removed_instance(&d.id).await;
                 return Ok(Round::Done);
             }
             self.save(&i, o).await?;
@@ -339,7 +340,7 @@ impl Worker {
             Ok(e) => e,
             Err(e) => return self.engine_trouble(&i, e).await,
         };
-        match self.converge(&engine, &d, &i, wanted, awaiting).await {
+        match self.converge(&engine, &d, &i, wanted).await {
             Ok(r) => Ok(r),
             Err(e) => self.engine_trouble(&i, e).await,
         }
@@ -377,17 +378,30 @@ impl Worker {
         d: &deployment::Model,
         i: &instance::Model,
         wanted: Option<(i32, ContainerSpec, spec::UpdateOrder, bool)>,
-        awaiting: bool,
     ) -> Result<Round, EngineError> {
         let listed = engine.list_owned(&self.shared.cluster, Some(&d.id)).await?;
         self.shared.engine_up(&self.node_id);
         let observed: Vec<plan::Observed> = listed.iter().map(|l| l.observed.clone()).collect();
         let Some((revision, spec, order, keep_old)) = wanted else {
             let step = plan::plan(None, &observed, None);
-            if step == Step::Converged && awaiting {
+            if step == Step::Converged && !d.deleting && i.desired_revision.is_some() {
+                // Waiting for its batch, or taken out by a user: no container, the instance stays.
                 let mut o = Observation::of(i);
-                o.state = "PENDING".into();
-                o.reason = Some("waiting for its rollout batch".into());
+                (o.state, o.reason) = if i.excluded {
+                    (
+                        "EXCLUDED".into(),
+                        Some("taken out on this node by a user".into()),
+                    )
+                } else {
+                    (
+                        "PENDING".into(),
+                        Some("waiting for its rollout batch".into()),
+                    )
+                };
+                o.container_id = None;
+                o.container_name = None;
+                o.health = None;
+                o.running_since_ms = None;
                 self.save(i, o).await.map_err(db_err)?;
                 return Ok(Round::Idle(RECHECK_IDLE));
             }
