@@ -46,7 +46,10 @@ async fn wait_rolled_out(server: &Server, id: &str, state: &str, revision: i64) 
                         i["state"] == "RUNNING" && i["observedRevision"].as_i64() == Some(revision)
                     })
             });
-            (r["state"] == state && r["toRevision"].as_i64() == Some(revision) && all_running)
+            (r["state"] == state
+                && (state != "succeeded" || d["liveRevision"].as_i64() == Some(revision))
+                && r["toRevision"].as_i64() == Some(revision)
+                && all_running)
                 .then_some(d)
         },
     )

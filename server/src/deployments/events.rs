@@ -11,7 +11,7 @@ use std::{collections::HashMap, time::Duration};
 use bollard::query_parameters::EventsOptionsBuilder;
 use entity::node;
 use futures::StreamExt;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +37,31 @@ pub(super) async fn watch(
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(backoff.next_wait()) => {}
+        }
+    }
+}
+
+/// Removes this cluster's containers on the node whose deployment, or whose instance on this
+/// node, no longer exists (a deployment removed while the node's engine was out of reach).
+/// Containers of other clusters, and foreign ones, are never listed here.
+async fn sweep(shared: &Shared, engine: &engine::Engine) {
+    let Ok(listed) = engine.list_owned(&shared.cluster, None).await else {
+        return;
+    };
+    for c in listed {
+        let known = entity::deployment_instance::Entity::find()
+            .filter(entity::deployment_instance::Column::DeploymentId.eq(&c.deployment))
+            .filter(entity::deployment_instance::Column::NodeId.eq(&engine.node_id))
+            .one(&shared.svc.db)
+            .await;
+        if let Ok(None) = known {
+            tracing::info!(
+                node = engine.node_id,
+                container = c.name,
+                "removing a container whose deployment is gone"
+            );
+            let _ = engine.stop(&c.observed.id, 10).await;
+            let _ = engine.remove(&c.observed.id).await;
         }
     }
 }
@@ -70,6 +95,7 @@ async fn follow(shared: &Shared, node_id: &str, inbox: &mpsc::Sender<Input>) -> 
     ]);
     let opts = EventsOptionsBuilder::default().filters(&filters).build();
     let mut events = engine.docker().events(Some(opts));
+    sweep(shared, &engine).await;
     // Connected: whatever happened while nobody listened is found by a relist.
     let _ = inbox.try_send(Input::Resync);
     while let Some(item) = events.next().await {

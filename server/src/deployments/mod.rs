@@ -282,10 +282,18 @@ impl Reconciler {
                 .collect(),
             _ => deployment::Entity::find().all(db).await?,
         };
-        for d in &deployments {
-            if !d.deleting {
+        for d in deployments.iter().filter(|d| !d.deleting) {
+            // One deployment that cannot be read holds back no other.
+            let synced = async {
                 let spec = self.svc.spec(&d.id, d.target_revision).await?;
-                service::sync_instances(db, d, &spec).await?;
+                service::sync_instances(db, d, &spec).await
+            };
+            if let Err(e) = synced.await {
+                tracing::warn!(
+                    deployment = d.name,
+                    error = e.log_message(),
+                    "targets not synced"
+                );
             }
         }
         let mut rows = instance::Entity::find();
@@ -295,15 +303,28 @@ impl Reconciler {
         let rows = rows.all(db).await?;
         workers.retain(|_, w| !w.task.is_finished());
         sessions.retain(|_, t| !t.is_finished());
-        for i in &rows {
-            if !sessions.contains_key(&i.node_id) {
+        // Every node with an engine is watched once any deployment exists: its watcher also
+        // sweeps away containers of deployments removed while it was out of reach.
+        let mut watched: Vec<String> = rows.iter().map(|i| i.node_id.clone()).collect();
+        if !matches!(input, Input::Deployment(_)) && !deployments.is_empty() {
+            watched.extend(
+                entity::node::Entity::find()
+                    .filter(entity::node::Column::DockerEndpoint.is_not_null())
+                    .all(db)
+                    .await?
+                    .into_iter()
+                    .map(|n| n.id),
+            );
+        }
+        for node_id in watched {
+            if let std::collections::hash_map::Entry::Vacant(slot) = sessions.entry(node_id) {
                 let task = tokio::spawn(events::watch(
                     shared.clone(),
-                    i.node_id.clone(),
+                    slot.key().clone(),
                     self.svc.inbox.clone(),
                     cancel.child_token(),
                 ));
-                sessions.insert(i.node_id.clone(), task);
+                slot.insert(task);
             }
         }
         for i in rows {

@@ -76,9 +76,11 @@ enum Verdict {
     Failed(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn judge(
     batch: &[String],
     instances: &[instance::Model],
+    exits: &std::collections::HashMap<&str, usize>,
     to: i32,
     opened_ms: i64,
     now: i64,
@@ -99,8 +101,9 @@ fn judge(
         // attempt is, once it was made after the batch opened.
         let fresh = i.updated_ms >= opened_ms;
         match i.state.as_str() {
-            // Not waited for: its worker converges when the node is back.
-            "UNREACHABLE" | "NO_ENGINE" => continue,
+            // Not waited for (seen since the batch opened): its worker converges when the node
+            // is back.
+            "UNREACHABLE" | "NO_ENGINE" if fresh => continue,
             "FAILED" | "CONFLICT" if fresh => {
                 return Verdict::Failed(format!("node {node}: {} ({why})", i.state.to_lowercase()));
             }
@@ -109,10 +112,11 @@ fn judge(
             }
             _ => {}
         }
-        if on_new && (i.restart_count > 0 || i.state == "RESTARTING") {
+        let exits_now = exits.get(node.as_str()).copied().unwrap_or(0);
+        if on_new && (exits_now > 0 || i.state == "RESTARTING") {
             return Verdict::Failed(format!(
-                "node {node}: the container restarted {} time(s) ({why})",
-                i.restart_count.max(1)
+                "node {node}: the container exited {} time(s) since the batch began ({why})",
+                exits_now.max(1)
             ));
         }
         let ready = on_new
@@ -169,9 +173,23 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
         None => Verdict::Passed,
         Some(batch) => {
             let instances = svc.instances(&d.id).await?;
+            let opened = r.batch_started_ms.unwrap_or(now);
+            // Exits of the new revision's containers since the batch opened (not Docker's
+            // lifetime count: a kept container brought back may have old restarts).
+            let rows = entity::deployment_restart::Entity::find()
+                .filter(entity::deployment_restart::Column::DeploymentId.eq(&d.id))
+                .filter(entity::deployment_restart::Column::Revision.eq(r.to_revision))
+                .filter(entity::deployment_restart::Column::AtMs.gte(opened))
+                .all(&svc.db)
+                .await?;
+            let mut exits = std::collections::HashMap::new();
+            for row in &rows {
+                *exits.entry(row.node_id.as_str()).or_insert(0) += 1;
+            }
             judge(
                 batch,
                 &instances,
+                &exits,
                 r.to_revision,
                 r.batch_started_ms.unwrap_or(now),
                 now,
@@ -185,6 +203,7 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
         Verdict::Passed => {
             let next = r.current_batch + 1;
             let txn = svc.db.begin().await?;
+            lock_deployment(&txn, &d.id).await?;
             let batch = batches.get(usize::try_from(next).unwrap_or(usize::MAX));
             let moved = match batch {
                 Some(_) => {
@@ -231,6 +250,21 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
     }
 }
 
+/// Takes the deployment's row first, as mutations do (the same lock order everywhere: on
+/// Postgres an edit and a verdict at once would otherwise deadlock).
+async fn lock_deployment(txn: &impl ConnectionTrait, id: &str) -> ApiResult<()> {
+    use sea_orm::sea_query::Expr;
+    deployment::Entity::update_many()
+        .col_expr(
+            deployment::Column::UpdatedMs,
+            Expr::col(deployment::Column::UpdatedMs),
+        )
+        .filter(deployment::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 /// Moves the rollout on as it was read (running, at its batch) and says whether it did: a write
 /// first, so a rollout superseded or moved meanwhile is left alone.
 async fn claim(
@@ -265,6 +299,7 @@ async fn fail(
         "failed"
     };
     let txn = svc.db.begin().await?;
+    lock_deployment(&txn, &d.id).await?;
     let ended = (state != "paused").then(now_ms);
     let claimed = claim(&txn, &r, |q| {
         q.col_expr(rollout::Column::State, state.into())
@@ -378,7 +413,8 @@ mod tests {
     #[test]
     fn a_batch_passes_waits_or_fails() {
         let batch = vec!["a".to_owned(), "b".to_owned()];
-        let j = |is: &[instance::Model], now| judge(&batch, is, 2, 0, now, 5, 60);
+        let none = std::collections::HashMap::new();
+        let j = |is: &[instance::Model], now| judge(&batch, is, &none, 2, 0, now, 5, 60);
         let ok = [inst("a", "RUNNING", 2), inst("b", "RUNNING", 2)];
         assert_eq!(j(&ok, 4_000), Verdict::Waiting, "not running 5 s yet");
         assert_eq!(j(&ok, 5_000), Verdict::Passed);
@@ -391,10 +427,18 @@ mod tests {
         assert!(
             matches!(j(&crashed, 1_000), Verdict::Failed(r) if r.contains("node b: crash_loop") && r.contains("boom"))
         );
-        let mut restarted = inst("b", "RUNNING", 2);
-        restarted.restart_count = 1;
+        let exited = std::collections::HashMap::from([("b", 1)]);
+        let v = judge(&batch, &ok, &exited, 2, 0, 6_000, 5, 60);
         assert!(
-            matches!(j(&[ok[0].clone(), restarted], 6_000), Verdict::Failed(r) if r.contains("restarted 1"))
+            matches!(v, Verdict::Failed(r) if r.contains("exited 1 time")),
+            "an exit in the gate"
+        );
+        let mut old_restarts = inst("b", "RUNNING", 2);
+        old_restarts.restart_count = 7;
+        assert_eq!(
+            j(&[ok[0].clone(), old_restarts], 6_000),
+            Verdict::Passed,
+            "restarts from before the batch do not count"
         );
         let gone = [inst("a", "RUNNING", 2), inst("b", "UNREACHABLE", 1)];
         assert_eq!(

@@ -8,6 +8,7 @@ use entity::{
     cluster_identity, deployment, deployment_instance as instance, deployment_restart,
     deployment_revision as revision, node, rollout,
 };
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -313,7 +314,14 @@ impl Deployments {
         }
         .insert(&txn)
         .await
-        .map_err(|_| taken(name))?;
+        .map_err(|e| {
+            let text = e.to_string().to_lowercase();
+            if text.contains("unique") || text.contains("duplicate") {
+                taken(name)
+            } else {
+                ApiError::Database(e)
+            }
+        })?;
         insert_revision(&txn, &id, 1, &spec, actor, "create", "created".into()).await?;
         start_rollout(&txn, &row, None, 1, &spec, "update", actor).await?;
         txn.commit().await?;
@@ -513,13 +521,25 @@ impl Deployments {
             .ok_or_else(|| {
                 ApiError::Conflict(format!("deployment {:?} has no {from} rollout", d.name))
             })?;
-        let mut m = r.into_active_model();
-        m.state = Set(to.into());
-        m.reason = Set(reason.map(str::to_owned));
+        // Only as it was read: a rollout the driver ended meanwhile stays ended.
+        let mut q = rollout::Entity::update_many()
+            .col_expr(rollout::Column::State, to.into())
+            .col_expr(rollout::Column::Reason, reason.map(str::to_owned).into())
+            .filter(rollout::Column::Id.eq(&r.id))
+            .filter(rollout::Column::State.eq(from));
         if to == "running" {
-            m.batch_started_ms = Set(Some(now_ms()));
+            q = q.col_expr(rollout::Column::BatchStartedMs, Some(now_ms()).into());
         }
-        let r = m.update(&self.db).await?;
+        if q.exec(&self.db).await?.rows_affected != 1 {
+            return Err(ApiError::Conflict(format!(
+                "deployment {:?}'s rollout is no longer {from}",
+                d.name
+            )));
+        }
+        let r = rollout::Entity::find_by_id(&r.id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the rollout".into()))?;
         self.changed(&d.id);
         self.emit(DeploymentEventKind::Rollout, &d.id, None);
         Ok(r)
@@ -575,13 +595,20 @@ async fn trim_revisions(db: &impl ConnectionTrait, d: &deployment::Model) -> Api
     if keep_from <= 0 {
         return Ok(());
     }
-    let mut q = revision::Entity::delete_many()
+    // Revisions a node is still on stay too.
+    let mut keep: Vec<i32> = instance::Entity::find()
+        .filter(instance::Column::DeploymentId.eq(&d.id))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|i| i.desired_revision.max(i.observed_revision))
+        .collect();
+    keep.push(d.target_revision);
+    keep.extend(d.live_revision);
+    let q = revision::Entity::delete_many()
         .filter(revision::Column::DeploymentId.eq(&d.id))
         .filter(revision::Column::Revision.lte(keep_from))
-        .filter(revision::Column::Revision.ne(d.target_revision));
-    if let Some(live) = d.live_revision {
-        q = q.filter(revision::Column::Revision.ne(live));
-    }
+        .filter(revision::Column::Revision.is_not_in(keep));
     q.exec(db).await?;
     Ok(())
 }
@@ -631,9 +658,16 @@ pub(super) async fn sync_instances(
         match existing.get(&n.id) {
             Some(i) if i.desired_revision.is_some() => out.push(i.clone()),
             Some(i) => {
-                let mut m = i.clone().into_active_model();
-                m.desired_revision = Set(joining);
-                out.push(m.update(db).await?);
+                // Only a row still without a revision: a concurrent rollout's choice stands.
+                instance::Entity::update_many()
+                    .col_expr(instance::Column::DesiredRevision, joining.into())
+                    .filter(instance::Column::Id.eq(i.id))
+                    .filter(instance::Column::DesiredRevision.is_null())
+                    .exec(db)
+                    .await?;
+                if let Some(row) = instance::Entity::find_by_id(i.id).one(db).await? {
+                    out.push(row);
+                }
             }
             None => {
                 let row = instance::ActiveModel {
@@ -658,19 +692,26 @@ pub(super) async fn sync_instances(
                     updated_ms: Set(now),
                     ..Default::default()
                 };
-                // Another writer may have made it meanwhile: then read that one.
-                match row.insert(db).await {
-                    Ok(r) => out.push(r),
-                    Err(_) => {
-                        if let Some(r) = instance::Entity::find()
-                            .filter(instance::Column::DeploymentId.eq(&d.id))
-                            .filter(instance::Column::NodeId.eq(&n.id))
-                            .one(db)
-                            .await?
-                        {
-                            out.push(r);
-                        }
-                    }
+                // Another writer may have made it meanwhile (Postgres would abort the
+                // transaction on the conflict): then read that one.
+                instance::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::columns([
+                            instance::Column::DeploymentId,
+                            instance::Column::NodeId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(db)
+                    .await?;
+                if let Some(r) = instance::Entity::find()
+                    .filter(instance::Column::DeploymentId.eq(&d.id))
+                    .filter(instance::Column::NodeId.eq(&n.id))
+                    .one(db)
+                    .await?
+                {
+                    out.push(r);
                 }
             }
         }
@@ -684,9 +725,14 @@ pub(super) async fn sync_instances(
             // The node was removed: its engine is left alone (it may be gone).
             instance::Entity::delete_by_id(i.id).exec(db).await?;
         } else if i.desired_revision.is_some() {
-            let mut m = i.clone().into_active_model();
-            m.desired_revision = Set(None);
-            m.update(db).await?;
+            instance::Entity::update_many()
+                .col_expr(
+                    instance::Column::DesiredRevision,
+                    Option::<i32>::None.into(),
+                )
+                .filter(instance::Column::Id.eq(i.id))
+                .exec(db)
+                .await?;
         }
     }
     Ok(out)

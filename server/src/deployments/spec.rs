@@ -607,6 +607,16 @@ pub fn validate(spec: &DeploymentSpec) -> ApiResult<()> {
         )));
     }
     check_limits("container.", c.memory_mib, c.cpus)?;
+    for (field, n) in [
+        ("container.ports", c.ports.len()),
+        ("container.volumes", c.volumes.len()),
+        ("container.devices", c.devices.len()),
+        ("overrides", spec.overrides.len()),
+    ] {
+        if n > 256 {
+            return Err(bad(format!("{field}: at most 256")));
+        }
+    }
     if let Some(h) = &c.healthcheck {
         if h.test.len() > 64 || h.test.iter().any(|a| a.len() > 4096) {
             return Err(bad(
@@ -646,9 +656,14 @@ pub fn validate(spec: &DeploymentSpec) -> ApiResult<()> {
             "update: parallelism and maxUnavailable are 0 or more".into()
         ));
     }
-    if !(0..=86_400).contains(&u.min_ready_secs) || !(1..=86_400).contains(&u.health_timeout_secs) {
+    if !(0..=86_400).contains(&u.min_ready_secs)
+        || !(1..=86_400).contains(&u.health_timeout_secs)
+        || u.min_ready_secs >= u.health_timeout_secs
+    {
         return Err(bad(
-            "update: minReadySecs 0 to 86400, healthTimeoutSecs 1 to 86400".into(),
+            "update: minReadySecs 0 to 86400, healthTimeoutSecs 1 to 86400 and more than \
+             minReadySecs"
+                .into(),
         ));
     }
     let mut nodes = std::collections::BTreeSet::new();
@@ -657,6 +672,16 @@ pub fn validate(spec: &DeploymentSpec) -> ApiResult<()> {
             return Err(bad(format!("overrides: node {:?} given twice", o.node_id)));
         }
         let field = format!("overrides[{}].", o.node_id);
+        if let Some(cmd) = &o.command
+            && (cmd.len() > 256 || cmd.iter().any(|a| a.len() > MAX_VALUE || a.contains('\0')))
+        {
+            return Err(bad(format!(
+                "{field}command: at most 256 arguments of 32 KiB, no NUL"
+            )));
+        }
+        if o.devices.len() > 256 {
+            return Err(bad(format!("{field}devices: at most 256")));
+        }
         check_pairs(&format!("{field}env"), &o.env, true)?;
         check_devices(&format!("{field}devices"), &o.devices)?;
         check_limits(&field, o.memory_mib, o.cpus)?;
@@ -675,9 +700,16 @@ pub fn privileged_fields(spec: &DeploymentSpec) -> Vec<&'static str> {
         };
         let found = [
             (c.privileged, "privileged"),
-            (c.network_mode == "host", "networkMode host"),
-            (c.pid_mode == "host", "pidMode host"),
-            (c.ipc_mode == "host", "ipcMode host"),
+            // host, or another container's (container:<name>) namespaces.
+            (
+                !matches!(c.network_mode.as_str(), "" | "bridge" | "none"),
+                "networkMode",
+            ),
+            (!matches!(c.pid_mode.as_str(), "" | "private"), "pidMode"),
+            (
+                !matches!(c.ipc_mode.as_str(), "" | "private" | "shareable" | "none"),
+                "ipcMode",
+            ),
             (!c.devices.is_empty(), "devices"),
             (
                 c.volumes.iter().any(|v| v.source.starts_with('/')),
@@ -884,7 +916,10 @@ mod tests {
         });
         assert_eq!(privileged_fields(&s), vec!["devices"]);
         s.container.network_mode = "host".into();
-        assert_eq!(privileged_fields(&s), vec!["networkMode host", "devices"]);
+        assert_eq!(privileged_fields(&s), vec!["networkMode", "devices"]);
+        s.container.network_mode = "bridge".into();
+        s.container.pid_mode = "container:trellis-other-n1-01234567".into();
+        assert_eq!(privileged_fields(&s), vec!["pidMode", "devices"]);
     }
 
     #[test]

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use entity::{deployment, deployment_instance as instance, deployment_restart, node};
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, sea_query::OnConflict};
+use sea_orm::{
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::OnConflict,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +28,8 @@ use super::{
 /// Restarts within [`CRASH_WINDOW_MS`] that make a crash loop.
 const CRASH_RESTARTS: i64 = 3;
 const CRASH_WINDOW_MS: i64 = 120_000;
+/// Exits kept per instance.
+const KEEP_EXITS: u64 = 50;
 /// How long a pull may take.
 const PULL_LIMIT: Duration = Duration::from_secs(600);
 /// Recheck while something is moving, and when all is quiet.
@@ -63,6 +68,10 @@ impl Backoff {
     }
 }
 
+/// What is wanted of an instance: its revision, taken out, stopped, the deployment's run state,
+/// being removed, the newest restart asked for.
+type Wanted = (Option<i32>, bool, bool, String, bool, Option<i64>);
+
 /// What a round came to.
 enum Round {
     /// A step was done: go again at once.
@@ -85,6 +94,11 @@ pub(super) struct Worker {
     backoff: Backoff,
     /// The last exit recorded, so one exit is read once.
     last_exit: Option<(String, i64)>,
+    /// Containers this worker stopped, with when (leader ms, from and until): their exits then
+    /// are Trellis's own, not crashes.
+    our_stops: std::collections::HashMap<String, (i64, i64)>,
+    /// The node's clock minus the leader's, ms: Docker's times are the node's.
+    offset_ms: i64,
 }
 
 /// What was seen of the desired container.
@@ -189,6 +203,8 @@ impl Worker {
             cancel,
             backoff: Backoff::new(max),
             last_exit: None,
+            our_stops: std::collections::HashMap::new(),
+            offset_ms: 0,
         }
     }
 
@@ -202,7 +218,26 @@ impl Worker {
                     self.backoff.reset();
                     d
                 }
-                Ok(Round::Retry(d)) => d,
+                Ok(Round::Retry(d)) => {
+                    // Backing off: a wake cuts the wait short only when what is wanted changed.
+                    let deadline = tokio::time::Instant::now() + d;
+                    let wanted = self.wanted_now().await;
+                    loop {
+                        tokio::select! {
+                            () = self.cancel.cancelled() => return,
+                            w = self.wake.recv() => {
+                                if w.is_none() {
+                                    return;
+                                }
+                                if self.wanted_now().await != wanted {
+                                    break;
+                                }
+                            }
+                            () = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(
                         deployment = self.deployment_id,
@@ -219,6 +254,23 @@ impl Worker {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// What is wanted of this instance now, to tell whether a wake changes anything.
+    async fn wanted_now(&self) -> Option<Wanted> {
+        let i = self.instance().await.ok()??;
+        let d = deployment::Entity::find_by_id(&self.deployment_id)
+            .one(&self.shared.svc.db)
+            .await
+            .ok()??;
+        Some((
+            i.desired_revision,
+            i.excluded,
+            i.stopped,
+            d.run_state,
+            d.deleting,
+            d.restart_requested_ms.max(i.restart_requested_ms),
+        ))
     }
 
     async fn instance(&self) -> crate::error::ApiResult<Option<instance::Model>> {
@@ -315,6 +367,7 @@ impl Worker {
                 .emit(DeploymentEventKind::Instance, &d.id, Some(&self.node_id));
             return Ok(Round::Done);
         };
+        self.offset_ms = node.clock_offset_ms.unwrap_or(0);
         if node.docker_endpoint.is_none() {
             let mut o = Observation::of(&i);
             o.state = "NO_ENGINE".into();
@@ -406,10 +459,16 @@ impl Worker {
                 return Ok(Round::Idle(RECHECK_IDLE));
             }
             if step == Step::Converged {
-                instance::Entity::delete_by_id(i.id)
-                    .exec(&self.shared.svc.db)
-                    .await
-                    .map_err(db_err)?;
+                // Only as it was read: a row given a revision again meanwhile stays.
+                let mut gone =
+                    instance::Entity::delete_many().filter(instance::Column::Id.eq(i.id));
+                if !d.deleting {
+                    gone = gone.filter(instance::Column::DesiredRevision.is_null());
+                }
+                let res = gone.exec(&self.shared.svc.db).await.map_err(db_err)?;
+                if res.rows_affected == 0 {
+                    return Ok(Round::Progress);
+                }
                 self.shared
                     .svc
                     .emit(DeploymentEventKind::Instance, &d.id, Some(&self.node_id));
@@ -430,7 +489,13 @@ impl Worker {
             Some(c) => engine.inspect(&c.id).await?,
             None => None,
         };
-        let seen = inspected.as_ref().map(seen);
+        let offset = self.offset_ms;
+        let seen = inspected.as_ref().map(seen).map(|mut s| {
+            // Docker's times are the node's clock: on the leader's from here on.
+            s.started_ms = s.started_ms.map(|t| t - offset);
+            s.finished_ms = s.finished_ms.map(|t| t - offset);
+            s
+        });
         let drift = inspected.as_ref().and_then(|c| engine::drift(&spec, c));
         let now = now_ms();
         let run = d.run_state == "running" && !i.stopped;
@@ -447,7 +512,7 @@ impl Worker {
             keep_old,
         };
         if let Some(s) = &seen {
-            self.record_exit(engine, d, i, revision, s).await;
+            self.record_exit(engine, d, revision, s).await;
         }
         let step = plan::plan(Some(&desired), &observed, drift);
         if step == Step::Converged || step == Step::Wait {
@@ -474,7 +539,7 @@ impl Worker {
         if let Step::Start(_) = step
             && seen
                 .as_ref()
-                .is_some_and(|s| s.finished_ms.is_some() && s.exit_code.unwrap_or(0) != 0)
+                .is_some_and(|s| s.finished_ms.is_some() && !self.ours(&s.id, s.finished_ms))
         {
             // Starting again after a crash: the next one waits longer (2ⁿ s, at most 5 min).
             let mut o = Observation::of(i);
@@ -499,21 +564,58 @@ impl Worker {
         spec: &ContainerSpec,
     ) -> Result<(), EngineError> {
         let grace = spec::stop_grace(spec);
-        match step {
-            Step::Converged | Step::Wait => Ok(()),
+        let res = match step {
+            Step::Converged | Step::Wait => return Ok(()),
             Step::Start(id) => engine.start(id).await,
-            Step::Stop(id) => engine.stop(id, grace).await,
-            Step::Restart(id) => engine.restart(id, grace).await,
+            Step::Stop(id) => self.stopping(id, engine.stop(id, grace)).await,
+            Step::Restart(id) => self.stopping(id, engine.restart(id, grace)).await,
             Step::Remove(id) => {
-                engine.stop(id, grace).await?;
+                self.stopping(id, engine.stop(id, grace)).await?;
+                self.our_stops.remove(id);
                 engine.remove(id).await
             }
             Step::Create => {
                 let Some((spec, hash)) = make else {
                     return Ok(());
                 };
-                self.create(engine, d, revision, spec, hash).await
+                return self.create(engine, d, revision, spec, hash).await;
             }
+        };
+        match res {
+            // Gone between the list and the call: the next round relists.
+            Err(EngineError::NotFound) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Runs a stop of `id`, remembering when: the exit it causes is not a crash.
+    async fn stopping(
+        &mut self,
+        id: &str,
+        stop: impl Future<Output = Result<(), EngineError>>,
+    ) -> Result<(), EngineError> {
+        let from = now_ms();
+        let res = stop.await;
+        self.our_stops
+            .insert(id.to_owned(), (from - 1000, now_ms() + 1000));
+        // Only the newest few matter.
+        if self.our_stops.len() > 16
+            && let Some(k) = self
+                .our_stops
+                .iter()
+                .min_by_key(|(_, (f, _))| *f)
+                .map(|(k, _)| k.clone())
+        {
+            self.our_stops.remove(&k);
+        }
+        res
+    }
+
+    /// Whether an exit of `id` at `at` (leader ms) came from a stop of ours.
+    fn ours(&self, id: &str, at: Option<i64>) -> bool {
+        match (self.our_stops.get(id), at) {
+            (Some((from, until)), Some(t)) => (*from..=*until).contains(&t),
+            _ => false,
         }
     }
 
@@ -564,7 +666,13 @@ impl Worker {
                     .as_ref()
                     .and_then(|c| c.config.as_ref())
                     .and_then(|c| c.labels.as_ref())
-                    .is_some_and(|l| l.get(engine::CLUSTER) == Some(&cluster));
+                    .is_some_and(|l| {
+                        // Ours only with this cluster's, deployment's and node's labels: a
+                        // leftover of a removed deployment is the sweep's, never adopted.
+                        l.get(engine::CLUSTER) == Some(&cluster)
+                            && l.get(engine::DEPLOYMENT) == Some(&d.id)
+                            && l.get(engine::NODE) == Some(&self.node_id)
+                    });
                 if ours {
                     Ok(())
                 } else {
@@ -602,7 +710,6 @@ impl Worker {
         &mut self,
         engine: &Engine,
         d: &deployment::Model,
-        i: &instance::Model,
         revision: i32,
         s: &Seen,
     ) {
@@ -612,11 +719,9 @@ impl Worker {
             return;
         }
         self.last_exit = Some(key);
-        // A restart by Docker's policy, a crash or the OOM killer; not a clean stop (ours, or
-        // by hand).
-        let restarted =
-            s.restart_count > i.restart_count && i.container_id.as_deref() == Some(s.id.as_str());
-        if !(restarted || s.exit_code.unwrap_or(0) != 0 || s.oom_killed) {
+        // Every exit but those our own stops caused: a crash, the OOM killer, a program that
+        // ended by itself, a stop by hand.
+        if self.ours(&s.id, Some(at)) {
             return;
         }
         let tail = engine.log_tail(&s.id, 20).await.unwrap_or_default();
@@ -645,6 +750,23 @@ impl Worker {
         if let Err(e) = res {
             tracing::warn!(error = %e, "could not record a container's exit");
         }
+        // Keep the newest exits of each instance only.
+        let old = deployment_restart::Entity::find()
+            .filter(deployment_restart::Column::DeploymentId.eq(&d.id))
+            .filter(deployment_restart::Column::NodeId.eq(&self.node_id))
+            .order_by_desc(deployment_restart::Column::AtMs)
+            .offset(KEEP_EXITS)
+            .limit(1)
+            .one(&self.shared.svc.db)
+            .await;
+        if let Ok(Some(cut)) = old {
+            let _ = deployment_restart::Entity::delete_many()
+                .filter(deployment_restart::Column::DeploymentId.eq(&d.id))
+                .filter(deployment_restart::Column::NodeId.eq(&self.node_id))
+                .filter(deployment_restart::Column::AtMs.lte(cut.at_ms))
+                .exec(&self.shared.svc.db)
+                .await;
+        }
     }
 
     /// The instance's observed state from what the engine showed.
@@ -657,7 +779,6 @@ impl Worker {
         desired: &Desired,
     ) -> Observation {
         let mut o = Observation::of(i);
-        o.failures = 0;
         o.next_retry_ms = i.next_retry_ms.filter(|t| *t > now_ms());
         let Some(s) = s else {
             o.state = "PENDING".into();
@@ -702,6 +823,10 @@ impl Worker {
                 if o.running_since_ms.is_none() || !was_up || i.restart_count != s.restart_count {
                     o.running_since_ms = Some(now_ms());
                 }
+                // A minute up without an exit ends a crash backoff.
+                if o.running_since_ms.is_some_and(|t| now_ms() - t >= 60_000) {
+                    o.failures = 0;
+                }
                 o.state = match s.health.as_deref() {
                     Some("healthy") => "HEALTHY",
                     Some("unhealthy") => "UNHEALTHY",
@@ -721,7 +846,7 @@ impl Worker {
             }
             Status::Restarting => {
                 o.running_since_ms = None;
-                o.state = if recent.0 >= CRASH_RESTARTS || s.restart_count >= CRASH_RESTARTS {
+                o.state = if recent.0 >= CRASH_RESTARTS {
                     "CRASH_LOOP"
                 } else {
                     "RESTARTING"
@@ -775,13 +900,7 @@ impl Worker {
             let lines: Vec<&str> = r.log_tail.lines().collect();
             lines[lines.len().saturating_sub(3)..].join(" | ")
         });
-        // Exits come and go between two looks; Docker's count covers those missed.
-        let docker_says = if s.started_ms.is_some_and(|t| t >= since) {
-            s.restart_count
-        } else {
-            0
-        };
-        (count.max(docker_says), tail)
+        (count, tail)
     }
 }
 

@@ -211,8 +211,9 @@ impl DeploymentMutation {
     }
 
     /// Runs a command (no shell: the program and its arguments) in one node's container and
-    /// returns its exit code and output (each cut at 1 MiB). Only the program's name goes to
-    /// the audit log: arguments can hold secrets.
+    /// returns its exit code and output (each cut at 1 MiB). The audit log records the
+    /// instance, not the command (arguments can hold secrets). In a container with privileged
+    /// settings, admins only.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn exec_in_instance(
         &self,
@@ -228,6 +229,25 @@ impl DeploymentMutation {
         let work = async {
             if !(1..=600).contains(&timeout_secs) {
                 return Err(ApiError::BadRequest("timeoutSecs: 1 to 600".into()));
+            }
+            // A shell in a privileged container is root on the node: admins only.
+            let i = state.deployments.instance(&d.id, &node_id).await?;
+            let revision = i
+                .observed_revision
+                .or(i.desired_revision)
+                .unwrap_or(d.target_revision);
+            if let Ok(spec) = state.deployments.spec(&d.id, revision).await {
+                let one = DeploymentSpec {
+                    container: spec::effective(&spec, &node_id),
+                    ..Default::default()
+                };
+                let fields = spec::privileged_fields(&one);
+                if !fields.is_empty() && principal(ctx)?.role < Role::Admin {
+                    return Err(ApiError::Forbidden(format!(
+                        "only an admin may run commands in a container with {}",
+                        fields.join(", ")
+                    )));
+                }
             }
             let (engine, container) = state
                 .deployments

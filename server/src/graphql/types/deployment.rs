@@ -154,7 +154,8 @@ impl DeploymentInstance {
         self.0.observed_revision
     }
     /// PENDING, PULLING, CREATING, STARTING, RUNNING, HEALTHY, UNHEALTHY, RESTARTING,
-    /// CRASH_LOOP, EXITED, STOPPED, PAUSED, UNREACHABLE, NO_ENGINE, CONFLICT, FAILED or REMOVING.
+    /// CRASH_LOOP, EXITED, STOPPED, PAUSED, EXCLUDED, UNREACHABLE, NO_ENGINE, CONFLICT, FAILED or
+    /// REMOVING.
     async fn state(&self) -> &str {
         &self.0.state
     }
