@@ -2,7 +2,8 @@
 //! last contact and load, updated live through the `nodeEvents` subscription; each node's page
 //! with its jobs, and each job's page with its live log; experiments, each with its nodes, jobs,
 //! notes, events, live charts and profile runs; the experiment profiles, written and checked in
-//! an editor; the audit log; and the first-start setup and login pages that
+//! an editor; container deployments, each with its instances, rollouts, revisions and each
+//! node's live log and stats; the audit log; and the first-start setup and login pages that
 //! guard them.
 
 pub mod api;
@@ -136,6 +137,25 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                 view! { <pages::experiment::ExperimentPage id/> }.into_any()
             }
             Route::Profiles => view! { <pages::profiles::ProfilesPage/> }.into_any(),
+            Route::Deployments => view! { <pages::deployments::DeploymentsPage/> }.into_any(),
+            Route::Deployment(_) => {
+                let name = router::param(route, |r| match r {
+                    Route::Deployment(name) => Some(name),
+                    _ => None,
+                });
+                view! { <pages::deployment::DeploymentPage name/> }.into_any()
+            }
+            Route::Instance(..) => {
+                let name = router::param(route, |r| match r {
+                    Route::Instance(name, _) => Some(name),
+                    _ => None,
+                });
+                let node_id = router::param(route, |r| match r {
+                    Route::Instance(_, node) => Some(node),
+                    _ => None,
+                });
+                view! { <pages::deployment::InstancePage name node_id/> }.into_any()
+            }
             Route::Audit => view! { <pages::audit::AuditPage/> }.into_any(),
             Route::Access => view! { <pages::access::AccessPage/> }.into_any(),
             Route::NotFound => view! {
@@ -152,6 +172,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                     <A href="/">"Nodes"</A>
                     <A href="/experiments">"Experiments"</A>
                     <A href="/profiles">"Profiles"</A>
+                    <A href="/deployments">"Deployments"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
                     <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod deployments;
 pub mod enroll;
 pub mod experiments;
 pub mod jobs;

@@ -74,11 +74,16 @@ impl Mutation {
         Q::Variables: Serialize,
         F: FnOnce(Value) -> String + 'static,
     {
-        self.send(
-            api::body::<Q>(variables),
-            Box::new(move |data| Ok(done(data))),
-            refused,
-        );
+        self.run_body(api::body::<Q>(variables), done, refused);
+    }
+
+    /// Like [`Mutation::run_json`], for a request body the page built itself (the deployment
+    /// spec, sent as JSON: see `api::deployments`).
+    pub fn run_body<F>(self, body: Value, done: F, refused: Option<Refused>)
+    where
+        F: FnOnce(Value) -> String + 'static,
+    {
+        self.send(body, Box::new(move |data| Ok(done(data))), refused);
     }
 
     /// The part of [`Mutation::run`] that is the same for every operation, so the wasm carries

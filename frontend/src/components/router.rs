@@ -32,6 +32,12 @@ pub enum Route {
     Experiment(String),
     /// `/profiles`.
     Profiles,
+    /// `/deployments`.
+    Deployments,
+    /// `/deployments/<name>`.
+    Deployment(String),
+    /// `/deployments/<name>/<node>`: one node's instance.
+    Instance(String, String),
     /// `/audit`.
     Audit,
     /// `/access`.
@@ -53,6 +59,11 @@ impl Route {
             [""] => Route::Nodes,
             ["", "audit"] => Route::Audit,
             ["", "profiles"] => Route::Profiles,
+            ["", "deployments"] => Route::Deployments,
+            ["", "deployments", name] if !name.is_empty() => Route::Deployment(decode(name)),
+            ["", "deployments", name, node] if !name.is_empty() && !node.is_empty() => {
+                Route::Instance(decode(name), decode(node))
+            }
             ["", "access"] => Route::Access,
             ["", "experiments"] => Route::Experiments,
             ["", "experiments", id] if !id.is_empty() => Route::Experiment(decode(id)),

@@ -3,6 +3,8 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod deployment;
+pub mod deployments;
 pub mod experiment;
 pub mod experiments;
 pub mod node;
