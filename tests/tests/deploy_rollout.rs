@@ -204,6 +204,25 @@ async fn targets_follow_node_labels_and_an_unreachable_engine_recovers() {
             .then_some(())
     })
     .await;
+
+    // A deployment to all nodes reaches a node that joins later.
+    let mut everywhere = base_spec(&images.bb, &images.label);
+    everywhere["update"]["parallelism"] = json!(0);
+    let all_id = create(&server, "everywhere", everywhere).await;
+    wait_for("everywhere on the three nodes", PATIENCE, || async {
+        let n = ["leader", "cam-a", "cam-b"]
+            .iter()
+            .filter(|n| running_on(&all_id, n).len() == 1)
+            .count();
+        (n == 3).then_some(())
+    })
+    .await;
+    let socat_c = docker_over_tcp(&dir, None).await;
+    let _c = join_with_engine(&server, "cam-c", socat_c.port).await;
+    wait_for("the node that joined later runs it", PATIENCE, || async {
+        (running_on(&all_id, "cam-c").len() == 1).then_some(())
+    })
+    .await;
     drop(socat_a);
 }
 

@@ -98,8 +98,10 @@ pub fn NodePage(
         let vars = nodes::docker_engine::Variables { id: id() };
         action.run::<nodes::DockerEngine, _>(vars, |r| {
             let e = r.docker_engine;
+            #[allow(clippy::cast_possible_truncation)]
+            let disk = |b: f64| bytes(b as i64);
             format!(
-                "Docker {} (API {}, {}/{}) over {}: {} containers ({} running), {} images.",
+                "Docker {} (API {}, {}/{}) over {}: {} containers ({} running, {} written), {} images ({}).",
                 e.version,
                 e.api_version,
                 e.os,
@@ -107,7 +109,9 @@ pub fn NodePage(
                 e.transport.name(),
                 e.containers,
                 e.containers_running,
-                e.images
+                disk(e.containers_bytes),
+                e.images,
+                disk(e.images_bytes)
             )
         });
     };
@@ -143,9 +147,18 @@ pub fn NodePage(
                     None => view! { <span>"—"</span> }.into_any(),
                     Some(d) => {
                         let (how, warn) = docker_words(d.insecure, d.transport.as_ref(), d.refused.clone());
+                        // Whether the deployment workers reached it at their last call.
+                        let reach = d.reach.as_ref().map(|r| match (r.reachable, r.reason.clone()) {
+                            (true, _) => view! { <span class="badge engine-reach ok">"reached"</span> }.into_any(),
+                            (false, why) => view! {
+                                <span class="badge engine-reach insecure">"unreachable"</span> " "
+                                <span class="engine-reason">{why.unwrap_or_default()}</span>
+                            }.into_any(),
+                        });
                         view! {
                             <code>{d.endpoint.clone()}</code> " "
-                            <span class=if warn { "badge insecure" } else { "badge" }>{how}</span>
+                            <span class=if warn { "badge insecure" } else { "badge" }>{how}</span> " "
+                            {reach}
                         }.into_any()
                     }
                 };

@@ -3,7 +3,7 @@
 //! worker of its deployment at once, instead of at its next recheck, so a container removed or
 //! stopped by hand comes back within a second and every exit is recorded. It owns nothing but
 //! its stream; when the stream ends or the engine cannot be reached it tries again with capped
-//! backoff, and after it reconnects it wakes every worker of the node (what happened meanwhile
+//! backoff, and after it reconnects (the engine answered a list) it wakes every worker of the node (what happened meanwhile
 //! is found by their relist). Workers converge without it, at their recheck.
 
 use std::{collections::HashMap, time::Duration};
@@ -43,10 +43,11 @@ pub(super) async fn watch(
 
 /// Removes this cluster's containers on the node whose deployment, or whose instance on this
 /// node, no longer exists (a deployment removed while the node's engine was out of reach).
-/// Containers of other clusters, and foreign ones, are never listed here.
-async fn sweep(shared: &Shared, engine: &engine::Engine) {
+/// Containers of other clusters, and foreign ones, are never listed here. Whether the engine
+/// answered.
+async fn sweep(shared: &Shared, engine: &engine::Engine) -> bool {
     let Ok(listed) = engine.list_owned(&shared.cluster, None).await else {
-        return;
+        return false;
     };
     for c in listed {
         let known = entity::deployment_instance::Entity::find()
@@ -64,6 +65,7 @@ async fn sweep(shared: &Shared, engine: &engine::Engine) {
             let _ = engine.remove(&c.observed.id).await;
         }
     }
+    true
 }
 
 /// Follows the engine's events until the stream ends; `true` when the node is gone for good.
@@ -95,9 +97,12 @@ async fn follow(shared: &Shared, node_id: &str, inbox: &mpsc::Sender<Input>) -> 
     ]);
     let opts = EventsOptionsBuilder::default().filters(&filters).build();
     let mut events = engine.docker().events(Some(opts));
-    sweep(shared, &engine).await;
-    // Connected: whatever happened while nobody listened is found by a relist.
-    let _ = inbox.try_send(Input::Resync);
+    if !sweep(shared, &engine).await {
+        // Not reached: no relist for the workers (they back off on their own).
+        return false;
+    }
+    // Reached: whatever happened while nobody listened is found by the node's workers' relist.
+    let _ = inbox.try_send(Input::Node(node_id.to_owned()));
     while let Some(item) = events.next().await {
         let Ok(e) = item else { break };
         let deployment = e

@@ -53,6 +53,8 @@ pub enum Input {
     Nodes,
     /// Reread everything.
     Resync,
+    /// A node's engine is reached again: its workers relist.
+    Node(String),
     /// A node's engine said something happened to a container of this deployment there.
     Container {
         /// The deployment.
@@ -270,6 +272,14 @@ impl Reconciler {
         {
             if let Some(w) = workers.get(&(deployment_id.clone(), node_id.clone())) {
                 let _ = w.wake.try_send(());
+            }
+            return Ok(());
+        }
+        if let Input::Node(node_id) = &input {
+            for ((_, n), w) in workers.iter() {
+                if n == node_id {
+                    let _ = w.wake.try_send(());
+                }
             }
             return Ok(());
         }

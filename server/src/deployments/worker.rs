@@ -69,8 +69,16 @@ impl Backoff {
 }
 
 /// What is wanted of an instance: its revision, taken out, stopped, the deployment's run state,
-/// being removed, the newest restart asked for.
-type Wanted = (Option<i32>, bool, bool, String, bool, Option<i64>);
+/// being removed, the newest restart asked for, and the node's engine endpoint and insecure mark.
+type Wanted = (
+    Option<i32>,
+    bool,
+    bool,
+    String,
+    bool,
+    Option<i64>,
+    Option<(Option<String>, bool)>,
+);
 
 /// What a round came to.
 enum Round {
@@ -263,6 +271,13 @@ impl Worker {
             .one(&self.shared.svc.db)
             .await
             .ok()??;
+        // A node given another endpoint, or marked insecure, is worth trying at once too.
+        let n = node::Entity::find_by_id(&self.node_id)
+            .one(&self.shared.svc.db)
+            .await
+            .ok()
+            .flatten()
+            .map(|n| (n.docker_endpoint, n.docker_insecure));
         Some((
             i.desired_revision,
             i.excluded,
@@ -270,6 +285,7 @@ impl Worker {
             d.run_state,
             d.deleting,
             d.restart_requested_ms.max(i.restart_requested_ms),
+            n,
         ))
     }
 
