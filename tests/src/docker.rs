@@ -395,3 +395,24 @@ pub async fn docker_over_tcp(dir: &std::path::Path, port: Option<u16>) -> TcpFor
     .await;
     TcpForward { proc, port }
 }
+
+/// A deployment's containers on one node entry (by the labels Trellis puts on them).
+pub fn on_node(deployment_id: &str, node: &str) -> Vec<ContainerRow> {
+    docker_ps(&format!("io.trellis.node={node}"))
+        .into_iter()
+        .filter(|c| {
+            c.labels.get("io.trellis.deployment").map(String::as_str) == Some(deployment_id)
+        })
+        .collect()
+}
+
+/// One node's instance in a `deployment { instances { nodeId … } }` answer.
+pub fn instance<'a>(
+    deployment: &'a serde_json::Value,
+    node: &str,
+) -> Option<&'a serde_json::Value> {
+    deployment["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["nodeId"] == node)
+}

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use trellis_tests::{
     PATIENCE, Server, ServerOpts,
-    docker::{ContainerRow, DockerGuard, TestImages, docker_over_tcp, docker_ps},
+    docker::{DockerGuard, TestImages, docker_over_tcp, instance, on_node},
     until_closed, wait_for, ws_session,
 };
 
@@ -26,22 +26,6 @@ const DEPLOYMENT: &str = "query($id: String!) { deployment(id: $id) { id liveRev
 
 async fn deployment(server: &Server, id: &str) -> Value {
     gql(server, DEPLOYMENT, json!({"id": id})).await["deployment"].clone()
-}
-
-fn instance<'a>(d: &'a Value, node: &str) -> Option<&'a Value> {
-    d["instances"]
-        .as_array()?
-        .iter()
-        .find(|i| i["nodeId"] == node)
-}
-
-fn on_node(deployment_id: &str, node: &str) -> Vec<ContainerRow> {
-    docker_ps(&format!("io.trellis.node={node}"))
-        .into_iter()
-        .filter(|c| {
-            c.labels.get("io.trellis.deployment").map(String::as_str) == Some(deployment_id)
-        })
-        .collect()
 }
 
 async fn create(server: &Server, name: &str, spec: &Value) -> String {

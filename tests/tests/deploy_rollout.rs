@@ -6,7 +6,10 @@
 use serde_json::{Value, json};
 use trellis_tests::{
     Agent, Auth, PATIENCE, Server, ServerOpts,
-    docker::{ContainerRow, DockerGuard, TestImages, docker, docker_over_tcp, docker_ps},
+    docker::{
+        ContainerRow, DockerGuard, TestImages, docker, docker_over_tcp, docker_ps, instance,
+        on_node,
+    },
     wait_for,
 };
 
@@ -23,23 +26,6 @@ const DEPLOYMENT: &str = "query($id: String!) { deployment(id: $id) { id liveRev
 
 async fn deployment(server: &Server, id: &str) -> Value {
     gql(server, DEPLOYMENT, json!({"id": id})).await["deployment"].clone()
-}
-
-fn instance<'a>(d: &'a Value, node: &str) -> Option<&'a Value> {
-    d["instances"]
-        .as_array()?
-        .iter()
-        .find(|i| i["nodeId"] == node)
-}
-
-/// The deployment's containers on one node entry.
-fn on_node(deployment_id: &str, node: &str) -> Vec<ContainerRow> {
-    docker_ps(&format!("io.trellis.node={node}"))
-        .into_iter()
-        .filter(|c| {
-            c.labels.get("io.trellis.deployment").map(String::as_str) == Some(deployment_id)
-        })
-        .collect()
 }
 
 fn running_on(deployment_id: &str, node: &str) -> Vec<String> {
