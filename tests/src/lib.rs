@@ -1165,6 +1165,35 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// The text of every element `css` finds (empty when none), read in one go by the page: a
+    /// list the page replaces whole when it changes could lose elements found one by one before
+    /// they are read.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        self.client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Clicks `css`, found again and clicked again if the page redrew it in between.
+    pub async fn click_redrawn(&self, css: &str) {
+        wait_for(&format!("a click on {css}"), PATIENCE, || async {
+            self.client
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .ok()?
+                .click()
+                .await
+                .ok()
+        })
+        .await;
+    }
+
     /// Starts chromedriver on a free port and opens headless Chromium with a fresh profile.
     pub async fn start() -> Browser {
         Browser::start_with(&[]).await

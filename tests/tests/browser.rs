@@ -1506,38 +1506,6 @@ common:
 /// store it), and the part of it that is then erased and typed again.
 const PROFILE_TYPO: (&str, &str, &str) = ("          hours_elapsed: one", "one", "1");
 
-/// The text of every element `css` finds (empty when none), read in one go by the page: the
-/// lists of markup are replaced whole when they change, so elements found one by one could be
-/// gone before they are read.
-async fn texts_of(browser: &Browser, css: &str) -> Vec<String> {
-    browser
-        .client
-        .execute(
-            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
-            vec![serde_json::json!(css)],
-        )
-        .await
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default()
-}
-
-/// Clicks `css` in a list the page redraws while it is read (the runs, every second): found and
-/// clicked again if it was replaced in between.
-async fn click_redrawn(browser: &Browser, css: &str) {
-    wait_for(&format!("a click on {css}"), PATIENCE, || async {
-        browser
-            .client
-            .find(Locator::Css(css))
-            .await
-            .ok()?
-            .click()
-            .await
-            .ok()
-    })
-    .await;
-}
-
 /// Scrolls the first element `css` finds to the top of the window (for a screenshot).
 async fn scroll_to(browser: &Browser, css: &str) {
     browser
@@ -1550,7 +1518,7 @@ async fn scroll_to(browser: &Browser, css: &str) {
         .expect("scroll");
 }
 
-/// An attribute of the first element `css` finds, read by the page (see [`texts_of`]).
+/// An attribute of the first element `css` finds, read by the page (see `Browser::texts`).
 async fn attr_of(browser: &Browser, css: &str, attr: &str) -> Option<String> {
     browser
         .client
@@ -1623,7 +1591,7 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     // (A pause in the typing may have had a part of the text checked: waited for, not read once.)
     let problem = format!("line {line}, column 26: hours_elapsed must be a number of hours");
     wait_for("the mistake reported", PATIENCE, || async {
-        let p = texts_of(&browser, "ol.profile-problems li").await;
+        let p = browser.texts("ol.profile-problems li").await;
         let status = text_of(&browser, "p.check-status").await?;
         (p.len() == 1 && p[0].starts_with(&problem) && status == "1 problem:").then_some(())
     })
@@ -1649,13 +1617,13 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     .await;
     wait_for("no problems", PATIENCE, || async {
         let status = text_of(&browser, "p.check-status").await?;
-        let left = texts_of(&browser, "ol.profile-problems li").await;
+        let left = browser.texts("ol.profile-problems li").await;
         (status.starts_with("No problems") && left.is_empty()).then_some(())
     })
     .await;
     // The dry run: the three starts at once, the update after an hour.
     let timeline = wait_for("the dry run", PATIENCE, || async {
-        let rows = texts_of(&browser, "table.profile-timeline tbody tr").await;
+        let rows = browser.texts("table.profile-timeline tbody tr").await;
         (rows.len() == 4).then_some(rows)
     })
     .await;
@@ -1684,11 +1652,9 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     })
     .await;
     let listed = wait_for("the profile listed", PATIENCE, || async {
-        let rows = texts_of(
-            &browser,
-            "table.profiles tbody tr[data-profile='warm-up-ui']",
-        )
-        .await;
+        let rows = browser
+            .texts("table.profiles tbody tr[data-profile='warm-up-ui']")
+            .await;
         rows.into_iter().next()
     })
     .await;
@@ -1730,7 +1696,7 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     })
     .await;
     wait_for("the unknown unit reported", PATIENCE, || async {
-        let p = texts_of(&browser, "ol.profile-problems li").await;
+        let p = browser.texts("ol.profile-problems li").await;
         (p.len() == 1 && p[0].contains("unit \"worker9\" is no node here")).then_some(())
     })
     .await;
@@ -1796,7 +1762,7 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
     // Running: its progress and next action; paused, they hold still.
     let run = "table.profile-runs tr[data-run-id]";
     wait_for("the run with the update next", PATIENCE, || async {
-        let next = texts_of(&browser, &format!("{run} td.next")).await;
+        let next = browser.texts(&format!("{run} td.next")).await;
         let state = attr_of(&browser, run, "data-state").await?;
         (state == "running"
             && next
@@ -1805,13 +1771,13 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
         .then_some(())
     })
     .await;
-    click_redrawn(&browser, &format!("{run} button.pause")).await;
+    browser.click_redrawn(&format!("{run} button.pause")).await;
     wait_for("the run paused", PATIENCE, || async {
         (attr_of(&browser, run, "data-state").await? == "paused").then_some(())
     })
     .await;
-    let row = texts_of(&browser, run).await.join(" ");
-    let next = texts_of(&browser, &format!("{run} td.next")).await;
+    let row = browser.texts(run).await.join(" ");
+    let next = browser.texts(&format!("{run} td.next")).await;
     assert_eq!(
         next,
         [format!(
@@ -1819,28 +1785,28 @@ async fn profile_written_and_run_in_the_web_app(db: Db, shots: &str) {
         )],
         "{row}"
     );
-    let progress = texts_of(&browser, &format!("{run} td.progress")).await;
+    let progress = browser.texts(&format!("{run} td.progress")).await;
     assert!(
         progress.len() == 1 && progress[0].ends_with(" h of 1 h"),
         "{progress:?}"
     );
     assert_eq!(
-        texts_of(&browser, &format!("{run} td.begun")).await,
+        browser.texts(&format!("{run} td.begun")).await,
         ["3"],
         "{row}"
     );
     save_screenshot(&browser, &format!("{shots}-experiment-run.png")).await;
-    click_redrawn(&browser, &format!("{run} button.resume")).await;
+    browser.click_redrawn(&format!("{run} button.resume")).await;
     wait_for("the run done", PATIENCE, || async {
         (attr_of(&browser, run, "data-state").await? == "done").then_some(())
     })
     .await;
-    assert_eq!(texts_of(&browser, &format!("{run} td.begun")).await, ["4"]);
-    assert_eq!(texts_of(&browser, &format!("{run} td.next")).await, ["—"]);
+    assert_eq!(browser.texts(&format!("{run} td.begun")).await, ["4"]);
+    assert_eq!(browser.texts(&format!("{run} td.next")).await, ["—"]);
     // Its steps: the three starts and the update, each done.
-    click_redrawn(&browser, &format!("{run} button.steps")).await;
+    browser.click_redrawn(&format!("{run} button.steps")).await;
     let steps = wait_for("the run's steps", PATIENCE, || async {
-        let s = texts_of(&browser, "table.profile-steps tbody tr").await;
+        let s = browser.texts("table.profile-steps tbody tr").await;
         (s.len() == 4).then_some(s)
     })
     .await;

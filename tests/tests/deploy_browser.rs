@@ -26,22 +26,6 @@ async fn retype(browser: &Browser, css: &str, text: &str) {
     input.send_keys(text).await.expect("type");
 }
 
-/// Clicks `css`, found again if the page redrew it in between (the deployment page's parts are
-/// written anew when the deployment changes).
-async fn click(browser: &Browser, css: &str) {
-    wait_for(&format!("a click on {css}"), PATIENCE, || async {
-        browser
-            .client
-            .find(Locator::Css(css))
-            .await
-            .ok()?
-            .click()
-            .await
-            .ok()
-    })
-    .await;
-}
-
 /// The text of the first element `css` finds, read in one go by the page; empty when there is
 /// none or it is hidden.
 async fn text(browser: &Browser, css: &str) -> String {
@@ -55,20 +39,6 @@ async fn text(browser: &Browser, css: &str) -> String {
         .await
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// The text of every element `css` finds, read in one go by the page.
-async fn texts(browser: &Browser, css: &str) -> Vec<String> {
-    browser
-        .client
-        .execute(
-            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())",
-            vec![serde_json::json!(css)],
-        )
-        .await
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default()
 }
 
@@ -146,7 +116,8 @@ async fn wait_rolled_out(browser: &Browser, revision: u32) {
 
 /// The numbers of the `tick N` lines the instance page's log shows, in order.
 async fn ticks(browser: &Browser) -> Vec<u64> {
-    texts(browser, "section.container-log ol.log li.out .text")
+    browser
+        .texts("section.container-log ol.log li.out .text")
         .await
         .iter()
         .filter_map(|t| t.strip_prefix("tick ")?.parse().ok())
@@ -193,7 +164,7 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
         trellis_tests::ADMIN_PASSWORD,
     )
     .await;
-    click(&browser, "form.auth-form button").await;
+    browser.click_redrawn("form.auth-form button").await;
 
     // (a) Made from the form, to the leader's node; the preview names it first.
     let form = "form.deployment-form";
@@ -212,13 +183,15 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
         t.starts_with("Will run on no node")
     })
     .await;
-    click(&browser, &format!("{form} input[name=node][value=leader]")).await;
+    browser
+        .click_redrawn(&format!("{form} input[name=node][value=leader]"))
+        .await;
     wait_text(&browser, "the preview naming the node", "p.preview", |t| {
         t == format!("Will run on: {node_name}")
     })
     .await;
     save_screenshot(&browser, "deployment-form.png").await;
-    click(&browser, &format!("{form} button.save")).await;
+    browser.click_redrawn(&format!("{form} button.save")).await;
     wait_text(&browser, "the new deployment's page", "h1 .name", |t| {
         t == "greeter"
     })
@@ -234,11 +207,9 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     assert_eq!(target, format!("nodes {node_name}"));
 
     // (c) Its live log, stats, and a command run in it, on the instance's page.
-    click(
-        &browser,
-        "section.instances tr[data-node-id=leader] a.instance-link",
-    )
-    .await;
+    browser
+        .click_redrawn("section.instances tr[data-node-id=leader] a.instance-link")
+        .await;
     let first = wait_for("three ticks in the log", PATIENCE, || async {
         let n = ticks(&browser).await;
         (n.len() >= 3).then_some(n)
@@ -269,7 +240,7 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
         "sh -c \"echo $GREETING\"",
     )
     .await;
-    click(&browser, "form.exec button").await;
+    browser.click_redrawn("form.exec button").await;
     wait_text(
         &browser,
         "the command's output",
@@ -282,17 +253,19 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
         "Exit code 0"
     );
     save_screenshot(&browser, "deployment-instance.png").await;
-    click(&browser, "main a[href='/deployments/greeter']").await;
+    browser
+        .click_redrawn("main a[href='/deployments/greeter']")
+        .await;
 
     // (d) The environment changed: revision 2 rolls out, its change listed.
-    click(&browser, "button.edit").await;
+    browser.click_redrawn("button.edit").await;
     retype(
         &browser,
         &format!("{form} textarea[name=env]"),
         "GREETING=two",
     )
     .await;
-    click(&browser, &format!("{form} button.save")).await;
+    browser.click_redrawn(&format!("{form} button.save")).await;
     wait_rolled_out(&browser, 2).await;
     let changes = wait_text(
         &browser,
@@ -308,14 +281,14 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     );
 
     // (e) A command that fails: revision 3 is rolled back on its own, and the page says why.
-    click(&browser, "button.edit").await;
+    browser.click_redrawn("button.edit").await;
     retype(
         &browser,
         &format!("{form} input[name=command]"),
         "sh -c \"echo boom >&2; exit 3\"",
     )
     .await;
-    click(&browser, &format!("{form} button.save")).await;
+    browser.click_redrawn(&format!("{form} button.save")).await;
     let banner = wait_text(&browser, "the rollback banner", "p.banner.failed", |t| {
         !t.is_empty()
     })
@@ -335,11 +308,9 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     );
     save_screenshot(&browser, "deployment-auto-rollback.png").await;
     // The instance's exits say why it stopped: the code and the last line.
-    click(
-        &browser,
-        "section.instances tr[data-node-id=leader] a.instance-link",
-    )
-    .await;
+    browser
+        .click_redrawn("section.instances tr[data-node-id=leader] a.instance-link")
+        .await;
     let exits = wait_text(
         &browser,
         "the exit of revision 3",
@@ -348,10 +319,14 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     )
     .await;
     assert!(exits.contains("code 3"), "{exits}");
-    click(&browser, "main a[href='/deployments/greeter']").await;
+    browser
+        .click_redrawn("main a[href='/deployments/greeter']")
+        .await;
 
     // (f) Back to revision 1 by its button: revision 4, with revision 1's spec, runs.
-    click(&browser, "li[data-revision='1'] button.rollback").await;
+    browser
+        .click_redrawn("li[data-revision='1'] button.rollback")
+        .await;
     wait_rolled_out(&browser, 4).await;
     assert_eq!(
         attr(&browser, "li[data-revision='4'] .cause", "data-cause").await,
@@ -366,7 +341,9 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     save_screenshot(&browser, "deployment-rolled-back.png").await;
 
     // The list sums it up.
-    click(&browser, "header.top a[href='/deployments']").await;
+    browser
+        .click_redrawn("header.top a[href='/deployments']")
+        .await;
     let row = "tr[data-deployment=greeter]";
     wait_text(
         &browser,
@@ -381,9 +358,9 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     );
 
     // Removed after a confirmation: its page says so.
-    click(&browser, &format!("{row} a")).await;
-    click(&browser, "button.remove").await;
-    click(&browser, "button.confirm-remove").await;
+    browser.click_redrawn(&format!("{row} a")).await;
+    browser.click_redrawn("button.remove").await;
+    browser.click_redrawn("button.confirm-remove").await;
     wait_text(&browser, "the deployment removed", "p.gone", |t| {
         t == "Deployment greeter was removed."
     })
