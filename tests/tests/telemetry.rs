@@ -511,7 +511,8 @@ async fn three_agents_readings_land_once_across_restarts_and_a_redelivered_batch
     }
     for id in nodes {
         // The next number is saved before it is printed: a job stopped in between skips one,
-        // never repeats one.
+        // never repeats one. Saved whole (a new file renamed over the old), so a stop halfway
+        // through a save never leaves an empty file that the restarted job cannot read.
         let file = dir.path().join(format!("count-{id}"));
         let program = format!(
             r#"python3 -u -c '
@@ -519,7 +520,9 @@ import json, os, time
 p = "{}"
 n = int(open(p).read()) if os.path.exists(p) else 0
 while True:
-    open(p, "w").write(str(n + 1))
+    with open(p + ".new", "w") as f:
+        f.write(str(n + 1))
+    os.replace(p + ".new", p)
     print(json.dumps({{"reading": {{"n": n}}}}))
     n += 1
     time.sleep(0.02)
@@ -606,10 +609,22 @@ while True:
     agents[1].respawn();
     server.wait_state("tb", "ONLINE", PATIENCE).await;
     let last = *before_restart.last().expect("tb's readings");
-    wait_for("tb counting on after its restart", PATIENCE, || async {
-        (numbers("tb").await.last().copied().unwrap_or(0) > last + 50).then_some(())
-    })
-    .await;
+    let counting_from = tokio::time::Instant::now();
+    while numbers("tb").await.last().copied().unwrap_or(0) <= last + 50 {
+        if counting_from.elapsed() > PATIENCE {
+            let job = server
+                .graphql(
+                    "{ job(nodeId: \"tb\", name: \"count\") { state error logs(last: 20) { stream line } } }",
+                    json!({}),
+                )
+                .await;
+            panic!(
+                "tb did not count on past {last} within {PATIENCE:?} of its restart; its job: {job}\nits log:\n{}",
+                agents[1].proc.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     for id in ["ta", "tc"] {
         let ns = numbers(id).await;
