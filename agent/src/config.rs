@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub credentials: Option<(String, String)>,
     /// Where this node's Docker engine listens, announced to the leader.
     pub docker_endpoint: Option<trellis_proto::DockerEndpoint>,
+    /// The node's Docker data root, whose filesystem's free space the heartbeat reports.
+    pub docker_root: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -56,6 +58,7 @@ impl Default for AgentConfig {
             state_dir: None,
             credentials: None,
             docker_endpoint: None,
+            docker_root: PathBuf::from(DEFAULT_DOCKER_ROOT),
         }
     }
 }
@@ -133,7 +136,14 @@ pub struct Args {
     /// dockerd's --tlsverify and a certificate from `trellis docker-tls server-cert`).
     #[arg(long, env = "TRELLIS_AGENT_DOCKER_ENDPOINT")]
     pub docker_endpoint: Option<String>,
+    /// The node's Docker data root (dockerd's --data-root): the heartbeat reports its
+    /// filesystem's free space, which the leader checks before it loads an image here.
+    #[arg(long, env = "TRELLIS_AGENT_DOCKER_ROOT")]
+    pub docker_root: Option<PathBuf>,
 }
+
+/// Docker's data root unless told otherwise.
+pub const DEFAULT_DOCKER_ROOT: &str = "/var/lib/docker";
 
 /// Where the agent keeps its credentials unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis-agent";
@@ -155,6 +165,7 @@ struct FileConfig {
     username: Option<String>,
     password: Option<String>,
     docker_endpoint: Option<String>,
+    docker_root: Option<PathBuf>,
 }
 
 /// Bad configuration, naming the key at fault.
@@ -295,6 +306,15 @@ impl Args {
                 key: "docker_endpoint",
                 reason,
             })?);
+        }
+        if let Some(root) = self.docker_root.or(file.docker_root) {
+            if !root.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key: "docker_root",
+                    reason: format!("{} is not an absolute path", root.display()),
+                });
+            }
+            c.docker_root = root;
         }
         Ok(c)
     }

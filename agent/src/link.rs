@@ -228,7 +228,7 @@ pub(crate) async fn session(
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let mut stats = system::StatsSampler::new();
+    let mut stats = system::StatsSampler::with_disk(&config.docker_root);
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;

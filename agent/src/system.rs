@@ -117,12 +117,22 @@ fn primary_mac() -> Option<String> {
 pub struct StatsSampler {
     last_cpu: Option<(u64, u64)>,
     last_percent: f32,
+    /// The directory whose filesystem's free space each sample reports.
+    disk_root: Option<std::path::PathBuf>,
 }
 
 impl StatsSampler {
     /// A sampler with no previous reading.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Each sample also reports the free space of the filesystem holding `dir`.
+    pub fn with_disk(dir: &Path) -> Self {
+        StatsSampler {
+            disk_root: Some(dir.to_path_buf()),
+            ..Self::default()
+        }
     }
 
     /// Takes a heartbeat's worth of stats. The first CPU figure is the average since boot.
@@ -158,8 +168,31 @@ impl StatsSampler {
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()
                 .and_then(|d| i64::try_from(d.as_millis()).ok()),
+            disk: self.disk_root.as_deref().and_then(disk_space),
         }
     }
+}
+
+/// Free and total space of the filesystem holding `dir`, or of its nearest existing parent (a
+/// node without Docker yet reports where Docker's data would go). `None` when unreadable.
+pub fn disk_space(dir: &Path) -> Option<trellis_proto::DiskSpace> {
+    let mut at = dir;
+    let stat = loop {
+        match rustix::fs::statvfs(at) {
+            Ok(s) => break s,
+            Err(_) => at = at.parent()?,
+        }
+    };
+    let frsize = if stat.f_frsize > 0 {
+        stat.f_frsize
+    } else {
+        stat.f_bsize
+    };
+    Some(trellis_proto::DiskSpace {
+        path: at.display().to_string(),
+        free_bytes: stat.f_bavail.saturating_mul(frsize),
+        total_bytes: stat.f_blocks.saturating_mul(frsize),
+    })
 }
 
 /// Fewest clock ticks (summed over all CPUs, 100 per second each) between two CPU samples.
@@ -262,7 +295,10 @@ mod tests {
 
     #[test]
     fn a_sample_on_this_machine_reports_memory_and_uptime() {
-        let beat = StatsSampler::new().sample();
+        let beat = StatsSampler::with_disk(Path::new("/nonexistent/docker")).sample();
+        let disk = beat.disk.clone().expect("the root filesystem's space");
+        assert_eq!(disk.path, "/", "the nearest existing parent is measured");
+        assert!(disk.total_bytes > 0 && disk.free_bytes <= disk.total_bytes);
         assert!(beat.mem_total_bytes > 0 && beat.mem_used_bytes <= beat.mem_total_bytes);
         assert!(beat.uptime_secs > 0);
         assert!((0.0..=100.0).contains(&beat.cpu_percent));

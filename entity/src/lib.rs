@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod experiment_name;
 pub mod experiment_node;
 pub mod experiment_note;
+pub mod image_transfer;
 pub mod job;
 pub mod job_log;
 pub mod job_preset;

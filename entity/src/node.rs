@@ -58,6 +58,12 @@ pub struct Model {
     pub clock_offset_ms: Option<i64>,
     /// The node's pump calibrations as its agent last published them (`trellis_proto::Calibrations`).
     pub pump_calibrations: Option<Json>,
+    /// The directory whose filesystem the agent measured for free space (its Docker data root).
+    pub disk_path: Option<String>,
+    /// Free bytes there at the last heartbeat that said.
+    pub disk_free_bytes: Option<i64>,
+    /// Size of that filesystem, bytes.
+    pub disk_total_bytes: Option<i64>,
 }
 
 /// Nodes have no relations yet.

@@ -17,6 +17,7 @@ mod m20261202_000011_create_profile;
 mod m20261206_000012_create_reading_minute;
 mod m20261206_000013_create_experiment_name;
 mod m20261206_000014_create_deployment;
+mod m20261206_000015_create_images;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_create_reading_minute::Migration),
             Box::new(m20261206_000013_create_experiment_name::Migration),
             Box::new(m20261206_000014_create_deployment::Migration),
+            Box::new(m20261206_000015_create_images::Migration),
         ]
     }
 }

@@ -89,6 +89,21 @@ pub struct Heartbeat {
     /// tell a node whose clock is wrong (absent from agents before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at_ms: Option<i64>,
+    /// Space on the filesystem of the node's Docker data root, so the leader can refuse an image
+    /// that would fill the disk (absent from agents before this field, or when unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskSpace>,
+}
+
+/// Free and total space of one filesystem on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpace {
+    /// The directory measured (the Docker data root, or its nearest existing parent).
+    pub path: String,
+    /// Bytes an unprivileged writer may still use.
+    pub free_bytes: u64,
+    /// The filesystem's size, bytes.
+    pub total_bytes: u64,
 }
 
 /// The MQTT client id of a node's agent logged in with `password`:

@@ -63,6 +63,14 @@ pub struct ServerConfig {
     pub docker_timeout: Duration,
     /// The longest wait between retries of an unreachable engine or a failed deployment step.
     pub deploy_backoff_max: Duration,
+    /// The leader's own Docker engine (a unix socket): the source of sideloaded images.
+    pub leader_docker: PathBuf,
+    /// Most image transfers (sideloads) running at once, leader-wide.
+    pub sideload_parallel: usize,
+    /// Free disk a node must keep beyond an image's size for a load to go ahead, bytes.
+    pub disk_margin: u64,
+    /// The largest upload (an image archive, an app bundle), bytes.
+    pub upload_max: u64,
     /// The leader's certificate chain and key, loaded: HTTPS and MQTT over TLS on its listeners.
     pub tls: Option<crate::infra::tls::LeaderTls>,
     /// Which certificates the leader trusts for an external broker over TLS (`mqtts://`): the
@@ -109,6 +117,16 @@ impl ServerConfig {
         }
     }
 
+    /// The image service's settings.
+    pub fn image_settings(&self) -> crate::images::Settings {
+        crate::images::Settings {
+            leader_docker: self.leader_docker.clone(),
+            parallel: self.sideload_parallel,
+            margin: self.disk_margin,
+            docker_timeout: self.docker_timeout,
+        }
+    }
+
     /// The node id of the leader's own agent, when it runs one.
     pub fn local_node_id(&self) -> Option<String> {
         self.local_agent.then(|| {
@@ -145,6 +163,10 @@ impl ServerConfig {
             docker_tls_dir,
             docker_timeout: crate::nodes::docker::DOCKER_TIMEOUT,
             deploy_backoff_max: Duration::from_secs(60),
+            leader_docker: PathBuf::from("/var/run/docker.sock"),
+            sideload_parallel: 2,
+            disk_margin: 512 << 20,
+            upload_max: 4096 << 20,
             tls: None,
             broker_tls: None,
         }
@@ -247,6 +269,20 @@ pub struct Args {
     /// deployment step (default 60; the waits double from 1 s up to it).
     #[arg(long, env = "TRELLIS_DEPLOY_BACKOFF_MAX_SECS")]
     pub deploy_backoff_max_secs: Option<u64>,
+    /// The leader's own Docker engine, a unix socket (default /var/run/docker.sock): images are
+    /// sideloaded from it into nodes' engines.
+    #[arg(long, env = "TRELLIS_LEADER_DOCKER")]
+    pub leader_docker: Option<PathBuf>,
+    /// Most image transfers to nodes at once (default 2).
+    #[arg(long, env = "TRELLIS_SIDELOAD_PARALLEL")]
+    pub sideload_parallel: Option<usize>,
+    /// Free disk, in MiB, a node must keep beyond an image's size before the leader loads the
+    /// image there (default 512).
+    #[arg(long, env = "TRELLIS_DISK_MARGIN_MIB")]
+    pub disk_margin_mib: Option<u64>,
+    /// The largest upload, in MiB: an image archive or an app bundle (default 4096).
+    #[arg(long, env = "TRELLIS_UPLOAD_MAX_MIB")]
+    pub upload_max_mib: Option<u64>,
     /// The leader's certificate (PEM, chain allowed): with --tls-key, the web app, API and
     /// embedded broker speak TLS only (see `trellis tls-cert`).
     #[arg(long, env = "TRELLIS_TLS_CERT")]
@@ -288,6 +324,10 @@ struct FileConfig {
     docker_tls_dir: Option<PathBuf>,
     docker_timeout_secs: Option<u64>,
     deploy_backoff_max_secs: Option<u64>,
+    leader_docker: Option<PathBuf>,
+    sideload_parallel: Option<usize>,
+    disk_margin_mib: Option<u64>,
+    upload_max_mib: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     broker_ca: Option<PathBuf>,
@@ -530,6 +570,33 @@ impl Args {
                 return Err(invalid("deploy_backoff_max_secs", "must be 1 to 86400"));
             }
             c.deploy_backoff_max = Duration::from_secs(secs);
+        }
+        if let Some(path) = self.leader_docker.or(file.leader_docker) {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "leader_docker",
+                    "must be the absolute path of a unix socket",
+                ));
+            }
+            c.leader_docker = path;
+        }
+        if let Some(n) = self.sideload_parallel.or(file.sideload_parallel) {
+            if !(1..=16).contains(&n) {
+                return Err(invalid("sideload_parallel", "must be 1 to 16"));
+            }
+            c.sideload_parallel = n;
+        }
+        if let Some(mib) = self.disk_margin_mib.or(file.disk_margin_mib) {
+            if mib > 1 << 30 {
+                return Err(invalid("disk_margin_mib", "must be 0 to 1073741824"));
+            }
+            c.disk_margin = mib << 20;
+        }
+        if let Some(mib) = self.upload_max_mib.or(file.upload_max_mib) {
+            if !(1..=1 << 20).contains(&mib) {
+                return Err(invalid("upload_max_mib", "must be 1 to 1048576"));
+            }
+            c.upload_max = mib << 20;
         }
         let broker_ca = self.broker_ca.or(file.broker_ca);
         match &c.broker {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod experiments;
 pub mod graphql;
 pub mod http;
+pub mod images;
 pub mod infra;
 pub mod jobs;
 pub mod mqtt;

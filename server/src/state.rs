@@ -7,7 +7,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    ServerConfig, access, deployments, enroll, experiments, jobs,
+    ServerConfig, access, deployments, enroll, experiments, images, jobs,
     mqtt::{bridge, gate},
     nodes::{self, docker},
     telemetry::{self, Telemetry},
@@ -46,6 +46,8 @@ pub struct AppState {
     pub deployments: deployments::Deployments,
     /// Nodes' engines as the deployment workers last reached them.
     pub engines: deployments::Engines,
+    /// Images: sideloads, prune.
+    pub images: images::Images,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -109,9 +111,28 @@ impl AppState {
         );
         tokio::spawn(scheduler.run(shutdown_profiles));
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
+        let images = images::Images::new(db.clone(), docker.clone(), config.image_settings());
+        {
+            let images = images.clone();
+            let started = chrono::Utc::now().timestamp_millis();
+            tokio::spawn(async move {
+                match images.recover(started).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        transfers = n,
+                        "image transfers cut by the last stop marked failed"
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = e.log_message(),
+                        "cannot mark the transfers cut by the last stop"
+                    ),
+                }
+            });
+        }
         let (deployments, engines, reconciler) = deployments::new(
             db,
             docker.clone(),
+            images.clone(),
             audit.clone(),
             nodes.clone(),
             config.deployment_settings(),
@@ -133,6 +154,7 @@ impl AppState {
             profiles,
             deployments,
             engines,
+            images,
         }
     }
 }

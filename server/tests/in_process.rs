@@ -454,6 +454,7 @@ async fn a_node_whose_clock_is_off_is_flagged() {
         temperature_c: None,
         uptime_secs: 3,
         sent_at_ms: Some(now.timestamp_millis() + offset_ms),
+        disk: None,
     };
     let clock = || async {
         let a = l

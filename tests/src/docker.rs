@@ -137,20 +137,26 @@ fn rootfs_tar() -> &'static [u8] {
     TAR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         build_rootfs(dir.path());
-        // Root-owned files whoever runs the tests, so the images do not depend on the caller.
-        let out = Command::new("tar")
-            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-            .arg(dir.path())
-            .args(["-cf", "-", "."])
-            .output()
-            .expect("run tar");
-        assert!(
-            out.status.success(),
-            "tar of the busybox rootfs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        tar_of(dir.path())
     })
+}
+
+/// A tar archive of `dir`'s contents, every file owned by root whoever runs the tests, so the
+/// images made from it do not depend on the caller.
+fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("run tar");
+    assert!(
+        out.status.success(),
+        "tar of {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// `bin/busybox`, a relative `bin/<applet> -> busybox` link per applet and an empty `tmp/`.
@@ -415,4 +421,188 @@ pub fn instance<'a>(
         .as_array()?
         .iter()
         .find(|i| i["nodeId"] == node)
+}
+
+/// A second Docker engine on this machine: its own `dockerd` in its own network namespace, with
+/// its own data root, exec root and socket in a temporary directory, no bridge network and no
+/// iptables (containers run with `--network none`), on fuse-overlayfs. Ready in about 5 s. Dropping it stops the daemon (its
+/// containers go with it) and removes its directories.
+pub struct SecondEngine {
+    proc: Option<crate::Proc>,
+    dir: tempfile::TempDir,
+    /// Its socket.
+    pub socket: std::path::PathBuf,
+    /// Its data root (where images and containers go; the agent measures its free space).
+    pub data_root: std::path::PathBuf,
+}
+
+impl SecondEngine {
+    /// Starts one and waits until it answers.
+    pub async fn start() -> SecondEngine {
+        // Under /var/tmp: /tmp may be a tmpfs too small for images.
+        let dir = tempfile::Builder::new()
+            .prefix("trellis-dockerd-")
+            .tempdir_in("/var/tmp")
+            .expect("a directory for the second engine");
+        let config = dir.path().join("daemon.json");
+        std::fs::write(&config, "{}").expect("its config");
+        let socket = dir.path().join("docker.sock");
+        let data_root = dir.path().join("data");
+        // In a network namespace of its own: a dockerd started with --bridge=none deletes the
+        // host's docker0 (the system engine's bridge) in the namespace it runs in. Its socket
+        // is a file, reachable from here all the same.
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--net", "dockerd"])
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(&data_root)
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--storage-driver",
+                "fuse-overlayfs",
+            ]);
+        let proc = crate::Proc::spawn(cmd, dir.path().join("dockerd.log"));
+        let engine = SecondEngine {
+            proc: Some(proc),
+            socket,
+            data_root,
+            dir,
+        };
+        let host = engine.host();
+        poll_for("the second dockerd", crate::PATIENCE, || {
+            Command::new("docker")
+                .args(["-H", &host, "version", "--format", "{{.Server.Version}}"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
+        });
+        engine
+    }
+
+    /// `unix://<socket>`, for `docker -H`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Runs the `docker` CLI against this engine; its stdout, or a panic with its stderr.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let host = self.host();
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    /// Whether `docker -H <this> <args>` succeeds.
+    pub fn docker_ok(&self, args: &[&str]) -> bool {
+        let host = self.host();
+        let mut all = vec!["-H", host.as_str()];
+        all.extend_from_slice(args);
+        docker_ok(&all)
+    }
+
+    /// The id of `image` on this engine, if it has it.
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        let host = self.host();
+        Command::new("docker")
+            .args([
+                "-H", &host, "image", "inspect", "--format", "{{.Id}}", image,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal("-TERM");
+            if proc.wait_exit(Duration::from_secs(15)).is_none() {
+                proc.signal("-KILL");
+                let _ = proc.wait_exit(Duration::from_secs(5));
+            }
+        }
+        // fuse-overlayfs mounts a daemon killed hard leaves behind would block the removal.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+            let root = self.dir.path().display().to_string();
+            for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+                if m.starts_with(&root) {
+                    let _ = Command::new("umount").args(["-l", m]).output();
+                }
+            }
+        }
+    }
+}
+
+/// The id of `image` on this machine's engine.
+pub fn image_id(image: &str) -> String {
+    docker(&["image", "inspect", "--format", "{{.Id}}", image])
+        .trim()
+        .to_owned()
+}
+
+/// Imports an image of `mib` MiB (the busybox root filesystem and a file of random bytes, so
+/// nothing compresses it away) as `trellis-test/big:<label>`, labelled `trellis-test=<label>`.
+pub fn big_image(label: &str, mib: usize) -> String {
+    let tag = format!("trellis-test/big:{label}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    build_rootfs(dir.path());
+    let mut blob = vec![0u8; mib << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in blob.chunks_mut(8) {
+        // xorshift: random enough that no compression helps.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(dir.path().join("blob"), &blob).expect("the blob");
+    let tar = tar_of(dir.path());
+    let label_change = format!("LABEL {TEST_LABEL}={label}");
+    let tick_cmd = format!("CMD {}", json_cmd(TICK_SCRIPT));
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "import",
+        "--change",
+        &label_change,
+        "--change",
+        "ENV PATH=/bin",
+        "--change",
+        &tick_cmd,
+        "-",
+        &tag,
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("docker");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(&tar)
+        .expect("the archive to docker import");
+    let out = child.wait_with_output().expect("docker import");
+    assert!(
+        out.status.success(),
+        "docker import {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
 }

@@ -6,6 +6,7 @@
 //! build them first (`scripts/test.sh` does): `cargo build -p trellis-server -p trellis-agent`.
 
 pub mod bench;
+pub mod chaos;
 pub mod docker;
 
 use std::{
@@ -509,6 +510,19 @@ impl Server {
     /// The HTTP client (trusting the leader's CA when it serves HTTPS).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// POSTs `body` to `path` as the admin (an upload); returns the status and the JSON answer
+    /// (`null` when the answer is not JSON).
+    pub async fn upload(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).body(body);
+        if let Some(c) = &self.admin_cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req.send().await.expect("POST an upload");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// POSTs a GraphQL operation and returns the whole JSON response (`data` and `errors`).

@@ -34,26 +34,29 @@ async fn deployment(server: &Server, id: &str) -> Value {
 /// Waits until the deployment's newest rollout is in `state` and every instance is `RUNNING`
 /// on revision `revision`.
 async fn wait_rolled_out(server: &Server, id: &str, state: &str, revision: i64) -> Value {
-    wait_for(
-        &format!("rollout to revision {revision} {state}"),
-        PATIENCE * 2,
-        || async {
-            let d = deployment(server, id).await;
-            let r = &d["lastRollout"];
-            let all_running = d["instances"].as_array().is_some_and(|is| {
-                !is.is_empty()
-                    && is.iter().all(|i| {
-                        i["state"] == "RUNNING" && i["observedRevision"].as_i64() == Some(revision)
-                    })
-            });
-            (r["state"] == state
-                && (state != "succeeded" || d["liveRevision"].as_i64() == Some(revision))
-                && r["toRevision"].as_i64() == Some(revision)
-                && all_running)
-                .then_some(d)
-        },
-    )
-    .await
+    let started = std::time::Instant::now();
+    loop {
+        let d = deployment(server, id).await;
+        let r = &d["lastRollout"];
+        let all_running = d["instances"].as_array().is_some_and(|is| {
+            !is.is_empty()
+                && is.iter().all(|i| {
+                    i["state"] == "RUNNING" && i["observedRevision"].as_i64() == Some(revision)
+                })
+        });
+        if r["state"] == state
+            && (state != "succeeded" || d["liveRevision"].as_i64() == Some(revision))
+            && r["toRevision"].as_i64() == Some(revision)
+            && all_running
+        {
+            return d;
+        }
+        assert!(
+            started.elapsed() < PATIENCE * 2,
+            "timed out waiting for the rollout to revision {revision} to be {state}; the deployment: {d}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn spec(image: &str, label: &str, greeting: &str) -> Value {

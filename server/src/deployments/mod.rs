@@ -82,6 +82,7 @@ pub struct EngineStatus {
 pub(crate) struct Shared {
     pub svc: Deployments,
     pub access: DockerAccess,
+    pub images: crate::images::Images,
     pub clients: engine::EngineClients,
     pub cluster: String,
     pub timeout: Duration,
@@ -136,6 +137,7 @@ pub struct Reconciler {
     svc: Deployments,
     inbox: mpsc::Receiver<Input>,
     access: DockerAccess,
+    images: crate::images::Images,
     audit: Audit,
     nodes: nodes::Nodes,
     settings: Settings,
@@ -157,6 +159,7 @@ impl Engines {
 pub fn new(
     db: sea_orm::DatabaseConnection,
     access: DockerAccess,
+    images: crate::images::Images,
     audit: Audit,
     nodes: nodes::Nodes,
     settings: Settings,
@@ -168,6 +171,7 @@ pub fn new(
         svc: svc.clone(),
         inbox: rx,
         access,
+        images,
         audit,
         nodes,
         settings,
@@ -199,6 +203,7 @@ impl Reconciler {
         let shared = Shared {
             svc: self.svc.clone(),
             access: self.access.clone(),
+            images: self.images.clone(),
             clients: engine::EngineClients::default(),
             cluster,
             timeout: self.settings.docker_timeout,

@@ -207,6 +207,65 @@ impl Deployments {
             .await?)
     }
 
+    /// Which images the deployments name and which of them must stay on nodes: every image
+    /// some revision names (an image no revision names is not Trellis's to prune), and those
+    /// of each deployment's latest, target and live revisions and of its newest revision that
+    /// rolled out before them (the rollback image). Over all nodes: keeping an image on a node
+    /// that no longer runs the deployment costs disk, removing one that is needed costs a
+    /// rollback.
+    pub async fn image_needs(
+        &self,
+    ) -> ApiResult<(
+        std::collections::BTreeSet<String>,
+        std::collections::BTreeSet<String>,
+    )> {
+        let mut named = std::collections::BTreeSet::new();
+        let mut keep = std::collections::BTreeSet::new();
+        let deployments: HashMap<String, deployment::Model> = deployment::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let mut revisions = revision::Entity::find()
+            .order_by_desc(revision::Column::Revision)
+            .all(&self.db)
+            .await?;
+        revisions.sort_by(|a, b| {
+            (&a.deployment_id, std::cmp::Reverse(a.revision))
+                .cmp(&(&b.deployment_id, std::cmp::Reverse(b.revision)))
+        });
+        let mut last_good_seen: std::collections::HashSet<String> = Default::default();
+        for r in &revisions {
+            let Ok(spec) = parse_spec(r) else { continue };
+            let mut images: Vec<String> = vec![spec.container.image.clone()];
+            images.dedup();
+            named.extend(images.iter().cloned());
+            let Some(d) = deployments.get(&r.deployment_id) else {
+                continue;
+            };
+            if d.deleting {
+                continue;
+            }
+            let current = [
+                Some(d.latest_revision),
+                Some(d.target_revision),
+                d.live_revision,
+            ];
+            let wanted = current.contains(&Some(r.revision));
+            // Newest first: the first rolled-out revision below the current ones is the
+            // rollback image.
+            let rollback = !wanted
+                && r.revision < d.target_revision
+                && r.outcome.as_deref() == Some("rolled_out")
+                && last_good_seen.insert(d.id.clone());
+            if wanted || rollback {
+                keep.extend(images);
+            }
+        }
+        Ok((named, keep))
+    }
+
     /// Every node's instance of a deployment, by node.
     pub async fn instances(&self, deployment_id: &str) -> ApiResult<Vec<instance::Model>> {
         Ok(instance::Entity::find()

@@ -110,6 +110,10 @@ pub enum PullPolicy {
     Always,
     /// Never pull: the image must already be on the node (loaded offline).
     Never,
+    /// The leader loads the image from its own Docker engine into the node's (`docker save` →
+    /// `docker load`) when the node lacks it by id; nothing is pulled. For clusters with no
+    /// registry and no internet.
+    Sideload,
 }
 
 fn is_false(b: &bool) -> bool {

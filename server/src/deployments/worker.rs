@@ -107,6 +107,8 @@ pub(super) struct Worker {
     our_stops: std::collections::HashMap<String, (i64, i64)>,
     /// The node's clock minus the leader's, ms: Docker's times are the node's.
     offset_ms: i64,
+    /// The node as this round read it.
+    node: Option<node::Model>,
 }
 
 /// What was seen of the desired container.
@@ -213,6 +215,7 @@ impl Worker {
             last_exit: None,
             our_stops: std::collections::HashMap::new(),
             offset_ms: 0,
+            node: None,
         }
     }
 
@@ -384,6 +387,7 @@ impl Worker {
             return Ok(Round::Done);
         };
         self.offset_ms = node.clock_offset_ms.unwrap_or(0);
+        self.node = Some(node.clone());
         if node.docker_endpoint.is_none() {
             let mut o = Observation::of(&i);
             o.state = "NO_ENGINE".into();
@@ -656,6 +660,30 @@ impl Worker {
         let must_pull = match spec.pull {
             PullPolicy::Always => true,
             PullPolicy::IfMissing => !engine.has_image(&spec.image).await?,
+            PullPolicy::Sideload => {
+                let Some(node) = self.node.clone() else {
+                    return Err(EngineError::Failed(format!(
+                        "node {:?} is not known",
+                        self.node_id
+                    )));
+                };
+                if !self.shared.images.has_same(&node, &spec.image).await? {
+                    self.note_state(
+                        d,
+                        "LOADING",
+                        Some(format!(
+                            "loading {} from the leader's Docker engine",
+                            spec.image
+                        )),
+                    )
+                    .await;
+                    self.shared
+                        .images
+                        .ensure(&node, &spec.image, &format!("deployment {}", d.name))
+                        .await?;
+                }
+                false
+            }
             PullPolicy::Never => {
                 if !engine.has_image(&spec.image).await? {
                     return Err(EngineError::Failed(format!(

@@ -10,6 +10,7 @@ mod graphql;
 mod health;
 mod router;
 mod spa;
+mod upload;
 mod ws;
 
 use crate::{AppState, graphql::TrellisSchema};

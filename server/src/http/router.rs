@@ -4,7 +4,7 @@
 use axum::{
     Router,
     http::{HeaderValue, Method, StatusCode, header},
-    routing::get,
+    routing::{get, post},
 };
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -55,6 +55,21 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
         Some(dir) => r.fallback_service(spa(&dir)),
         None => r.fallback(no_web_app),
     };
+    let timeout = app.config.request_timeout;
+    // Everything above: small bodies, answered within the request timeout.
+    let r = r
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+    // Uploads: their own limit, and no request timeout (a large archive takes its time).
+    let uploads = Router::new()
+        .route("/upload/image", post(super::upload::image))
+        .layer(RequestBodyLimitLayer::new(
+            usize::try_from(app.config.upload_max).unwrap_or(usize::MAX),
+        ));
+    let r = r.merge(uploads);
     // CORS: only the configured origins (never a wildcard); none by default, so only the web app
     // served by the leader itself can call the API from a browser.
     let origins: Vec<HeaderValue> = app
@@ -67,14 +82,8 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
-    let timeout = app.config.request_timeout;
     r.with_state(HttpState { app, schema })
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(cors)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
         .layer(CatchPanicLayer::new())
         // API answers (and GraphiQL's assets) compressed when the client accepts it; the web
         // app's files come precompressed and are left alone (they carry Content-Encoding).

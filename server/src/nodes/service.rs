@@ -190,6 +190,9 @@ impl Nodes {
                     job_kinds: Set(None),
                     clock_offset_ms: Set(None),
                     pump_calibrations: Set(None),
+                    disk_path: Set(None),
+                    disk_free_bytes: Set(None),
+                    disk_total_bytes: Set(None),
                 }
                 .insert(&self.db)
                 .await?
@@ -247,6 +250,13 @@ impl Nodes {
         m.temperature_c = Set(hb.temperature_c.map(f64::from));
         m.uptime_secs = Set(Some(i64::try_from(hb.uptime_secs).unwrap_or(i64::MAX)));
         m.last_seen = Set(now);
+        if let Some(d) = &hb.disk {
+            // The path is for people; a long one is cut (on a character boundary).
+            let path: String = d.path.chars().take(256).collect();
+            m.disk_path = Set(Some(path));
+            m.disk_free_bytes = Set(Some(i64::try_from(d.free_bytes).unwrap_or(i64::MAX)));
+            m.disk_total_bytes = Set(Some(i64::try_from(d.total_bytes).unwrap_or(i64::MAX)));
+        }
         if let Some(sent) = hb.sent_at_ms {
             // Field-reported Pioreactor failure: units with wrong clocks. Measured at every
             // heartbeat, so a corrected clock clears the flag.

@@ -4,6 +4,7 @@ mod access;
 mod deployment;
 mod enroll;
 mod experiment;
+mod image;
 mod job;
 mod node;
 mod profile;
@@ -20,4 +21,5 @@ pub struct Mutation(
     telemetry::TelemetryMutation,
     profile::ProfileMutation,
     deployment::DeploymentMutation,
+    image::ImageMutation,
 );

@@ -5,6 +5,7 @@ mod audit;
 mod deployment;
 mod enroll;
 mod experiment;
+mod image;
 mod job;
 mod node;
 mod profile;
@@ -22,4 +23,5 @@ pub struct Query(
     experiment::ExperimentQuery,
     profile::ProfileQuery,
     deployment::DeploymentQuery,
+    image::ImageQuery,
 );

@@ -3,6 +3,7 @@
 mod audit;
 mod deployment;
 mod experiment;
+mod image;
 mod job;
 mod node;
 mod telemetry;
@@ -16,4 +17,5 @@ pub struct Subscription(
     telemetry::TelemetrySubscription,
     experiment::ExperimentSubscription,
     deployment::DeploymentSubscription,
+    image::ImageSubscription,
 );

@@ -119,6 +119,19 @@ impl Node {
     async fn mem_total_bytes(&self) -> Option<i64> {
         self.0.mem_total_bytes
     }
+    /// Where the agent measured free disk: the node's Docker data root (or its nearest
+    /// existing parent).
+    async fn disk_path(&self) -> Option<&str> {
+        self.0.disk_path.as_deref()
+    }
+    /// Free bytes there at the last heartbeat; images that would not fit are refused.
+    async fn disk_free_bytes(&self) -> Option<i64> {
+        self.0.disk_free_bytes
+    }
+    /// Size of that filesystem, bytes.
+    async fn disk_total_bytes(&self) -> Option<i64> {
+        self.0.disk_total_bytes
+    }
     /// SoC temperature, °C.
     async fn temperature_c(&self) -> Option<f64> {
         self.0.temperature_c

@@ -1,0 +1,500 @@
+//! Issue 12: images with no registry. A second `dockerd` on this machine is a node's engine,
+//! reached over TCP through a chaos proxy that can slow the link or cut it; the leader's engine
+//! is this machine's. Images go from one to the other by sideload with their progress shown; a
+//! deployment with `pull: SIDELOAD` starts from a sideloaded image; a transfer cut halfway fails
+//! and a retry succeeds; a node whose Docker data root is nearly full refuses an image with the
+//! space needed and free; prune removes what no deployment needs and keeps the rollback image;
+//! a `docker save` archive uploaded to the leader lands in its engine, and a bad one is refused.
+
+use serde_json::{Value, json};
+use trellis_tests::{
+    Agent, PATIENCE, Server, ServerOpts,
+    chaos::{Chaos, Upstream},
+    docker::{DockerGuard, SecondEngine, TestImages, big_image, docker, docker_ok, image_id},
+    wait_for,
+};
+
+async fn gql(server: &Server, query: &str, vars: Value) -> Value {
+    let r = server.graphql(query, vars).await;
+    assert!(r["errors"].is_null(), "{query}: {r}");
+    r["data"].clone()
+}
+
+const TRANSFER: &str = "query($id: String!) { imageTransfer(id: $id) { id nodeId image imageId \
+    state bytes totalBytes percent error cause createdBy finishedAt } }";
+
+async fn sideload(server: &Server, node: &str, image: &str) -> Value {
+    gql(
+        server,
+        "mutation($n: String!, $i: String!) { sideloadImage(nodeId: $n, image: $i) { id state } }",
+        json!({"n": node, "i": image}),
+    )
+    .await["sideloadImage"]
+        .clone()
+}
+
+/// Follows a transfer every 50 ms until it ends; returns its end and every state seen.
+async fn follow(server: &Server, id: &str) -> (Value, Vec<Value>) {
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let t = gql(server, TRANSFER, json!({"id": id})).await["imageTransfer"].clone();
+        seen.push(t.clone());
+        if t["state"] == "DONE" || t["state"] == "FAILED" {
+            return (t, seen);
+        }
+        assert!(
+            started.elapsed() < PATIENCE * 4,
+            "transfer {id} did not end: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Joins node `node` whose engine is `engine`, reached through `proxy`, marked insecure by the
+/// admin; its agent measures `docker_root`. Waits until its first disk figure is in.
+async fn join_edge(
+    server: &Server,
+    node: &str,
+    proxy: &Chaos,
+    docker_root: &std::path::Path,
+) -> Agent {
+    let endpoint = format!("tcp://127.0.0.1:{}", proxy.port);
+    let root = docker_root.display().to_string();
+    let agent = server
+        .join_agent_with(
+            node,
+            &["--docker-endpoint", &endpoint, "--docker-root", &root],
+        )
+        .await;
+    server.wait_state(node, "ONLINE", PATIENCE).await;
+    gql(
+        server,
+        "mutation($id: String!) { setNodeDockerInsecure(id: $id, insecure: true) { id } }",
+        json!({"id": node}),
+    )
+    .await;
+    wait_for("the node's disk figure", PATIENCE, || async {
+        let n = gql(
+            server,
+            "query($id: String!) { node(id: $id) { diskPath diskFreeBytes diskTotalBytes } }",
+            json!({"id": node}),
+        )
+        .await["node"]
+            .clone();
+        (n["diskFreeBytes"].as_i64().is_some_and(|f| f > 0)).then_some(())
+    })
+    .await;
+    agent
+}
+
+async fn create(server: &Server, name: &str, spec: Value) -> String {
+    gql(
+        server,
+        "mutation($n: String!, $s: DeploymentSpecInput!) { createDeployment(name: $n, spec: $s) { id } }",
+        json!({"n": name, "s": spec}),
+    )
+    .await["createDeployment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn remove(server: &Server, id: &str) {
+    gql(
+        server,
+        "mutation($id: String!) { removeDeployment(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
+}
+
+async fn start(extra: &[&str]) -> Server {
+    Server::start(ServerOpts {
+        local_agent: false,
+        extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+        ..ServerOpts::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_sideloads_with_progress_and_a_deployment_starts_from_it() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let big = big_image(&images.label, 48);
+    let second = SecondEngine::start().await;
+    let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
+    let server = start(&["--docker-timeout-secs", "5"]).await;
+    let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
+
+    // 48 MiB at 16 MiB/s: about three seconds of progress to watch.
+    proxy.rate(16 << 20);
+    let t = sideload(&server, "edge", &big).await;
+    let (end, seen) = follow(&server, t["id"].as_str().expect("id")).await;
+    assert_eq!(end["state"], "DONE", "{end}");
+    assert_eq!(end["percent"], 100.0);
+    assert_eq!(end["imageId"], image_id(&big));
+    assert!(end["totalBytes"].as_i64() > Some(48 << 20), "{end}");
+    assert!(end["bytes"].as_i64() >= end["totalBytes"].as_i64(), "{end}");
+    assert_eq!(end["cause"], "sideloadImage");
+    let midway: Vec<f64> = seen
+        .iter()
+        .filter(|t| t["state"] == "LOADING")
+        .filter_map(|t| t["percent"].as_f64())
+        .filter(|p| *p > 0.0 && *p < 100.0)
+        .collect();
+    assert!(
+        midway.len() >= 3 && midway.windows(2).all(|w| w[0] <= w[1]),
+        "progress seen on the way, never going back: {midway:?}"
+    );
+    assert_eq!(
+        second.image_id(&big),
+        Some(image_id(&big)),
+        "the node has it"
+    );
+
+    // Again: nothing moves.
+    proxy.rate(0);
+    let t = sideload(&server, "edge", &big).await;
+    let (again, _) = follow(&server, t["id"].as_str().expect("id")).await;
+    assert_eq!(again["state"], "DONE");
+    assert_eq!(again["bytes"], 0);
+    assert_eq!(again["error"], "already on the node");
+
+    // A deployment that says its image comes by sideload, to a node without the image.
+    assert_eq!(second.image_id(&images.bb), None);
+    let spec = json!({
+        "container": {
+            "image": images.bb,
+            "pull": "SIDELOAD",
+            "networkMode": "none",
+            "labels": [{"name": "trellis-test", "value": images.label}],
+            "stopGraceSecs": 1,
+        },
+        "target": {"nodeIds": ["edge"]},
+        "update": {"minReadySecs": 1},
+    });
+    let id = create(&server, "offline", spec).await;
+    wait_for(
+        "the instance running on the second engine",
+        PATIENCE,
+        || async {
+            let running = second.docker(&[
+                "ps",
+                "--filter",
+                &format!("label=io.trellis.deployment={id}"),
+                "--format",
+                "{{.Image}}",
+            ]);
+            (running.trim() == images.bb).then_some(())
+        },
+    )
+    .await;
+    let list = gql(
+        &server,
+        "{ imageTransfers(nodeId: \"edge\") { image state cause createdBy error } }",
+        json!({}),
+    )
+    .await["imageTransfers"]
+        .clone();
+    assert!(
+        list.as_array()
+            .expect("list")
+            .iter()
+            .any(|t| t["image"] == images.bb
+                && t["state"] == "DONE"
+                && t["cause"] == "deployment offline"
+                && t["createdBy"] == "reconciler"),
+        "{list}"
+    );
+    let on_node = gql(
+        &server,
+        "{ nodeImages(nodeId: \"edge\") { id tags sizeBytes containers } }",
+        json!({}),
+    )
+    .await["nodeImages"]
+        .clone();
+    let bb = on_node
+        .as_array()
+        .expect("images")
+        .iter()
+        .find(|i| i["tags"][0] == images.bb)
+        .unwrap_or_else(|| panic!("{on_node}"));
+    assert_eq!(bb["containers"], 1, "{bb}");
+    let audit = server.audit_log(50).await;
+    assert!(
+        trellis_tests::audit_has(&audit, &[("action", "sideloadImage"), ("outcome", "ok")]),
+        "{audit:?}"
+    );
+    remove(&server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_transfer_is_retried_whole_and_a_full_disk_refuses_the_image() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let big = big_image(&images.label, 32);
+    let second = SecondEngine::start().await;
+    let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
+    let server = start(&["--docker-timeout-secs", "5"]).await;
+    let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
+
+    // The link breaks after 12 MiB of the image.
+    proxy.cut_after(Some(12 << 20));
+    let t = sideload(&server, "edge", &big).await;
+    let (cut, _) = follow(&server, t["id"].as_str().expect("id")).await;
+    assert_eq!(cut["state"], "FAILED", "{cut}");
+    let why = cut["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("node \"edge\"") && why.contains(" (after ") && why.ends_with(" MiB)"),
+        "the reason names the node and how far it got: {why}"
+    );
+    assert_eq!(second.image_id(&big), None, "nothing half-loaded");
+    // Retried whole, it works; the archive's whole layers from the first try do not block it.
+    proxy.cut_after(None);
+    let t = sideload(&server, "edge", &big).await;
+    let (retried, _) = follow(&server, t["id"].as_str().expect("id")).await;
+    assert_eq!(retried["state"], "DONE", "{retried}");
+    assert_eq!(second.image_id(&big), Some(image_id(&big)));
+
+    // A node entry whose Docker data root is an 8 MiB filesystem: no room for an image and the
+    // 512 MiB margin.
+    let small = tempfile::tempdir_in("/var/tmp").expect("a mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(small.path())
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs (the tests run as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path().to_owned());
+    let _full = join_edge(&server, "full", &proxy, small.path()).await;
+    // (The big image is on that engine already, and would not move: a small one that is not.)
+    let t = sideload(&server, "full", &images.bb_health).await;
+    let (refused, _) = follow(&server, t["id"].as_str().expect("id")).await;
+    assert_eq!(refused["state"], "FAILED");
+    let why = refused["error"].as_str().unwrap_or_default();
+    let path = small.path().display().to_string();
+    assert!(
+        why.starts_with("not enough disk on node \"full\": image ")
+            && why.contains(" image + 512 MiB margin)")
+            && why.contains(&format!("and {path} has "))
+            && why.ends_with(" free"),
+        "names the node, the space needed and the space free: {why}"
+    );
+    assert_eq!(refused["bytes"], 0, "refused before a byte moved");
+    // The reconciler refuses the same way, and says so on the instance.
+    let spec = json!({
+        "container": {
+            "image": images.bb_v2,
+            "pull": "SIDELOAD",
+            "networkMode": "none",
+            "labels": [{"name": "trellis-test", "value": images.label}],
+        },
+        "target": {"nodeIds": ["full"]},
+    });
+    let id = create(&server, "nofit", spec).await;
+    // bb-v2 is small (busybox), but not with the 512 MiB margin on top.
+    let reason = wait_for("the instance's reason", PATIENCE, || async {
+        let d = gql(
+            &server,
+            "query($id: String!) { deployment(id: $id) { instances { nodeId state reason } } }",
+            json!({"id": id}),
+        )
+        .await["deployment"]
+            .clone();
+        d["instances"][0]["reason"]
+            .as_str()
+            .filter(|r| r.contains("not enough disk"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(reason.contains("node \"full\""), "{reason}");
+    assert_eq!(second.image_id(&images.bb_v2), None);
+    remove(&server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_removes_what_no_revision_needs_and_keeps_the_rollback_image() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let second = SecondEngine::start().await;
+    let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
+    let server = start(&["--docker-timeout-secs", "5"]).await;
+    let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
+    // An image no revision names: not Trellis's to remove.
+    let foreign = format!("trellis-test/foreign:{}", images.label);
+    docker(&["tag", &images.bb_health, &foreign]);
+    let t = sideload(&server, "edge", &foreign).await;
+    assert_eq!(
+        follow(&server, t["id"].as_str().expect("id")).await.0["state"],
+        "DONE"
+    );
+
+    let spec = |image: &str| {
+        json!({
+            "container": {
+                "image": image,
+                "pull": "SIDELOAD",
+                "networkMode": "none",
+                "labels": [{"name": "trellis-test", "value": images.label}],
+                "stopGraceSecs": 1,
+            },
+            "target": {"nodeIds": ["edge"]},
+            "update": {"minReadySecs": 1},
+        })
+    };
+    let id = create(&server, "pr", spec(&images.bb)).await;
+    let rolled_out = |rev: i64| {
+        let server = &server;
+        let id = id.clone();
+        async move {
+            wait_for(&format!("revision {rev} rolled out"), PATIENCE, || async {
+                let d = gql(
+                    server,
+                    "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
+                    json!({"id": id}),
+                )
+                .await["deployment"]
+                    .clone();
+                (d["liveRevision"] == rev && d["lastRollout"]["state"] == "succeeded")
+                    .then_some(())
+            })
+            .await;
+        }
+    };
+    rolled_out(1).await;
+    for (rev, image) in [(2, &images.bb_v2), (3, &foreign)] {
+        gql(
+            &server,
+            "mutation($id: String!, $s: DeploymentSpecInput!) { updateDeployment(id: $id, spec: $s) { id } }",
+            json!({"id": id, "s": spec(image)}),
+        )
+        .await;
+        rolled_out(rev).await;
+    }
+    // Revision 3 runs the image that was foreign; revision 2's is the rollback image;
+    // revision 1's is needed by no one once its container is gone.
+    wait_for("the old containers gone", PATIENCE, || async {
+        let all = second.docker(&["ps", "-a", "--format", "{{.Image}}"]);
+        (all.trim() == foreign).then_some(())
+    })
+    .await;
+    assert!(second.image_id(&images.bb).is_some());
+    let report = gql(
+        &server,
+        "mutation { pruneImages(nodeId: \"edge\") { removed kept inUse freedBytes } }",
+        json!({}),
+    )
+    .await["pruneImages"]
+        .clone();
+    assert_eq!(report["removed"], json!([images.bb]), "{report}");
+    assert!(report["freedBytes"].as_i64() > Some(100_000), "{report}");
+    let kept: Vec<&str> = report["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(kept.contains(&images.bb_v2.as_str()), "{report}");
+    assert_eq!(second.image_id(&images.bb), None, "removed from the node");
+    assert!(
+        second.image_id(&images.bb_v2).is_some(),
+        "the rollback image stays"
+    );
+    assert!(second.image_id(&foreign).is_some());
+    // And the rollback works from what stayed.
+    gql(
+        &server,
+        "mutation($id: String!) { rollbackDeployment(id: $id, toRevision: 2) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    rolled_out(4).await;
+    remove(&server, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_archive_lands_in_the_leaders_engine_and_a_bad_one_is_refused() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let server = start(&["--upload-max-mib", "16"]).await;
+    let saved = std::process::Command::new("docker")
+        .args(["save", &images.bb_v2])
+        .output()
+        .expect("docker save");
+    assert!(saved.status.success());
+    let id = image_id(&images.bb_v2);
+    docker(&["rmi", &images.bb_v2]);
+    assert!(!docker_ok(&["image", "inspect", &images.bb_v2]));
+    let (status, body) = server.upload("/upload/image", saved.stdout.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["loaded"], json!([images.bb_v2]));
+    assert_eq!(image_id(&images.bb_v2), id, "the same image, back");
+    let audit = server.audit_log(20).await;
+    assert!(
+        trellis_tests::audit_has(&audit, &[("action", "uploadImage"), ("outcome", "ok")]),
+        "{audit:?}"
+    );
+    // A refused upload is answered before its body is all read, and the leader then closes the
+    // connection: each of these goes on a connection of its own.
+    let cookie = server.admin_cookie.clone().unwrap_or_default();
+    let upload = |body: Vec<u8>, cookie: Option<String>| {
+        let url = server.url("/upload/image");
+        async move {
+            let mut req = reqwest::Client::new().post(url).body(body);
+            if let Some(c) = cookie {
+                req = req.header("Cookie", c);
+            }
+            let resp = req.send().await.expect("POST an upload");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // Not an archive.
+    let (status, body) = upload(
+        b"this is not a tar archive".repeat(100),
+        Some(cookie.clone()),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let msg = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("refused the archive"), "{msg}");
+    // Cut short: the first half of a good one.
+    let half = saved.stdout[..saved.stdout.len() / 2].to_vec();
+    let (status, body) = upload(half, Some(cookie.clone())).await;
+    assert_eq!(status, 400, "{body}");
+    // Over the limit (16 MiB): refused on its length, before the body is read (a raw request,
+    // as an HTTP client stops writing once it sees the answer).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = server.url("").rsplit(':').next().expect("port").to_owned();
+    let mut raw = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    raw.write_all(
+        format!(
+            "POST /upload/image HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Length: {}\r\n\r\n",
+            17 << 20
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    let mut answer = vec![0u8; 64];
+    let n = raw.read(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Nobody logged in: refused.
+    let (status, _) = upload(saved.stdout, None).await;
+    assert_eq!(status, 401);
+}
