@@ -1,6 +1,8 @@
 //! SeaORM entities for the Trellis database. The schema itself is owned by the `migration` crate.
 
 pub mod api_token;
+pub mod app;
+pub mod app_version;
 pub mod audit_event;
 pub mod cluster_identity;
 pub mod deployment;

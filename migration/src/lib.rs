@@ -18,6 +18,7 @@ mod m20261206_000012_create_reading_minute;
 mod m20261206_000013_create_experiment_name;
 mod m20261206_000014_create_deployment;
 mod m20261206_000015_create_images;
+mod m20261206_000016_create_app;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_create_experiment_name::Migration),
             Box::new(m20261206_000014_create_deployment::Migration),
             Box::new(m20261206_000015_create_images::Migration),
+            Box::new(m20261206_000016_create_app::Migration),
         ]
     }
 }

@@ -69,8 +69,14 @@ pub struct ServerConfig {
     pub sideload_parallel: usize,
     /// Free disk a node must keep beyond an image's size for a load to go ahead, bytes.
     pub disk_margin: u64,
-    /// The largest upload (an image archive, an app bundle), bytes.
+    /// The largest image archive upload, bytes.
     pub upload_max: u64,
+    /// The largest app bundle, bytes.
+    pub bundle_max: u64,
+    /// The base image `py3` apps are built on.
+    pub py3_base_image: String,
+    /// The base image `nodered` apps are built on.
+    pub nodered_base_image: String,
     /// The leader's certificate chain and key, loaded: HTTPS and MQTT over TLS on its listeners.
     pub tls: Option<crate::infra::tls::LeaderTls>,
     /// Which certificates the leader trusts for an external broker over TLS (`mqtts://`): the
@@ -127,6 +133,16 @@ impl ServerConfig {
         }
     }
 
+    /// The app service's settings.
+    pub fn app_settings(&self) -> crate::images::apps::Settings {
+        crate::images::apps::Settings {
+            data_dir: self.data_dir.clone(),
+            bundle_max: self.bundle_max,
+            py3_base: self.py3_base_image.clone(),
+            nodered_base: self.nodered_base_image.clone(),
+        }
+    }
+
     /// The node id of the leader's own agent, when it runs one.
     pub fn local_node_id(&self) -> Option<String> {
         self.local_agent.then(|| {
@@ -167,6 +183,9 @@ impl ServerConfig {
             sideload_parallel: 2,
             disk_margin: 512 << 20,
             upload_max: 4096 << 20,
+            bundle_max: 256 << 20,
+            py3_base_image: "python:3.11-slim".into(),
+            nodered_base_image: "nodered/node-red:4.0".into(),
             tls: None,
             broker_tls: None,
         }
@@ -280,9 +299,19 @@ pub struct Args {
     /// image there (default 512).
     #[arg(long, env = "TRELLIS_DISK_MARGIN_MIB")]
     pub disk_margin_mib: Option<u64>,
-    /// The largest upload, in MiB: an image archive or an app bundle (default 4096).
+    /// The largest image archive upload (`docker save`), in MiB (default 4096).
     #[arg(long, env = "TRELLIS_UPLOAD_MAX_MIB")]
     pub upload_max_mib: Option<u64>,
+    /// The largest app bundle upload, in MiB (default 256).
+    #[arg(long, env = "TRELLIS_BUNDLE_MAX_MIB")]
+    pub bundle_max_mib: Option<u64>,
+    /// The base image `py3` app bundles are built on; it must have python3 (and pip, for a
+    /// bundle with requirements.txt). Default python:3.11-slim.
+    #[arg(long, env = "TRELLIS_PY3_BASE_IMAGE")]
+    pub py3_base_image: Option<String>,
+    /// The base image `nodered` app bundles are built on. Default nodered/node-red:4.0.
+    #[arg(long, env = "TRELLIS_NODERED_BASE_IMAGE")]
+    pub nodered_base_image: Option<String>,
     /// The leader's certificate (PEM, chain allowed): with --tls-key, the web app, API and
     /// embedded broker speak TLS only (see `trellis tls-cert`).
     #[arg(long, env = "TRELLIS_TLS_CERT")]
@@ -328,6 +357,9 @@ struct FileConfig {
     sideload_parallel: Option<usize>,
     disk_margin_mib: Option<u64>,
     upload_max_mib: Option<u64>,
+    bundle_max_mib: Option<u64>,
+    py3_base_image: Option<String>,
+    nodered_base_image: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     broker_ca: Option<PathBuf>,
@@ -597,6 +629,29 @@ impl Args {
                 return Err(invalid("upload_max_mib", "must be 1 to 1048576"));
             }
             c.upload_max = mib << 20;
+        }
+        if let Some(mib) = self.bundle_max_mib.or(file.bundle_max_mib) {
+            if !(1..=1 << 16).contains(&mib) {
+                return Err(invalid("bundle_max_mib", "must be 1 to 65536"));
+            }
+            c.bundle_max = mib << 20;
+        }
+        for (key, value, slot) in [
+            (
+                "py3_base_image",
+                self.py3_base_image.or(file.py3_base_image),
+                &mut c.py3_base_image,
+            ),
+            (
+                "nodered_base_image",
+                self.nodered_base_image.or(file.nodered_base_image),
+                &mut c.nodered_base_image,
+            ),
+        ] {
+            if let Some(image) = value {
+                crate::images::check_reference(&image).map_err(|e| invalid(key, e))?;
+                *slot = image;
+            }
         }
         let broker_ca = self.broker_ca.or(file.broker_ca);
         match &c.broker {

@@ -48,6 +48,8 @@ pub struct AppState {
     pub engines: deployments::Engines,
     /// Images: sideloads, prune.
     pub images: images::Images,
+    /// Apps: bundles, builds, app deployments.
+    pub apps: images::apps::Apps,
 }
 
 /// How the server takes part in MQTT: its login, the gate's live connections and where join
@@ -130,7 +132,7 @@ impl AppState {
             });
         }
         let (deployments, engines, reconciler) = deployments::new(
-            db,
+            db.clone(),
             docker.clone(),
             images.clone(),
             audit.clone(),
@@ -138,6 +140,23 @@ impl AppState {
             config.deployment_settings(),
         );
         tokio::spawn(reconciler.run(shutdown_deployments));
+        let apps = images::apps::Apps::new(
+            db,
+            images.clone(),
+            deployments.clone(),
+            config.app_settings(),
+        );
+        {
+            let apps = apps.clone();
+            tokio::spawn(async move {
+                if let Err(e) = apps.recover().await {
+                    tracing::warn!(
+                        error = e.log_message(),
+                        "cannot mark the builds cut by the last stop"
+                    );
+                }
+            });
+        }
         AppState {
             config: Arc::new(config),
             nodes,
@@ -155,6 +174,7 @@ impl AppState {
             deployments,
             engines,
             images,
+            apps,
         }
     }
 }

@@ -606,3 +606,62 @@ pub fn big_image(label: &str, mib: usize) -> String {
     );
     tag
 }
+
+/// A Python image made from this machine's own `python3` (no registry): the interpreter, the
+/// libraries `ldd` names for it and its compiled modules, the standard library (without its
+/// tests) and Debian's pip, imported as `trellis-test/python:<label>` with the label
+/// `trellis-test=<label>`. About 70 MB; `python3 -m pip install` of a local wheel works in it.
+pub fn python_image(label: &str) -> String {
+    let tag = format!("trellis-test/python:{label}");
+    // Every path is relative to /, so tar stores it at the same place in the image; -h follows
+    // links (the interpreter's names and merged-/usr's /lib) to the files themselves.
+    let script = r#"
+set -eu
+cd /
+libs=$( (ldd /usr/bin/python3; find /usr/lib/python3.11/lib-dynload -name '*.so' -exec ldd {} \;) \
+  | awk '/=> \//{print $3} /^\t\/lib64/{print $1}' | sort -u | sed 's|^/||')
+tar -h --numeric-owner --owner=0 --group=0 -cf - \
+  --exclude='usr/lib/python3.11/test' --exclude='usr/lib/python3.11/idlelib' \
+  --exclude='usr/lib/python3.11/tkinter' --exclude='usr/lib/python3.11/lib2to3/tests' \
+  --exclude='usr/lib/python3.11/EXTERNALLY-MANAGED' \
+  usr/bin/python3 usr/lib/python3.11 usr/lib/python3/dist-packages/pip $libs
+"#;
+    let tar = Command::new("bash")
+        .args(["-c", script])
+        .output()
+        .expect("bash");
+    assert!(
+        tar.status.success(),
+        "the Python rootfs: {}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    let label_change = format!("LABEL {TEST_LABEL}={label}");
+    let mut child = Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            &label_change,
+            "--change",
+            "ENV PATH=/usr/bin",
+            "-",
+            &tag,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(&tar.stdout)
+        .expect("the rootfs to docker import");
+    let out = child.wait_with_output().expect("docker import");
+    assert!(
+        out.status.success(),
+        "docker import {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}

@@ -64,11 +64,16 @@ pub fn router(app: AppState, schema: TrellisSchema) -> Router {
             timeout,
         ));
     // Uploads: their own limit, and no request timeout (a large archive takes its time).
+    let limit =
+        |bytes: u64| RequestBodyLimitLayer::new(usize::try_from(bytes).unwrap_or(usize::MAX));
     let uploads = Router::new()
         .route("/upload/image", post(super::upload::image))
-        .layer(RequestBodyLimitLayer::new(
-            usize::try_from(app.config.upload_max).unwrap_or(usize::MAX),
-        ));
+        .layer(limit(app.config.upload_max))
+        .merge(
+            Router::new()
+                .route("/upload/bundle", post(super::upload::bundle))
+                .layer(limit(app.config.bundle_max)),
+        );
     let r = r.merge(uploads);
     // CORS: only the configured origins (never a wildcard); none by default, so only the web app
     // served by the leader itself can call the API from a browser.

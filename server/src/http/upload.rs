@@ -1,14 +1,20 @@
-//! Uploads, with the API's authentication (session cookie or API token) and the operator role:
-//! `POST /upload/image` takes a `docker save` archive (tar, or gzip'd tar) as the request body
-//! and loads it, streamed, into the leader's own Docker engine, from where `sideloadImage` or a
-//! deployment with `pull: SIDELOAD` sends it to nodes. The body may be up to `--upload-max-mib`
-//! (these routes have their own limit and no request timeout: a large upload takes its time).
+//! Uploads, with the API's authentication (session cookie or API token) and the operator role.
+//! These routes have their own body limits and no request timeout: a large upload takes its time.
+//!
+//! - `POST /upload/image`: a `docker save` archive (tar, or gzip'd tar) as the request body,
+//!   loaded, streamed, into the leader's own Docker engine, from where `sideloadImage` or a
+//!   deployment with `pull: SIDELOAD` sends it to nodes. Up to `--upload-max-mib`.
+//! - `POST /upload/bundle?name=<app>&version=<version>`: an app bundle (tar or tar.gz), checked
+//!   whole and stored as a version of its app (`name` and `version` may come from its
+//!   `app.yaml` instead). Up to `--bundle-max-mib`. Answers the version:
+//!   `{"app", "version", "kind", "image", "buildState"}`.
 
 use axum::{
     Json,
-    extract::{Request, State},
+    extract::{Query, Request, State},
     response::{IntoResponse, Response},
 };
+use serde::Deserialize;
 
 use super::{
     HttpState,
@@ -16,23 +22,71 @@ use super::{
 };
 use crate::{access::Role, error::ApiError};
 
+/// The caller, who must be an operator; the refusal as a response otherwise.
+async fn operator(
+    s: &HttpState,
+    parts: (axum::http::HeaderMap, Option<std::net::IpAddr>),
+) -> Result<crate::access::Principal, Response> {
+    match caller(&s.app, parts).await {
+        Err(r) => Err(r),
+        Ok((None, _)) => Err(error_response(&ApiError::Unauthenticated(
+            "log in or send an API token".into(),
+        ))),
+        Ok((Some(p), _)) if p.role < Role::Operator => Err(error_response(&ApiError::Forbidden(
+            format!("this needs the operator role; you have {}", p.role.as_str()),
+        ))),
+        Ok((Some(p), _)) => Ok(p),
+    }
+}
+
+/// The query of `POST /upload/bundle`.
+#[derive(Debug, Deserialize)]
+pub struct BundleQuery {
+    /// The app's name (else `app.yaml`'s).
+    pub name: Option<String>,
+    /// The version's name (else `app.yaml`'s).
+    pub version: Option<String>,
+}
+
+/// `POST /upload/bundle`.
+pub async fn bundle(
+    State(s): State<HttpState>,
+    Query(q): Query<BundleQuery>,
+    req: Request,
+) -> Response {
+    let principal = match operator(&s, caller_parts(&req)).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let actor = principal.actor();
+    let body = req.into_body().into_data_stream();
+    let result = s.app.apps.upload(body, q.name, q.version, &actor).await;
+    let (outcome, detail, target) = match &result {
+        Ok(v) => ("ok", None, Some(format!("{}/{}", v.app, v.version))),
+        Err(e) => (e.code(), Some(e.public_message()), None),
+    };
+    s.app
+        .audit
+        .record(&actor, "uploadBundle", target.as_deref(), outcome, detail)
+        .await;
+    match result {
+        Ok(v) => Json(serde_json::json!({
+            "app": v.app,
+            "version": v.version,
+            "kind": v.kind,
+            "image": v.image,
+            "buildState": v.build_state,
+        }))
+        .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
 /// `POST /upload/image`: answers `{"loaded": ["name:tag", ...]}`.
 pub async fn image(State(s): State<HttpState>, req: Request) -> Response {
-    let parts = caller_parts(&req);
-    let principal = match caller(&s.app, parts).await {
+    let principal = match operator(&s, caller_parts(&req)).await {
         Err(r) => return r,
-        Ok((None, _)) => {
-            return error_response(&ApiError::Unauthenticated(
-                "log in or send an API token".into(),
-            ));
-        }
-        Ok((Some(p), _)) if p.role < Role::Operator => {
-            return error_response(&ApiError::Forbidden(format!(
-                "this needs the operator role; you have {}",
-                p.role.as_str()
-            )));
-        }
-        Ok((Some(p), _)) => p,
+        Ok(p) => p,
     };
     let limit = s.app.config.upload_max;
     let body = req.into_body().into_data_stream();

@@ -9,6 +9,9 @@
 //! marks it failed at its next start ([`Images::recover`]) and whoever wanted the image asks
 //! again (the reconciler does so by itself).
 
+pub mod apps;
+pub mod build;
+pub mod bundles;
 pub mod disk;
 pub mod prune;
 pub mod sideload;

@@ -1,6 +1,7 @@
 //! Mutation root, merged from one object per domain.
 
 mod access;
+mod app;
 mod deployment;
 mod enroll;
 mod experiment;
@@ -22,4 +23,5 @@ pub struct Mutation(
     profile::ProfileMutation,
     deployment::DeploymentMutation,
     image::ImageMutation,
+    app::AppMutation,
 );

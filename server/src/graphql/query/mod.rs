@@ -1,6 +1,7 @@
 //! Query root, merged from one object per domain.
 
 mod access;
+mod app;
 mod audit;
 mod deployment;
 mod enroll;
@@ -24,4 +25,5 @@ pub struct Query(
     profile::ProfileQuery,
     deployment::DeploymentQuery,
     image::ImageQuery,
+    app::AppQuery,
 );

@@ -1,5 +1,6 @@
 //! Subscription root, merged from one object per domain.
 
+mod app;
 mod audit;
 mod deployment;
 mod experiment;
@@ -18,4 +19,5 @@ pub struct Subscription(
     experiment::ExperimentSubscription,
     deployment::DeploymentSubscription,
     image::ImageSubscription,
+    app::AppSubscription,
 );

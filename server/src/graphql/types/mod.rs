@@ -1,6 +1,7 @@
 //! GraphQL object types that wrap the domains' models, one file per domain.
 
 mod access;
+mod app;
 mod audit;
 mod deployment;
 mod enroll;
@@ -12,6 +13,7 @@ mod profile;
 mod telemetry;
 
 pub use access::*;
+pub use app::*;
 pub use audit::*;
 pub use deployment::*;
 pub use enroll::*;

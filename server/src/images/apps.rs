@@ -1,0 +1,751 @@
+//! Apps: bundles uploaded as versions, built into images on the leader's engine, and run as
+//! deployments (`app-<name>`, image `trellis-app/<name>:<version>` with `pull: SIDELOAD`), so
+//! rollouts, rollback, logs and stats work for apps as for any deployment.
+//!
+//! The [`Apps`] service owns the app tables, the stored bundles under `<data-dir>/bundles`, and
+//! the builds under way (one at a time: a build is CPU-heavy; a second ask for the same version
+//! joins the first). A build's lines go out on a bounded broadcast as they come and its log is
+//! kept with the version (the last 256 KiB). A leader that stops mid-build marks the build
+//! failed at its next start; building again is one mutation.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use entity::{app, app_version as version};
+use futures::StreamExt;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
+use sha2::Digest;
+use tokio::{
+    io::AsyncWriteExt,
+    sync::{Semaphore, broadcast, watch},
+};
+
+use super::{
+    Images,
+    build::{self, APP, APP_VERSION},
+    bundles::{self, BundleKind, Param},
+};
+use crate::{
+    deployments::{
+        Deployments,
+        spec::{ContainerSpec, DeploymentSpec, KeyValue, PullPolicy, Target},
+    },
+    error::{ApiError, ApiResult},
+};
+
+/// Build lines a slow subscriber may fall behind by.
+pub const EVENTS: usize = 1024;
+/// The most of a build's log kept (its end).
+pub const MAX_LOG: usize = 256 * 1024;
+
+/// Build states, as stored.
+pub mod state {
+    /// Uploaded, not built.
+    pub const STORED: &str = "stored";
+    /// Building.
+    pub const BUILDING: &str = "building";
+    /// Built: its image is on the leader's engine.
+    pub const BUILT: &str = "built";
+    /// The build failed; `build_error` says why.
+    pub const FAILED: &str = "failed";
+}
+
+/// Settings of the app service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where bundles are kept (`<data-dir>`).
+    pub data_dir: PathBuf,
+    /// The largest bundle, bytes.
+    pub bundle_max: u64,
+    /// The base image of `py3` apps.
+    pub py3_base: String,
+    /// The base image of `nodered` apps.
+    pub nodered_base: String,
+}
+
+/// Something happened to an app version's build.
+#[derive(Debug, Clone)]
+pub struct BuildEvent {
+    /// The version's id.
+    pub version_id: String,
+    /// A line of the build's output, or `None` when its state changed.
+    pub line: Option<String>,
+    /// The line's number in the build's log (from 0).
+    pub seq: usize,
+    /// Its state now.
+    pub state: String,
+}
+
+type Outcome = Option<Result<(), String>>;
+
+/// The service; cheap to clone.
+#[derive(Clone)]
+pub struct Apps {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    images: Images,
+    deployments: Deployments,
+    settings: Settings,
+    events: broadcast::Sender<BuildEvent>,
+    builds: Semaphore,
+    building: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    /// The log so far of each build under way, by version id.
+    live: Mutex<HashMap<String, Arc<Mutex<Vec<String>>>>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The deployment an app runs as.
+pub fn deployment_name(app: &str) -> String {
+    format!("app-{app}")
+}
+
+/// A version's parameters.
+pub fn params(v: &version::Model) -> Vec<Param> {
+    serde_json::from_str(&v.params).unwrap_or_default()
+}
+
+impl Apps {
+    /// The service.
+    pub fn new(
+        db: DatabaseConnection,
+        images: Images,
+        deployments: Deployments,
+        settings: Settings,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENTS);
+        Apps {
+            inner: Arc::new(Inner {
+                db,
+                images,
+                deployments,
+                settings,
+                events,
+                builds: Semaphore::new(1),
+                building: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Build events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<BuildEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Marks failed the builds a stopped leader left under way. Called once at start.
+    pub async fn recover(&self) -> ApiResult<u64> {
+        let r = version::Entity::update_many()
+            .col_expr(
+                version::Column::BuildState,
+                sea_orm::sea_query::Expr::value(state::FAILED),
+            )
+            .col_expr(
+                version::Column::BuildError,
+                sea_orm::sea_query::Expr::value("interrupted by a leader restart: build it again"),
+            )
+            .filter(version::Column::BuildState.eq(state::BUILDING))
+            .exec(&self.inner.db)
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    /// Every app, by name.
+    pub async fn list(&self) -> ApiResult<Vec<app::Model>> {
+        Ok(app::Entity::find()
+            .order_by_asc(app::Column::Name)
+            .all(&self.inner.db)
+            .await?)
+    }
+
+    /// One app.
+    pub async fn get(&self, name: &str) -> ApiResult<app::Model> {
+        app::Entity::find_by_id(name)
+            .one(&self.inner.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no app {name:?}")))
+    }
+
+    /// An app's versions, newest first.
+    pub async fn versions(&self, name: &str) -> ApiResult<Vec<version::Model>> {
+        Ok(version::Entity::find()
+            .filter(version::Column::App.eq(name))
+            .order_by_desc(version::Column::CreatedMs)
+            .all(&self.inner.db)
+            .await?)
+    }
+
+    /// One version.
+    pub async fn version(&self, name: &str, v: &str) -> ApiResult<version::Model> {
+        version::Entity::find()
+            .filter(version::Column::App.eq(name))
+            .filter(version::Column::Version.eq(v))
+            .one(&self.inner.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no version {v:?} of app {name:?}")))
+    }
+
+    /// One version by id.
+    pub async fn version_by_id(&self, id: &str) -> ApiResult<Option<version::Model>> {
+        Ok(version::Entity::find_by_id(id).one(&self.inner.db).await?)
+    }
+
+    fn bundles_dir(&self) -> PathBuf {
+        self.inner.settings.data_dir.join("bundles")
+    }
+
+    /// Takes an uploaded bundle (streamed, at most the bundle limit), checks it whole, and
+    /// stores it as a version of its app. `name` and `version` override `app.yaml`'s. Nothing
+    /// is kept of a bundle that is refused.
+    pub async fn upload<S, E>(
+        &self,
+        body: S,
+        name: Option<String>,
+        version_name: Option<String>,
+        by: &str,
+    ) -> ApiResult<version::Model>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let incoming = self.bundles_dir().join(".incoming");
+        tokio::fs::create_dir_all(&incoming)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot make {}: {e}", incoming.display())))?;
+        let tmp = incoming.join(uuid::Uuid::new_v4().to_string());
+        let result = self.receive(body, &tmp, name, version_name, by).await;
+        // Whatever happened, the incoming file is gone: moved into place or removed.
+        let _ = tokio::fs::remove_file(&tmp).await;
+        result
+    }
+
+    async fn receive<S, E>(
+        &self,
+        mut body: S,
+        tmp: &Path,
+        name: Option<String>,
+        version_name: Option<String>,
+        by: &str,
+    ) -> ApiResult<version::Model>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let limit = self.inner.settings.bundle_max;
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot store an upload: {e}")))?;
+        let mut hash = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::BadRequest(format!("the upload broke off after {size} bytes: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(ApiError::BadRequest(format!(
+                    "the bundle is over the limit of {}",
+                    super::disk::human(limit)
+                )));
+            }
+            hash.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::Internal(format!("cannot store an upload: {e}")))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot store an upload: {e}")))?;
+        drop(file);
+        let path = tmp.to_path_buf();
+        let checked = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+            let read = bundles::open(f).map_err(|e| format!("not a tar archive: {e}"))?;
+            // Unpacked, a bundle may be four times its size (source compresses well), no more.
+            bundles::check(read, limit.saturating_mul(4))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("the bundle check stopped: {e}")))?
+        .map_err(|e| ApiError::BadRequest(format!("bad bundle: {e}")))?;
+        let name = name
+            .or_else(|| checked.manifest.name.clone())
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "name the app: ?name= on the upload, or name: in app.yaml".into(),
+                )
+            })?;
+        let v = version_name
+            .or_else(|| checked.manifest.version.clone())
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "name the version: ?version= on the upload, or version: in app.yaml".into(),
+                )
+            })?;
+        bundles::check_name(&name).map_err(ApiError::BadRequest)?;
+        bundles::check_version(&v).map_err(ApiError::BadRequest)?;
+        if self.version(&name, &v).await.is_ok() {
+            return Err(ApiError::Conflict(format!(
+                "app {name} already has a version {v}: upload this one as another version"
+            )));
+        }
+        let dir = self.bundles_dir().join(&name);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot make {}: {e}", dir.display())))?;
+        let relative = format!("bundles/{name}/{v}.bundle");
+        let stored = self.inner.settings.data_dir.join(&relative);
+        tokio::fs::rename(tmp, &stored)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot store the bundle: {e}")))?;
+        let m = &checked.manifest;
+        let saved = async {
+            match app::Entity::find_by_id(&name).one(&self.inner.db).await? {
+                None => {
+                    app::ActiveModel {
+                        name: Set(name.clone()),
+                        description: Set(m.description.clone()),
+                        tags: Set(serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into())),
+                        created_by: Set(by.to_owned()),
+                        created_ms: Set(now_ms()),
+                    }
+                    .insert(&self.inner.db)
+                    .await?;
+                }
+                Some(a) if m.description.is_some() || !m.tags.is_empty() => {
+                    let mut am = a.into_active_model();
+                    if m.description.is_some() {
+                        am.description = Set(m.description.clone());
+                    }
+                    if !m.tags.is_empty() {
+                        am.tags =
+                            Set(serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into()));
+                    }
+                    am.update(&self.inner.db).await?;
+                }
+                Some(_) => {}
+            }
+            version::ActiveModel {
+                id: Set(uuid::Uuid::new_v4().to_string()),
+                app: Set(name.clone()),
+                version: Set(v.clone()),
+                kind: Set(checked.kind.as_str().to_owned()),
+                description: Set(m.description.clone()),
+                params: Set(serde_json::to_string(&m.parameters).unwrap_or_else(|_| "[]".into())),
+                bundle_path: Set(Some(relative.clone())),
+                bundle_sha256: Set(trellis_proto::hex(&hash.finalize())),
+                bundle_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
+                strip_dir: Set(checked.strip.clone()),
+                build_state: Set(state::STORED.into()),
+                build_log: Set(String::new()),
+                build_error: Set(None),
+                image: Set(build::image_name(&name, &v)),
+                image_id: Set(None),
+                created_by: Set(by.to_owned()),
+                created_ms: Set(now_ms()),
+                built_ms: Set(None),
+            }
+            .insert(&self.inner.db)
+            .await
+        }
+        .await;
+        match saved {
+            Ok(row) => Ok(row),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&stored).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn emit(&self, version_id: &str, line: Option<String>, seq: usize, state: &str) {
+        // No subscriber is not an error.
+        let _ = self.inner.events.send(BuildEvent {
+            version_id: version_id.to_owned(),
+            line,
+            seq,
+            state: state.to_owned(),
+        });
+    }
+
+    /// The log of a version's build so far: the lines of one under way (from memory), else the
+    /// stored log of the last one.
+    pub async fn log_so_far(&self, version_id: &str) -> ApiResult<Vec<String>> {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .expect("build logs")
+            .get(version_id)
+            .cloned();
+        if let Some(lines) = live {
+            return Ok(lines.lock().expect("build log").clone());
+        }
+        Ok(self
+            .version_by_id(version_id)
+            .await?
+            .map(|v| v.build_log.lines().map(str::to_owned).collect())
+            .unwrap_or_default())
+    }
+
+    /// Starts building a version on the leader's engine (a build of it under way is joined).
+    /// Returns the version as it is then.
+    pub async fn build(&self, name: &str, v: &str) -> ApiResult<version::Model> {
+        let row = self.version(name, v).await?;
+        self.start_build(row.clone()).await?;
+        Ok(self.version_by_id(&row.id).await?.unwrap_or(row))
+    }
+
+    /// The end of the build of `row`: one under way, or a new one.
+    async fn start_build(&self, row: version::Model) -> ApiResult<watch::Receiver<Outcome>> {
+        if row.bundle_path.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "{} {} has no stored bundle to build",
+                row.app, row.version
+            )));
+        }
+        let (tx, rx) = watch::channel(None);
+        {
+            let mut building = self.inner.building.lock().expect("builds");
+            if let Some(other) = building.get(&row.id).filter(|r| r.borrow().is_none()) {
+                return Ok(other.clone());
+            }
+            building.insert(row.id.clone(), rx.clone());
+        }
+        let mut am = row.clone().into_active_model();
+        am.build_state = Set(state::BUILDING.into());
+        am.build_log = Set(String::new());
+        am.build_error = Set(None);
+        if let Err(e) = am.update(&self.inner.db).await {
+            self.inner.building.lock().expect("builds").remove(&row.id);
+            return Err(e.into());
+        }
+        self.emit(&row.id, None, 0, state::BUILDING);
+        let apps = self.clone();
+        tokio::spawn(async move {
+            let id = row.id.clone();
+            let outcome = apps.run_build(row).await;
+            let _ = tx.send(Some(outcome));
+            apps.inner.building.lock().expect("builds").remove(&id);
+        });
+        Ok(rx)
+    }
+
+    async fn run_build(&self, row: version::Model) -> Result<(), String> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        self.inner
+            .live
+            .lock()
+            .expect("build logs")
+            .insert(row.id.clone(), log.clone());
+        let result = self.build_work(&row, log.clone()).await;
+        let lines = log.lock().expect("build log").clone();
+        let mut text = lines.join("\n");
+        if text.len() > MAX_LOG {
+            let mut cut = text.len() - MAX_LOG;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            text = format!("[... the start of the log is cut]\n{}", &text[cut..]);
+        }
+        let latest = self
+            .version_by_id(&row.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| row.clone());
+        let mut am = latest.into_active_model();
+        am.build_log = Set(text);
+        am.built_ms = Set(Some(now_ms()));
+        let end = match &result {
+            Ok(image_id) => {
+                am.build_state = Set(state::BUILT.into());
+                am.image_id = Set(Some(image_id.clone()));
+                am.build_error = Set(None);
+                state::BUILT
+            }
+            Err(e) => {
+                am.build_state = Set(state::FAILED.into());
+                am.build_error = Set(Some(e.clone()));
+                state::FAILED
+            }
+        };
+        if let Err(e) = am.update(&self.inner.db).await {
+            tracing::warn!(error = %e, app = row.app, version = row.version, "cannot record a build's end");
+        }
+        self.inner.live.lock().expect("build logs").remove(&row.id);
+        self.emit(&row.id, None, lines.len(), end);
+        result.map(|_| ())
+    }
+
+    async fn build_work(
+        &self,
+        row: &version::Model,
+        log: Arc<Mutex<Vec<String>>>,
+    ) -> Result<String, String> {
+        let _permit = self
+            .inner
+            .builds
+            .acquire()
+            .await
+            .map_err(|_| "the leader is shutting down".to_owned())?;
+        let kind = BundleKind::parse(&row.kind).ok_or("an unknown bundle type")?;
+        let bundle = self
+            .inner
+            .settings
+            .data_dir
+            .join(row.bundle_path.as_deref().ok_or("no stored bundle")?);
+        let params = params(row);
+        let base = match kind {
+            BundleKind::Py3 => self.inner.settings.py3_base.clone(),
+            BundleKind::Nodered => self.inner.settings.nodered_base.clone(),
+            BundleKind::Dockerfile => String::new(),
+        };
+        let strip = row.strip_dir.clone();
+        let dir = self.bundles_dir().join(".incoming");
+        let context = dir.join(format!("context-{}.tar", uuid::Uuid::new_v4()));
+        let ctx = context.clone();
+        let say = |line: &str| {
+            let seq = {
+                let mut l = log.lock().expect("build log");
+                l.push(line.to_owned());
+                l.len() - 1
+            };
+            self.emit(&row.id, Some(line.to_owned()), seq, state::BUILDING);
+        };
+        say(&format!(
+            "Trellis: building {} {} ({}) on the leader's Docker engine",
+            row.app, row.version, row.kind
+        ));
+        let dockerfile = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let top = top_names(&bundle, strip.as_deref())?;
+            let generated = build::dockerfile(kind, &base, &top, &params);
+            build::write_context(&bundle, strip.as_deref(), generated.as_deref(), &ctx)?;
+            Ok::<_, String>(generated)
+        })
+        .await
+        .map_err(|e| format!("the build context: {e}"))??;
+        let dockerfile_name = if dockerfile.is_some() {
+            build::GENERATED
+        } else {
+            "Dockerfile"
+        };
+        if let Some(text) = &dockerfile {
+            say(&format!("Trellis: the generated {dockerfile_name}:"));
+            for line in text.lines() {
+                say(&format!("  {line}"));
+            }
+        }
+        let docker = self
+            .inner
+            .images
+            .leader_engine()
+            .map_err(|e| e.public())?
+            .with_timeout(super::sideload::LOAD_LIMIT);
+        let labels = HashMap::from([
+            (APP.to_owned(), row.app.clone()),
+            (APP_VERSION.to_owned(), row.version.clone()),
+        ]);
+        let result = build::run(&docker, &context, dockerfile_name, &row.image, &labels, say).await;
+        let _ = tokio::fs::remove_file(&context).await;
+        result
+    }
+
+    /// Waits for the build of `row` (starting one when it is not built); the built version.
+    pub async fn built(&self, row: version::Model) -> ApiResult<version::Model> {
+        if row.build_state == state::BUILT {
+            return Ok(row);
+        }
+        let mut rx = self.start_build(row.clone()).await?;
+        loop {
+            let outcome = rx.borrow_and_update().clone();
+            if let Some(outcome) = outcome {
+                return match outcome {
+                    Ok(()) => Ok(self.version(&row.app, &row.version).await?),
+                    Err(e) => Err(ApiError::Conflict(format!(
+                        "{} {} did not build: {e}",
+                        row.app, row.version
+                    ))),
+                };
+            }
+            if rx.changed().await.is_err() {
+                return Err(ApiError::Internal("a build ended without a word".into()));
+            }
+        }
+    }
+
+    /// Runs version `v` of app `name` on `target` (built first when it is not), as the
+    /// deployment `app-<name>`: made when there is none, else given the new version's image as
+    /// a new revision, which rolls out as the deployment's update settings say. `env` sets the
+    /// app's parameters (checked against their types); the rest keep their defaults.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        v: &str,
+        target: Option<Target>,
+        env: Vec<KeyValue>,
+        by: &str,
+    ) -> ApiResult<entity::deployment::Model> {
+        let row = self.version(name, v).await?;
+        let declared = params(&row);
+        for kv in &env {
+            let Some(p) = declared.iter().find(|p| p.name == kv.name) else {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} {v} has no parameter {:?} (it has: {})",
+                    kv.name,
+                    declared
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            bundles::check_value(p, &kv.value).map_err(ApiError::BadRequest)?;
+        }
+        let row = self.built(row).await?;
+        let deployment = deployment_name(name);
+        let existing = match self.inner.deployments.find(&deployment).await {
+            Ok(d) => Some(d),
+            Err(ApiError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match existing {
+            None => {
+                let target = target.ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "{name} runs nowhere yet: give a target (nodeIds, labels or all)"
+                    ))
+                })?;
+                let spec = DeploymentSpec {
+                    container: ContainerSpec {
+                        image: row.image.clone(),
+                        pull: PullPolicy::Sideload,
+                        env,
+                        // The image's io.trellis.app labels pass to its containers.
+                        ..ContainerSpec::default()
+                    },
+                    target,
+                    ..DeploymentSpec::default()
+                };
+                self.inner.deployments.create(&deployment, spec, by).await
+            }
+            Some(d) => {
+                let mut spec = self
+                    .inner
+                    .deployments
+                    .spec(&d.id, d.latest_revision)
+                    .await?;
+                spec.container.image = row.image.clone();
+                spec.container.pull = PullPolicy::Sideload;
+                for kv in env {
+                    match spec.container.env.iter_mut().find(|e| e.name == kv.name) {
+                        Some(e) => e.value = kv.value,
+                        None => spec.container.env.push(kv),
+                    }
+                }
+                if let Some(t) = target {
+                    spec.target = t;
+                }
+                let latest = self
+                    .inner
+                    .deployments
+                    .spec(&d.id, d.latest_revision)
+                    .await?;
+                if latest == spec {
+                    return Ok(d);
+                }
+                self.inner.deployments.update(&d.id, spec, None, by).await
+            }
+        }
+    }
+
+    /// Removes an app: its deployment (its containers go from every node), its versions, their
+    /// bundles and its images on the leader's engine.
+    pub async fn remove(&self, name: &str) -> ApiResult<()> {
+        self.get(name).await?;
+        match self.inner.deployments.find(&deployment_name(name)).await {
+            Ok(d) => {
+                self.inner.deployments.remove(&d.id).await?;
+            }
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let versions = self.versions(name).await?;
+        app::Entity::delete_by_id(name).exec(&self.inner.db).await?;
+        for v in versions {
+            if let Some(p) = &v.bundle_path {
+                let _ = tokio::fs::remove_file(self.inner.settings.data_dir.join(p)).await;
+            }
+        }
+        let _ = tokio::fs::remove_dir(self.bundles_dir().join(name)).await;
+        if let Ok(docker) = self.inner.images.leader_engine() {
+            let filters = HashMap::from([("label", vec![format!("{APP}={name}")])]);
+            if let Ok(list) = docker
+                .list_images(Some(
+                    bollard::query_parameters::ListImagesOptionsBuilder::default()
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+            {
+                for image in list {
+                    // An image a container still uses stays; the removed deployment's containers
+                    // go shortly and a prune takes it then.
+                    let _ = docker
+                        .remove_image(
+                            &image.id,
+                            Some(
+                                bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                                    .force(true)
+                                    .build(),
+                            ),
+                            None,
+                        )
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The names at the top of the bundle at `path` (through `strip`).
+fn top_names(path: &Path, strip: Option<&str>) -> Result<Vec<String>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("the stored bundle: {e}"))?;
+    let read = bundles::open(f).map_err(|e| format!("the stored bundle: {e}"))?;
+    let mut archive = tar::Archive::new(read);
+    let mut top = Vec::new();
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("the stored bundle: {e}"))?
+    {
+        let entry = entry.map_err(|e| format!("the stored bundle: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("the stored bundle: {e}"))?;
+        let mut parts = path
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .skip(usize::from(strip.is_some()));
+        if let Some(first) = parts.next() {
+            top.push(first);
+        }
+    }
+    top.sort();
+    top.dedup();
+    Ok(top)
+}
