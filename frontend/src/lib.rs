@@ -138,6 +138,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
             }
             Route::Profiles => view! { <pages::profiles::ProfilesPage/> }.into_any(),
             Route::Deployments => view! { <pages::deployments::DeploymentsPage/> }.into_any(),
+            Route::Apps => view! { <pages::apps::AppsPage/> }.into_any(),
             Route::Deployment(_) => {
                 let name = router::param(route, |r| match r {
                     Route::Deployment(name) => Some(name),
@@ -173,6 +174,7 @@ fn Shell(user: String, role: api::Role) -> impl IntoView {
                     <A href="/experiments">"Experiments"</A>
                     <A href="/profiles">"Profiles"</A>
                     <A href="/deployments">"Deployments"</A>
+                    <A href="/apps">"Apps"</A>
                     <Show when=move || can_audit><A href="/audit">"Audit log"</A></Show>
                     <A href="/access">"Access"</A>
                     <a href="/graphiql" rel="external">"GraphiQL"</a>

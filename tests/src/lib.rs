@@ -6,8 +6,10 @@
 //! build them first (`scripts/test.sh` does): `cargo build -p trellis-server -p trellis-agent`.
 
 pub mod bench;
+pub mod bundles;
 pub mod chaos;
 pub mod docker;
+pub mod web;
 
 use std::{
     net::TcpListener,

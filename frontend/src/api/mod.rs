@@ -10,6 +10,7 @@
 //! across the app (the generated modules see it through their `use super::*`).
 
 pub mod access;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod deployments;

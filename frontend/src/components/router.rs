@@ -32,6 +32,8 @@ pub enum Route {
     Experiment(String),
     /// `/profiles`.
     Profiles,
+    /// `/apps`.
+    Apps,
     /// `/deployments`.
     Deployments,
     /// `/deployments/<name>`.
@@ -59,6 +61,7 @@ impl Route {
             [""] => Route::Nodes,
             ["", "audit"] => Route::Audit,
             ["", "profiles"] => Route::Profiles,
+            ["", "apps"] => Route::Apps,
             ["", "deployments"] => Route::Deployments,
             ["", "deployments", name] if !name.is_empty() => Route::Deployment(decode(name)),
             ["", "deployments", name, node] if !name.is_empty() && !node.is_empty() => {

@@ -1,6 +1,7 @@
 //! One module per page.
 
 pub mod access;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod deployment;

@@ -17,8 +17,9 @@ use std::{
 use entity::{app, app_version as version};
 use futures::StreamExt;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 use sha2::Digest;
 use tokio::{
@@ -99,7 +100,62 @@ struct Inner {
     builds: Semaphore,
     building: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     /// The log so far of each build under way, by version id.
-    live: Mutex<HashMap<String, Arc<Mutex<Vec<String>>>>>,
+    live: Mutex<HashMap<String, Arc<Mutex<LiveLog>>>>,
+}
+
+/// A build's log as it grows: its last [`MAX_LOG`] bytes, numbered from the build's start.
+#[derive(Debug, Default)]
+pub struct LiveLog {
+    /// The number of the first line kept.
+    pub first: usize,
+    /// The lines kept.
+    pub lines: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl LiveLog {
+    /// Adds a line; returns its number. The oldest lines go past [`MAX_LOG`] bytes.
+    fn push(&mut self, line: &str) -> usize {
+        // Terminal colours (pip's warnings) are dropped; one line is cut at 4 KiB, so a build
+        // printing no newlines stays bounded too.
+        let mut line = strip_ansi(line);
+        if line.len() > 4096 {
+            let mut cut = 4096;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > MAX_LOG {
+            let Some(old) = self.lines.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len() + 1;
+            self.first += 1;
+        }
+        self.first + self.lines.len() - 1
+    }
+
+    /// The number the next line gets.
+    pub fn next(&self) -> usize {
+        self.first + self.lines.len()
+    }
+
+    fn text(&self) -> String {
+        let body = self
+            .lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if self.first > 0 {
+            format!("[... {} lines before are cut]\n{body}", self.first)
+        } else {
+            body
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -144,8 +200,15 @@ impl Apps {
         self.inner.events.subscribe()
     }
 
-    /// Marks failed the builds a stopped leader left under way. Called once at start.
+    /// Marks failed the builds a stopped leader left under way, and removes the uploads and
+    /// build contexts it left half-written. Called once at start, before requests.
     pub async fn recover(&self) -> ApiResult<u64> {
+        let incoming = self.bundles_dir().join(".incoming");
+        if let Ok(mut dir) = tokio::fs::read_dir(&incoming).await {
+            while let Ok(Some(e)) = dir.next_entry().await {
+                let _ = tokio::fs::remove_file(e.path()).await;
+            }
+        }
         let r = version::Entity::update_many()
             .col_expr(
                 version::Column::BuildState,
@@ -250,7 +313,15 @@ impl Apps {
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
-                ApiError::BadRequest(format!("the upload broke off after {size} bytes: {e}"))
+                let e = e.to_string();
+                ApiError::BadRequest(if e.contains("length limit exceeded") {
+                    format!(
+                        "the bundle is over the limit of {}",
+                        super::disk::human(limit)
+                    )
+                } else {
+                    format!("the upload broke off after {size} bytes")
+                })
             })?;
             size += chunk.len() as u64;
             if size > limit {
@@ -303,67 +374,94 @@ impl Apps {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| ApiError::Internal(format!("cannot make {}: {e}", dir.display())))?;
-        let relative = format!("bundles/{name}/{v}.bundle");
+        // A name of its own: two uploads of one version at once never share a file; the one
+        // that loses the database's unique index removes only its own.
+        let relative = format!(
+            "bundles/{name}/{v}-{}.bundle",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let stored = self.inner.settings.data_dir.join(&relative);
         tokio::fs::rename(tmp, &stored)
             .await
             .map_err(|e| ApiError::Internal(format!("cannot store the bundle: {e}")))?;
         let m = &checked.manifest;
-        let saved = async {
-            match app::Entity::find_by_id(&name).one(&self.inner.db).await? {
-                None => {
-                    app::ActiveModel {
+        let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into());
+        let row = version::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            app: Set(name.clone()),
+            version: Set(v.clone()),
+            kind: Set(checked.kind.as_str().to_owned()),
+            description: Set(m.description.clone()),
+            params: Set(serde_json::to_string(&m.parameters).unwrap_or_else(|_| "[]".into())),
+            bundle_path: Set(Some(relative.clone())),
+            bundle_sha256: Set(trellis_proto::hex(&hash.finalize())),
+            bundle_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
+            strip_dir: Set(checked.strip.clone()),
+            build_state: Set(state::STORED.into()),
+            build_log: Set(String::new()),
+            build_error: Set(None),
+            image: Set(build::image_name(&name, &v)),
+            image_id: Set(None),
+            created_by: Set(by.to_owned()),
+            created_ms: Set(now_ms()),
+            built_ms: Set(None),
+        };
+        let saved = self
+            .inner
+            .db
+            .transaction::<_, version::Model, DbErr>(|txn| {
+                let (name, description, tags, by) = (
+                    name.clone(),
+                    m.description.clone(),
+                    tags.clone(),
+                    by.to_owned(),
+                );
+                Box::pin(async move {
+                    // A write first (SQLite: a transaction that reads first cannot write later
+                    // once another wrote); a second upload of a new app finds the row there.
+                    app::Entity::insert(app::ActiveModel {
                         name: Set(name.clone()),
-                        description: Set(m.description.clone()),
-                        tags: Set(serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into())),
-                        created_by: Set(by.to_owned()),
+                        description: Set(description.clone()),
+                        tags: Set(tags.clone()),
+                        created_by: Set(by),
                         created_ms: Set(now_ms()),
-                    }
-                    .insert(&self.inner.db)
+                    })
+                    .on_conflict(
+                        OnConflict::column(app::Column::Name)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(txn)
                     .await?;
-                }
-                Some(a) if m.description.is_some() || !m.tags.is_empty() => {
-                    let mut am = a.into_active_model();
-                    if m.description.is_some() {
-                        am.description = Set(m.description.clone());
+                    if description.is_some() || tags != "[]" {
+                        let mut update =
+                            app::Entity::update_many().filter(app::Column::Name.eq(&name));
+                        if let Some(d) = description {
+                            update = update.col_expr(app::Column::Description, Expr::value(d));
+                        }
+                        if tags != "[]" {
+                            update = update.col_expr(app::Column::Tags, Expr::value(tags));
+                        }
+                        update.exec(txn).await?;
                     }
-                    if !m.tags.is_empty() {
-                        am.tags =
-                            Set(serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into()));
-                    }
-                    am.update(&self.inner.db).await?;
-                }
-                Some(_) => {}
-            }
-            version::ActiveModel {
-                id: Set(uuid::Uuid::new_v4().to_string()),
-                app: Set(name.clone()),
-                version: Set(v.clone()),
-                kind: Set(checked.kind.as_str().to_owned()),
-                description: Set(m.description.clone()),
-                params: Set(serde_json::to_string(&m.parameters).unwrap_or_else(|_| "[]".into())),
-                bundle_path: Set(Some(relative.clone())),
-                bundle_sha256: Set(trellis_proto::hex(&hash.finalize())),
-                bundle_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
-                strip_dir: Set(checked.strip.clone()),
-                build_state: Set(state::STORED.into()),
-                build_log: Set(String::new()),
-                build_error: Set(None),
-                image: Set(build::image_name(&name, &v)),
-                image_id: Set(None),
-                created_by: Set(by.to_owned()),
-                created_ms: Set(now_ms()),
-                built_ms: Set(None),
-            }
-            .insert(&self.inner.db)
-            .await
-        }
-        .await;
+                    row.insert(txn).await
+                })
+            })
+            .await;
         match saved {
             Ok(row) => Ok(row),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&stored).await;
-                Err(e.into())
+                let e = match e {
+                    sea_orm::TransactionError::Connection(e)
+                    | sea_orm::TransactionError::Transaction(e) => e,
+                };
+                Err(match e.sql_err() {
+                    Some(SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(format!(
+                        "app {name} already has a version {v}: upload this one as another version"
+                    )),
+                    _ => e.into(),
+                })
             }
         }
     }
@@ -380,7 +478,8 @@ impl Apps {
 
     /// The log of a version's build so far: the lines of one under way (from memory), else the
     /// stored log of the last one.
-    pub async fn log_so_far(&self, version_id: &str) -> ApiResult<Vec<String>> {
+    /// Returns the number of its first line and the lines.
+    pub async fn log_so_far(&self, version_id: &str) -> ApiResult<(usize, Vec<String>)> {
         let live = self
             .inner
             .live
@@ -388,14 +487,17 @@ impl Apps {
             .expect("build logs")
             .get(version_id)
             .cloned();
-        if let Some(lines) = live {
-            return Ok(lines.lock().expect("build log").clone());
+        if let Some(log) = live {
+            let log = log.lock().expect("build log");
+            return Ok((log.first, log.lines.iter().cloned().collect()));
         }
-        Ok(self
-            .version_by_id(version_id)
-            .await?
-            .map(|v| v.build_log.lines().map(str::to_owned).collect())
-            .unwrap_or_default())
+        Ok((
+            0,
+            self.version_by_id(version_id)
+                .await?
+                .map(|v| v.build_log.lines().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        ))
     }
 
     /// Starts building a version on the leader's engine (a build of it under way is joined).
@@ -417,7 +519,10 @@ impl Apps {
         let (tx, rx) = watch::channel(None);
         {
             let mut building = self.inner.building.lock().expect("builds");
-            if let Some(other) = building.get(&row.id).filter(|r| r.borrow().is_none()) {
+            if let Some(other) = building
+                .get(&row.id)
+                .filter(|r| r.borrow().is_none() && r.has_changed().is_ok())
+            {
                 return Ok(other.clone());
             }
             building.insert(row.id.clone(), rx.clone());
@@ -432,32 +537,32 @@ impl Apps {
         }
         self.emit(&row.id, None, 0, state::BUILDING);
         let apps = self.clone();
+        let own = rx.clone();
         tokio::spawn(async move {
             let id = row.id.clone();
             let outcome = apps.run_build(row).await;
             let _ = tx.send(Some(outcome));
-            apps.inner.building.lock().expect("builds").remove(&id);
+            let mut building = apps.inner.building.lock().expect("builds");
+            // Only its own entry: a later build of the version may have taken the key.
+            if building.get(&id).is_some_and(|r| r.same_channel(&own)) {
+                building.remove(&id);
+            }
         });
         Ok(rx)
     }
 
     async fn run_build(&self, row: version::Model) -> Result<(), String> {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(LiveLog::default()));
         self.inner
             .live
             .lock()
             .expect("build logs")
             .insert(row.id.clone(), log.clone());
         let result = self.build_work(&row, log.clone()).await;
-        let lines = log.lock().expect("build log").clone();
-        let mut text = lines.join("\n");
-        if text.len() > MAX_LOG {
-            let mut cut = text.len() - MAX_LOG;
-            while !text.is_char_boundary(cut) {
-                cut += 1;
-            }
-            text = format!("[... the start of the log is cut]\n{}", &text[cut..]);
-        }
+        let (text, next) = {
+            let log = log.lock().expect("build log");
+            (log.text(), log.next())
+        };
         let latest = self
             .version_by_id(&row.id)
             .await
@@ -484,14 +589,14 @@ impl Apps {
             tracing::warn!(error = %e, app = row.app, version = row.version, "cannot record a build's end");
         }
         self.inner.live.lock().expect("build logs").remove(&row.id);
-        self.emit(&row.id, None, lines.len(), end);
+        self.emit(&row.id, None, next, end);
         result.map(|_| ())
     }
 
     async fn build_work(
         &self,
         row: &version::Model,
-        log: Arc<Mutex<Vec<String>>>,
+        log: Arc<Mutex<LiveLog>>,
     ) -> Result<String, String> {
         let _permit = self
             .inner
@@ -515,13 +620,20 @@ impl Apps {
         let dir = self.bundles_dir().join(".incoming");
         let context = dir.join(format!("context-{}.tar", uuid::Uuid::new_v4()));
         let ctx = context.clone();
+        // Gone however the build ends.
+        struct Remove(PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _context_file = Remove(context.clone());
         let say = |line: &str| {
-            let seq = {
-                let mut l = log.lock().expect("build log");
-                l.push(line.to_owned());
-                l.len() - 1
-            };
-            self.emit(&row.id, Some(line.to_owned()), seq, state::BUILDING);
+            let mut log = log.lock().expect("build log");
+            let seq = log.push(line);
+            let kept = log.lines.back().cloned().unwrap_or_default();
+            drop(log);
+            self.emit(&row.id, Some(kept), seq, state::BUILDING);
         };
         say(&format!(
             "Trellis: building {} {} ({}) on the leader's Docker engine",
@@ -557,15 +669,20 @@ impl Apps {
             (APP.to_owned(), row.app.clone()),
             (APP_VERSION.to_owned(), row.version.clone()),
         ]);
-        let result = build::run(&docker, &context, dockerfile_name, &row.image, &labels, say).await;
-        let _ = tokio::fs::remove_file(&context).await;
-        result
+        build::run(&docker, &context, dockerfile_name, &row.image, &labels, say).await
     }
 
     /// Waits for the build of `row` (starting one when it is not built); the built version.
     pub async fn built(&self, row: version::Model) -> ApiResult<version::Model> {
         if row.build_state == state::BUILT {
-            return Ok(row);
+            // Built, and still there (a prune or a hand may have removed it since).
+            let there = match self.inner.images.leader_engine() {
+                Ok(docker) => docker.inspect_image(&row.image).await.is_ok(),
+                Err(_) => true,
+            };
+            if there {
+                return Ok(row);
+            }
         }
         let mut rx = self.start_build(row.clone()).await?;
         loop {
@@ -646,6 +763,7 @@ impl Apps {
                     .deployments
                     .spec(&d.id, d.latest_revision)
                     .await?;
+                self.check_ours(name, &spec)?;
                 spec.container.image = row.image.clone();
                 spec.container.pull = PullPolicy::Sideload;
                 for kv in env {
@@ -670,12 +788,36 @@ impl Apps {
         }
     }
 
+    /// Refuses a deployment named `app-<name>` that does not run this app's images (someone
+    /// made one by hand): it is not the app's to change or remove.
+    fn check_ours(&self, name: &str, spec: &DeploymentSpec) -> ApiResult<()> {
+        if spec
+            .container
+            .image
+            .starts_with(&format!("trellis-app/{name}:"))
+        {
+            Ok(())
+        } else {
+            Err(ApiError::Conflict(format!(
+                "the deployment {} runs {}, not app {name}: rename or remove it first",
+                deployment_name(name),
+                spec.container.image
+            )))
+        }
+    }
+
     /// Removes an app: its deployment (its containers go from every node), its versions, their
     /// bundles and its images on the leader's engine.
     pub async fn remove(&self, name: &str) -> ApiResult<()> {
         self.get(name).await?;
         match self.inner.deployments.find(&deployment_name(name)).await {
             Ok(d) => {
+                let spec = self
+                    .inner
+                    .deployments
+                    .spec(&d.id, d.latest_revision)
+                    .await?;
+                self.check_ours(name, &spec)?;
                 self.inner.deployments.remove(&d.id).await?;
             }
             Err(ApiError::NotFound(_)) => {}
@@ -720,6 +862,28 @@ impl Apps {
     }
 }
 
+/// `text` without terminal escape sequences (`ESC [ ... letter`) and other control characters
+/// but tabs.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The names at the top of the bundle at `path` (through `strip`).
 fn top_names(path: &Path, strip: Option<&str>) -> Result<Vec<String>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("the stored bundle: {e}"))?;
@@ -748,4 +912,32 @@ fn top_names(path: &Path, strip: Option<&str>) -> Result<Vec<String>, String> {
     top.sort();
     top.dedup();
     Ok(top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_log_keeps_its_end_plain_and_bounded() {
+        assert_eq!(
+            strip_ansi("\u{1b}[91mWARNING: as root\u{1b}[0m\tok\r"),
+            "WARNING: as root\tok"
+        );
+        let mut log = LiveLog::default();
+        let line = "x".repeat(1000);
+        for i in 0..1000 {
+            assert_eq!(log.push(&line), i);
+        }
+        assert!(log.lines.len() * 1001 <= MAX_LOG, "bounded by bytes");
+        assert_eq!(log.next(), 1000, "numbers go on from the build's start");
+        assert_eq!(log.first + log.lines.len(), 1000);
+        assert!(
+            log.text()
+                .starts_with(&format!("[... {} lines before are cut]", log.first))
+        );
+        let mut long = LiveLog::default();
+        long.push(&"y".repeat(10_000));
+        assert_eq!(long.lines[0].len(), 4096, "one line is cut at 4 KiB");
+    }
 }

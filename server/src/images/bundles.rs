@@ -31,6 +31,7 @@ pub const MAX_MANIFEST: u64 = 64 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum BundleKind {
     /// `app.py` on the Python base image.
+    #[graphql(name = "PY3")]
     Py3,
     /// Its own `Dockerfile`.
     Dockerfile,
@@ -337,6 +338,7 @@ pub fn check(read: impl Read, max_unpacked: u64) -> Result<Checked, String> {
     let mut paths: Vec<Vec<String>> = Vec::new();
     let mut manifests: BTreeMap<Vec<String>, String> = BTreeMap::new();
     let mut unpacked = 0u64;
+    let mut links = Vec::new();
     for entry in entries {
         // tar's own words quote the bytes it read: not shown.
         let mut entry = entry.map_err(|_| match paths.len() {
@@ -362,8 +364,11 @@ pub fn check(read: impl Read, max_unpacked: u64) -> Result<Checked, String> {
                 let target = entry
                     .link_name()
                     .map_err(|e| format!("symlink {}: {e}", path.display()))?
-                    .ok_or_else(|| format!("symlink {} has no target", path.display()))?;
+                    .ok_or_else(|| format!("symlink {} has no target", path.display()))?
+                    .into_owned();
                 resolve_link(&parts, &target, &path)?;
+                // Checked again once the top directory is known: it must stay inside that too.
+                links.push((parts.clone(), target, path.clone()));
             }
             T::Link => {
                 let target = entry
@@ -394,7 +399,13 @@ pub fn check(read: impl Read, max_unpacked: u64) -> Result<Checked, String> {
                 super::disk::human(max_unpacked)
             ));
         }
-        if kind == T::Regular && parts.last().is_some_and(|f| f == "app.yaml") && parts.len() <= 2 {
+        // Only the app.yaml at the top, or in the top directory of the first entry (the one
+        // that may be stripped): not one per directory.
+        let top_dir = paths.first().map(|p| p[0].as_str());
+        if kind == T::Regular
+            && parts.last().is_some_and(|f| f == "app.yaml")
+            && (parts.len() == 1 || (parts.len() == 2 && top_dir.is_none_or(|t| t == parts[0])))
+        {
             if size > MAX_MANIFEST {
                 return Err(format!("{} is over 64 KiB", path.display()));
             }
@@ -433,6 +444,9 @@ pub fn check(read: impl Read, max_unpacked: u64) -> Result<Checked, String> {
         && paths.iter().any(|p| p.len() > 1))
     .then_some(first);
     let depth = usize::from(strip.is_some());
+    for (parts, target, shown) in &links {
+        resolve_link(&parts[depth.min(parts.len())..], target, shown)?;
+    }
     let top_files = at_top(&paths, depth);
     let manifest_key: Vec<String> = strip
         .iter()
@@ -570,6 +584,10 @@ mod tests {
             (
                 &[("app.py", ""), ("abs", "-> /etc/shadow")],
                 "symlink abs points outside the bundle (/etc/shadow)",
+            ),
+            (
+                &[("top/app.py", ""), ("top/up", "-> ../sibling")],
+                "symlink top/up points outside the bundle (../sibling)",
             ),
             (
                 &[("lib/x.py", "")],

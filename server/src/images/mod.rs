@@ -206,7 +206,7 @@ impl Images {
             }
             Ok::<_, std::io::Error>(chunk)
         });
-        let source = source.with_timeout(sideload::LOAD_LIMIT);
+        let source = source.with_timeout(sideload::REQUEST_LIMIT);
         let opts = bollard::query_parameters::ImportImageOptionsBuilder::default()
             .quiet(true)
             .build();
@@ -231,16 +231,18 @@ impl Images {
                         )));
                     }
                     tracing::info!(error = %e, "an uploaded image archive was refused");
+                    let text = format!("{e:?}");
                     return Err(match e {
-                        bollard::errors::Error::DockerStreamError { error } => {
-                            ApiError::BadRequest(format!(
-                                "the leader's Docker engine refused the archive: {error}"
-                            ))
-                        }
-                        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                            ApiError::BadRequest(format!(
-                                "the leader's Docker engine refused the archive: {message}"
-                            ))
+                        _ if text.contains("length limit exceeded") => ApiError::BadRequest(
+                            format!("the upload is over the limit of {}", disk::human(limit)),
+                        ),
+                        bollard::errors::Error::DockerStreamError { .. }
+                        | bollard::errors::Error::DockerResponseServerError { .. } => {
+                            ApiError::BadRequest(
+                                "the leader's Docker engine refused the archive: not a `docker \
+                                 save` archive, or cut short"
+                                    .into(),
+                            )
                         }
                         _ => ApiError::BadRequest(
                             "the upload broke off before the whole archive arrived".into(),
@@ -464,10 +466,21 @@ impl Images {
                 ));
             }
             Ok(Err(e)) => {
-                return Err(match engine::classify("leader", "inspect the image", &e) {
+                let e = match engine::classify("leader", "inspect the image", &e) {
                     EngineError::NotFound => not_on_leader(image),
                     other => other,
-                });
+                };
+                // The leader has it no more (pruned, removed by hand), but the node has the
+                // tag: it runs what it has.
+                let target = self
+                    .inner
+                    .clients
+                    .get(&self.inner.access, node, timeout)
+                    .await?;
+                return match present_as(&target, image, timeout).await? {
+                    Some(_) => Ok(true),
+                    None => Err(e),
+                };
             }
             Ok(Ok(i)) => i.id.unwrap_or_default(),
         };
@@ -478,7 +491,12 @@ impl Images {
             .await?;
         Ok(present_as(&target, &id, timeout)
             .await?
-            .is_some_and(|tags| image == id || tags.iter().any(|t| t == image)))
+            .is_some_and(|tags| {
+                image == id
+                    || tags
+                        .iter()
+                        .any(|t| t == image || t.strip_suffix(":latest") == Some(image))
+            }))
     }
 
     /// The id and end of the transfer of `image` to `node`: one under way, or a new one.
@@ -496,7 +514,7 @@ impl Images {
             .lock()
             .expect("transfers")
             .get(&key)
-            .filter(|(_, rx)| rx.borrow().is_none())
+            .filter(|(_, rx)| rx.borrow().is_none() && rx.has_changed().is_ok())
             .cloned()
         {
             return Ok((id, rx));
@@ -522,7 +540,7 @@ impl Images {
             let mut running = self.inner.running.lock().expect("transfers");
             let other = running
                 .get(&key)
-                .filter(|(_, rx)| rx.borrow().is_none())
+                .filter(|(_, rx)| rx.borrow().is_none() && rx.has_changed().is_ok())
                 .cloned();
             if other.is_none() {
                 running.insert(key.clone(), (row.id.clone(), rx.clone()));
@@ -630,6 +648,8 @@ impl Images {
         let mut row = self
             .save(row.clone(), |am| am.state = Set(state::CHECKING.into()))
             .await;
+        // The node as it is now: its free disk may have changed while this waited.
+        let node = &self.node(&node.id).await.unwrap_or_else(|_| node.clone());
         let timeout = self.inner.settings.docker_timeout;
         let source = self.leader_engine()?;
         let image = row.image.clone();

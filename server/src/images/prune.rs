@@ -119,12 +119,17 @@ pub async fn prune(
     let mut report = Report::default();
     for image in choose(&present, named, keep, &used, &mut report) {
         let opts = RemoveImageOptionsBuilder::default().force(false).build();
-        // Removing by id with several tags needs force; each of ours goes by its tag, and the
-        // image goes with its last tag.
+        // Only the tags a revision named go (a tag of someone else's stays, and with it the
+        // image); the image goes with its last tag. Removing by id would need force.
         let names: Vec<String> = if image.tags.is_empty() {
             vec![image.id.clone()]
         } else {
-            image.tags.clone()
+            image
+                .tags
+                .iter()
+                .filter(|t| named.contains(*t) || named.contains(&normalise(t)))
+                .cloned()
+                .collect()
         };
         let mut gone = false;
         for name in &names {

@@ -21,8 +21,14 @@ use futures::StreamExt;
 
 use crate::deployments::engine::{EngineError, classify};
 
-/// The longest a node's engine may take to load an image once all of it was sent.
+/// The longest a node's engine may take to load an image once all of it was sent, and the
+/// longest the leader's engine may take to start sending it (`docker save` may write the
+/// image out before its first byte).
 pub const LOAD_LIMIT: Duration = Duration::from_secs(600);
+/// The client timeout of a transfer's two requests: bollard's covers a request until its
+/// answer's headers, which `docker load` sends only once it has read the whole archive, so a
+/// large image on a slow link needs hours. The stall check and [`LOAD_LIMIT`] bound it instead.
+pub const REQUEST_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// How far a transfer is, shared between the stream and whoever reports it.
 #[derive(Debug)]
@@ -62,6 +68,11 @@ impl Progress {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Whether a byte has moved yet.
+    fn started_moving(&self) -> bool {
+        self.bytes() > 0
+    }
+
     /// How long since a byte last moved.
     fn idle(&self) -> Duration {
         self.started
@@ -83,6 +94,7 @@ pub async fn transfer(
 ) -> Result<Vec<String>, EngineError> {
     let counter = progress.clone();
     let finisher = progress.clone();
+    let source = source.clone().with_timeout(REQUEST_LIMIT);
     let body = source
         .export_image(reference)
         .map(move |chunk| {
@@ -100,7 +112,7 @@ pub async fn transfer(
         );
     // The client's own timeout covers the request up to the answer's headers, which the node
     // sends only once it has read the archive: the stall check and LOAD_LIMIT bound it instead.
-    let target = target.clone().with_timeout(LOAD_LIMIT + stall);
+    let target = target.clone().with_timeout(REQUEST_LIMIT);
     let opts = ImportImageOptionsBuilder::default().quiet(true).build();
     let mut load = Box::pin(target.import_image_stream(opts, body, None));
     let mut loaded = Vec::new();
@@ -127,6 +139,13 @@ pub async fn transfer(
                     if since.elapsed() > LOAD_LIMIT {
                         return Err(EngineError::Unreachable(format!(
                             "node {node_id:?}'s Docker engine did not finish loading within {} s",
+                            LOAD_LIMIT.as_secs()
+                        )));
+                    }
+                } else if !progress.started_moving() {
+                    if progress.idle() > LOAD_LIMIT {
+                        return Err(EngineError::Unreachable(format!(
+                            "the leader's Docker engine did not start sending the image within {} s",
                             LOAD_LIMIT.as_secs()
                         )));
                     }

@@ -36,43 +36,64 @@ impl AppSubscription {
         // skipped by number).
         let events = resyncing(state.apps.subscribe(), Some, || None);
         let row = state.apps.version(&name, &version).await?;
-        let so_far = state.apps.log_so_far(&row.id).await?;
+        let (first, so_far) = state.apps.log_so_far(&row.id).await?;
         let building = row.build_state == state::BUILDING;
-        let count = so_far.len();
-        let first: Vec<BuildLogLine> = so_far
+        let count = first + so_far.len();
+        let number = |i: usize| i32::try_from(i).unwrap_or(i32::MAX);
+        let first_items: Vec<BuildLogLine> = so_far
             .into_iter()
             .enumerate()
             .map(|(i, line)| BuildLogLine {
                 line,
-                seq: i32::try_from(i).unwrap_or(i32::MAX),
+                seq: number(first + i),
                 state: BuildState::Building,
             })
             .chain((!building).then(|| BuildLogLine {
                 line: String::new(),
-                seq: i32::try_from(count).unwrap_or(i32::MAX),
+                seq: number(count),
                 state: BuildState::of(&row.build_state),
             }))
             .collect();
         let id = row.id.clone();
+        let apps = state.apps.clone();
         let live = events
             .filter_map(move |e| {
-                let item = match e {
-                    Some(e) if e.version_id == id => {
-                        if e.line.is_some() && e.seq < count {
-                            None
-                        } else {
-                            Some(BuildLogLine {
-                                line: e.line.unwrap_or_default(),
-                                seq: i32::try_from(e.seq).unwrap_or(i32::MAX),
+                let id = id.clone();
+                let apps = apps.clone();
+                async move {
+                    match e {
+                        Some(e) if e.version_id == id => match e.line {
+                            Some(_) if e.seq < count => None,
+                            Some(line) => Some(BuildLogLine {
+                                line,
+                                seq: number(e.seq),
+                                state: BuildState::Building,
+                            }),
+                            // The build's start says nothing new here; its end does.
+                            None if e.state == state::BUILDING => None,
+                            None => Some(BuildLogLine {
+                                line: String::new(),
+                                seq: number(e.seq),
                                 state: BuildState::of(&e.state),
+                            }),
+                        },
+                        Some(_) => None,
+                        // Fell behind: say so; if the build ended meanwhile, end here.
+                        None => {
+                            let now = apps.version_by_id(&id).await.ok().flatten()?;
+                            Some(BuildLogLine {
+                                line: if now.build_state == state::BUILDING {
+                                    "[... lines were missed here: the stored log has them all]"
+                                        .into()
+                                } else {
+                                    String::new()
+                                },
+                                seq: -1,
+                                state: BuildState::of(&now.build_state),
                             })
                         }
                     }
-                    Some(_) => None,
-                    // Fell behind: the stored log, when it ends, has what was missed.
-                    None => None,
-                };
-                futures::future::ready(item)
+                }
             })
             .take_while(|l| {
                 futures::future::ready(
@@ -100,6 +121,6 @@ impl AppSubscription {
         } else {
             futures::stream::empty().boxed()
         };
-        Ok(futures::stream::iter(first).chain(tail))
+        Ok(futures::stream::iter(first_items).chain(tail))
     }
 }
