@@ -263,6 +263,58 @@ async fn dockerfile_and_nodered_bundles_build_and_bad_bundles_are_refused() {
     guard.also_cluster(&cluster);
     wait_log(&d, "dockerfile-app says hi");
 
+    // Fast deploy: built and run at once, no bundle kept; the node lists the app as installed
+    // and running.
+    let quick_file = dockerfile.replace("dockerfile-app says hi", "quick says hi");
+    let (status, up) = server
+        .upload(
+            "/upload/bundle?name=quick&version=1&deploy=leader",
+            bundle("quick", &[("Dockerfile", quick_file.as_bytes())]),
+        )
+        .await;
+    assert_eq!(status, 200, "{up}");
+    assert_eq!(up["deployment"], "app-quick");
+    let quick = gql(
+        &server,
+        "{ deployment(id: \"app-quick\") { id } appVersion(name: \"quick\", version: \"1\") { bundleKept buildState } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        quick["appVersion"],
+        json!({"bundleKept": false, "buildState": "BUILT"})
+    );
+    let quick_id = quick["deployment"]["id"].as_str().expect("id").to_owned();
+    wait_log(&quick_id, "quick says hi");
+    let kept: Vec<_> = std::fs::read_dir(server.dir.path().join("data/bundles/quick"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(kept.is_empty(), "no bundle kept: {kept:?}");
+    let installed = gql(
+        &server,
+        "{ nodeImages(nodeId: \"leader\") { tags app appVersion running } }",
+        json!({}),
+    )
+    .await["nodeImages"]
+        .clone();
+    assert!(
+        installed
+            .as_array()
+            .expect("images")
+            .iter()
+            .any(|i| i["app"] == "quick"
+                && i["appVersion"] == "1"
+                && i["running"] == 1
+                && i["tags"] == json!(["trellis-app/quick:1"])),
+        "{installed}"
+    );
+    gql(
+        &server,
+        "mutation { removeApp(name: \"quick\") }",
+        json!({}),
+    )
+    .await;
+
     // A Node-RED bundle on its (here busybox) base: flows.json lands in /data.
     let (status, up) = server
         .upload(

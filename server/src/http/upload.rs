@@ -7,7 +7,9 @@
 //! - `POST /upload/bundle?name=<app>&version=<version>`: an app bundle (tar or tar.gz), checked
 //!   whole and stored as a version of its app (`name` and `version` may come from its
 //!   `app.yaml` instead). Up to `--bundle-max-mib`. Answers the version:
-//!   `{"app", "version", "kind", "image", "buildState"}`.
+//!   `{"app", "version", "kind", "image", "buildState", "deployment"}`. With `&deploy=<node id>`
+//!   (or `*` for every node) it is a fast deploy: built and run at once as the app's
+//!   deployment, and its bundle is not kept (`deployment` names the deployment).
 
 use axum::{
     Json,
@@ -46,6 +48,8 @@ pub struct BundleQuery {
     pub name: Option<String>,
     /// The version's name (else `app.yaml`'s).
     pub version: Option<String>,
+    /// Fast deploy: build and run it at once on this node (`*`: every node), and keep no bundle.
+    pub deploy: Option<String>,
 }
 
 /// `POST /upload/bundle`.
@@ -60,7 +64,24 @@ pub async fn bundle(
     };
     let actor = principal.actor();
     let body = req.into_body().into_data_stream();
-    let result = s.app.apps.upload(body, q.name, q.version, &actor).await;
+    let mut result = s.app.apps.upload(body, q.name, q.version, &actor).await;
+    let mut deployment = None;
+    if let (Ok(v), Some(on)) = (&result, q.deploy.as_deref()) {
+        let target = match on {
+            "*" => crate::deployments::spec::Target {
+                all: true,
+                ..Default::default()
+            },
+            node => crate::deployments::spec::Target {
+                node_ids: vec![node.to_owned()],
+                ..Default::default()
+            },
+        };
+        match s.app.apps.fast_deploy(v.clone(), target, &actor).await {
+            Ok(d) => deployment = Some(d.name),
+            Err(e) => result = Err(e),
+        }
+    }
     let (outcome, detail, target) = match &result {
         Ok(v) => ("ok", None, Some(format!("{}/{}", v.app, v.version))),
         Err(e) => (e.code(), Some(e.public_message()), None),
@@ -76,6 +97,7 @@ pub async fn bundle(
             "kind": v.kind,
             "image": v.image,
             "buildState": v.build_state,
+            "deployment": deployment,
         }))
         .into_response(),
         Err(e) => error_response(&e),

@@ -702,6 +702,28 @@ impl Apps {
         }
     }
 
+    /// Fast deploy: builds an uploaded version, drops its bundle (nothing kept but the image),
+    /// and runs it on `target` as the app's deployment. On a failed build the bundle goes too.
+    pub async fn fast_deploy(
+        &self,
+        row: version::Model,
+        target: Target,
+        by: &str,
+    ) -> ApiResult<entity::deployment::Model> {
+        let built = self.built(row.clone()).await;
+        if let Some(p) = &row.bundle_path {
+            let _ = tokio::fs::remove_file(self.inner.settings.data_dir.join(p)).await;
+        }
+        version::Entity::update_many()
+            .col_expr(version::Column::BundlePath, Expr::value(None::<String>))
+            .filter(version::Column::Id.eq(&row.id))
+            .exec(&self.inner.db)
+            .await?;
+        built?;
+        self.deploy(&row.app, &row.version, Some(target), Vec::new(), by)
+            .await
+    }
+
     /// Runs version `v` of app `name` on `target` (built first when it is not), as the
     /// deployment `app-<name>`: made when there is none, else given the new version's image as
     /// a new revision, which rolls out as the deployment's update settings say. `env` sets the

@@ -82,6 +82,12 @@ pub struct NodeImage {
     pub created: chrono::DateTime<chrono::Utc>,
     /// Containers (running or not) made from it.
     pub containers: i32,
+    /// Containers running from it.
+    pub running: i32,
+    /// The app it was built for (an installed app), from its `io.trellis.app` label.
+    pub app: Option<String>,
+    /// The app's version, from its `io.trellis.app-version` label.
+    pub app_version: Option<String>,
 }
 
 /// A transfer changed (queued, moved on, ended).
@@ -399,16 +405,22 @@ impl Images {
             }
             Ok(Ok(x)) => x,
         };
-        let mut uses: HashMap<String, i32> = HashMap::new();
+        let mut uses: HashMap<String, (i32, i32)> = HashMap::new();
         for c in containers {
+            let running = c.state.as_ref().is_some_and(|s| s.as_ref() == "running");
             if let Some(id) = c.image_id {
-                *uses.entry(id).or_default() += 1;
+                let u = uses.entry(id).or_default();
+                u.0 += 1;
+                u.1 += i32::from(running);
             }
         }
         let mut out: Vec<NodeImage> = images
             .into_iter()
             .map(|i| NodeImage {
-                containers: uses.get(&i.id).copied().unwrap_or(0),
+                containers: uses.get(&i.id).map_or(0, |u| u.0),
+                running: uses.get(&i.id).map_or(0, |u| u.1),
+                app: i.labels.get(prune::APP_LABEL).cloned(),
+                app_version: i.labels.get(build::APP_VERSION).cloned(),
                 tags: i
                     .repo_tags
                     .into_iter()

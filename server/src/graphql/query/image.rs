@@ -42,7 +42,8 @@ impl ImageQuery {
         Ok(state.images.get(&id).await?.map(ImageTransfer))
     }
 
-    /// The images on a node's Docker engine, newest first. `UNAVAILABLE` when the engine cannot
+    /// The images on a node's Docker engine, newest first; those of apps (installed apps) say
+    /// which app and version, and how many of their containers run. `UNAVAILABLE` when the engine cannot
     /// be reached.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn node_images(&self, ctx: &Context<'_>, node_id: String) -> Result<Vec<NodeImage>> {

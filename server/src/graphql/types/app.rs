@@ -130,6 +130,10 @@ impl AppVersion {
     async fn bundle_bytes(&self) -> i64 {
         self.0.bundle_bytes
     }
+    /// Whether its bundle is kept (a fast deploy keeps none: it cannot be built again).
+    async fn bundle_kept(&self) -> bool {
+        self.0.bundle_path.is_some()
+    }
     /// Where its build is.
     async fn build_state(&self) -> BuildState {
         BuildState::of(&self.0.build_state)
