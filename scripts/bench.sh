@@ -48,11 +48,18 @@
 #              this one engine, then stopped) beside one (goal <= 2x); DEPLOY_MANY deployments
 #              (default 50): time to converge, the leader's CPU and memory while converging and
 #              over a quiet minute.
+#   images     sideload of an IMAGE_MIB (default 256) image of random bytes from this machine's
+#              engine into a second dockerd (a node's engine over TCP), sideloadImage -> DONE in
+#              the API beside `docker save | docker -H <node> load` through the same proxy (ROUNDS,
+#              default 3, medians), and the leader's peak RSS before and after: the image streams
+#              through, never held (tests/tests/images_bench.rs). Goal (issue 12): no copy of the
+#              image in the leader's memory (peak RSS grows by far less than the image).
+
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-all=(web footprint liveness ingest query live deploy)
+all=(web footprint liveness ingest query live deploy images)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 
@@ -519,6 +526,30 @@ $(fig deploy_many) deployments on the leader's node: all RUNNING after $(fig dep
   record "Container deployments" "$body" "deploy"
 }
 
+bench_images() {
+  bash scripts/setup.sh
+  cargo build -q --release -p trellis-server -p trellis-agent -p trellis-tests --bins \
+    --test images_bench
+  local out
+  out=$(cargo test -q --release -p trellis-tests --test images_bench -- --ignored --nocapture 2>&1) || {
+    echo "images benchmark failed:" >&2
+    tail -40 <<<"$out" >&2
+    return 1
+  }
+  fig() { awk -v n="$1" '$1 == n {print $2}' <<<"$out"; }
+  local size growth goal
+  size=$(fig images_size_mib)
+  growth=$(fig images_leader_hwm_growth_mib)
+  goal=$(python3 -c "print('met' if $growth < $size / 4 else 'MISSED')")
+  local body="| what | Trellis | beside | ratio |
+|---|---:|---:|---:|
+| sideload of a $size MiB image into a second dockerd over TCP: sideloadImage -> DONE vs \`docker save | docker -H load\` through the same proxy ($(fig images_rounds) rounds, medians) | $(fig images_sideload_trellis_ms) ms ($(fig images_sideload_mib_per_s) MiB/s) | $(fig images_sideload_cli_ms) ms | **$(fig images_sideload_ratio)x** |
+
+The leader's peak RSS: $(fig images_leader_hwm_before_mib) MiB before the first transfer, $(fig images_leader_hwm_after_mib) MiB after the last (growth $growth MiB for a $size MiB image; goal, no copy of the image held, i.e. growth well under a quarter of it: $goal); RSS after: $(fig images_leader_rss_after_mib) MiB."
+  printf '%s\n' "$body"
+  record "Images: sideload" "$body" "images"
+}
+
 for name in "${wanted[@]}"; do
   case "$name" in
     web) bench_web ;;
@@ -528,6 +559,7 @@ for name in "${wanted[@]}"; do
     query) bench_query ;;
     live) bench_live ;;
     deploy) bench_deploy ;;
+    images) bench_images ;;
     *) echo "bench.sh: no benchmark named $name (have: ${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -27,12 +27,17 @@ pub struct Model {
     pub bundle_bytes: i64,
     /// The top directory the bundle's files sit in, stripped when building.
     pub strip_dir: Option<String>,
+    /// Where it builds: `leader` (then sent to the nodes) or `node` (each node's own engine).
+    pub build_on: String,
     /// `stored`, `building`, `built` or `failed`.
     pub build_state: String,
     /// The build's output (bounded).
     pub build_log: String,
     /// Why the build failed.
     pub build_error: Option<String>,
+    /// Why the last deploy of it failed (a deploy waiting for its build runs after the
+    /// request that asked for it).
+    pub deploy_error: Option<String>,
     /// The image it builds: `trellis-app/<app>:<version>`.
     pub image: String,
     /// The built image's id.

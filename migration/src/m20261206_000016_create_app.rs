@@ -38,9 +38,11 @@ impl MigrationTrait for Migration {
                     .col(string(AppVersion::BundleSha256))
                     .col(big_integer(AppVersion::BundleBytes))
                     .col(string_null(AppVersion::StripDir))
+                    .col(string(AppVersion::BuildOn))
                     .col(string(AppVersion::BuildState))
                     .col(text(AppVersion::BuildLog))
                     .col(text_null(AppVersion::BuildError))
+                    .col(text_null(AppVersion::DeployError))
                     .col(string(AppVersion::Image))
                     .col(string_null(AppVersion::ImageId))
                     .col(string(AppVersion::CreatedBy))
@@ -101,9 +103,11 @@ enum AppVersion {
     BundleSha256,
     BundleBytes,
     StripDir,
+    BuildOn,
     BuildState,
     BuildLog,
     BuildError,
+    DeployError,
     Image,
     ImageId,
     CreatedBy,

@@ -186,6 +186,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     // A client gets as long to send a request's headers as a request may take.
     let request_timeout = config.request_timeout;
+    // Transfers begun before this instant are the last run's.
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let state = AppState::start(
         config,
         db,
@@ -201,6 +203,25 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         enroll,
         docker_tls,
     );
+    // Before any request: transfers and builds a stopped leader left under way are marked
+    // failed, half-written uploads removed.
+    match state.images.recover(started_ms).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            transfers = n,
+            "image transfers cut by the last stop marked failed"
+        ),
+        Err(e) => tracing::warn!(
+            error = e.log_message(),
+            "cannot mark the transfers cut by the last stop"
+        ),
+    }
+    if let Err(e) = state.apps.recover().await {
+        tracing::warn!(
+            error = e.log_message(),
+            "cannot mark the builds cut by the last stop"
+        );
+    }
     if let Some(mut rx) = enroll_rx {
         let state = state.clone();
         tokio::spawn(async move {

@@ -114,23 +114,6 @@ impl AppState {
         tokio::spawn(scheduler.run(shutdown_profiles));
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
         let images = images::Images::new(db.clone(), docker.clone(), config.image_settings());
-        {
-            let images = images.clone();
-            let started = chrono::Utc::now().timestamp_millis();
-            tokio::spawn(async move {
-                match images.recover(started).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        transfers = n,
-                        "image transfers cut by the last stop marked failed"
-                    ),
-                    Err(e) => tracing::warn!(
-                        error = e.log_message(),
-                        "cannot mark the transfers cut by the last stop"
-                    ),
-                }
-            });
-        }
         let (deployments, engines, reconciler) = deployments::new(
             db.clone(),
             docker.clone(),
@@ -146,17 +129,6 @@ impl AppState {
             deployments.clone(),
             config.app_settings(),
         );
-        {
-            let apps = apps.clone();
-            tokio::spawn(async move {
-                if let Err(e) = apps.recover().await {
-                    tracing::warn!(
-                        error = e.log_message(),
-                        "cannot mark the builds cut by the last stop"
-                    );
-                }
-            });
-        }
         AppState {
             config: Arc::new(config),
             nodes,

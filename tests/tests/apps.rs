@@ -98,7 +98,7 @@ async fn a_py3_app_builds_runs_rolls_out_version_2_and_rolls_back() {
     assert_eq!(status, 200, "{up}");
     assert_eq!(
         up,
-        json!({"app": "hello", "version": "1.0", "kind": "py3", "image": "trellis-app/hello:1.0", "buildState": "stored"})
+        json!({"app": "hello", "version": "1.0", "kind": "py3", "image": "trellis-app/hello:1.0", "buildState": "stored", "deployment": null})
     );
     let v1 = gql(
         &server,
@@ -130,7 +130,7 @@ async fn a_py3_app_builds_runs_rolls_out_version_2_and_rolls_back() {
     // A parameter of the wrong name is refused, naming those there are.
     let r = server
         .graphql(
-            "mutation { deployApp(name: \"hello\", version: \"1.0\", target: {nodeIds: [\"leader\"]}, env: [{name: \"GRETING\", value: \"x\"}]) { id } }",
+            "mutation { deployApp(name: \"hello\", version: \"1.0\", target: {nodeIds: [\"leader\"]}, env: [{name: \"GRETING\", value: \"x\"}]) { version } }",
             json!({}),
         )
         .await;
@@ -140,12 +140,24 @@ async fn a_py3_app_builds_runs_rolls_out_version_2_and_rolls_back() {
         "{r}"
     );
 
-    let d = gql(
+    // Built already (above): deployed before the answer.
+    let v = gql(
         &server,
-        "mutation { deployApp(name: \"hello\", version: \"1.0\", target: {nodeIds: [\"leader\"]}, env: [{name: \"GREETING\", value: \"bonjour\"}]) { id name } }",
+        "mutation { deployApp(name: \"hello\", version: \"1.0\", target: {nodeIds: [\"leader\"]}, env: [{name: \"GREETING\", value: \"bonjour\"}]) { version buildState deployError } }",
         json!({}),
     )
     .await["deployApp"]
+        .clone();
+    assert_eq!(
+        v,
+        json!({"version": "1.0", "buildState": "BUILT", "deployError": null})
+    );
+    let d = gql(
+        &server,
+        "{ app(name: \"hello\") { deployment { id name } } }",
+        json!({}),
+    )
+    .await["app"]["deployment"]
         .clone();
     assert_eq!(d["name"], "app-hello");
     let id = d["id"].as_str().expect("id").to_owned();
@@ -166,7 +178,7 @@ async fn a_py3_app_builds_runs_rolls_out_version_2_and_rolls_back() {
     assert_eq!(status, 200, "{up}");
     gql(
         &server,
-        "mutation { deployApp(name: \"hello\", version: \"2.0\") { id } }",
+        "mutation { deployApp(name: \"hello\", version: \"2.0\") { buildState } }",
         json!({}),
     )
     .await;
@@ -245,15 +257,24 @@ async fn dockerfile_and_nodered_bundles_build_and_bad_bundles_are_refused() {
         .await;
     assert_eq!(status, 200, "{up}");
     assert_eq!(up["kind"], "dockerfile");
-    let d = gql(
+    // Not built yet: the answer comes at once, the deployment when the build ends.
+    let v = gql(
         &server,
-        "mutation { deployApp(name: \"df\", version: \"1\", target: {all: true}) { id } }",
+        "mutation { deployApp(name: \"df\", version: \"1\", target: {all: true}) { buildState } }",
         json!({}),
     )
-    .await["deployApp"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    .await;
+    assert_eq!(v["deployApp"]["buildState"], "BUILDING");
+    let d = wait_for("the app's deployment", PATIENCE * 2, || async {
+        let a = gql(
+            &server,
+            "{ app(name: \"df\") { deployment { id } } }",
+            json!({}),
+        )
+        .await;
+        a["app"]["deployment"]["id"].as_str().map(str::to_owned)
+    })
+    .await;
     let cluster = wait_for("the app's container", PATIENCE * 2, || async {
         docker_ps(&format!("io.trellis.deployment={d}"))
             .first()

@@ -498,3 +498,109 @@ async fn an_uploaded_archive_lands_in_the_leaders_engine_and_a_bad_one_is_refuse
     let (status, _) = upload(saved.stdout, None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let second = SecondEngine::start().await;
+    let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
+    let server = start(&["--docker-timeout-secs", "5"]).await;
+    let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
+    // The base the bundle's Dockerfile names, on the node.
+    let t = sideload(&server, "edge", &images.bb).await;
+    assert_eq!(
+        follow(&server, t["id"].as_str().expect("id")).await.0["state"],
+        "DONE"
+    );
+
+    let dockerfile = format!(
+        "FROM {}\nCMD [\"sh\", \"-c\", \"echo built on the node\"]\n",
+        images.bb
+    );
+    let (status, up) = server
+        .upload(
+            "/upload/bundle",
+            trellis_tests::bundles::bundle(
+                "onnode",
+                &[
+                    ("Dockerfile", dockerfile.as_bytes()),
+                    ("app.yaml", b"name: onnode\nversion: '1'\nbuild: node\n"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{up}");
+    // buildApp builds on the leader: refused for a version that builds on its nodes.
+    let r = server
+        .graphql(
+            "mutation { buildApp(name: \"onnode\", version: \"1\") { buildState } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("builds on its nodes"),
+        "{r}"
+    );
+    let v = gql(
+        &server,
+        "mutation { deployApp(name: \"onnode\", version: \"1\", target: {nodeIds: [\"edge\"]}) { buildOn buildState } }",
+        json!({}),
+    )
+    .await["deployApp"]
+        .clone();
+    assert_eq!(v, json!({"buildOn": "node", "buildState": "BUILDING"}));
+    let built = wait_for("built on the node", PATIENCE * 2, || async {
+        let v = gql(
+            &server,
+            "{ appVersion(name: \"onnode\", version: \"1\") { buildState buildLog buildError } }",
+            json!({}),
+        )
+        .await["appVersion"]
+            .clone();
+        match v["buildState"].as_str() {
+            Some("BUILT") => Some(v),
+            Some("FAILED") => panic!("{v}"),
+            _ => None,
+        }
+    })
+    .await;
+    let log = built["buildLog"].as_str().unwrap_or_default();
+    assert!(
+        log.contains("Trellis: on node edge")
+            && log.contains("Successfully tagged trellis-app/onnode:1"),
+        "{log}"
+    );
+    assert!(
+        second.image_id("trellis-app/onnode:1").is_some(),
+        "on the node"
+    );
+    assert!(
+        !docker_ok(&["image", "inspect", "trellis-app/onnode:1"]),
+        "not on the leader"
+    );
+    let pull = wait_for("the app's deployment", PATIENCE, || async {
+        let d = gql(
+            &server,
+            "{ app(name: \"onnode\") { deployment { spec { container { pull image } } } } }",
+            json!({}),
+        )
+        .await["app"]["deployment"]
+            .clone();
+        (!d.is_null()).then_some(d["spec"]["container"].clone())
+    })
+    .await;
+    assert_eq!(
+        pull,
+        json!({"pull": "NEVER", "image": "trellis-app/onnode:1"})
+    );
+    gql(
+        &server,
+        "mutation { removeApp(name: \"onnode\") }",
+        json!({}),
+    )
+    .await;
+}

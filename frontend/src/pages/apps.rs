@@ -212,9 +212,15 @@ pub fn AppsPage() -> impl IntoView {
                     } else {
                         ""
                     };
+                    let on_nodes = s(v, "buildOn") == "node";
                     let actions = if can_operate {
                         format!(
-                            r#"<button data-act="build" data-app="{name}" data-v="{version}">Build</button> <button data-act="deploy" data-app="{name}" data-v="{version}">Deploy…</button> "#
+                            r#"{}<button data-act="deploy" data-app="{name}" data-v="{version}">Deploy…</button> "#,
+                            if on_nodes {
+                                String::new()
+                            } else {
+                                format!(r#"<button data-act="build" data-app="{name}" data-v="{version}">Build</button> "#)
+                            }
                         )
                     } else {
                         String::new()
@@ -222,12 +228,17 @@ pub fn AppsPage() -> impl IntoView {
                     let _ = write!(
                         html,
                         r#"<tr data-version="{name}/{version}"><td></td><td>{version}{live}</td><td>{}</td><td><span class="{class}">{}</span>{}</td><td>{}</td><td>{actions}<button data-act="log" data-app="{name}" data-v="{version}">Build log</button></td></tr>"#,
-                        escape(&s(v, "kind").to_lowercase()),
+                        escape(&format!(
+                            "{}{}",
+                            s(v, "kind").to_lowercase(),
+                            if on_nodes { " · built on its nodes" } else { "" }
+                        )),
                         state.to_lowercase(),
-                        v["buildError"]
-                            .as_str()
+                        [&v["buildError"], &v["deployError"]]
+                            .iter()
+                            .filter_map(|e| e.as_str())
                             .map(|e| format!(r#"<small class="error">{}</small>"#, escape(e)))
-                            .unwrap_or_default(),
+                            .collect::<String>(),
                         size(v["bundleBytes"].as_f64().unwrap_or_default()),
                     );
                 }
@@ -354,7 +365,7 @@ pub fn AppsPage() -> impl IntoView {
     // The deploy form of the version chosen: nodes, and the app's parameters.
     let deploy_form = move || {
         let (app, version) = deploy_of.get()?;
-        let (params, deployed, built) = list.with_untracked(|l| {
+        let (params, deployed, built, on_nodes) = list.with_untracked(|l| {
             let a = l
                 .as_array()
                 .and_then(|l| l.iter().find(|a| s(a, "name") == app))
@@ -369,6 +380,7 @@ pub fn AppsPage() -> impl IntoView {
                 items(&v, "params").to_vec(),
                 !a["deployment"].is_null(),
                 s(&v, "buildState") == "BUILT",
+                s(&v, "buildOn") == "node",
             )
         });
         let nodes = cluster.nodes.get_untracked();
@@ -433,7 +445,7 @@ pub fn AppsPage() -> impl IntoView {
             leptos::task::spawn_local(async move {
                 // Not built yet: the build is started first, so its log can be followed while
                 // the deploy waits for it.
-                if !built {
+                if !built && !on_nodes {
                     let vars = apps::build_app::Variables {
                         name: app.clone(),
                         version: version.clone(),
@@ -444,11 +456,19 @@ pub fn AppsPage() -> impl IntoView {
                     }
                     show_log(app.clone(), version.clone());
                 }
-                match api::request(body).await {
+                let answer = api::request(body).await;
+                if on_nodes && answer.is_ok() {
+                    show_log(app.clone(), version.clone());
+                }
+                match answer {
                     Ok(d) => {
+                        let when = if s(&d["deployApp"], "buildState") == "BUILT" {
+                            ""
+                        } else {
+                            " once built"
+                        };
                         notice.set(Some(format!(
-                            "{app} {version} goes out as the deployment {}.",
-                            s(&d["deployApp"], "name")
+                            "{app} {version} goes out as the deployment app-{app}{when}."
                         )));
                         load().await;
                     }

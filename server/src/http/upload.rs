@@ -78,7 +78,13 @@ pub async fn bundle(
             },
         };
         match s.app.apps.fast_deploy(v.clone(), target, &actor).await {
-            Ok(d) => deployment = Some(d.name),
+            Ok(d) => {
+                deployment = Some(d.name);
+                // As it is now: built.
+                if let Ok(Some(now)) = s.app.apps.version_by_id(&v.id).await {
+                    result = Ok(now);
+                }
+            }
             Err(e) => result = Err(e),
         }
     }

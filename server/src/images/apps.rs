@@ -162,6 +162,11 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A version built on its nodes' own engines (`build: node` in its `app.yaml`).
+pub const BUILD_ON_NODE: &str = "node";
+/// A version built on the leader's engine and sideloaded (the default).
+pub const BUILD_ON_LEADER: &str = "leader";
+
 /// The deployment an app runs as.
 pub fn deployment_name(app: &str) -> String {
     format!("app-{app}")
@@ -397,9 +402,15 @@ impl Apps {
             bundle_sha256: Set(trellis_proto::hex(&hash.finalize())),
             bundle_bytes: Set(i64::try_from(size).unwrap_or(i64::MAX)),
             strip_dir: Set(checked.strip.clone()),
+            build_on: Set(match m.build {
+                Some(bundles::BuildOn::Node) => BUILD_ON_NODE,
+                _ => BUILD_ON_LEADER,
+            }
+            .to_owned()),
             build_state: Set(state::STORED.into()),
             build_log: Set(String::new()),
             build_error: Set(None),
+            deploy_error: Set(None),
             image: Set(build::image_name(&name, &v)),
             image_id: Set(None),
             created_by: Set(by.to_owned()),
@@ -504,12 +515,22 @@ impl Apps {
     /// Returns the version as it is then.
     pub async fn build(&self, name: &str, v: &str) -> ApiResult<version::Model> {
         let row = self.version(name, v).await?;
-        self.start_build(row.clone()).await?;
+        if row.build_on == BUILD_ON_NODE {
+            return Err(ApiError::BadRequest(format!(
+                "{name} {v} builds on its nodes (app.yaml's build: node): deployApp builds it there"
+            )));
+        }
+        self.start_build(row.clone(), Vec::new()).await?;
         Ok(self.version_by_id(&row.id).await?.unwrap_or(row))
     }
 
     /// The end of the build of `row`: one under way, or a new one.
-    async fn start_build(&self, row: version::Model) -> ApiResult<watch::Receiver<Outcome>> {
+    /// `on`: the nodes whose engines build it (a `build: node` version), none for the leader's.
+    async fn start_build(
+        &self,
+        row: version::Model,
+        on: Vec<String>,
+    ) -> ApiResult<watch::Receiver<Outcome>> {
         if row.bundle_path.is_none() {
             return Err(ApiError::BadRequest(format!(
                 "{} {} has no stored bundle to build",
@@ -540,7 +561,7 @@ impl Apps {
         let own = rx.clone();
         tokio::spawn(async move {
             let id = row.id.clone();
-            let outcome = apps.run_build(row).await;
+            let outcome = apps.run_build(row, on).await;
             let _ = tx.send(Some(outcome));
             let mut building = apps.inner.building.lock().expect("builds");
             // Only its own entry: a later build of the version may have taken the key.
@@ -551,14 +572,14 @@ impl Apps {
         Ok(rx)
     }
 
-    async fn run_build(&self, row: version::Model) -> Result<(), String> {
+    async fn run_build(&self, row: version::Model, on: Vec<String>) -> Result<(), String> {
         let log = Arc::new(Mutex::new(LiveLog::default()));
         self.inner
             .live
             .lock()
             .expect("build logs")
             .insert(row.id.clone(), log.clone());
-        let result = self.build_work(&row, log.clone()).await;
+        let result = self.build_work(&row, &on, log.clone()).await;
         let (text, next) = {
             let log = log.lock().expect("build log");
             (log.text(), log.next())
@@ -596,6 +617,7 @@ impl Apps {
     async fn build_work(
         &self,
         row: &version::Model,
+        on: &[String],
         log: Arc<Mutex<LiveLog>>,
     ) -> Result<String, String> {
         let _permit = self
@@ -636,8 +658,15 @@ impl Apps {
             self.emit(&row.id, Some(kept), seq, state::BUILDING);
         };
         say(&format!(
-            "Trellis: building {} {} ({}) on the leader's Docker engine",
-            row.app, row.version, row.kind
+            "Trellis: building {} {} ({}) on {}",
+            row.app,
+            row.version,
+            row.kind,
+            if on.is_empty() {
+                "the leader's Docker engine".to_owned()
+            } else {
+                format!("the engines of nodes {}", on.join(", "))
+            }
         ));
         let dockerfile = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -659,32 +688,72 @@ impl Apps {
                 say(&format!("  {line}"));
             }
         }
-        let docker = self
-            .inner
-            .images
-            .leader_engine()
-            .map_err(|e| e.public())?
-            .with_timeout(super::sideload::LOAD_LIMIT);
         let labels = HashMap::from([
             (APP.to_owned(), row.app.clone()),
             (APP_VERSION.to_owned(), row.version.clone()),
         ]);
-        build::run(&docker, &context, dockerfile_name, &row.image, &labels, say).await
+        if on.is_empty() {
+            let docker = self
+                .inner
+                .images
+                .leader_engine()
+                .map_err(|e| e.public())?
+                .with_timeout(super::sideload::REQUEST_LIMIT);
+            return build::run(&docker, &context, dockerfile_name, &row.image, &labels, say).await;
+        }
+        // On each node's own engine, one after the other (a Pi's build takes its CPU).
+        let mut id = String::new();
+        for node in on {
+            say(&format!("Trellis: on node {node}"));
+            let engine = self
+                .inner
+                .images
+                .engine(node)
+                .await
+                .map_err(|e| e.public())?;
+            let docker = engine
+                .docker()
+                .clone()
+                .with_timeout(super::sideload::REQUEST_LIMIT);
+            id = build::run(
+                &docker,
+                &context,
+                dockerfile_name,
+                &row.image,
+                &labels,
+                &say,
+            )
+            .await
+            .map_err(|e| format!("on node {node}: {e}"))?;
+        }
+        Ok(id)
     }
 
     /// Waits for the build of `row` (starting one when it is not built); the built version.
     pub async fn built(&self, row: version::Model) -> ApiResult<version::Model> {
-        if row.build_state == state::BUILT {
-            // Built, and still there (a prune or a hand may have removed it since).
-            let there = match self.inner.images.leader_engine() {
-                Ok(docker) => docker.inspect_image(&row.image).await.is_ok(),
-                Err(_) => true,
-            };
-            if there {
-                return Ok(row);
-            }
+        // Built, and still there (a prune or a hand may have removed it since).
+        if row.build_state == state::BUILT && self.image_there(&row).await {
+            return Ok(row);
         }
-        let mut rx = self.start_build(row.clone()).await?;
+        let rx = self.start_build(row.clone(), Vec::new()).await?;
+        self.wait_build(&row, rx).await
+    }
+
+    /// Builds `row` on the engines of `nodes` (a `build: node` version) and waits.
+    pub async fn built_on(
+        &self,
+        row: version::Model,
+        nodes: Vec<String>,
+    ) -> ApiResult<version::Model> {
+        let rx = self.start_build(row.clone(), nodes).await?;
+        self.wait_build(&row, rx).await
+    }
+
+    async fn wait_build(
+        &self,
+        row: &version::Model,
+        mut rx: watch::Receiver<Outcome>,
+    ) -> ApiResult<version::Model> {
         loop {
             let outcome = rx.borrow_and_update().clone();
             if let Some(outcome) = outcome {
@@ -710,24 +779,45 @@ impl Apps {
         target: Target,
         by: &str,
     ) -> ApiResult<entity::deployment::Model> {
-        let built = self.built(row.clone()).await;
+        let built = if row.build_on == BUILD_ON_NODE {
+            let nodes = self.nodes_of(&row.app, Some(&target)).await?;
+            self.built_on(row.clone(), nodes).await
+        } else {
+            self.built(row.clone()).await
+        };
         if let Some(p) = &row.bundle_path {
             let _ = tokio::fs::remove_file(self.inner.settings.data_dir.join(p)).await;
         }
-        version::Entity::update_many()
-            .col_expr(version::Column::BundlePath, Expr::value(None::<String>))
-            .filter(version::Column::Id.eq(&row.id))
-            .exec(&self.inner.db)
-            .await?;
-        built?;
-        self.deploy(&row.app, &row.version, Some(target), Vec::new(), by)
-            .await
+        if built.is_err() {
+            // Nothing is kept of a fast deploy that did not build: the same version may come
+            // again.
+            version::Entity::delete_by_id(&row.id)
+                .exec(&self.inner.db)
+                .await?;
+            if self.versions(&row.app).await?.is_empty() {
+                app::Entity::delete_by_id(&row.app)
+                    .exec(&self.inner.db)
+                    .await?;
+            }
+        } else {
+            version::Entity::update_many()
+                .col_expr(version::Column::BundlePath, Expr::value(None::<String>))
+                .filter(version::Column::Id.eq(&row.id))
+                .exec(&self.inner.db)
+                .await?;
+        }
+        let row = built?;
+        self.apply(&row, Some(target), Vec::new(), by).await
     }
 
-    /// Runs version `v` of app `name` on `target` (built first when it is not), as the
-    /// deployment `app-<name>`: made when there is none, else given the new version's image as
-    /// a new revision, which rolls out as the deployment's update settings say. `env` sets the
-    /// app's parameters (checked against their types); the rest keep their defaults.
+    /// Runs version `v` of app `name` on `target` as the deployment `app-<name>`: made when
+    /// there is none, else given the new version's image as a new revision, which rolls out as
+    /// the deployment's update settings say. `env` sets the app's parameters (checked against
+    /// their types); the others take their defaults. What can be checked is checked at once
+    /// (the version, the parameters, a target for a first deploy, a hand-made `app-<name>`);
+    /// a built version is deployed at once, one not built is built first and deployed when its
+    /// build ends, after this returns (a build can take minutes): `deployError` on the version
+    /// says if that failed. Returns the version.
     pub async fn deploy(
         &self,
         name: &str,
@@ -735,7 +825,7 @@ impl Apps {
         target: Option<Target>,
         env: Vec<KeyValue>,
         by: &str,
-    ) -> ApiResult<entity::deployment::Model> {
+    ) -> ApiResult<version::Model> {
         let row = self.version(name, v).await?;
         let declared = params(&row);
         for kv in &env {
@@ -752,14 +842,154 @@ impl Apps {
             };
             bundles::check_value(p, &kv.value).map_err(ApiError::BadRequest)?;
         }
-        let row = self.built(row).await?;
-        let deployment = deployment_name(name);
-        let existing = match self.inner.deployments.find(&deployment).await {
-            Ok(d) => Some(d),
-            Err(ApiError::NotFound(_)) => None,
-            Err(e) => return Err(e),
+        match self.existing(name).await? {
+            Some((_, spec)) => self.check_ours(name, &spec)?,
+            None if target.is_none() => {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} runs nowhere yet: give a target (nodeIds, labels or all)"
+                )));
+            }
+            None => {}
+        }
+        self.set_deploy_error(&row.id, None).await?;
+        if row.build_on == BUILD_ON_NODE {
+            // Built on each of its nodes' engines, then run from what each has.
+            let nodes = self.nodes_of(name, target.as_ref()).await?;
+            if nodes.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} {v} builds on its nodes, and the target chooses none"
+                )));
+            }
+            let apps = self.clone();
+            let by = by.to_owned();
+            let id = row.id.clone();
+            let rx = self.start_build(row.clone(), nodes).await?;
+            let task_id = id.clone();
+            tokio::spawn(async move {
+                let id = task_id;
+                let result = match apps.wait_build(&row, rx).await {
+                    Ok(row) => apps.apply(&row, target, env, &by).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    let _ = apps.set_deploy_error(&id, Some(e.public_message())).await;
+                }
+            });
+            return self
+                .version_by_id(&id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no version {v:?} of app {name:?}")));
+        }
+        let there = row.build_state == state::BUILT && self.image_there(&row).await;
+        if there {
+            self.apply(&row, target, env, by).await?;
+            return Ok(self.version_by_id(&row.id).await?.unwrap_or(row));
+        }
+        // Built first; deployed when the build ends.
+        self.start_build(row.clone(), Vec::new()).await?;
+        let apps = self.clone();
+        let by = by.to_owned();
+        let id = row.id.clone();
+        let task_id = id.clone();
+        tokio::spawn(async move {
+            let id = task_id;
+            let result = match apps.built(row).await {
+                Ok(row) => apps.apply(&row, target, env, &by).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let _ = apps.set_deploy_error(&id, Some(e.public_message())).await;
+            }
+        });
+        self.version_by_id(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no version {v:?} of app {name:?}")))
+    }
+
+    /// The nodes `target` chooses, or the app's deployment's target when none is given.
+    async fn nodes_of(&self, name: &str, target: Option<&Target>) -> ApiResult<Vec<String>> {
+        let target = match target {
+            Some(t) => t.clone(),
+            None => match self.existing(name).await? {
+                Some((_, spec)) => spec.target,
+                None => return Ok(Vec::new()),
+            },
         };
-        match existing {
+        Ok(self
+            .inner
+            .deployments
+            .preview(&target)
+            .await?
+            .into_iter()
+            .filter(|n| n.docker_endpoint.is_some())
+            .map(|n| n.id)
+            .collect())
+    }
+
+    async fn set_deploy_error(&self, id: &str, error: Option<String>) -> ApiResult<()> {
+        version::Entity::update_many()
+            .col_expr(version::Column::DeployError, Expr::value(error))
+            .filter(version::Column::Id.eq(id))
+            .exec(&self.inner.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a built version's image is still on the leader's engine.
+    async fn image_there(&self, row: &version::Model) -> bool {
+        match self.inner.images.leader_engine() {
+            Ok(docker) => docker.inspect_image(&row.image).await.is_ok(),
+            Err(_) => true,
+        }
+    }
+
+    /// The app's deployment with its latest spec, if it has one.
+    async fn existing(
+        &self,
+        name: &str,
+    ) -> ApiResult<Option<(entity::deployment::Model, DeploymentSpec)>> {
+        match self.inner.deployments.find(&deployment_name(name)).await {
+            Ok(d) => {
+                let spec = self
+                    .inner
+                    .deployments
+                    .spec(&d.id, d.latest_revision)
+                    .await?;
+                Ok(Some((d, spec)))
+            }
+            Err(ApiError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes or changes the app's deployment to run the built version `row`.
+    async fn apply(
+        &self,
+        row: &version::Model,
+        target: Option<Target>,
+        env: Vec<KeyValue>,
+        by: &str,
+    ) -> ApiResult<entity::deployment::Model> {
+        let name = row.app.as_str();
+        // Built on the nodes: each runs what it built; else the leader sends it.
+        let pull = if row.build_on == BUILD_ON_NODE {
+            PullPolicy::Never
+        } else {
+            PullPolicy::Sideload
+        };
+        // Every parameter is set on the container: given, else as before, else its default (a
+        // dockerfile bundle's image has no ENV of them).
+        let defaults: Vec<KeyValue> = params(row)
+            .into_iter()
+            .filter(|p| !env.iter().any(|kv| kv.name == p.name))
+            .filter_map(|p| {
+                Some(KeyValue {
+                    value: p.default?,
+                    name: p.name,
+                })
+            })
+            .collect();
+        match self.existing(name).await? {
             None => {
                 let target = target.ok_or_else(|| {
                     ApiError::BadRequest(format!(
@@ -769,39 +999,39 @@ impl Apps {
                 let spec = DeploymentSpec {
                     container: ContainerSpec {
                         image: row.image.clone(),
-                        pull: PullPolicy::Sideload,
-                        env,
+                        pull,
+                        env: env.into_iter().chain(defaults).collect(),
                         // The image's io.trellis.app labels pass to its containers.
                         ..ContainerSpec::default()
                     },
                     target,
                     ..DeploymentSpec::default()
                 };
-                self.inner.deployments.create(&deployment, spec, by).await
-            }
-            Some(d) => {
-                let mut spec = self
-                    .inner
+                self.inner
                     .deployments
-                    .spec(&d.id, d.latest_revision)
-                    .await?;
-                self.check_ours(name, &spec)?;
+                    .create(&deployment_name(name), spec, by)
+                    .await
+            }
+            Some((d, latest)) => {
+                self.check_ours(name, &latest)?;
+                let mut spec = latest.clone();
                 spec.container.image = row.image.clone();
-                spec.container.pull = PullPolicy::Sideload;
+                spec.container.pull = pull;
                 for kv in env {
                     match spec.container.env.iter_mut().find(|e| e.name == kv.name) {
                         Some(e) => e.value = kv.value,
                         None => spec.container.env.push(kv),
                     }
                 }
+                // Values set before stay; a new version's new parameters take their defaults.
+                for kv in defaults {
+                    if !spec.container.env.iter().any(|e| e.name == kv.name) {
+                        spec.container.env.push(kv);
+                    }
+                }
                 if let Some(t) = target {
                     spec.target = t;
                 }
-                let latest = self
-                    .inner
-                    .deployments
-                    .spec(&d.id, d.latest_revision)
-                    .await?;
                 if latest == spec {
                     return Ok(d);
                 }
@@ -832,18 +1062,41 @@ impl Apps {
     /// bundles and its images on the leader's engine.
     pub async fn remove(&self, name: &str) -> ApiResult<()> {
         self.get(name).await?;
-        match self.inner.deployments.find(&deployment_name(name)).await {
-            Ok(d) => {
-                let spec = self
-                    .inner
-                    .deployments
-                    .spec(&d.id, d.latest_revision)
-                    .await?;
-                self.check_ours(name, &spec)?;
-                self.inner.deployments.remove(&d.id).await?;
-            }
-            Err(ApiError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+        let mut nodes = Vec::new();
+        if let Some((d, spec)) = self.existing(name).await? {
+            self.check_ours(name, &spec)?;
+            nodes = self
+                .inner
+                .deployments
+                .instances(&d.id)
+                .await?
+                .into_iter()
+                .map(|i| i.node_id)
+                .collect();
+            self.inner.deployments.remove(&d.id).await?;
+        }
+        // Its images leave the nodes once their containers have (the reconciler removes those
+        // shortly): tried every 5 s for up to 2 minutes. No revision names them any more, so
+        // no prune would.
+        if !nodes.is_empty() {
+            let images = self.inner.images.clone();
+            let app = name.to_owned();
+            tokio::spawn(async move {
+                for _ in 0..24 {
+                    let mut left = 0;
+                    for n in &nodes {
+                        left += images.remove_labelled(n, APP, &app).await;
+                    }
+                    if left == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+                tracing::info!(
+                    app,
+                    "some of a removed app's images stay on its nodes (in use)"
+                );
+            });
         }
         let versions = self.versions(name).await?;
         app::Entity::delete_by_id(name).exec(&self.inner.db).await?;

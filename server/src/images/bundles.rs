@@ -8,7 +8,9 @@
 //! whose files all sit in one top directory (`myapp/app.py`, as `tar czf myapp.tgz myapp`
 //! makes) is read as if that directory were its top.
 //!
-//! `app.yaml`, optional: `name`, `version`, `description`, `tags`, `type`, and `parameters`
+//! `app.yaml`, optional: `name`, `version`, `description`, `tags`, `type`, `build` (`leader`, the
+//! default: built once on the leader's engine and sent to the nodes; or `node`: built on each
+//! node's own engine, as device-app-manager does), and `parameters`
 //! (device-app-manager's `init.conf`): each a `name` (an environment variable name), a `type`
 //! (`string`, `int`, `float`, `bool`), a `default` and a `description`. They become environment
 //! variables a user sets per deployment and per node.
@@ -128,6 +130,20 @@ pub struct Manifest {
     /// Its parameters.
     #[serde(default)]
     pub parameters: Vec<Param>,
+    /// Where it is built: on the leader's engine, then sent to the nodes (the default), or on
+    /// each node's own engine.
+    #[serde(default)]
+    pub build: Option<BuildOn>,
+}
+
+/// Where a bundle is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildOn {
+    /// On the leader's engine, then sideloaded.
+    Leader,
+    /// On each target node's own engine.
+    Node,
 }
 
 /// A bundle that passed every check.
@@ -147,8 +163,9 @@ pub struct Checked {
 
 /// Checks an app name: what a Docker repository and a deployment name take.
 pub fn check_name(name: &str) -> Result<(), String> {
+    // 36: the app's deployment, `app-<name>`, takes at most 40.
     let ok = !name.is_empty()
-        && name.len() <= 40
+        && name.len() <= 36
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
@@ -157,24 +174,25 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "name {name:?}: 1 to 40 lowercase letters, digits and '-', starting with a letter or digit"
+            "name {name:?}: 1 to 36 lowercase letters, digits and '-', starting with a letter or digit"
         ))
     }
 }
 
-/// Checks a version name: what a Docker tag takes.
+/// Checks a version name: what a Docker tag takes, in lowercase (a deployment's image is).
 pub fn check_version(version: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok = !version.is_empty()
         && version.len() <= 64
-        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && version.starts_with(allowed)
         && version
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            .all(|c| allowed(c) || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "version {version:?}: 1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit"
+            "version {version:?}: 1 to 64 lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
         ))
     }
 }

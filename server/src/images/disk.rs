@@ -1,6 +1,6 @@
-//! The disk preflight: before an image is loaded, pulled or built on a node, the node's free
+//! The disk preflight: before an image is loaded into a node (a sideload), the node's free
 //! space (as its agent last reported it for the Docker data root) must hold the image plus a
-//! margin. balena's most common field failure is a disk filled by an update; this refuses it
+//! margin. (Pulls from a registry and builds are not checked yet.) balena's most common field failure is a disk filled by an update; this refuses it
 //! with the node, the space needed and the space free.
 
 use entity::node;

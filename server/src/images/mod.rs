@@ -360,6 +360,74 @@ impl Images {
         }
     }
 
+    /// Node `node_id`'s engine (for builds there).
+    pub async fn engine(&self, node_id: &str) -> Result<engine::Engine, EngineError> {
+        let node = self
+            .node(node_id)
+            .await
+            .map_err(|e| EngineError::Failed(e.public_message()))?;
+        if node.docker_endpoint.is_none() {
+            return Err(EngineError::Failed(format!(
+                "node {node_id:?} has no Docker engine Trellis can reach (its agent announced none)"
+            )));
+        }
+        self.inner
+            .clients
+            .get(
+                &self.inner.access,
+                &node,
+                self.inner.settings.docker_timeout,
+            )
+            .await
+    }
+
+    /// Removes from node `node_id`'s engine the images labelled `label=value` that no container
+    /// uses; returns how many are left (in use, or the engine not reached).
+    pub async fn remove_labelled(&self, node_id: &str, label: &str, value: &str) -> usize {
+        use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
+        let Ok(node) = self.node(node_id).await else {
+            return 0;
+        };
+        let timeout = self.inner.settings.docker_timeout;
+        let Ok(engine) = self
+            .inner
+            .clients
+            .get(&self.inner.access, &node, timeout)
+            .await
+        else {
+            return 1;
+        };
+        let filters = HashMap::from([("label", vec![format!("{label}={value}")])]);
+        let list = engine.docker().list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ));
+        let Ok(Ok(images)) = tokio::time::timeout(timeout, list).await else {
+            return 1;
+        };
+        let mut left = 0;
+        for image in images {
+            // Its tags one by one (an image with several needs force by id).
+            let names: Vec<String> = if image.repo_tags.is_empty() {
+                vec![image.id.clone()]
+            } else {
+                image.repo_tags.clone()
+            };
+            for name in names {
+                let opts = RemoveImageOptionsBuilder::default().build();
+                match engine.docker().remove_image(&name, Some(opts), None).await {
+                    Ok(_) => {}
+                    Err(e) => match engine::classify(node_id, "remove an image", &e) {
+                        EngineError::NotFound => {}
+                        _ => left += 1,
+                    },
+                }
+            }
+        }
+        left
+    }
+
     /// The images on node `node_id`'s engine, newest first.
     pub async fn on_node(&self, node_id: &str) -> ApiResult<Vec<NodeImage>> {
         use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
@@ -468,19 +536,26 @@ impl Images {
 
     /// Whether `node` has `image` as the leader's engine has it (same image id, with the tag):
     /// nothing to send. An image missing on the leader is a failure that names it.
+    /// The leader's own trouble is a failure of this step (`Failed`), never the node's
+    /// engine being unreachable.
     pub async fn has_same(&self, node: &node::Model, image: &str) -> Result<bool, EngineError> {
         let timeout = self.inner.settings.docker_timeout;
-        let source = self.leader_engine()?;
+        let source = self
+            .leader_engine()
+            .map_err(|e| EngineError::Failed(e.public()))?;
         let id = match tokio::time::timeout(timeout, source.inspect_image(image)).await {
             Err(_) => {
-                return Err(EngineError::Unreachable(
+                return Err(EngineError::Failed(
                     "the leader's Docker engine did not answer in time".into(),
                 ));
             }
             Ok(Err(e)) => {
                 let e = match engine::classify("leader", "inspect the image", &e) {
                     EngineError::NotFound => not_on_leader(image),
-                    other => other,
+                    other => EngineError::Failed(format!(
+                        "the leader's Docker engine: {}",
+                        other.public()
+                    )),
                 };
                 // The leader has it no more (pruned, removed by hand), but the node has the
                 // tag: it runs what it has.
@@ -547,6 +622,15 @@ impl Images {
         }
         .insert(&self.inner.db)
         .await?;
+        // The record is kept for 30 days.
+        let month_ago = now_ms() - 30 * 24 * 3600 * 1000;
+        if let Err(e) = transfer::Entity::delete_many()
+            .filter(transfer::Column::FinishedMs.lt(month_ago))
+            .exec(&self.inner.db)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot trim the transfer record");
+        }
         let (tx, rx) = watch::channel(None);
         let raced = {
             let mut running = self.inner.running.lock().expect("transfers");
@@ -677,6 +761,16 @@ impl Images {
             },
             Ok(Ok(i)) => i,
         };
+        // An image for another CPU would load, then fail at its first start.
+        if let Some(arch) = inspected.architecture.as_deref()
+            && let Some(node_arch) = docker_arch(&node.arch)
+            && arch != node_arch
+        {
+            return Err(EngineError::Failed(format!(
+                "image {image} is built for {arch}; node {:?} is {node_arch}",
+                node.id
+            )));
+        }
         let image_id = inspected.id.clone().unwrap_or_default();
         let size = inspected
             .size
@@ -762,6 +856,17 @@ impl Images {
                 Some("loaded without a disk check: the node has not reported its free disk".into())
             }
         })
+    }
+}
+
+/// Docker's name for the CPU a node's agent reports (`uname -m`'s), when Trellis knows it.
+fn docker_arch(uname: &str) -> Option<&'static str> {
+    match uname {
+        "x86_64" | "amd64" => Some("amd64"),
+        "aarch64" | "arm64" => Some("arm64"),
+        "armv7l" | "armv6l" | "arm" => Some("arm"),
+        "riscv64" => Some("riscv64"),
+        _ => None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{
     deployments::spec::{KeyValue, Target},
     graphql::{
         guard::{RoleGuard, audited},
-        types::{AppVersion, Deployment},
+        types::AppVersion,
     },
 };
 
@@ -44,10 +44,13 @@ impl AppMutation {
         ))
     }
 
-    /// Runs a version (building it first when needed) as the deployment `app-<name>` on
-    /// `target` (needed the first time; later it keeps its nodes unless given). A deployed app
-    /// given a newer version rolls out to it, batch by batch, with rollback on failure. `env`
-    /// sets the app's parameters, checked against their types.
+    /// Runs a version as the deployment `app-<name>` on `target` (needed the first time; later
+    /// it keeps its nodes unless given). A deployed app given a newer version rolls out to it,
+    /// batch by batch, with rollback on failure. `env` sets the app's parameters, checked
+    /// against their types; the others take their defaults. A built version is deployed before
+    /// this returns; one not built is built first (`appBuildLog` follows it) and deployed when
+    /// its build ends: `app { deployment }` then shows it, `deployError` says if it failed.
+    /// Returns the version.
     #[graphql(guard = "RoleGuard(Role::Operator)")]
     async fn deploy_app(
         &self,
@@ -56,12 +59,12 @@ impl AppMutation {
         version: String,
         target: Option<Target>,
         #[graphql(default)] env: Vec<KeyValue>,
-    ) -> Result<Deployment> {
+    ) -> Result<AppVersion> {
         let state = ctx.data::<AppState>()?;
         let actor = actor(ctx);
         let target_name = format!("{name}/{version}");
         let work = state.apps.deploy(&name, &version, target, env, &actor);
-        Ok(Deployment(
+        Ok(AppVersion(
             audited(ctx, "deployApp", Some(&target_name), work).await?,
         ))
     }

@@ -134,6 +134,11 @@ impl AppVersion {
     async fn bundle_kept(&self) -> bool {
         self.0.bundle_path.is_some()
     }
+    /// Where it is built: `leader` (once, then sent to the nodes) or `node` (on each node's own
+    /// engine), as its `app.yaml` says.
+    async fn build_on(&self) -> &str {
+        &self.0.build_on
+    }
     /// Where its build is.
     async fn build_state(&self) -> BuildState {
         BuildState::of(&self.0.build_state)
@@ -145,6 +150,10 @@ impl AppVersion {
     /// Why the build failed.
     async fn build_error(&self) -> Option<&str> {
         self.0.build_error.as_deref()
+    }
+    /// Why its last deploy failed (one that waited for the build ran after `deployApp` returned).
+    async fn deploy_error(&self) -> Option<&str> {
+        self.0.deploy_error.as_deref()
     }
     /// The image it builds: `trellis-app/<app>:<version>`.
     async fn image(&self) -> &str {
