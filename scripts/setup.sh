@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-want_pkgs=(mosquitto postgresql socat chromium chromium-driver brotli busybox-static fuse-overlayfs musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file curl unzip python3-pip ca-certificates)
+want_pkgs=(mosquitto postgresql socat chromium chromium-driver brotli busybox-static fuse-overlayfs docker-registry apache2-utils musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file curl unzip python3-pip ca-certificates)
 for p in "${want_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done

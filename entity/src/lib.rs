@@ -27,6 +27,7 @@ pub mod profile_step;
 pub mod reading;
 pub mod reading_minute;
 pub mod reading_series;
+pub mod registry_credential;
 pub mod retention_rule;
 pub mod rollout;
 pub mod session;

@@ -19,6 +19,7 @@ mod m20261206_000013_create_experiment_name;
 mod m20261206_000014_create_deployment;
 mod m20261206_000015_create_images;
 mod m20261206_000016_create_app;
+mod m20261206_000017_create_registry_credential;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_create_deployment::Migration),
             Box::new(m20261206_000015_create_images::Migration),
             Box::new(m20261206_000016_create_app::Migration),
+            Box::new(m20261206_000017_create_registry_credential::Migration),
         ]
     }
 }

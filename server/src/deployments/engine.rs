@@ -309,8 +309,14 @@ impl Engine {
         }
     }
 
-    /// Pulls the image from its registry (`limit` bounds the whole pull).
-    pub async fn pull(&self, image: &str, limit: Duration) -> Result<(), EngineError> {
+    /// Pulls the image from its registry (`limit` bounds the whole pull), with the registry's
+    /// credentials when the leader keeps some.
+    pub async fn pull(
+        &self,
+        image: &str,
+        limit: Duration,
+        credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> Result<(), EngineError> {
         let (from, tag) = split_reference(image);
         let mut opts = CreateImageOptionsBuilder::default().from_image(from);
         if let Some(t) = tag {
@@ -318,7 +324,7 @@ impl Engine {
         }
         let opts = opts.build();
         let pull = async {
-            let mut stream = self.docker.create_image(Some(opts), None, None);
+            let mut stream = self.docker.create_image(Some(opts), None, credentials);
             while let Some(item) = stream.next().await {
                 item?;
             }

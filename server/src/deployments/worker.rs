@@ -697,7 +697,8 @@ impl Worker {
         if must_pull {
             self.note_state(d, "PULLING", Some(format!("pulling {}", spec.image)))
                 .await;
-            engine.pull(&spec.image, PULL_LIMIT).await?;
+            let credentials = self.shared.images.pull_credentials(&spec.image).await;
+            engine.pull(&spec.image, PULL_LIMIT, credentials).await?;
         }
         self.note_state(d, "CREATING", None).await;
         match engine.create(&name, engine::create_body(spec, &id)).await {

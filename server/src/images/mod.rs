@@ -14,6 +14,7 @@ pub mod build;
 pub mod bundles;
 pub mod disk;
 pub mod prune;
+pub mod registry;
 pub mod sideload;
 
 use std::{
@@ -356,6 +357,41 @@ impl Images {
                     "the transfer of {image} to node {:?} ended without a word",
                     node.id
                 )));
+            }
+        }
+    }
+
+    /// Sets the credentials nodes pull from `server` with.
+    pub async fn set_registry_credential(
+        &self,
+        server: &str,
+        username: &str,
+        secret: &str,
+        by: &str,
+    ) -> ApiResult<entity::registry_credential::Model> {
+        registry::set(&self.inner.db, server, username, secret, by).await
+    }
+
+    /// Removes `server`'s credentials; whether there were any.
+    pub async fn remove_registry_credential(&self, server: &str) -> ApiResult<bool> {
+        registry::remove(&self.inner.db, server).await
+    }
+
+    /// The registries with credentials (their secrets are never returned by the API).
+    pub async fn registry_credentials(&self) -> ApiResult<Vec<entity::registry_credential::Model>> {
+        registry::list(&self.inner.db).await
+    }
+
+    /// The credentials to pull `image` with, if its registry has some.
+    pub async fn pull_credentials(&self, image: &str) -> Option<bollard::auth::DockerCredentials> {
+        match registry::for_image(&self.inner.db, image).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    error = e.log_message(),
+                    "cannot read the registry credentials"
+                );
+                None
             }
         }
     }

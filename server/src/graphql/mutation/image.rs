@@ -9,7 +9,7 @@ use crate::{
     access::{Principal, Role},
     graphql::{
         guard::{RoleGuard, audited},
-        types::{ImageTransfer, PruneReport},
+        types::{ImageTransfer, PruneReport, RegistryCredential},
     },
 };
 
@@ -42,6 +42,38 @@ impl ImageMutation {
         Ok(ImageTransfer(
             audited(ctx, "sideloadImage", Some(&target), work).await?,
         ))
+    }
+
+    /// Keeps credentials for the registry `server` (`host[:port]`, as in an image's name:
+    /// `registry.local:5000`, `docker.io`); nodes' engines pull its images with them. Replaces
+    /// any it had. The password is never returned nor logged. Admins only.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn set_registry_credential(
+        &self,
+        ctx: &Context<'_>,
+        server: String,
+        username: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<RegistryCredential> {
+        let state = ctx.data::<AppState>()?;
+        let actor = ctx
+            .data_opt::<Principal>()
+            .map(Principal::actor)
+            .unwrap_or_default();
+        let work = state
+            .images
+            .set_registry_credential(&server, &username, &password, &actor);
+        Ok(RegistryCredential(
+            audited(ctx, "setRegistryCredential", Some(&server), work).await?,
+        ))
+    }
+
+    /// Forgets the credentials of registry `server`; whether there were any. Admins only.
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
+    async fn remove_registry_credential(&self, ctx: &Context<'_>, server: String) -> Result<bool> {
+        let state = ctx.data::<AppState>()?;
+        let work = state.images.remove_registry_credential(&server);
+        audited(ctx, "removeRegistryCredential", Some(&server), work).await
     }
 
     /// Removes from node `nodeId`'s engine the images of deployment revisions no deployment needs

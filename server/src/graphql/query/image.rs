@@ -7,7 +7,7 @@ use crate::{
     access::Role,
     graphql::{
         guard::RoleGuard,
-        types::{ImageTransfer, NodeImage},
+        types::{ImageTransfer, NodeImage, RegistryCredential},
     },
 };
 
@@ -40,6 +40,19 @@ impl ImageQuery {
     async fn image_transfer(&self, ctx: &Context<'_>, id: String) -> Result<Option<ImageTransfer>> {
         let state = ctx.data::<AppState>()?;
         Ok(state.images.get(&id).await?.map(ImageTransfer))
+    }
+
+    /// The registries the leader keeps credentials for (never their passwords). Operators read.
+    #[graphql(guard = "RoleGuard(Role::Operator)")]
+    async fn registry_credentials(&self, ctx: &Context<'_>) -> Result<Vec<RegistryCredential>> {
+        let state = ctx.data::<AppState>()?;
+        Ok(state
+            .images
+            .registry_credentials()
+            .await?
+            .into_iter()
+            .map(RegistryCredential)
+            .collect())
     }
 
     /// The images on a node's Docker engine, newest first; those of apps (installed apps) say

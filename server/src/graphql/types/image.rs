@@ -149,3 +149,26 @@ impl PruneReport {
         }
     }
 }
+
+/// A registry the leader keeps credentials for. The password is never returned.
+pub struct RegistryCredential(pub entity::registry_credential::Model);
+
+#[Object]
+impl RegistryCredential {
+    /// The registry's host (and port), as in an image's name.
+    async fn server(&self) -> &str {
+        &self.0.server
+    }
+    /// The user name.
+    async fn username(&self) -> &str {
+        &self.0.username
+    }
+    /// Who set it last.
+    async fn updated_by(&self) -> &str {
+        &self.0.updated_by
+    }
+    /// When.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_ms)
+    }
+}
