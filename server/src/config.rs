@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub sideload_parallel: usize,
     /// Free disk a node must keep beyond an image's size for a load to go ahead, bytes.
     pub disk_margin: u64,
+    /// How often nodes' images no deployment needs are removed; `None`: only when asked.
+    pub prune_every: Option<Duration>,
     /// The largest image archive upload, bytes.
     pub upload_max: u64,
     /// The largest app bundle, bytes.
@@ -182,6 +184,7 @@ impl ServerConfig {
             leader_docker: PathBuf::from("/var/run/docker.sock"),
             sideload_parallel: 2,
             disk_margin: 512 << 20,
+            prune_every: Some(Duration::from_secs(3600)),
             upload_max: 4096 << 20,
             bundle_max: 256 << 20,
             py3_base_image: "python:3.11-slim".into(),
@@ -299,6 +302,10 @@ pub struct Args {
     /// image there (default 512).
     #[arg(long, env = "TRELLIS_DISK_MARGIN_MIB")]
     pub disk_margin_mib: Option<u64>,
+    /// Seconds between prunes of nodes' images no deployment needs (each deployment's current
+    /// and rollback images stay); 0 prunes only when asked (`pruneImages`). Default 3600.
+    #[arg(long, env = "TRELLIS_PRUNE_EVERY_SECS")]
+    pub prune_every_secs: Option<u64>,
     /// The largest image archive upload (`docker save`), in MiB (default 4096).
     #[arg(long, env = "TRELLIS_UPLOAD_MAX_MIB")]
     pub upload_max_mib: Option<u64>,
@@ -357,6 +364,7 @@ struct FileConfig {
     sideload_parallel: Option<usize>,
     disk_margin_mib: Option<u64>,
     upload_max_mib: Option<u64>,
+    prune_every_secs: Option<u64>,
     bundle_max_mib: Option<u64>,
     py3_base_image: Option<String>,
     nodered_base_image: Option<String>,
@@ -629,6 +637,12 @@ impl Args {
                 return Err(invalid("upload_max_mib", "must be 1 to 1048576"));
             }
             c.upload_max = mib << 20;
+        }
+        if let Some(secs) = self.prune_every_secs.or(file.prune_every_secs) {
+            if secs > 30 * 24 * 3600 {
+                return Err(invalid("prune_every_secs", "must be 0 to 2592000"));
+            }
+            c.prune_every = (secs > 0).then(|| Duration::from_secs(secs));
         }
         if let Some(mib) = self.bundle_max_mib.or(file.bundle_max_mib) {
             if !(1..=1 << 16).contains(&mib) {

@@ -122,6 +122,14 @@ impl AppState {
             nodes.clone(),
             config.deployment_settings(),
         );
+        if let Some(every) = config.prune_every {
+            tokio::spawn(images::prune::run_loop(
+                images.clone(),
+                deployments.clone(),
+                every,
+                shutdown_deployments.clone(),
+            ));
+        }
         tokio::spawn(reconciler.run(shutdown_deployments));
         let apps = images::apps::Apps::new(
             db,

@@ -604,3 +604,75 @@ async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
     )
     .await;
 }
+
+/// The prune loop (`--prune-every-secs`), on the leader's own node: after three revisions,
+/// revision 1's image goes by itself; revision 2's (the rollback image) and 3's stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prune_loop_removes_what_no_revision_needs_by_itself() {
+    let images = TestImages::make();
+    let mut guard = DockerGuard::new(&images.label);
+    let server = Server::start(ServerOpts {
+        extra_args: vec!["--prune-every-secs".into(), "2".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let spec = |image: &str| {
+        json!({
+            "container": {
+                "image": image,
+                "labels": [{"name": "trellis-test", "value": images.label}],
+                "stopGraceSecs": 1,
+            },
+            "target": {"nodeIds": ["leader"]},
+            "update": {"minReadySecs": 1},
+        })
+    };
+    let id = create(&server, "loop", spec(&images.bb)).await;
+    let rolled_out = |rev: i64| {
+        let server = &server;
+        let id = id.clone();
+        async move {
+            wait_for(&format!("revision {rev} rolled out"), PATIENCE, || async {
+                let d = gql(
+                    server,
+                    "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
+                    json!({"id": id}),
+                )
+                .await["deployment"]
+                    .clone();
+                (d["liveRevision"] == rev && d["lastRollout"]["state"] == "succeeded")
+                    .then_some(())
+            })
+            .await;
+        }
+    };
+    rolled_out(1).await;
+    let cluster = trellis_tests::docker::docker_ps(&format!("io.trellis.deployment={id}"))
+        .first()
+        .map(|c| c.labels["io.trellis.cluster"].clone())
+        .expect("the container");
+    guard.also_cluster(&cluster);
+    for (rev, image) in [(2, &images.bb_v2), (3, &images.bb_health)] {
+        gql(
+            &server,
+            "mutation($id: String!, $s: DeploymentSpecInput!) { updateDeployment(id: $id, spec: $s) { id } }",
+            json!({"id": id, "s": spec(image)}),
+        )
+        .await;
+        rolled_out(rev).await;
+    }
+    wait_for("revision 1's image gone by itself", PATIENCE, || async {
+        (!docker_ok(&["image", "inspect", &images.bb])).then_some(())
+    })
+    .await;
+    assert!(
+        docker_ok(&["image", "inspect", &images.bb_v2]),
+        "the rollback image stays"
+    );
+    assert!(
+        docker_ok(&["image", "inspect", &images.bb_health]),
+        "the running one stays"
+    );
+    remove(&server, &id).await;
+}

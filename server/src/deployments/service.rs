@@ -285,6 +285,19 @@ impl Deployments {
             .ok_or_else(|| ApiError::NotFound(format!("an instance on node {node_id:?}")))
     }
 
+    /// The nodes some deployment has an instance on.
+    pub async fn nodes_with_instances(&self) -> ApiResult<Vec<String>> {
+        let mut nodes: Vec<String> = instance::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|i| i.node_id)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes)
+    }
+
     /// Every instance on a node, of any deployment.
     pub async fn instances_on(&self, node_id: &str) -> ApiResult<Vec<instance::Model>> {
         Ok(instance::Entity::find()

@@ -13,6 +13,52 @@ use bollard::query_parameters::{
 
 use crate::deployments::engine::{Engine, EngineError, classify};
 
+/// The prune loop: every `every`, each node some deployment runs on is pruned as `pruneImages`
+/// would, and what was freed is logged. It owns nothing but its timer: stopped and started
+/// again, it prunes at its next tick. A node that cannot be reached is tried at the next.
+pub async fn run_loop(
+    images: super::Images,
+    deployments: crate::deployments::Deployments,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Not at start: the first tick of an interval is at once.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (nodes, (named, keep)) = match (
+            deployments.nodes_with_instances().await,
+            deployments.image_needs().await,
+        ) {
+            (Ok(n), Ok(needs)) => (n, needs),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    error = e.log_message(),
+                    "the prune loop cannot read what is needed"
+                );
+                continue;
+            }
+        };
+        for node in nodes {
+            match images.prune(&node, &named, &keep).await {
+                Ok(r) if !r.removed.is_empty() => tracing::info!(
+                    node,
+                    removed = r.removed.join(", "),
+                    freed_bytes = r.freed_bytes,
+                    "images no deployment needs removed"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(node, error = e.log_message(), "prune skipped"),
+            }
+        }
+    }
+}
+
 /// The label Trellis's builds put on the images they make (see `images::build`).
 pub const APP_LABEL: &str = "io.trellis.app";
 
