@@ -174,6 +174,9 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
             json!({}),
         )
         .await;
+    // The automation may have run add_media before: only a reading taken after this pulse
+    // began is this pulse's (an earlier one may still arrive late, with its earlier time).
+    let pulse_started = chrono::Utc::now().timestamp_millis() - 50;
     let r = server
         .graphql(
             "mutation { startJob(nodeId: \"bio\", preset: \"add_media\", settings: {volume: 2}) { state } }",
@@ -181,6 +184,13 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
         )
         .await;
     assert!(r["errors"].is_null(), "{r}");
+    let given = wait_for("this add_media's reading", PATIENCE, || async {
+        readings(&server, "bio", "add_media", "media_ml")
+            .await
+            .into_iter()
+            .rfind(|r| at(&r["time"]) >= pulse_started)
+    })
+    .await;
     wait_for("add_media to finish", PATIENCE, || async {
         let r = server
             .graphql(
@@ -189,12 +199,6 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
             )
             .await;
         (r["data"]["job"]["state"] == "STOPPED").then_some(())
-    })
-    .await;
-    let given = wait_for("add_media's reading", PATIENCE, || async {
-        readings(&server, "bio", "add_media", "media_ml")
-            .await
-            .pop()
     })
     .await;
     let ml = given["value"].as_f64().unwrap_or_default();
