@@ -665,3 +665,20 @@ tar -h --numeric-owner --owner=0 --group=0 -cf - \
     );
     tag
 }
+
+/// Waits (up to `within`) until deployment `id`'s live revision is `revision` and its last
+/// rollout `succeeded`, as the API says.
+pub async fn rolled_out(server: &crate::Server, id: &str, revision: i64, within: Duration) {
+    crate::wait_for(&format!("revision {revision} rolled out"), within, || async {
+        let r = server
+            .graphql(
+                "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
+                serde_json::json!({"id": id}),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+        let d = &r["data"]["deployment"];
+        (d["liveRevision"] == revision && d["lastRollout"]["state"] == "succeeded").then_some(())
+    })
+    .await;
+}

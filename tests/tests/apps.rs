@@ -49,22 +49,7 @@ fn wait_log(id: &str, want: &str) -> String {
 }
 
 async fn rolled_out(server: &Server, id: &str, revision: i64) {
-    wait_for(
-        &format!("revision {revision} rolled out"),
-        PATIENCE * 2,
-        || async {
-            let d = gql(
-            server,
-            "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
-            json!({"id": id}),
-        )
-        .await["deployment"]
-            .clone();
-            (d["liveRevision"] == revision && d["lastRollout"]["state"] == "succeeded")
-                .then_some(())
-        },
-    )
-    .await;
+    trellis_tests::docker::rolled_out(server, id, revision, PATIENCE * 2).await;
 }
 
 async fn start(images: &TestImages, extra: &[&str]) -> Server {

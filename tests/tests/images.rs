@@ -354,24 +354,7 @@ async fn prune_removes_what_no_revision_needs_and_keeps_the_rollback_image() {
         })
     };
     let id = create(&server, "pr", spec(&images.bb)).await;
-    let rolled_out = |rev: i64| {
-        let server = &server;
-        let id = id.clone();
-        async move {
-            wait_for(&format!("revision {rev} rolled out"), PATIENCE, || async {
-                let d = gql(
-                    server,
-                    "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
-                    json!({"id": id}),
-                )
-                .await["deployment"]
-                    .clone();
-                (d["liveRevision"] == rev && d["lastRollout"]["state"] == "succeeded")
-                    .then_some(())
-            })
-            .await;
-        }
-    };
+    let rolled_out = |rev: i64| trellis_tests::docker::rolled_out(&server, &id, rev, PATIENCE);
     rolled_out(1).await;
     for (rev, image) in [(2, &images.bb_v2), (3, &foreign)] {
         gql(
@@ -629,24 +612,7 @@ async fn the_prune_loop_removes_what_no_revision_needs_by_itself() {
         })
     };
     let id = create(&server, "loop", spec(&images.bb)).await;
-    let rolled_out = |rev: i64| {
-        let server = &server;
-        let id = id.clone();
-        async move {
-            wait_for(&format!("revision {rev} rolled out"), PATIENCE, || async {
-                let d = gql(
-                    server,
-                    "query($id: String!) { deployment(id: $id) { liveRevision lastRollout { state } } }",
-                    json!({"id": id}),
-                )
-                .await["deployment"]
-                    .clone();
-                (d["liveRevision"] == rev && d["lastRollout"]["state"] == "succeeded")
-                    .then_some(())
-            })
-            .await;
-        }
-    };
+    let rolled_out = |rev: i64| trellis_tests::docker::rolled_out(&server, &id, rev, PATIENCE);
     rolled_out(1).await;
     let cluster = trellis_tests::docker::docker_ps(&format!("io.trellis.deployment={id}"))
         .first()
