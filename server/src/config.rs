@@ -132,6 +132,7 @@ impl ServerConfig {
             parallel: self.sideload_parallel,
             margin: self.disk_margin,
             docker_timeout: self.docker_timeout,
+            local_node: self.local_node_id(),
         }
     }
 
@@ -298,12 +299,13 @@ pub struct Args {
     /// Most image transfers to nodes at once (default 2).
     #[arg(long, env = "TRELLIS_SIDELOAD_PARALLEL")]
     pub sideload_parallel: Option<usize>,
-    /// Free disk, in MiB, a node must keep beyond an image's size before the leader loads the
-    /// image there (default 512).
+    /// Free disk, in MiB, a node must keep beyond an image's size before the leader loads,
+    /// pulls or builds the image there (default 512).
     #[arg(long, env = "TRELLIS_DISK_MARGIN_MIB")]
     pub disk_margin_mib: Option<u64>,
     /// Seconds between prunes of nodes' images no deployment needs (each deployment's current
-    /// and rollback images stay); 0 prunes only when asked (`pruneImages`). Default 3600.
+    /// and rollback images stay); a deployment's nodes are also pruned after each of its
+    /// rollouts. 0 prunes only when asked (`pruneImages`). Default 3600.
     #[arg(long, env = "TRELLIS_PRUNE_EVERY_SECS")]
     pub prune_every_secs: Option<u64>,
     /// The largest image archive upload (`docker save`), in MiB (default 4096).

@@ -137,6 +137,13 @@ impl AppState {
             deployments.clone(),
             config.app_settings(),
         );
+        {
+            let apps = apps.clone();
+            images.set_node_build(Arc::new(move |node, image| {
+                let apps = apps.clone();
+                Box::pin(async move { apps.build_for_node(&node, &image).await })
+            }));
+        }
         AppState {
             config: Arc::new(config),
             nodes,

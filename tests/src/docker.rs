@@ -682,3 +682,77 @@ pub async fn rolled_out(server: &crate::Server, id: &str, revision: i64, within:
     })
     .await;
 }
+
+/// A small filesystem (a tmpfs of `mib` MiB under `/var/tmp`), for a node whose Docker data
+/// root is nearly full; unmounted when dropped. The tests run as root.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts it.
+    pub fn mount(mib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("a mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            mounted.success(),
+            "mounting a tmpfs (the tests run as root)"
+        );
+        SmallDisk { dir }
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Joins node `node` whose engine is reached through `proxy`, marked insecure by the admin; its
+/// agent measures `docker_root`. Waits until it is online and its first disk figure is in.
+pub async fn join_edge(
+    server: &crate::Server,
+    node: &str,
+    proxy: &crate::chaos::Chaos,
+    docker_root: &Path,
+) -> crate::Agent {
+    let endpoint = format!("tcp://127.0.0.1:{}", proxy.port);
+    let root = docker_root.display().to_string();
+    let agent = server
+        .join_agent_with(
+            node,
+            &["--docker-endpoint", &endpoint, "--docker-root", &root],
+        )
+        .await;
+    server.wait_state(node, "ONLINE", crate::PATIENCE).await;
+    let r = server
+        .graphql(
+            "mutation($id: String!) { setNodeDockerInsecure(id: $id, insecure: true) { id } }",
+            serde_json::json!({"id": node}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    crate::wait_for("the node's disk figure", crate::PATIENCE, || async {
+        let n = server
+            .graphql(
+                "query($id: String!) { node(id: $id) { diskFreeBytes } }",
+                serde_json::json!({"id": node}),
+            )
+            .await;
+        (n["data"]["node"]["diskFreeBytes"]
+            .as_i64()
+            .is_some_and(|f| f > 0))
+        .then_some(())
+    })
+    .await;
+    agent
+}

@@ -1,5 +1,6 @@
 //! Helpers for the web app's tests in headless Chromium: waiting for elements and texts,
-//! typing, reading attributes, whole-page screenshots, and a deployment page's rollout.
+//! typing, reading attributes, logging in, whole-page screenshots, and a deployment page's
+//! rollout.
 
 use fantoccini::Locator;
 
@@ -11,6 +12,23 @@ pub async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Elem
         browser.client.find(Locator::Css(css)).await.ok()
     })
     .await
+}
+
+/// Opens `path` of `server` and logs in as the first admin when the login form shows.
+pub async fn open_as_admin(browser: &Browser, server: &crate::Server, path: &str) {
+    browser
+        .client
+        .goto(&server.url(path))
+        .await
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    element(
+        browser,
+        "input[name=password][autocomplete=current-password]",
+    )
+    .await;
+    retype(browser, "input[name=username]", "admin").await;
+    retype(browser, "input[name=password]", crate::ADMIN_PASSWORD).await;
+    browser.click_redrawn("form.auth-form button").await;
 }
 
 /// Replaces what an input holds with `text`.

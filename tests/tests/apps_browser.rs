@@ -54,24 +54,7 @@ async fn a_py3_app_is_uploaded_built_run_updated_and_rolled_back_in_the_web_app(
     let files = tempfile::tempdir().expect("tempdir");
     let wheel = wheel();
     let browser = Browser::start().await;
-    browser
-        .client
-        .goto(&server.url("/apps"))
-        .await
-        .expect("open the apps page");
-    element(
-        &browser,
-        "input[name=password][autocomplete=current-password]",
-    )
-    .await;
-    retype(&browser, "input[name=username]", "admin").await;
-    retype(
-        &browser,
-        "input[name=password]",
-        trellis_tests::ADMIN_PASSWORD,
-    )
-    .await;
-    browser.click_redrawn("form.auth-form button").await;
+    trellis_tests::web::open_as_admin(&browser, &server, "/apps").await;
 
     // (a) Version 1 uploaded: the page says what came, and lists it unbuilt.
     upload(
@@ -217,4 +200,29 @@ async fn a_py3_app_is_uploaded_built_run_updated_and_rolled_back_in_the_web_app(
     )
     .await;
     save_screenshot(&browser, "apps-rolled-back.png").await;
+
+    // (f) The node's page lists what its engine holds: both versions' images, version 1.0's
+    // running, with the node's free disk.
+    browser
+        .client
+        .goto(&server.url("/nodes/leader"))
+        .await
+        .expect("the node page");
+    wait_text(
+        &browser,
+        "the app's images on the node page",
+        "section.images table.node-images",
+        |t| {
+            t.lines()
+                .any(|l| l.contains("hello 1.0") && l.contains("1 running of 1"))
+                && t.lines().any(|l| l.contains("hello 2.0"))
+        },
+    )
+    .await;
+    let disk = trellis_tests::web::text(&browser, "section.images p.disk").await;
+    assert!(
+        disk.starts_with("Disk for Docker: ") && disk.contains(" free of "),
+        "{disk}"
+    );
+    save_screenshot(&browser, "node-images.png").await;
 }

@@ -8,7 +8,7 @@ use trellis_tests::{
     Browser, PATIENCE, Server, ServerOpts,
     docker::{DockerGuard, TestImages},
     wait_for,
-    web::{attr, element, retype, save_screenshot, text, wait_rolled_out, wait_text},
+    web::{attr, retype, save_screenshot, text, wait_rolled_out, wait_text},
     web_dir,
 };
 
@@ -45,24 +45,7 @@ async fn a_deployment_is_made_watched_changed_and_rolled_back_in_the_web_app() {
     let node = server.wait_state("leader", "ONLINE", PATIENCE).await;
     let node_name = node["name"].as_str().expect("the node's name").to_owned();
     let browser = Browser::start().await;
-    browser
-        .client
-        .goto(&server.url("/deployments"))
-        .await
-        .expect("open the deployments page");
-    element(
-        &browser,
-        "input[name=password][autocomplete=current-password]",
-    )
-    .await;
-    retype(&browser, "input[name=username]", "admin").await;
-    retype(
-        &browser,
-        "input[name=password]",
-        trellis_tests::ADMIN_PASSWORD,
-    )
-    .await;
-    browser.click_redrawn("form.auth-form button").await;
+    trellis_tests::web::open_as_admin(&browser, &server, "/deployments").await;
 
     // (a) Made from the form, to the leader's node; the preview names it first.
     let form = "form.deployment-form";

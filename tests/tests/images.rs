@@ -8,9 +8,12 @@
 
 use serde_json::{Value, json};
 use trellis_tests::{
-    Agent, PATIENCE, Server, ServerOpts,
+    PATIENCE, Server, ServerOpts,
     chaos::{Chaos, Upstream},
-    docker::{DockerGuard, SecondEngine, TestImages, big_image, docker, docker_ok, image_id},
+    docker::{
+        DockerGuard, SecondEngine, SmallDisk, TestImages, big_image, docker, docker_ok, image_id,
+        join_edge,
+    },
     wait_for,
 };
 
@@ -51,41 +54,14 @@ async fn follow(server: &Server, id: &str) -> (Value, Vec<Value>) {
     }
 }
 
-/// Joins node `node` whose engine is `engine`, reached through `proxy`, marked insecure by the
-/// admin; its agent measures `docker_root`. Waits until its first disk figure is in.
-async fn join_edge(
-    server: &Server,
-    node: &str,
-    proxy: &Chaos,
-    docker_root: &std::path::Path,
-) -> Agent {
-    let endpoint = format!("tcp://127.0.0.1:{}", proxy.port);
-    let root = docker_root.display().to_string();
-    let agent = server
-        .join_agent_with(
-            node,
-            &["--docker-endpoint", &endpoint, "--docker-root", &root],
-        )
-        .await;
-    server.wait_state(node, "ONLINE", PATIENCE).await;
+/// Gives node `node` the label `site=edge`.
+async fn label(server: &Server, node: &str) {
     gql(
         server,
-        "mutation($id: String!) { setNodeDockerInsecure(id: $id, insecure: true) { id } }",
+        "mutation($id: String!) { setNodeLabels(id: $id, labels: [{key: \"site\", value: \"edge\"}]) { id } }",
         json!({"id": node}),
     )
     .await;
-    wait_for("the node's disk figure", PATIENCE, || async {
-        let n = gql(
-            server,
-            "query($id: String!) { node(id: $id) { diskPath diskFreeBytes diskTotalBytes } }",
-            json!({"id": node}),
-        )
-        .await["node"]
-            .clone();
-        (n["diskFreeBytes"].as_i64().is_some_and(|f| f > 0)).then_some(())
-    })
-    .await;
-    agent
 }
 
 async fn create(server: &Server, name: &str, spec: Value) -> String {
@@ -260,23 +236,7 @@ async fn a_cut_transfer_is_retried_whole_and_a_full_disk_refuses_the_image() {
 
     // A node entry whose Docker data root is an 8 MiB filesystem: no room for an image and the
     // 512 MiB margin.
-    let small = tempfile::tempdir_in("/var/tmp").expect("a mount point");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(small.path())
-        .status()
-        .expect("mount");
-    assert!(
-        mounted.success(),
-        "mounting a tmpfs (the tests run as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.path().to_owned());
+    let small = SmallDisk::mount(8);
     let _full = join_edge(&server, "full", &proxy, small.path()).await;
     // (The big image is on that engine already, and would not move: a small one that is not.)
     let t = sideload(&server, "full", &images.bb_health).await;
@@ -321,6 +281,47 @@ async fn a_cut_transfer_is_retried_whole_and_a_full_disk_refuses_the_image() {
     assert!(reason.contains("node \"full\""), "{reason}");
     assert_eq!(second.image_id(&images.bb_v2), None);
     remove(&server, &id).await;
+
+    // A build on that node is refused the same way, before it starts.
+    let dockerfile = format!("FROM {}\nCMD [\"true\"]\n", images.bb);
+    let (status, up) = server
+        .upload(
+            "/upload/bundle",
+            trellis_tests::bundles::bundle(
+                "nofit",
+                &[
+                    ("Dockerfile", dockerfile.as_bytes()),
+                    ("app.yaml", b"name: nofit\nversion: '1'\nbuild: node\n"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{up}");
+    gql(
+        &server,
+        "mutation { deployApp(name: \"nofit\", version: \"1\", target: {nodeIds: [\"full\"]}) { buildState } }",
+        json!({}),
+    )
+    .await;
+    let failed = wait_for("the build refused", PATIENCE, || async {
+        let v = gql(
+            &server,
+            "{ appVersion(name: \"nofit\", version: \"1\") { buildState buildError } }",
+            json!({}),
+        )
+        .await["appVersion"]
+            .clone();
+        (v["buildState"] == "FAILED").then_some(v)
+    })
+    .await;
+    let why = failed["buildError"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("not enough disk on node \"full\": building nofit 1 needs ")
+            && why.contains(" build context + 512 MiB margin)")
+            && why.contains(&format!("and {path} has ")),
+        "{why}"
+    );
+    assert!(!second.docker_ok(&["image", "inspect", "trellis-app/nofit:1"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -329,7 +330,8 @@ async fn prune_removes_what_no_revision_needs_and_keeps_the_rollback_image() {
     let _guard = DockerGuard::new(&images.label);
     let second = SecondEngine::start().await;
     let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
-    let server = start(&["--docker-timeout-secs", "5"]).await;
+    // Pruned by hand only here: no prune at a rollout's end.
+    let server = start(&["--docker-timeout-secs", "5", "--prune-every-secs", "0"]).await;
     let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
     // An image no revision names: not Trellis's to remove.
     let foreign = format!("trellis-test/foreign:{}", images.label);
@@ -485,7 +487,7 @@ async fn an_uploaded_archive_lands_in_the_leaders_engine_and_a_bad_one_is_refuse
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
     let images = TestImages::make();
-    let _guard = DockerGuard::new(&images.label);
+    let mut guard = DockerGuard::new(&images.label);
     let second = SecondEngine::start().await;
     let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
     let server = start(&["--docker-timeout-secs", "5"]).await;
@@ -498,7 +500,7 @@ async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
     );
 
     let dockerfile = format!(
-        "FROM {}\nCMD [\"sh\", \"-c\", \"echo built on the node\"]\n",
+        "FROM {}\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo built on the node; while :; do sleep 1 & wait $!; done\"]\n",
         images.bb
     );
     let (status, up) = server
@@ -528,9 +530,10 @@ async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
             .contains("builds on its nodes"),
         "{r}"
     );
+    label(&server, "edge").await;
     let v = gql(
         &server,
-        "mutation { deployApp(name: \"onnode\", version: \"1\", target: {nodeIds: [\"edge\"]}) { buildOn buildState } }",
+        "mutation { deployApp(name: \"onnode\", version: \"1\", target: {labels: [{name: \"site\", value: \"edge\"}]}) { buildOn buildState } }",
         json!({}),
     )
     .await["deployApp"]
@@ -580,6 +583,47 @@ async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
         pull,
         json!({"pull": "NEVER", "image": "trellis-app/onnode:1"})
     );
+
+    // A node that gains the target's label later gets its own build: "late", this machine's
+    // engine through a proxy, which has the base image but not the app's.
+    let id = gql(
+        &server,
+        "{ app(name: \"onnode\") { deployment { id } } }",
+        json!({}),
+    )
+    .await["app"]["deployment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let host = Chaos::start(Upstream::Unix("/var/run/docker.sock".into())).await;
+    let _late = join_edge(&server, "late", &host, std::path::Path::new("/")).await;
+    label(&server, "late").await;
+    let running = wait_for(
+        "built and running on the late node",
+        PATIENCE * 3,
+        || async {
+            trellis_tests::docker::on_node(&id, "late")
+                .into_iter()
+                .find(|c| c.state == "running")
+                .map(|c| c.labels)
+        },
+    )
+    .await;
+    guard.also_cluster(&running["io.trellis.cluster"]);
+    assert!(
+        docker_ok(&["image", "inspect", "trellis-app/onnode:1"]),
+        "built there"
+    );
+    let log = gql(
+        &server,
+        "{ appVersion(name: \"onnode\", version: \"1\") { buildLog } }",
+        json!({}),
+    )
+    .await["appVersion"]["buildLog"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(log.contains("Trellis: on node late"), "{log}");
     gql(
         &server,
         "mutation { removeApp(name: \"onnode\") }",
@@ -592,10 +636,22 @@ async fn an_app_with_build_node_is_built_on_its_node_not_the_leader() {
 /// revision 1's image goes by itself; revision 2's (the rollback image) and 3's stay.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_prune_loop_removes_what_no_revision_needs_by_itself() {
+    prunes_by_itself("2").await;
+}
+
+/// With the timer an hour away, a rollout's end prunes its nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollouts_end_prunes_the_image_it_replaced() {
+    prunes_by_itself("3600").await;
+}
+
+/// Revisions 1, 2, 3 of a deployment on the leader's node, with `--prune-every-secs every`:
+/// revision 1's image goes by itself, the rollback and the running ones stay.
+async fn prunes_by_itself(every: &str) {
     let images = TestImages::make();
     let mut guard = DockerGuard::new(&images.label);
     let server = Server::start(ServerOpts {
-        extra_args: vec!["--prune-every-secs".into(), "2".into()],
+        extra_args: vec!["--prune-every-secs".into(), every.into()],
         ..ServerOpts::default()
     })
     .await;

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use trellis_tests::{
     PATIENCE, Proc, Server, ServerOpts,
-    docker::{DockerGuard, TestImages, docker, docker_ok, docker_ps},
+    chaos::{Chaos, Upstream},
+    docker::{DockerGuard, SmallDisk, TestImages, docker, docker_ok, docker_ps, join_edge},
     free_port, wait_for,
 };
 
@@ -80,19 +81,23 @@ async fn a_local_registry_is_pulled_from_with_credentials_kept_on_the_leader() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    docker(&["tag", &images.bb, &image]);
-    let push = Command::new("docker")
-        .env("DOCKER_CONFIG", &cli)
-        .args(["push", &image])
-        .output()
-        .expect("docker push");
-    assert!(
-        push.status.success(),
-        "{}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-    docker(&["rmi", &image]);
-    assert!(!docker_ok(&["image", "inspect", &image]));
+    // A second image, for a node with no room for it.
+    let other = format!("{host}/trellis-test/bb2:{}", images.label);
+    for (from, to) in [(&images.bb, &image), (&images.bb_v2, &other)] {
+        docker(&["tag", from, to]);
+        let push = Command::new("docker")
+            .env("DOCKER_CONFIG", &cli)
+            .args(["push", to])
+            .output()
+            .expect("docker push");
+        assert!(
+            push.status.success(),
+            "{}",
+            String::from_utf8_lossy(&push.stderr)
+        );
+        docker(&["rmi", to]);
+        assert!(!docker_ok(&["image", "inspect", to]));
+    }
 
     let server = Server::start(ServerOpts {
         extra_args: vec!["--deploy-backoff-max-secs".into(), "2".into()],
@@ -137,6 +142,56 @@ async fn a_local_registry_is_pulled_from_with_credentials_kept_on_the_leader() {
     .await;
     assert!(refused.contains(&image), "{refused}");
 
+    // Node "full" (this machine's engine through a proxy, its Docker data root an 8 MiB
+    // filesystem) has no room for a pull: refused before it starts. Without the credentials
+    // the leader cannot ask the registry the image's size either, so only the margin counts.
+    let small = SmallDisk::mount(8);
+    let proxy = Chaos::start(Upstream::Unix("/var/run/docker.sock".into())).await;
+    let _full = join_edge(&server, "full", &proxy, small.path()).await;
+    let spec = json!({
+        "container": {
+            "image": other,
+            "labels": [{"name": "trellis-test", "value": images.label}],
+            "stopGraceSecs": 1,
+        },
+        "target": {"nodeIds": ["full"]},
+    });
+    let full_id = gql(
+        &server,
+        "mutation($s: DeploymentSpecInput!) { createDeployment(name: \"nofit\", spec: $s) { id } }",
+        json!({"s": spec}),
+    )
+    .await["createDeployment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let full_reason = |want: &'static str| {
+        let server = &server;
+        let full_id = full_id.clone();
+        async move {
+            wait_for(want, PATIENCE, || async {
+                gql(
+                    server,
+                    "query($id: String!) { deployment(id: $id) { instances { reason } } }",
+                    json!({"id": full_id}),
+                )
+                .await["deployment"]["instances"][0]["reason"]
+                    .as_str()
+                    .filter(|r| r.contains(want))
+                    .map(str::to_owned)
+            })
+            .await
+        }
+    };
+    let unknown = full_reason("its size unknown to the leader").await;
+    assert!(
+        unknown.starts_with(&format!(
+            "not enough disk on node \"full\": pulling image {other} (its size unknown to the leader: the registry wants credentials) needs 512 MiB (0 B image + 512 MiB margin) and {} has ",
+            small.path().display()
+        )),
+        "{unknown}"
+    );
+
     let set = gql(
         &server,
         "mutation($s: String!, $p: String!) { setRegistryCredential(server: $s, username: \"trellis\", password: $p) { server username updatedBy } }",
@@ -160,6 +215,23 @@ async fn a_local_registry_is_pulled_from_with_credentials_kept_on_the_leader() {
     .await;
     guard.also_cluster(&running["io.trellis.cluster"]);
     assert_eq!(instance().await["state"], "RUNNING");
+    // With the credentials, the registry's manifest gives the size: still no room, and now the
+    // message says how big the image is.
+    let known = full_reason(" compressed) needs ").await;
+    assert!(
+        known.starts_with(&format!(
+            "not enough disk on node \"full\": pulling image {other} ("
+        )) && !known.contains("(0 B compressed)")
+            && known.contains(" image + 512 MiB margin)"),
+        "{known}"
+    );
+    assert!(!docker_ok(&["image", "inspect", &other]), "never pulled");
+    gql(
+        &server,
+        "mutation($id: String!) { removeDeployment(id: $id) }",
+        json!({"id": full_id}),
+    )
+    .await;
 
     // The password never comes back.
     let list = gql(

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod deployments;
 pub mod enroll;
 pub mod experiments;
+pub mod images;
 pub mod jobs;
 pub mod nodes;
 pub mod profiles;

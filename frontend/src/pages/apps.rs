@@ -190,7 +190,7 @@ pub fn AppsPage() -> impl IntoView {
                 let versions = items(a, "versions");
                 let _ = write!(
                     html,
-                    r#"<tr class="app" data-app="{name}"><th colspan="4">{name}<small class="id">{}</small></th><td colspan="2" class="deployment">{deployed}{}</td></tr>"#,
+                    r#"<tr class="app" data-app="{name}"><th colspan="4">{name}<small class="description">{}</small></th><td colspan="2" class="deployment">{deployed}{}</td></tr>"#,
                     escape(a["description"].as_str().unwrap_or_default()),
                     if can_operate {
                         format!(r#" <button class="danger" data-act="remove" data-app="{name}">Remove app</button>"#)

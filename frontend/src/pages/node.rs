@@ -1,7 +1,8 @@
 //! One node: its facts (and the running experiment it is in), live stats, the rename and remove
-//! actions, its dosing pumps ([`pumps`]) and its hardware jobs ([`jobs`]); and each job's own
-//! page ([`job`]).
+//! actions, its dosing pumps ([`pumps`]), its hardware jobs ([`jobs`]), its images and apps
+//! ([`images`]); and each job's own page ([`job`]).
 
+mod images;
 mod job;
 mod jobs;
 mod pumps;
@@ -207,5 +208,6 @@ pub fn NodePage(
         <Feedback mutation=action/>
         <pumps::PumpsSection t=telemetry/>
         {move || view! { <jobs::JobsSection node_id=node_id.get()/> }}
+        {move || view! { <images::ImagesSection node_id=node_id.get()/> }}
     }
 }

@@ -208,7 +208,8 @@ impl Deployments {
     }
 
     /// Which images the deployments name and which of them must stay on nodes: every image
-    /// some revision names (an image no revision names is not Trellis's to prune), and those
+    /// some revision names (an image no revision names is not Trellis's to prune, nor one a
+    /// `pull: NEVER` revision names, other than an app's built on its nodes), and those
     /// of each deployment's latest, target and live revisions and of its newest revision that
     /// rolled out before them (the rollback image). Over all nodes: keeping an image on a node
     /// that no longer runs the deployment costs disk, removing one that is needed costs a
@@ -240,6 +241,13 @@ impl Deployments {
             let Ok(spec) = parse_spec(r) else { continue };
             let mut images: Vec<String> = vec![spec.container.image.clone()];
             images.dedup();
+            // An image with `pull: NEVER` was put on its nodes by hand, and nothing could bring
+            // it back: never Trellis's to remove. Only an app's, which its node builds again.
+            if spec.container.pull == super::spec::PullPolicy::Never
+                && !spec.container.image.starts_with("trellis-app/")
+            {
+                continue;
+            }
             named.extend(images.iter().cloned());
             let Some(d) = deployments.get(&r.deployment_id) else {
                 continue;

@@ -658,8 +658,18 @@ impl Worker {
             hash,
         };
         let must_pull = match spec.pull {
-            PullPolicy::Always => true,
-            PullPolicy::IfMissing => !engine.has_image(&spec.image).await?,
+            PullPolicy::Always | PullPolicy::IfMissing => {
+                // Only a missing image is checked for room: with `ALWAYS`, layers the node has
+                // already are not downloaded again.
+                let missing = !engine.has_image(&spec.image).await?;
+                if missing {
+                    self.shared
+                        .images
+                        .check_pull(&self.node_id, &spec.image)
+                        .await?;
+                }
+                missing || spec.pull == PullPolicy::Always
+            }
             PullPolicy::Sideload => {
                 let Some(node) = self.node.clone() else {
                     return Err(EngineError::Failed(format!(
@@ -686,10 +696,29 @@ impl Worker {
             }
             PullPolicy::Never => {
                 if !engine.has_image(&spec.image).await? {
-                    return Err(EngineError::Failed(format!(
-                        "image {} is not on node {:?} (pull policy never: load it there)",
-                        spec.image, self.node_id
-                    )));
+                    // An app built on its nodes: this node (one that joined its target after
+                    // the build, or lost the image) builds its own.
+                    self.note_state(
+                        d,
+                        "BUILDING",
+                        Some(format!("building {} on this node", spec.image)),
+                    )
+                    .await;
+                    match self
+                        .shared
+                        .images
+                        .build_on_node(&self.node_id, &spec.image)
+                        .await
+                    {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => return Err(EngineError::Failed(e)),
+                        None => {
+                            return Err(EngineError::Failed(format!(
+                                "image {} is not on node {:?} (pull policy never: load it there)",
+                                spec.image, self.node_id
+                            )));
+                        }
+                    }
                 }
                 false
             }

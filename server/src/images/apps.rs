@@ -692,7 +692,16 @@ impl Apps {
             (APP.to_owned(), row.app.clone()),
             (APP_VERSION.to_owned(), row.version.clone()),
         ]);
+        let context_bytes = tokio::fs::metadata(&context)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let what = format!("building {} {}", row.app, row.version);
         if on.is_empty() {
+            self.inner
+                .images
+                .check_build(None, &what, context_bytes)
+                .await?;
             let docker = self
                 .inner
                 .images
@@ -705,6 +714,10 @@ impl Apps {
         let mut id = String::new();
         for node in on {
             say(&format!("Trellis: on node {node}"));
+            self.inner
+                .images
+                .check_build(Some(node), &what, context_bytes)
+                .await?;
             let engine = self
                 .inner
                 .images
@@ -737,6 +750,28 @@ impl Apps {
         }
         let rx = self.start_build(row.clone(), Vec::new()).await?;
         self.wait_build(&row, rx).await
+    }
+
+    /// Builds the `build: node` version whose image is `image` on node `node_id` and waits:
+    /// what the reconciler asks for a node that joined the app's target after its build.
+    /// `None` when no stored version builds that image on its nodes (a fast deploy keeps no
+    /// bundle to build from).
+    pub async fn build_for_node(&self, node_id: &str, image: &str) -> Option<Result<(), String>> {
+        let row = version::Entity::find()
+            .filter(version::Column::Image.eq(image))
+            .filter(version::Column::BuildOn.eq(BUILD_ON_NODE))
+            .one(&self.inner.db)
+            .await
+            .ok()??;
+        row.bundle_path.as_ref()?;
+        let result = match self
+            .start_build(row.clone(), vec![node_id.to_owned()])
+            .await
+        {
+            Ok(rx) => self.wait_build(&row, rx).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        Some(result.map_err(|e| e.public_message()))
     }
 
     /// Builds `row` on the engines of `nodes` (a `build: node` version) and waits.

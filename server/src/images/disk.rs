@@ -1,9 +1,15 @@
-//! The disk preflight: before an image is loaded into a node (a sideload), the node's free
-//! space (as its agent last reported it for the Docker data root) must hold the image plus a
-//! margin. (Pulls from a registry and builds are not checked yet.) balena's most common field failure is a disk filled by an update; this refuses it
-//! with the node, the space needed and the space free.
+//! The disk preflight: before an image is loaded into a node (a sideload), pulled there, or
+//! built there, the node's free space (as its agent last reported it for the Docker data root)
+//! must hold what comes plus a margin: a sideload's image size, a pull's compressed layers (from
+//! the registry's manifest, [`super::manifest`]) times [`UNPACKED`], a build's context. balena's
+//! most common field failure is a disk filled by an update; this refuses it with the node, the
+//! space needed and the space free.
 
 use entity::node;
+
+/// How much bigger an image is unpacked than its compressed layers, as the pull check counts
+/// it (gzip of binaries and libraries is commonly 2 to 3 times; the margin covers the rest).
+pub const UNPACKED: u64 = 2;
 
 /// Bytes as people read them: `512 MiB`, `1.2 GiB`.
 pub fn human(bytes: u64) -> String {
@@ -36,6 +42,17 @@ pub enum Verdict {
 /// Checks that `node` has room for an image of `size` bytes plus `margin`; the error names the
 /// node, what is needed and what is free.
 pub fn check(node: &node::Model, what: &str, size: u64, margin: u64) -> Result<Verdict, String> {
+    check_as(node, what, "image", size, margin)
+}
+
+/// [`check`], with `size` named `kind` in the message (`build context`).
+pub fn check_as(
+    node: &node::Model,
+    what: &str,
+    kind: &str,
+    size: u64,
+    margin: u64,
+) -> Result<Verdict, String> {
     let Some(free) = node.disk_free_bytes.and_then(|f| u64::try_from(f).ok()) else {
         return Ok(Verdict::Unknown);
     };
@@ -45,7 +62,7 @@ pub fn check(node: &node::Model, what: &str, size: u64, margin: u64) -> Result<V
     }
     let path = node.disk_path.as_deref().unwrap_or("its Docker data root");
     Err(format!(
-        "not enough disk on node {:?}: {what} needs {} ({} image + {} margin) and {path} has {} free",
+        "not enough disk on node {:?}: {what} needs {} ({} {kind} + {} margin) and {path} has {} free",
         node.id,
         human(need),
         human(size),

@@ -13,6 +13,7 @@ pub mod apps;
 pub mod build;
 pub mod bundles;
 pub mod disk;
+pub mod manifest;
 pub mod prune;
 pub mod registry;
 pub mod sideload;
@@ -68,6 +69,8 @@ pub struct Settings {
     pub margin: u64,
     /// How long a plain Docker call may take.
     pub docker_timeout: Duration,
+    /// The leader's own node (its agent reports the disk of the leader's engine), if it has one.
+    pub local_node: Option<String>,
 }
 
 /// An image on a node's engine.
@@ -119,7 +122,17 @@ struct Inner {
     events: broadcast::Sender<TransferEvent>,
     /// Transfers under way by (node, image): their id and how they end.
     running: Mutex<HashMap<(String, String), Running>>,
+    /// How an image is built on a node (set by the app service).
+    node_build: std::sync::OnceLock<NodeBuild>,
 }
+
+/// Builds image `image` on node `node`'s engine and waits: `None` when no installed app's
+/// version builds that image on its nodes.
+pub type NodeBuild = Arc<
+    dyn Fn(String, String) -> futures::future::BoxFuture<'static, Option<Result<(), String>>>
+        + Send
+        + Sync,
+>;
 
 /// Milliseconds since the Unix epoch.
 fn now_ms() -> i64 {
@@ -158,8 +171,22 @@ impl Images {
                 settings,
                 events,
                 running: Mutex::new(HashMap::new()),
+                node_build: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Sets how images are built on nodes (once, by the app service).
+    pub fn set_node_build(&self, build: NodeBuild) {
+        let _ = self.inner.node_build.set(build);
+    }
+
+    /// Builds `image` on node `node_id` when an app's version builds it there (`build: node`), so
+    /// a node that joins such an app's target later gets its own build; `None` when no app
+    /// builds that image.
+    pub async fn build_on_node(&self, node_id: &str, image: &str) -> Option<Result<(), String>> {
+        let build = self.inner.node_build.get()?.clone();
+        build(node_id.to_owned(), image.to_owned()).await
     }
 
     /// Transfer events from now on.
@@ -394,6 +421,67 @@ impl Images {
                 None
             }
         }
+    }
+
+    /// The disk preflight of a pull of `image` onto node `node_id`: refused when the node's
+    /// reported free disk cannot hold the image unpacked (its compressed layers, as its
+    /// registry lists them, times [`disk::UNPACKED`]) plus the margin. When the registry cannot
+    /// tell the leader the size, the margin alone is checked; a node that has not reported its
+    /// disk is not checked.
+    pub async fn check_pull(&self, node_id: &str, image: &str) -> Result<(), EngineError> {
+        let Ok(node) = self.node(node_id).await else {
+            return Ok(());
+        };
+        if node.disk_free_bytes.is_none() {
+            return Ok(());
+        }
+        let credentials = self
+            .pull_credentials(image)
+            .await
+            .and_then(|c| Some((c.username?, c.password?)));
+        let arch = manifest_arch(&node.arch);
+        let (what, size) =
+            match manifest::compressed_size(image, arch.as_deref(), credentials).await {
+                Ok(c) => (
+                    format!("pulling image {image} ({} compressed)", disk::human(c)),
+                    c.saturating_mul(disk::UNPACKED),
+                ),
+                Err(e) => {
+                    tracing::debug!(image, error = e, "an image's size is unknown");
+                    (
+                        format!("pulling image {image} (its size unknown to the leader: {e})"),
+                        0,
+                    )
+                }
+            };
+        disk::check(&node, &what, size, self.inner.settings.margin)
+            .map(|_| ())
+            .map_err(EngineError::Failed)
+    }
+
+    /// The disk preflight of a build with a context of `context` bytes on node `node_id`'s
+    /// engine, or on the leader's (`None`: checked against the leader's own node, when it has
+    /// one). Refused when the free disk cannot hold the context plus the margin.
+    pub async fn check_build(
+        &self,
+        node_id: Option<&str>,
+        what: &str,
+        context: u64,
+    ) -> Result<(), String> {
+        let Some(id) = node_id.or(self.inner.settings.local_node.as_deref()) else {
+            return Ok(());
+        };
+        let Ok(node) = self.node(id).await else {
+            return Ok(());
+        };
+        disk::check_as(
+            &node,
+            what,
+            "build context",
+            context,
+            self.inner.settings.margin,
+        )
+        .map(|_| ())
     }
 
     /// Node `node_id`'s engine (for builds there).
@@ -903,6 +991,16 @@ fn docker_arch(uname: &str) -> Option<&'static str> {
         "armv7l" | "armv6l" | "arm" => Some("arm"),
         "riscv64" => Some("riscv64"),
         _ => None,
+    }
+}
+
+/// The platform a registry's manifest list names for a node's CPU (`uname -m`'s): Docker's
+/// architecture, with the variant for 32-bit ARM.
+fn manifest_arch(uname: &str) -> Option<String> {
+    match uname {
+        "armv7l" => Some("arm/v7".into()),
+        "armv6l" => Some("arm/v6".into()),
+        other => docker_arch(other).map(str::to_owned),
     }
 }
 

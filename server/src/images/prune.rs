@@ -13,28 +13,58 @@ use bollard::query_parameters::{
 
 use crate::deployments::engine::{Engine, EngineError, classify};
 
+/// How long after a rollout succeeds its nodes are pruned: the replaced containers are gone
+/// by then (an image a container still uses stays until the next prune).
+pub const AFTER_ROLLOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The prune loop: every `every`, each node some deployment runs on is pruned as `pruneImages`
-/// would, and what was freed is logged. It owns nothing but its timer: stopped and started
-/// again, it prunes at its next tick. A node that cannot be reached is tried at the next.
+/// would; and the nodes of a deployment whose rollout just succeeded are pruned
+/// [`AFTER_ROLLOUT`] later, so the image a rollout replaced goes at once (the rollback image
+/// stays). What was freed is logged. It owns its timer and the ids of the rollouts it has
+/// pruned after; fed by the deployments' event stream (a bounded broadcast: missed events are
+/// left to the timer). Stopped and started again, it prunes at its next tick.
 pub async fn run_loop(
     images: super::Images,
     deployments: crate::deployments::Deployments,
     every: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    use crate::deployments::DeploymentEventKind;
+    let mut events = deployments.subscribe();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Not at start: the first tick of an interval is at once.
     tick.tick().await;
+    // The rollouts already pruned after (a rollout's events keep coming after it ends).
+    let mut done: std::collections::VecDeque<String> = Default::default();
     loop {
-        tokio::select! {
+        let nodes = tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let (nodes, (named, keep)) = match (
-            deployments.nodes_with_instances().await,
-            deployments.image_needs().await,
-        ) {
+            _ = tick.tick() => deployments.nodes_with_instances().await,
+            e = events.recv() => match e {
+                Ok(e) if e.kind == DeploymentEventKind::Rollout => {
+                    match succeeded_now(&deployments, &e.deployment_id, &done).await {
+                        Some(rollout) => {
+                            if done.len() >= 64 {
+                                done.pop_front();
+                            }
+                            done.push_back(rollout);
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                () = tokio::time::sleep(AFTER_ROLLOUT) => {}
+                            }
+                            deployments.instances(&e.deployment_id).await.map(|l| {
+                                l.into_iter().map(|i| i.node_id).collect()
+                            })
+                        }
+                        None => continue,
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let (nodes, (named, keep)) = match (nodes, deployments.image_needs().await) {
             (Ok(n), Ok(needs)) => (n, needs),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(
@@ -57,6 +87,16 @@ pub async fn run_loop(
             }
         }
     }
+}
+
+/// The id of deployment `id`'s latest rollout when it has succeeded and is not in `done`.
+async fn succeeded_now(
+    deployments: &crate::deployments::Deployments,
+    id: &str,
+    done: &std::collections::VecDeque<String>,
+) -> Option<String> {
+    let last = deployments.rollouts(id, 1).await.ok()?.into_iter().next()?;
+    (last.state == "succeeded" && !done.contains(&last.id)).then_some(last.id)
 }
 
 /// The label Trellis's builds put on the images they make (see `images::build`).

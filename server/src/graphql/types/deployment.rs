@@ -153,7 +153,7 @@ impl DeploymentInstance {
     async fn observed_revision(&self) -> Option<i32> {
         self.0.observed_revision
     }
-    /// PENDING, PULLING, LOADING (a sideload), CREATING, STARTING, RUNNING, HEALTHY, UNHEALTHY, RESTARTING,
+    /// PENDING, PULLING, LOADING (a sideload), BUILDING (an app built on its node), CREATING, STARTING, RUNNING, HEALTHY, UNHEALTHY, RESTARTING,
     /// CRASH_LOOP, EXITED, STOPPED, PAUSED, EXCLUDED, UNREACHABLE, NO_ENGINE, CONFLICT, FAILED or
     /// REMOVING.
     async fn state(&self) -> &str {
