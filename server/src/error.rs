@@ -2,7 +2,8 @@
 //! `UNAUTHENTICATED`, `FORBIDDEN`, `RATE_LIMITED`, `NOT_FOUND`, `BAD_REQUEST`, `UNAVAILABLE` or
 //! `INTERNAL`. Database and broker error text is logged on the server and never sent to a client:
 //! an internal failure reaches the caller only as `INTERNAL` with a generic message, so it leaks no
-//! schema, paths or credentials.
+//! schema, paths or credentials. A database outage (unreachable, locked, read-only, disk full) is
+//! `UNAVAILABLE` with its kind in words (`the database cannot be reached: try again shortly`).
 
 use async_graphql::ErrorExtensions;
 
@@ -59,8 +60,19 @@ impl ApiError {
         }
     }
 
+    /// The reason a database failure is an outage (see [`crate::infra::db::outage`]).
+    fn outage(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Database(e) => crate::infra::db::outage(e),
+            _ => None,
+        }
+    }
+
     /// The message a client may see: internal details replaced by a generic text.
     pub fn public_message(&self) -> String {
+        if let Some(why) = self.outage() {
+            return format!("{why}: try again shortly");
+        }
         match self {
             ApiError::Database(_) | ApiError::Internal(_) => INTERNAL_MESSAGE.to_owned(),
             other => other.log_message(),
@@ -70,6 +82,9 @@ impl ApiError {
     /// The HTTP status for this error when it ends a request before GraphQL runs.
     pub fn http_status(&self) -> axum::http::StatusCode {
         use axum::http::StatusCode;
+        if self.outage().is_some() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
         match self {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -85,6 +100,9 @@ impl ApiError {
     /// Logs an internal failure with its whole text (the client gets only [`INTERNAL_MESSAGE`]);
     /// `during` says what was being done.
     pub fn log_if_internal(&self, during: &str) {
+        if let Some(why) = self.outage() {
+            crate::infra::db::note_outage(why);
+        }
         if matches!(self, ApiError::Database(_) | ApiError::Internal(_)) {
             tracing::error!(error = self.log_message(), "internal error in {during}");
         }
@@ -92,6 +110,9 @@ impl ApiError {
 
     /// The stable code sent as `extensions.code`.
     pub fn code(&self) -> &'static str {
+        if self.outage().is_some() {
+            return "UNAVAILABLE";
+        }
         match self {
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",

@@ -198,6 +198,8 @@ pub enum Db {
     Sqlite,
     /// A fresh Postgres database (see [`Postgres`]).
     Postgres(String),
+    /// A SQLite file at this path (on a filesystem a test controls).
+    SqliteAt(PathBuf),
 }
 
 /// Which broker a test server uses.
@@ -359,8 +361,15 @@ fn spawn_server(
             None => cmd.args(["--broker-url", &format!("mqtt://127.0.0.1:{p}")]),
         },
     };
-    if let Db::Postgres(url) = &opts.db {
-        cmd.args(["--database-url", url]);
+    match &opts.db {
+        Db::Sqlite => {}
+        Db::Postgres(url) => {
+            cmd.args(["--database-url", url]);
+        }
+        Db::SqliteAt(path) => {
+            cmd.arg("--database-url")
+                .arg(format!("sqlite://{}", path.display()));
+        }
     }
     if let Some(web) = &opts.web_dir {
         cmd.arg("--web-dir").arg(web);

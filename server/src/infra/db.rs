@@ -39,13 +39,15 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
                 anyhow::anyhow!("cannot create data directory {}: {e}", dir.display())
             })?;
         }
-        opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
-            o.create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-        });
+        opts.max_connections(8)
+            .map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            })
+            .map_sqlx_sqlite_pool_opts(|o| o.after_release(|conn, _| Box::pin(still_clean(conn))));
     } else {
         opts.max_connections(16);
     }
@@ -53,6 +55,25 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", redact(url)))?;
     Ok(db)
+}
+
+/// Whether a SQLite connection given back to the pool may be used again: not when it still
+/// counts itself in a transaction once its pending rollback has run. On a full disk (or an I/O
+/// error) SQLite may roll a transaction back by itself; the driver's ROLLBACK then fails and it
+/// goes on counting the transaction, so its next `begin` would be a SAVEPOINT, and a rollback of
+/// that would leave a real transaction open, holding the write lock for ever: every other
+/// writer "locked", long after the disk had room again. Such a connection is closed instead.
+async fn still_clean(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Connection;
+    // The ping runs after the rollback a dropped transaction queued.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("a database connection still in a transaction after its rollback is closed");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// The file path of a `sqlite://` URL, without query parameters; `None` for in-memory databases.
@@ -76,6 +97,81 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Why `e` is the database being out of reach or unable to write (a connection refused or cut,
+/// a pool with no connection to give, a file locked, read-only or on a full disk), in words a
+/// client may read; `None` for any other failure (a bad statement, a constraint: a bug). An
+/// outage is worth retrying, and the API answers it with `UNAVAILABLE`.
+pub fn outage(e: &sea_orm::DbErr) -> Option<&'static str> {
+    use sea_orm::{DbErr, RuntimeErr, sqlx::Error};
+    const UNREACHABLE: &str = "the database cannot be reached";
+    let sqlx = match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return Some(UNREACHABLE),
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => s,
+        _ => return None,
+    };
+    match sqlx.as_ref() {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => Some(UNREACHABLE),
+        Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // SQLite's result codes (extended ones carry the primary in their low byte).
+            if let Ok(n) = code.parse::<u32>() {
+                return match n & 0xff {
+                    5 | 6 => Some("the database is locked"),
+                    8 => Some("the database is read-only"),
+                    10 | 14 => Some("the database cannot read or write its files"),
+                    13 => Some("the database's disk is full"),
+                    _ => None,
+                };
+            }
+            // Postgres' SQLSTATE classes: 08 connection, 53 resources (53100 disk full),
+            // 57P01-57P03 the server shutting down or starting.
+            match code.get(..2) {
+                Some("08") => Some(UNREACHABLE),
+                Some("53") if code == "53100" => Some("the database's disk is full"),
+                Some("53") => Some("the database is out of resources"),
+                Some("57") if code.starts_with("57P0") => Some(UNREACHABLE),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The last outage a writer or a request met, and when; cleared by a write that works. Read by
+/// `/readyz`: a database that answers a ping but cannot write (a full disk) is not ready. One
+/// per process, as the database is.
+static LAST_OUTAGE: std::sync::Mutex<Option<(std::time::Instant, &'static str)>> =
+    std::sync::Mutex::new(None);
+
+/// How long an outage met by a request alone (no writer to clear it) counts for `/readyz`.
+pub const OUTAGE_SHOWN_FOR: Duration = Duration::from_secs(15);
+
+/// Notes an outage met now (for `/readyz`).
+pub fn note_outage(why: &'static str) {
+    if let Ok(mut last) = LAST_OUTAGE.lock() {
+        *last = Some((std::time::Instant::now(), why));
+    }
+}
+
+/// Notes a write that worked: the database is back.
+pub fn note_write_ok() {
+    if let Ok(mut last) = LAST_OUTAGE.lock() {
+        *last = None;
+    }
+}
+
+/// The outage met within [`OUTAGE_SHOWN_FOR`] and not cleared since, if any.
+pub fn recent_outage() -> Option<&'static str> {
+    let last = LAST_OUTAGE.lock().ok()?;
+    last.filter(|(at, _)| at.elapsed() < OUTAGE_SHOWN_FOR)
+        .map(|(_, why)| why)
 }
 
 #[cfg(test)]

@@ -146,7 +146,14 @@ impl Ingester {
         let mut pause = Duration::from_millis(100);
         loop {
             match self.store(group).await {
+                Ok(outcome) => {
+                    crate::infra::db::note_write_ok();
+                    return Ok(outcome);
+                }
                 Err(e) if is_outage(&e) => {
+                    if let Some(why) = crate::infra::db::outage(&e) {
+                        crate::infra::db::note_outage(why);
+                    }
                     tracing::error!(error = %e, batches = group.len(), retry_in_ms = pause.as_millis() as u64, "could not store telemetry; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
@@ -689,7 +696,7 @@ const MINUTES_PER_INSERT: usize = 1000;
 /// Whether `e` says the database cannot be reached or is busy now (worth trying again), rather
 /// than that this write is wrong.
 fn is_outage(e: &DbErr) -> bool {
-    if matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
+    if crate::infra::db::outage(e).is_some() {
         return true;
     }
     let text = e.to_string().to_lowercase();
