@@ -89,7 +89,13 @@ pub const MAX_PACKET: usize = 256 * 1024;
 
 /// Command-line flags of the `trellis-agent` binary.
 #[derive(Debug, Parser)]
-#[command(name = "trellis-agent", version, about = "Trellis node agent")]
+#[command(
+    name = "trellis-agent",
+    version,
+    about = "Trellis node agent",
+    // A flag given twice takes its last value (a wrapper script's default, then the user's).
+    args_override_self = true
+)]
 pub struct Args {
     /// TOML file with any of the keys below (snake_case).
     #[arg(long, env = "TRELLIS_AGENT_CONFIG")]

@@ -117,7 +117,7 @@ pub async fn enroll(
     opts.set_credentials(trellis_proto::join_username(token), token.to_owned());
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     let response_topic = topic::enroll_response(node_id, &nonce);
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), config.max_backoff);
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
@@ -125,7 +125,7 @@ pub async fn enroll(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(250);
+                backoff.reset();
                 let request = encode(&EnrollRequest {
                     announce: announce.clone(),
                     nonce: nonce.clone(),
@@ -178,9 +178,8 @@ pub async fn enroll(
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(None),
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_wait()) => {}
                 }
-                backoff = (backoff * 2).min(config.max_backoff);
             }
         }
     }

@@ -5,6 +5,7 @@
 //!
 //! The leader runs the same code as its local agent through [`run`].
 
+pub mod backoff;
 pub mod config;
 pub mod credentials;
 pub mod files;

@@ -232,7 +232,7 @@ pub(crate) async fn session(
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connected = false;
-    let mut backoff = INITIAL_BACKOFF;
+    let mut backoff = crate::backoff::Backoff::new(INITIAL_BACKOFF, config.max_backoff);
     let command_topic = topic::command(node_id);
     let mut refusals = 0u32;
 
@@ -274,7 +274,7 @@ pub(crate) async fn session(
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(session_present = ack.session_present, "connected to broker");
                     connected = true;
-                    backoff = INITIAL_BACKOFF;
+                    backoff.reset();
                     refusals = 0;
                     on_connect(&mut out, announce, &work.jobs);
                     heartbeat.reset_immediately();
@@ -315,16 +315,16 @@ pub(crate) async fn session(
                             return Ok(Ended::Refused);
                         }
                     }
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker connection failed");
+                    let wait = backoff.next_wait();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "broker connection failed");
                     tokio::select! {
                         () = shutdown.cancelled() => {
                             // No broker to send to: the jobs still release their outputs.
                             work.jobs.halt_all(HALT_LIMIT).await;
                             return Ok(Ended::Shutdown);
                         }
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(config.max_backoff);
                     events.reconnect().await;
                 }
             },

@@ -12,7 +12,9 @@ use trellis_server::config::Args;
     name = "trellis",
     version,
     about = "Trellis leader: control plane for edge clusters",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // A flag given twice takes its last value (a wrapper script's default, then the user's).
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]

@@ -194,6 +194,14 @@ async fn everything_resubscribes_after_the_broker_restarts() {
     let _agent = server.join_agent("resub").await;
     server.wait_state("resub", "ONLINE", PATIENCE).await;
     assert_eq!(server.ping("resub").await, Ok("pong".to_owned()));
+    // A running job, whose retained status must come back too.
+    let r = server
+        .graphql(
+            "mutation { startJob(nodeId: \"resub\", kind: \"pwm\", name: \"fan\", settings: {pin: 18, duty: 40}) { state } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
 
     // The restarted broker keeps nothing (persistence false): every retained message on it
     // afterwards was published again after the restart. A reader account looks at them.
@@ -212,7 +220,7 @@ async fn everything_resubscribes_after_the_broker_restarts() {
         mosquitto.port,
         "spy",
         Some(("spy", "spy-password")),
-        Some("trellis/v1/nodes/resub/+"),
+        Some("trellis/v1/nodes/resub/#"),
     )
     .await
     .expect("the reader connects");
@@ -236,6 +244,31 @@ async fn everything_resubscribes_after_the_broker_restarts() {
                 && p.contains("\"node_id\":\"resub\"")),
         "the agent did not re-announce after the restart: {retained:?}"
     );
+    // The rest of the node's retained state (M5): the job with its state and settings, the job
+    // kinds it offers, its pump calibrations.
+    let has = |topic: &str, needle: &str| {
+        retained
+            .iter()
+            .any(|(t, p)| t == &format!("trellis/v1/nodes/resub/{topic}") && p.contains(needle))
+    };
+    assert!(
+        has("jobs/fan", "\"state\":\"ready\"") && has("jobs/fan", "\"duty\":40"),
+        "the job's retained status is back: {retained:?}"
+    );
+    assert!(has("kinds", "\"pwm\""), "{retained:?}");
+    assert!(has("calibrations", "media"), "{retained:?}");
     let node = server.wait_state("resub", "ONLINE", PATIENCE).await;
     assert_eq!(node["hostname"].as_str().map(str::is_empty), Some(false));
+    // And the leader sees the job as it was.
+    let jobs = server
+        .graphql(
+            "{ jobs(nodeId: \"resub\") { name state } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        jobs["data"]["jobs"],
+        serde_json::json!([{"name": "fan", "state": "READY"}]),
+        "{jobs}"
+    );
 }

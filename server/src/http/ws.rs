@@ -1,5 +1,6 @@
 //! GraphQL subscriptions over a websocket: authentication in `connection_init`, an init timeout,
-//! and closing the socket when its credentials are revoked.
+//! closing the socket when its credentials are revoked, a cap on the operations one socket runs
+//! at once ([`MAX_SUBSCRIPTIONS`]), and a cap on a client message's size.
 
 use std::{
     sync::{
@@ -11,12 +12,13 @@ use std::{
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::ws::Message;
 use axum::{
     extract::{FromRequestParts, Request, WebSocketUpgrade},
     http::header,
     response::{IntoResponse, Response},
 };
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 
 use super::HttpState;
 use crate::access::{self};
@@ -28,6 +30,75 @@ const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
 
 /// Largest websocket message accepted from a client (axum's default is 64 MiB).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
+
+/// Most operations one socket runs at once. A `subscribe` past it gets an `error` message for
+/// its id and runs nothing; the others go on. (The web app runs about ten per tab.)
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+/// The `type` and `id` of a graphql-ws / graphql-transport-ws message.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+fn envelope(text: &str) -> Option<Envelope> {
+    serde_json::from_str(text).ok()
+}
+
+/// The operations a socket runs: started by the client's `subscribe` (`start` in the old
+/// protocol), ended by its `complete` (`stop`) or by the leader's `complete` or `error`.
+#[derive(Default)]
+struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl Running {
+    fn ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a client message may go on to the GraphQL session; `Some(refusal)` to send back
+    /// instead when it would start one operation too many.
+    fn client_says(&self, text: &str) -> Option<String> {
+        let e = envelope(text)?;
+        let id = e.id?;
+        match e.kind.as_str() {
+            "subscribe" | "start" => {
+                let mut ids = self.ids();
+                if ids.len() >= MAX_SUBSCRIPTIONS && !ids.contains(&id) {
+                    let message = format!(
+                        "too many operations on one socket (at most {MAX_SUBSCRIPTIONS}): complete some first"
+                    );
+                    let payload = if e.kind == "start" {
+                        serde_json::json!({"message": message})
+                    } else {
+                        serde_json::json!([{"message": message, "extensions": {"code": "RATE_LIMITED"}}])
+                    };
+                    return Some(
+                        serde_json::json!({"id": id, "type": "error", "payload": payload})
+                            .to_string(),
+                    );
+                }
+                ids.insert(id);
+            }
+            "complete" | "stop" => {
+                self.ids().remove(&id);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Notes the leader's message: an operation that completed or failed is over.
+    fn leader_says(&self, text: &str) {
+        if let Some(Envelope { kind, id: Some(id) }) = envelope(text)
+            && matches!(kind.as_str(), "complete" | "error")
+        {
+            self.ids().remove(&id);
+        }
+    }
+}
 
 /// Whether a browser's `Origin` may use the session cookie on a websocket: the leader's own origin
 /// or an allowed one. Browsers send cookies on cross-site websocket upgrades (no CORS applies), so
@@ -83,7 +154,38 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
         // an eighth of the leader's CPU with 100 live charts open. Clients send small messages.
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            let (sink, stream) = socket.split();
+            let (mut sink, stream) = socket.split();
+            // The session writes to a channel; a forwarder passes its messages on, noting the
+            // operations that end, and the cap's refusals join them there.
+            let running = Arc::new(Running::default());
+            let (out, mut outgoing) = futures::channel::mpsc::channel::<Message>(16);
+            let seen_out = running.clone();
+            let forward = async move {
+                while let Some(m) = outgoing.next().await {
+                    if let Message::Text(t) = &m {
+                        seen_out.leader_says(t);
+                    }
+                    if sink.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            };
+            let mut refusals = out.clone();
+            let stream = stream.filter_map(move |msg| {
+                let refusal = match &msg {
+                    Ok(Message::Text(t)) => running.client_says(t),
+                    _ => None,
+                };
+                let pass = match refusal {
+                    Some(r) => {
+                        let _ = refusals.try_send(Message::text(r));
+                        None
+                    }
+                    None => Some(msg),
+                };
+                futures::future::ready(pass)
+            });
             let initialised = Arc::new(AtomicBool::new(false));
             let seen = initialised.clone();
             let credential: Arc<std::sync::Mutex<Option<(access::Credential, access::Role)>>> = Arc::default();
@@ -110,7 +212,7 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                 }
             };
             let stream = stream.take_until(ends);
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
+            let session = GraphQLWebSocket::new_with_pair(out, stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     initialised.store(true, Ordering::SeqCst);
                     let token = payload
@@ -150,7 +252,7 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                         )),
                     }
                 })
-                .serve()
-                .await;
+                .serve();
+            tokio::join!(session, forward);
         })
 }

@@ -147,7 +147,8 @@ impl Bridge {
         let loop_acks = acks.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff =
+                trellis_agent::backoff::Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
             loop {
                 let event = tokio::select! {
                     () = stop.cancelled() => break,
@@ -155,7 +156,7 @@ impl Bridge {
                 };
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         let filters = topic::leader_filters().into_iter().map(|(f, q)| {
                             rumqttc::SubscribeFilter::new(f, trellis_agent::link::qos(q))
                         });
@@ -213,9 +214,8 @@ impl Bridge {
                         }
                         tokio::select! {
                             () = stop.cancelled() => break,
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(backoff.next_wait()) => {}
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
