@@ -494,3 +494,63 @@ async fn one_socket_runs_at_most_100_operations() {
     }
     assert_eq!(seen, ["next", "complete"]);
 }
+
+/// A chunked body with no Content-Length is held to the same 1 MiB as any (G5): past it the
+/// leader answers 413 (or closes the connection) without reading on, runs nothing, and its
+/// memory stays flat over 10 such requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_body_over_the_limit_is_refused_and_memory_stays_flat() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let cookie = server.admin_cookie.clone().expect("the admin's cookie");
+    let rss = || trellis_tests::bench::status_kib(server.proc.id(), "VmRSS");
+    let before = rss();
+    for round in 0..10 {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.http_port))
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+             Cookie: {cookie}\r\nTransfer-Encoding: chunked\r\n\r\n",
+            server.http_port
+        );
+        conn.write_all(head.as_bytes()).await.expect("send head");
+        // A valid start, then 64 KiB chunks of a string that never ends: 3 MiB in all, unless
+        // the leader stops reading first.
+        let mut body = b"{\"query\": \"mutation { renameNode(id: \\\"x\\\", name: \\\"".to_vec();
+        body.extend(std::iter::repeat_n(b'a', 64 * 1024 - body.len()));
+        let mut sent = 0usize;
+        for _ in 0..48 {
+            let chunk = format!("{:x}\r\n", body.len());
+            let ok = conn.write_all(chunk.as_bytes()).await.is_ok()
+                && conn.write_all(&body).await.is_ok()
+                && conn.write_all(b"\r\n").await.is_ok();
+            if !ok {
+                break;
+            }
+            sent += body.len();
+            body.fill(b'a');
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty()
+                || (text.starts_with("HTTP/1.1 413")
+                    && text.contains("the request body is over the limit of 1 MiB")),
+            "round {round}, {sent} bytes sent: {text}"
+        );
+    }
+    let after = rss();
+    assert!(
+        after < before + 8 * 1024,
+        "RSS {before} KiB before, {after} KiB after 10 chunked bodies of 3 MiB"
+    );
+    // Nothing ran, and the leader answers.
+    let r = server.graphql("{ nodes { id name } }", json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
+}

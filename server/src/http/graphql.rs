@@ -35,8 +35,34 @@ pub(super) async fn graphql_post(State(s): State<HttpState>, req: Request) -> Re
     };
     match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
         Ok(gql) => execute(&s, gql.into_inner(), principal, info).await,
-        Err(rejection) => rejection.into_response(),
+        Err(rejection) => rejected(rejection),
     }
+}
+
+/// A request the GraphQL extractor could not read, answered in words as a GraphQL error:
+/// 413 for a body over [`super::MAX_BODY`] (also a chunked one, which the body limit cuts off
+/// as it streams), else 400 saying what was wrong (async-graphql-axum's own answer is the
+/// error's `Debug` text).
+fn rejected(rejection: GraphQLRejection) -> Response {
+    use async_graphql::ParseRequestError;
+    let too_large = format!(
+        "the request body is over the limit of {} MiB",
+        super::MAX_BODY >> 20
+    );
+    let (status, message) = match &rejection.0 {
+        ParseRequestError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, too_large),
+        ParseRequestError::Io(e) if e.to_string().contains("length limit exceeded") => {
+            (StatusCode::PAYLOAD_TOO_LARGE, too_large)
+        }
+        other => (
+            StatusCode::BAD_REQUEST,
+            format!("the request could not be read: {other}"),
+        ),
+    };
+    let body = serde_json::json!({
+        "errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}],
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 fn is_websocket_upgrade(req: &Request) -> bool {
@@ -58,7 +84,7 @@ pub(super) async fn graphql_get(State(s): State<HttpState>, req: Request) -> Res
     };
     let gql = match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
         Ok(r) => r.into_inner(),
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return rejected(rejection),
     };
     if let Ok(doc) = parse_query(&gql.query) {
         let is_mutation = doc.operations.iter().any(|(name, op)| {
