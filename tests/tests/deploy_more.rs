@@ -1,7 +1,9 @@
 //! More of what deployments must get right, on this machine's Docker engine: a per-node override
 //! reaches only its node; a container killed for want of memory is shown as such; logs from a
 //! given time; a pull that hangs (a registry that accepts and never answers) survives a leader
-//! killed meanwhile, keeps the old container running, and rolls back once the pull fails.
+//! killed meanwhile, keeps the old container running, and rolls back once the pull fails. And
+//! the engine client itself (D1, D2): start and stop twice both succeed (Docker's 304), a
+//! container gone is "not found", a name taken is a conflict, never a failure.
 
 use std::{sync::Arc, time::Duration};
 
@@ -328,4 +330,68 @@ async fn stop_start_restart_and_take_a_node_out() {
     gql(&server, excl, json!({"id": id, "x": false})).await;
     state("RUNNING").await;
     assert_eq!(on_node(&id, "leader").len(), 1);
+}
+
+/// Docker's answers as states, on this machine's engine through the client the reconciler uses:
+/// starting a started container and stopping a stopped one succeed (304), removing one twice
+/// succeeds, a container that is gone is `NotFound` (404), and a create under a taken name is a
+/// `Conflict` (409).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_client_takes_304_404_and_409_as_states() {
+    use trellis_server::deployments::engine::{Engine, EngineError};
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let docker = bollard::Docker::connect_with_unix(
+        "/var/run/docker.sock",
+        30,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .expect("the engine");
+    let engine = Engine::new("leader", docker, Duration::from_secs(20));
+    let name = format!("trellis-test-idem-{}", images.label);
+    let id = trellis_tests::docker::docker(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &format!("trellis-test={}", images.label),
+        &images.bb,
+    ]);
+    let id = id.trim();
+    for round in 0..2 {
+        engine
+            .start(id)
+            .await
+            .unwrap_or_else(|e| panic!("start {round}: {e:?}"));
+    }
+    assert_eq!(
+        trellis_tests::docker::docker(&["inspect", "-f", "{{.State.Running}}", id]).trim(),
+        "true"
+    );
+    for round in 0..2 {
+        engine
+            .stop(id, 1)
+            .await
+            .unwrap_or_else(|e| panic!("stop {round}: {e:?}"));
+    }
+    assert_eq!(
+        trellis_tests::docker::docker(&["inspect", "-f", "{{.State.Running}}", id]).trim(),
+        "false"
+    );
+    // A name taken: a conflict to reconcile.
+    let taken = engine
+        .create(
+            &name,
+            bollard::models::ContainerCreateBody {
+                image: Some(images.bb.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(taken, Err(EngineError::Conflict)), "{taken:?}");
+    engine.remove(id).await.expect("remove");
+    engine.remove(id).await.expect("remove again: already gone");
+    assert!(matches!(engine.inspect(id).await, Ok(None)));
+    let gone = engine.start(id).await;
+    assert!(matches!(gone, Err(EngineError::NotFound)), "{gone:?}");
 }
