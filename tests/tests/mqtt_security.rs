@@ -532,3 +532,89 @@ async fn idle_connections_from_one_address_cannot_fill_the_broker() {
 fn audit_count(log: &[Value], action: &str) -> usize {
     log.iter().filter(|e| e["action"] == action).count()
 }
+
+/// Payload limits (M7): a node's MQTT packet over the leader's limit (256 KiB of payload) closes
+/// that connection, and the leader says so in its log with the size; the leader is unharmed (its
+/// own node stays online, the node logs in again at once) and its memory stays flat over 20
+/// such packets.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mqtt_packet_over_the_limit_closes_only_its_connection() {
+    use rumqttc::mqttbytes::{
+        QoS,
+        v4::{Connect, Packet, Publish},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(ServerOpts::default()).await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let login = trellis_tests::bench::node_logins(&server, "big", 1)
+        .await
+        .pop()
+        .expect("a node");
+    let connect = || async {
+        let mut c = Connect::new(trellis_proto::node_client_id(
+            &login.id,
+            Some(&login.password),
+        ));
+        c.set_login(&login.user, &login.password);
+        let mut frame = bytes::BytesMut::new();
+        Packet::Connect(c)
+            .write(&mut frame, 4096)
+            .expect("encode CONNECT");
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.mqtt_port))
+            .await
+            .expect("connect");
+        stream.write_all(&frame).await.expect("send CONNECT");
+        let mut reply = [0u8; 4];
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut reply))
+            .await
+            .expect("a CONNACK in time")
+            .expect("read");
+        assert_eq!(reply, [0x20, 2, 0, 0], "accepted");
+        stream
+    };
+    let rss = || trellis_tests::bench::status_kib(server.proc.id(), "VmRSS");
+    let before = rss();
+    for round in 0..20 {
+        let mut stream = connect().await;
+        let mut publish = Publish::new(
+            format!("trellis/v1/nodes/{}/logs", login.id),
+            QoS::AtLeastOnce,
+            vec![b'x'; 300 * 1024],
+        );
+        publish.pkid = 1;
+        let mut frame = bytes::BytesMut::new();
+        Packet::Publish(publish)
+            .write(&mut frame, 1 << 20)
+            .expect("encode PUBLISH");
+        // The leader may close before it has read it all.
+        let _ = stream.write_all(&frame).await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "round {round}: the connection stayed open");
+        assert!(rest.is_empty(), "round {round}: no PUBACK for it: {rest:?}");
+    }
+    let after = rss();
+    assert!(
+        after < before + 8 * 1024,
+        "RSS {before} KiB before, {after} KiB after 20 packets of 300 KiB"
+    );
+    assert!(
+        server
+            .proc
+            .log_text()
+            .contains("an MQTT packet over the size limit"),
+        "the leader's log says why"
+    );
+    // Unharmed: the node logs in again, the leader's own node is still live.
+    drop(connect().await);
+    let before = server.node("leader").await.expect("leader")["lastSeen"].clone();
+    wait_for(
+        "a fresh heartbeat from the leader's node",
+        PATIENCE,
+        || async {
+            let n = server.node("leader").await?;
+            (n["state"] == "ONLINE" && n["lastSeen"] != before).then_some(())
+        },
+    )
+    .await;
+}

@@ -505,6 +505,15 @@ async fn read_frame(
         match mqttbytes::check(buf.iter(), max) {
             Ok(header) => return Ok(Some(buf.split_to(header.frame_length()))),
             Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(mqttbytes::Error::PayloadSizeLimitExceeded(n)) => {
+                // Said where operators look: a client that sends these loses its connection.
+                tracing::warn!(
+                    bytes = n,
+                    limit = max,
+                    "an MQTT packet over the size limit: its connection is closed"
+                );
+                anyhow::bail!("an MQTT packet of {n} bytes is over the limit of {max} bytes")
+            }
             Err(e) => anyhow::bail!("malformed MQTT packet: {e:?}"),
         }
         if r.read_buf(buf).await? == 0 {
