@@ -100,7 +100,12 @@ impl AppState {
         );
         tokio::spawn(ingester.run(bridge.clone()));
         let retention = telemetry::Retention::new(db.clone());
-        tokio::spawn(retention.clone().run(shutdown_retention));
+        {
+            let (retention, stop) = (retention.clone(), shutdown_retention.clone());
+            crate::infra::supervise::supervise("retention", shutdown_retention, move || {
+                retention.clone().run(stop.clone())
+            });
+        }
         let auth = access::Auth::new(db.clone());
         let audit = access::audit::Audit::new(db.clone());
         let (profiles, scheduler) = experiments::profiles::service::Profiles::new(
@@ -123,12 +128,14 @@ impl AppState {
             config.deployment_settings(),
         );
         if let Some(every) = config.prune_every {
-            tokio::spawn(images::prune::run_loop(
+            let (images, deployments, stop) = (
                 images.clone(),
                 deployments.clone(),
-                every,
                 shutdown_deployments.clone(),
-            ));
+            );
+            crate::infra::supervise::supervise("prune", stop.clone(), move || {
+                images::prune::run_loop(images.clone(), deployments.clone(), every, stop.clone())
+            });
         }
         tokio::spawn(reconciler.run(shutdown_deployments));
         let apps = images::apps::Apps::new(

@@ -227,6 +227,8 @@ pub struct ServerOpts {
     pub bootstrap_admin: bool,
     /// More `trellis` flags.
     pub extra_args: Vec<String>,
+    /// More environment variables for the leader (a debug build's `TRELLIS_TEST_PANIC`).
+    pub env: Vec<(String, String)>,
     /// Serve HTTPS and MQTT over TLS with this certificate (see [`LeaderCert::issue`]); with an
     /// external broker, reach it over TLS trusting the same CA.
     pub tls: Option<LeaderCert>,
@@ -293,6 +295,7 @@ impl Default for ServerOpts {
             web_dir: None,
             bootstrap_admin: true,
             extra_args: Vec::new(),
+            env: Vec::new(),
             tls: None,
         }
     }
@@ -343,6 +346,7 @@ fn spawn_server(
         cmd.env("TRELLIS_INITIAL_ADMIN_USERNAME", "admin")
             .env("TRELLIS_INITIAL_ADMIN_PASSWORD", ADMIN_PASSWORD);
     }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     cmd.env("TRELLIS_LOG", "info,sqlx=warn,rumqttd=warn")
         .env("TRELLIS_WS_INIT_TIMEOUT_SECS", "2")
         .arg("--data-dir")

@@ -554,3 +554,49 @@ async fn a_chunked_body_over_the_limit_is_refused_and_memory_stays_flat() {
     let r = server.graphql("{ nodes { id name } }", json!({})).await;
     assert!(r["errors"].is_null(), "{r}");
 }
+
+/// A panic is contained (G6). In a debug build, `TRELLIS_TEST_PANIC` makes a chosen place panic
+/// once: here the `renameNode` resolver and the liveness sweep (the loop that marks silent nodes
+/// lost). The rename's caller gets a 500 and the leader stays up: the next rename works. The
+/// sweep's loop is started again, and still does its work: an agent stopped by SIGSTOP, whose
+/// keepalive is too long for the broker to notice, is marked lost by the sweep.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_a_resolver_or_a_loop_is_contained() {
+    let mut server = Server::start(ServerOpts {
+        local_agent: false,
+        env: vec![("TRELLIS_TEST_PANIC".into(), "renameNode,liveness".into())],
+        ..ServerOpts::default()
+    })
+    .await;
+    let agent = server
+        .join_agent_with("stuck", &["--keepalive-secs", "120"])
+        .await;
+    server.wait_state("stuck", "ONLINE", PATIENCE).await;
+    let rename = || async {
+        server
+            .http()
+            .post(server.url("/graphql"))
+            .header("Cookie", server.admin_cookie.clone().expect("cookie"))
+            .json(&json!({"query": "mutation { renameNode(id: \"stuck\", name: \"s\") { name } }"}))
+            .send()
+            .await
+            .expect("POST")
+    };
+    assert_eq!(rename().await.status().as_u16(), 500, "the panicking call");
+    let second = rename().await;
+    assert_eq!(second.status().as_u16(), 200);
+    let body: serde_json::Value = second.json().await.expect("json");
+    assert_eq!(body["data"]["renameNode"]["name"], "s", "{body}");
+    trellis_tests::wait_for("the sweep started again", PATIENCE, || async {
+        (server
+            .proc
+            .log_lines_with(&["background loop started again", "liveness sweep"])
+            > 0)
+        .then_some(())
+    })
+    .await;
+    agent.proc.signal("-STOP");
+    server.wait_state("stuck", "LOST", PATIENCE).await;
+    agent.proc.signal("-CONT");
+    assert!(!server.proc.has_exited(), "the leader is up");
+}

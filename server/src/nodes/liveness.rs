@@ -66,6 +66,7 @@ pub async fn sweep(nodes: Nodes, hearing: Arc<Hearing>, shutdown: CancellationTo
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        crate::infra::supervise::panic_point("liveness");
         let Some((until, up)) = hearing.heard(Utc::now()) else {
             continue;
         };

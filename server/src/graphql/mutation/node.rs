@@ -50,6 +50,7 @@ impl NodeMutation {
         id: String,
         name: Option<String>,
     ) -> Result<Node> {
+        crate::infra::supervise::panic_point("renameNode");
         let state = ctx.data::<AppState>()?;
         Ok(Node(
             audited(ctx, "renameNode", Some(&id), state.nodes.rename(&id, name)).await?,

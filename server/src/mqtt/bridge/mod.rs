@@ -239,7 +239,9 @@ impl Bridge {
             }
             .run(rx),
         );
-        tokio::spawn(crate::nodes::liveness::sweep(nodes, hearing, shutdown));
+        crate::infra::supervise::supervise("liveness sweep", shutdown.clone(), move || {
+            crate::nodes::liveness::sweep(nodes.clone(), hearing.clone(), shutdown.clone())
+        });
         Bridge {
             connected,
             publisher,
