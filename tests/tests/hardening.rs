@@ -436,8 +436,9 @@ async fn an_oversized_websocket_message_closes_only_its_socket() {
     assert_eq!(next["type"], "next", "{next}");
 }
 
-/// One socket runs at most 100 operations at once (G8): the 101st `subscribe` gets an `error`
-/// for its id naming the cap, and nothing else changes; once one completes, another runs.
+/// One socket runs at most 100 operations at once (G8): the 101st `subscribe` gets an error for
+/// its id naming the cap (also when sent again, as a binary frame), and nothing else changes;
+/// once one completes, another runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_socket_runs_at_most_100_operations() {
     use futures::SinkExt;
@@ -463,12 +464,37 @@ async fn one_socket_runs_at_most_100_operations() {
         .expect("send");
     }
     let refused = trellis_tests::next_json(&mut ws).await;
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(refused["id"], "101", "{refused}");
-    let said = refused["payload"][0]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(said.contains("at most 100"), "{refused}");
+    assert_eq!(
+        (refused["id"].as_str(), refused["type"].as_str()),
+        (Some("101"), Some("next")),
+        "{refused}"
+    );
+    let error = &refused["payload"]["errors"][0];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 100")
+            && error["extensions"]["code"] == "RATE_LIMITED",
+        "{refused}"
+    );
+    let end = trellis_tests::next_json(&mut ws).await;
+    assert_eq!(
+        (end["id"].as_str(), end["type"].as_str()),
+        (Some("101"), Some("complete")),
+        "{end}"
+    );
+    // The same id again, as a binary frame: still refused (ids and frame kinds do not matter).
+    let again = json!({"id": "101", "type": "subscribe", "payload": {"query": "subscription { nodeEvents { kind } }"}});
+    ws.send(Message::binary(again.to_string().into_bytes()))
+        .await
+        .expect("send");
+    let again = trellis_tests::next_json(&mut ws).await;
+    assert_eq!(
+        again["payload"]["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{again}"
+    );
+    assert_eq!(trellis_tests::next_json(&mut ws).await["type"], "complete");
     // One ends; the next runs to its end.
     ws.send(Message::text(
         json!({"id": "1", "type": "complete"}).to_string(),

@@ -222,6 +222,7 @@ impl Deployments {
     )> {
         let mut named = std::collections::BTreeSet::new();
         let mut keep = std::collections::BTreeSet::new();
+        let mut by_hand = std::collections::BTreeSet::new();
         let deployments: HashMap<String, deployment::Model> = deployment::Entity::find()
             .all(&self.db)
             .await?
@@ -242,11 +243,12 @@ impl Deployments {
             let mut images: Vec<String> = vec![spec.container.image.clone()];
             images.dedup();
             // An image with `pull: NEVER` was put on its nodes by hand, and nothing could bring
-            // it back: never Trellis's to remove. Only an app's, which its node builds again.
+            // it back: never Trellis's to remove (whatever other revisions say of it). Only an
+            // app's, which its node builds again.
             if spec.container.pull == super::spec::PullPolicy::Never
                 && !spec.container.image.starts_with("trellis-app/")
             {
-                continue;
+                by_hand.extend(images.iter().cloned());
             }
             named.extend(images.iter().cloned());
             let Some(d) = deployments.get(&r.deployment_id) else {
@@ -271,6 +273,7 @@ impl Deployments {
                 keep.extend(images);
             }
         }
+        named.retain(|image| !by_hand.contains(image));
         Ok((named, keep))
     }
 

@@ -12,13 +12,12 @@ use std::{
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
-use axum::extract::ws::Message;
 use axum::{
     extract::{FromRequestParts, Request, WebSocketUpgrade},
     http::header,
     response::{IntoResponse, Response},
 };
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 
 use super::HttpState;
 use crate::access::{self};
@@ -31,72 +30,69 @@ const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
 /// Largest websocket message accepted from a client (axum's default is 64 MiB).
 const MAX_WS_MESSAGE: usize = 64 * 1024;
 
-/// Most operations one socket runs at once. A `subscribe` past it gets an `error` message for
-/// its id and runs nothing; the others go on. (The web app runs about ten per tab.)
+/// Most operations one socket runs at once. A `subscribe` past it gets one result for its id,
+/// an error (`RATE_LIMITED`) naming the cap, and runs nothing; the others go on. (The web app
+/// runs about ten per tab.)
 pub const MAX_SUBSCRIPTIONS: usize = 100;
 
-/// The `type` and `id` of a graphql-ws / graphql-transport-ws message.
-#[derive(serde::Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<String>,
+/// The schema, counting the operations one socket runs: past [`MAX_SUBSCRIPTIONS`] a new one
+/// is answered with an error and runs nothing. Counted where the streams live (each running
+/// stream holds a ticket that gives its place back when the stream ends or is dropped), so ids
+/// reused, text or binary frames and either protocol all count alike.
+#[derive(Clone)]
+struct Capped {
+    schema: crate::graphql::TrellisSchema,
+    running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-fn envelope(text: &str) -> Option<Envelope> {
-    serde_json::from_str(text).ok()
+/// A running operation's place.
+struct Ticket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-/// The operations a socket runs: started by the client's `subscribe` (`start` in the old
-/// protocol), ended by its `complete` (`stop`) or by the leader's `complete` or `error`.
-#[derive(Default)]
-struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
-
-impl Running {
-    fn ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+impl async_graphql::Executor for Capped {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.schema.execute(request).await
     }
 
-    /// Whether a client message may go on to the GraphQL session; `Some(refusal)` to send back
-    /// instead when it would start one operation too many.
-    fn client_says(&self, text: &str) -> Option<String> {
-        let e = envelope(text)?;
-        let id = e.id?;
-        match e.kind.as_str() {
-            "subscribe" | "start" => {
-                let mut ids = self.ids();
-                if ids.len() >= MAX_SUBSCRIPTIONS && !ids.contains(&id) {
-                    let message = format!(
-                        "too many operations on one socket (at most {MAX_SUBSCRIPTIONS}): complete some first"
-                    );
-                    let payload = if e.kind == "start" {
-                        serde_json::json!({"message": message})
-                    } else {
-                        serde_json::json!([{"message": message, "extensions": {"code": "RATE_LIMITED"}}])
-                    };
-                    return Some(
-                        serde_json::json!({"id": id, "type": "error", "payload": payload})
-                            .to_string(),
-                    );
-                }
-                ids.insert(id);
-            }
-            "complete" | "stop" => {
-                self.ids().remove(&id);
-            }
-            _ => {}
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<async_graphql::Data>>,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        let taken = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_SUBSCRIPTIONS).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            let mut error = async_graphql::ServerError::new(
+                format!(
+                    "too many operations on one socket (at most {MAX_SUBSCRIPTIONS}): complete some first"
+                ),
+                None,
+            );
+            let mut code = async_graphql::ErrorExtensionValues::default();
+            code.set("code", "RATE_LIMITED");
+            error.extensions = Some(code);
+            return futures::stream::once(async move {
+                async_graphql::Response::from_errors(vec![error])
+            })
+            .boxed();
         }
-        None
-    }
-
-    /// Notes the leader's message: an operation that completed or failed is over.
-    fn leader_says(&self, text: &str) {
-        if let Some(Envelope { kind, id: Some(id) }) = envelope(text)
-            && matches!(kind.as_str(), "complete" | "error")
-        {
-            self.ids().remove(&id);
-        }
+        let ticket = Ticket(self.running.clone());
+        self.schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(move |r| {
+                let _held = &ticket;
+                r
+            })
+            .boxed()
     }
 }
 
@@ -154,38 +150,7 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
         // an eighth of the leader's CPU with 100 live charts open. Clients send small messages.
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            let (mut sink, stream) = socket.split();
-            // The session writes to a channel; a forwarder passes its messages on, noting the
-            // operations that end, and the cap's refusals join them there.
-            let running = Arc::new(Running::default());
-            let (out, mut outgoing) = futures::channel::mpsc::channel::<Message>(16);
-            let seen_out = running.clone();
-            let forward = async move {
-                while let Some(m) = outgoing.next().await {
-                    if let Message::Text(t) = &m {
-                        seen_out.leader_says(t);
-                    }
-                    if sink.send(m).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = sink.close().await;
-            };
-            let mut refusals = out.clone();
-            let stream = stream.filter_map(move |msg| {
-                let refusal = match &msg {
-                    Ok(Message::Text(t)) => running.client_says(t),
-                    _ => None,
-                };
-                let pass = match refusal {
-                    Some(r) => {
-                        let _ = refusals.try_send(Message::text(r));
-                        None
-                    }
-                    None => Some(msg),
-                };
-                futures::future::ready(pass)
-            });
+            let (sink, stream) = socket.split();
             let initialised = Arc::new(AtomicBool::new(false));
             let seen = initialised.clone();
             let credential: Arc<std::sync::Mutex<Option<(access::Credential, access::Role)>>> = Arc::default();
@@ -212,7 +177,11 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                 }
             };
             let stream = stream.take_until(ends);
-            let session = GraphQLWebSocket::new_with_pair(out, stream, schema, protocol)
+            let schema = Capped {
+                schema,
+                running: Arc::default(),
+            };
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     initialised.store(true, Ordering::SeqCst);
                     let token = payload
@@ -252,7 +221,7 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                         )),
                     }
                 })
-                .serve();
-            tokio::join!(session, forward);
+                .serve()
+                .await;
         })
 }

@@ -101,7 +101,13 @@ struct Inner {
     building: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     /// The log so far of each build under way, by version id.
     live: Mutex<HashMap<String, Arc<Mutex<LiveLog>>>>,
+    /// Builds a node asked for by itself that failed, by (version id, node): when, and why.
+    node_failures: Mutex<HashMap<(String, String), (std::time::Instant, String)>>,
 }
+
+/// How long a node's failed build of a version is not tried again by itself (a deploy of the
+/// app tries at once).
+pub const NODE_BUILD_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A build's log as it grows: its last [`MAX_LOG`] bytes, numbered from the build's start.
 #[derive(Debug, Default)]
@@ -196,6 +202,7 @@ impl Apps {
                 builds: Semaphore::new(1),
                 building: Mutex::new(HashMap::new()),
                 live: Mutex::new(HashMap::new()),
+                node_failures: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -764,6 +771,23 @@ impl Apps {
             .await
             .ok()??;
         row.bundle_path.as_ref()?;
+        let key = (row.id.clone(), node_id.to_owned());
+        // A build that failed here lately is not tried again at every retry of the reconciler
+        // (each would take the one build slot and send the context again).
+        let failed = self
+            .inner
+            .node_failures
+            .lock()
+            .expect("node builds")
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < NODE_BUILD_RETRY)
+            .map(|(_, why)| why.clone());
+        if let Some(why) = failed {
+            return Some(Err(format!(
+                "{why} (tried again within {} minutes, or at once when the app is deployed again)",
+                NODE_BUILD_RETRY.as_secs() / 60
+            )));
+        }
         let result = match self
             .start_build(row.clone(), vec![node_id.to_owned()])
             .await
@@ -771,7 +795,17 @@ impl Apps {
             Ok(rx) => self.wait_build(&row, rx).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        Some(result.map_err(|e| e.public_message()))
+        let result = result.map_err(|e| e.public_message());
+        let mut failures = self.inner.node_failures.lock().expect("node builds");
+        match &result {
+            Ok(()) => {
+                failures.remove(&key);
+            }
+            Err(why) => {
+                failures.insert(key, (std::time::Instant::now(), why.clone()));
+            }
+        }
+        Some(result)
     }
 
     /// Builds `row` on the engines of `nodes` (a `build: node` version) and waits.
@@ -887,6 +921,12 @@ impl Apps {
             None => {}
         }
         self.set_deploy_error(&row.id, None).await?;
+        // A user asks: the nodes whose build of it failed try again.
+        self.inner
+            .node_failures
+            .lock()
+            .expect("node builds")
+            .retain(|(version, _), _| version != &row.id);
         if row.build_on == BUILD_ON_NODE {
             // Built on each of its nodes' engines, then run from what each has.
             let nodes = self.nodes_of(name, target.as_ref()).await?;

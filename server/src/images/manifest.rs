@@ -7,7 +7,10 @@
 //! registry's stored credentials, a `401` with `Bearer realm=…,service=…,scope=…` by fetching a
 //! token from the realm (with the credentials, when there are some). A registry that answers
 //! only plain HTTP (the usual one on a local network) is asked over HTTP after HTTPS fails;
-//! credentials go over plain HTTP only to a loopback host. Anything that goes wrong yields an
+//! credentials go over plain HTTP only to a loopback host (the registry's, or its token
+//! service's). Answers are read up to 4 MiB. Sizes are kept for 5 minutes per image and CPU, so
+//! a deployment retrying its pull does not ask the registry each time (Docker Hub counts
+//! manifest requests as pulls). Anything that goes wrong yields an
 //! error the caller reports as "size unknown": the check then counts only the margin.
 
 use std::time::Duration;
@@ -103,9 +106,43 @@ struct Manifest {
     manifests: Vec<Descriptor>,
 }
 
+/// How long a size (or the reason there is none) is kept.
+const KEEP: Duration = Duration::from_secs(300);
+
+type Known = std::collections::HashMap<(String, String), (std::time::Instant, u64)>;
+
+/// Sizes asked lately, by image and CPU.
+static KNOWN: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+
 /// The compressed size of `image` for a node of Docker architecture `arch` (`arm64`, `amd64`;
-/// with a variant for 32-bit ARM, `arm/v7`), asked of its registry with `credentials`.
+/// with a variant for 32-bit ARM, `arm/v7`), asked of its registry with `credentials`, or as
+/// found within the last [`KEEP`] (only sizes are kept: a refusal may be mended at once, by
+/// credentials given).
 pub async fn compressed_size(
+    image: &str,
+    arch: Option<&str>,
+    credentials: Option<(String, String)>,
+) -> Result<u64, String> {
+    let key = (image.to_owned(), arch.unwrap_or_default().to_owned());
+    let kept = KNOWN.lock().ok().and_then(|k| {
+        k.as_ref()?
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < KEEP)
+            .map(|(_, size)| *size)
+    });
+    if let Some(size) = kept {
+        return Ok(size);
+    }
+    let size = ask(image, arch, credentials).await?;
+    if let Ok(mut known) = KNOWN.lock() {
+        let known = known.get_or_insert_with(Default::default);
+        known.retain(|_, (at, _)| at.elapsed() < KEEP);
+        known.insert(key, (std::time::Instant::now(), size));
+    }
+    Ok(size)
+}
+
+async fn ask(
     image: &str,
     arch: Option<&str>,
     credentials: Option<(String, String)>,
@@ -149,6 +186,9 @@ pub async fn compressed_size(
                 ask.get(&url, &r).await?.1
             }
         };
+        if manifest.layers.is_empty() {
+            return Err(format!("{image}'s manifest lists no layers"));
+        }
         let layers: u64 = manifest.layers.iter().map(|l| l.size).sum();
         Ok(layers + manifest.config.map_or(0, |c| c.size))
     };
@@ -217,7 +257,7 @@ impl Asker {
                 .unwrap_or_default()
                 .to_owned();
             let auth = if challenge.to_ascii_lowercase().starts_with("bearer") {
-                let token = self.token(&challenge, r, creds, plain).await?;
+                let token = self.token(&challenge, r, creds).await?;
                 format!("Bearer {token}")
             } else {
                 let (user, pass) = creds.ok_or("the registry wants credentials")?;
@@ -229,16 +269,7 @@ impl Asker {
         if !status.is_success() {
             return Err(format!("the registry answered {status}"));
         }
-        if resp
-            .content_length()
-            .is_some_and(|l| l > MAX_MANIFEST as u64)
-        {
-            return Err("the manifest is too big".into());
-        }
-        let body = resp.bytes().await.map_err(describe)?;
-        if body.len() > MAX_MANIFEST {
-            return Err("the manifest is too big".into());
-        }
+        let body = bounded(resp, "the manifest").await?;
         let manifest = serde_json::from_slice(&body).map_err(|e| format!("the manifest: {e}"))?;
         Ok((status, manifest))
     }
@@ -249,7 +280,6 @@ impl Asker {
         challenge: &str,
         r: &Reference,
         creds: Option<&(String, String)>,
-        plain: bool,
     ) -> Result<String, String> {
         let params = challenge_params(challenge);
         let realm = params
@@ -265,9 +295,13 @@ impl Asker {
             query.push(("scope".into(), format!("repository:{}:pull", r.repository)));
         }
         let mut req = self.client.get(&realm).query(&query);
-        // The realm may be elsewhere: credentials over plain HTTP to loopback only.
-        let realm_plain = realm.starts_with("http://");
-        if let Some((user, pass)) = creds.filter(|_| !realm_plain || (plain && self.loopback)) {
+        // The realm may be elsewhere: credentials over plain HTTP only to a realm on this
+        // machine.
+        let realm_ok = match realm.strip_prefix("http://") {
+            Some(rest) => is_loopback(rest.split(['/', '?']).next().unwrap_or_default()),
+            None => true,
+        };
+        if let Some((user, pass)) = creds.filter(|_| realm_ok) {
             req = req.header(header::AUTHORIZATION, basic(user, pass));
         }
         let resp = req.send().await.map_err(describe)?;
@@ -279,11 +313,31 @@ impl Asker {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = resp.json().await.map_err(describe)?;
+        let body = bounded(resp, "the token").await?;
+        let t: Token = serde_json::from_slice(&body).map_err(|e| format!("the token: {e}"))?;
         t.token
             .or(t.access_token)
             .ok_or_else(|| "the token service gave no token".into())
     }
+}
+
+/// A response's body, refused past [`MAX_MANIFEST`] bytes (read a piece at a time: a server
+/// that sends for ever cannot fill the leader's memory).
+async fn bounded(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>, String> {
+    if resp
+        .content_length()
+        .is_some_and(|l| l > MAX_MANIFEST as u64)
+    {
+        return Err(format!("{what} is too big"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(describe)? {
+        if body.len() + chunk.len() > MAX_MANIFEST {
+            return Err(format!("{what} is too big"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn basic(user: &str, pass: &str) -> String {

@@ -120,10 +120,15 @@ pub fn outage(e: &sea_orm::DbErr) -> Option<&'static str> {
         | Error::WorkerCrashed => Some(UNREACHABLE),
         Error::Database(d) => {
             let code = d.code().unwrap_or_default();
-            // SQLite's result codes (extended ones carry the primary in their low byte).
-            if let Ok(n) = code.parse::<u32>() {
+            // SQLite's result codes (extended ones carry the primary in their low byte). By the
+            // driver, not the code's look: most Postgres SQLSTATEs are all digits too.
+            if d
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                let n = code.parse::<u32>().unwrap_or(0);
                 return match n & 0xff {
-                    5 | 6 => Some("the database is locked"),
+                    5 | 6 => Some(LOCKED),
                     8 => Some("the database is read-only"),
                     10 | 14 => Some("the database cannot read or write its files"),
                     13 => Some("the database's disk is full"),
@@ -144,6 +149,9 @@ pub fn outage(e: &sea_orm::DbErr) -> Option<&'static str> {
     }
 }
 
+/// What a lock held too long by another writer is called.
+const LOCKED: &str = "the database is locked";
+
 /// The last outage a writer or a request met, and when; cleared by a write that works. Read by
 /// `/readyz`: a database that answers a ping but cannot write (a full disk) is not ready. One
 /// per process, as the database is.
@@ -153,8 +161,12 @@ static LAST_OUTAGE: std::sync::Mutex<Option<(std::time::Instant, &'static str)>>
 /// How long an outage met by a request alone (no writer to clear it) counts for `/readyz`.
 pub const OUTAGE_SHOWN_FOR: Duration = Duration::from_secs(15);
 
-/// Notes an outage met now (for `/readyz`).
+/// Notes an outage met now (for `/readyz`). A lock is another writer's moment, not an outage of
+/// the database: not noted.
 pub fn note_outage(why: &'static str) {
+    if why == LOCKED {
+        return;
+    }
     if let Ok(mut last) = LAST_OUTAGE.lock() {
         *last = Some((std::time::Instant::now(), why));
     }
