@@ -122,8 +122,7 @@ pub fn outage(e: &sea_orm::DbErr) -> Option<&'static str> {
             let code = d.code().unwrap_or_default();
             // SQLite's result codes (extended ones carry the primary in their low byte). By the
             // driver, not the code's look: most Postgres SQLSTATEs are all digits too.
-            if d
-                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+            if d.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
                 .is_some()
             {
                 let n = code.parse::<u32>().unwrap_or(0);
