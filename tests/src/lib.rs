@@ -241,6 +241,12 @@ pub struct LeaderCert {
     pub dir: PathBuf,
 }
 
+/// How long the harness's HTTP clients keep an idle connection for reuse: well under the
+/// leader's header timeout (`--request-timeout-secs`, 30 s by default, 2 s in some tests), after
+/// which the leader closes an idle keep-alive connection; a request sent on one just as it closes
+/// fails with "connection closed before message completed".
+const IDLE_REUSE: Duration = Duration::from_secs(1);
+
 impl LeaderCert {
     /// Runs `trellis tls-cert --host localhost --host 127.0.0.1 --out <dir>` and checks it worked;
     /// the command's output is returned with the certificate.
@@ -279,6 +285,7 @@ impl LeaderCert {
     pub fn http_client(&self) -> reqwest::Client {
         let pem = std::fs::read(self.ca()).expect("ca.pem");
         reqwest::Client::builder()
+            .pool_idle_timeout(IDLE_REUSE)
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
             .build()
@@ -430,7 +437,10 @@ impl Server {
             let proc = spawn_server(&opts, dir.path(), http_port, mqtt_port, 0);
             let http = match &opts.tls {
                 Some(t) => t.http_client(),
-                None => reqwest::Client::new(),
+                None => reqwest::Client::builder()
+                    .pool_idle_timeout(IDLE_REUSE)
+                    .build()
+                    .expect("HTTP client"),
             };
             let mut s = Server {
                 proc,

@@ -52,13 +52,35 @@ async fn rolled_out(server: &Server, id: &str, revision: i64) {
     trellis_tests::docker::rolled_out(server, id, revision, PATIENCE * 2).await;
 }
 
+/// A stand-in Node-RED base: busybox with an `npm` that notes how it was called in
+/// `/data/npm-ran` and makes the package's directory, as `npm install` would.
+fn nodered_base(images: &TestImages) -> String {
+    let tag = format!("trellis-test/nodered:{}", images.label);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("npm"),
+        "#!/bin/sh\necho \"npm $*\" > /data/npm-ran\nmkdir -p /data/node_modules/node-red-contrib-x\n",
+    )
+    .expect("npm");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY npm /bin/npm\nRUN [\"chmod\", \"755\", \"/bin/npm\"]\nLABEL trellis-test={}\n",
+            images.bb, images.label
+        ),
+    )
+    .expect("Dockerfile");
+    docker(&["build", "-q", "-t", &tag, &dir.path().display().to_string()]);
+    tag
+}
+
 async fn start(images: &TestImages, extra: &[&str]) -> Server {
     let py = python_image(&images.label);
     let mut args = vec![
         "--py3-base-image".to_owned(),
         py,
         "--nodered-base-image".to_owned(),
-        images.bb.clone(),
+        nodered_base(images),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let server = Server::start(ServerOpts {
@@ -330,6 +352,10 @@ async fn dockerfile_and_nodered_bundles_build_and_bad_bundles_are_refused() {
                 &[
                     ("flows.json", b"[{\"id\":\"n1\",\"type\":\"inject\"}]"),
                     ("settings.js", b"module.exports = {}"),
+                    (
+                        "package.json",
+                        b"{\"dependencies\": {\"node-red-contrib-x\": \"1.0.0\"}}",
+                    ),
                 ],
             ),
         )
@@ -354,10 +380,12 @@ async fn dockerfile_and_nodered_bundles_build_and_bad_bundles_are_refused() {
         "cat",
         "/data/flows.json",
         "/data/settings.js",
+        "/data/npm-ran",
     ]);
     assert_eq!(
         flows,
-        "[{\"id\":\"n1\",\"type\":\"inject\"}]module.exports = {}"
+        "[{\"id\":\"n1\",\"type\":\"inject\"}]module.exports = {}npm install --prefix /data \
+         --omit=dev --no-audit --no-fund --no-update-notifier"
     );
 
     // Every bad bundle, refused with its reason, before anything is stored.

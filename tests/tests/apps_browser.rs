@@ -225,4 +225,51 @@ async fn a_py3_app_is_uploaded_built_run_updated_and_rolled_back_in_the_web_app(
         "{disk}"
     );
     save_screenshot(&browser, "node-images.png").await;
+
+    // (g) Fast deploy from the same form: built and run on the leader's node at once, as the
+    // app's deployment, and no bundle kept.
+    browser
+        .client
+        .goto(&server.url("/apps"))
+        .await
+        .expect("the apps page");
+    let quick = files.path().join("quick-1.tar.gz");
+    std::fs::write(&quick, hello_bundle("1.0", &wheel)).expect("bundle");
+    retype(&browser, "form.upload-bundle input[name=name]", "quick").await;
+    retype(&browser, "form.upload-bundle input[name=version]", "1").await;
+    element(&browser, "form.upload-bundle input[type=file]")
+        .await
+        .send_keys(&quick.display().to_string())
+        .await
+        .expect("choose the file");
+    browser
+        .client
+        .execute(
+            "const s = document.querySelector('form.upload-bundle select[name=deploy]'); \
+             s.value = 'leader'; s.dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await
+        .expect("choose fast deploy");
+    browser
+        .click_redrawn("form.upload-bundle button[type=submit]")
+        .await;
+    wait_text(&browser, "the fast deploy's notice", "p.notice", |t| {
+        t.contains("fast deploy") && t.contains("app-quick")
+    })
+    .await;
+    wait_for("the fast-deployed app running", PATIENCE * 3, || async {
+        docker_ps("io.trellis.deployment-name=app-quick")
+            .into_iter()
+            .any(|c| c.state == "running")
+            .then_some(())
+    })
+    .await;
+    let v = server
+        .graphql(
+            "{ appVersion(name: \"quick\", version: \"1\") { bundleKept } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["appVersion"]["bundleKept"], false, "{v}");
 }

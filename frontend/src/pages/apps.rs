@@ -328,7 +328,7 @@ pub fn AppsPage() -> impl IntoView {
                 .to_owned()
         };
         let mut query = Vec::new();
-        for key in ["name", "version"] {
+        for key in ["name", "version", "deploy"] {
             let v = text(key);
             if !v.is_empty() {
                 query.push(format!(
@@ -345,12 +345,20 @@ pub fn AppsPage() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match upload(&url, file, progress).await {
                 Ok(v) => {
-                    notice.set(Some(format!(
-                        "Uploaded {} {} ({}): build it, or deploy it (it builds first).",
-                        s(&v, "app"),
-                        s(&v, "version"),
-                        s(&v, "kind")
-                    )));
+                    notice.set(Some(match v["deployment"].as_str() {
+                        Some(d) => format!(
+                            "Uploaded {} {} ({}): fast deploy, building and running it as {d}; its bundle is not kept.",
+                            s(&v, "app"),
+                            s(&v, "version"),
+                            s(&v, "kind")
+                        ),
+                        None => format!(
+                            "Uploaded {} {} ({}): build it, or deploy it (it builds first).",
+                            s(&v, "app"),
+                            s(&v, "version"),
+                            s(&v, "kind")
+                        ),
+                    }));
                     if let Some(f) = form {
                         f.reset();
                     }
@@ -511,6 +519,14 @@ pub fn AppsPage() -> impl IntoView {
                 <input type="file" name="bundle" accept=".tar,.tgz,.tar.gz,.gz"/>
                 <input name="name" placeholder="name (else app.yaml's)"/>
                 <input name="version" placeholder="version (else app.yaml's)"/>
+                <select name="deploy" aria-label="after the upload">
+                    <option value="">"Keep it (install): build and deploy it later"</option>
+                    <option value="*">"Fast deploy: build and run it on every node now, keep no bundle"</option>
+                    {move || cluster.nodes.with(|l| l.iter().map(|n| {
+                        let label = format!("Fast deploy on {}: build and run it there now, keep no bundle", n.name);
+                        view! { <option value=n.id.clone()>{label}</option> }
+                    }).collect::<Vec<_>>())}
+                </select>
                 <button type="submit" disabled=move || uploading.get()>"Upload"</button>
                 <span class="progress" class:hidden=derive(move || progress.with(Option::is_none))>
                     <progress

@@ -62,6 +62,14 @@ pub fn dockerfile(
                     out.push_str(&format!("COPY {f} /data/{f}\n"));
                 }
             }
+            if has("package.json") {
+                // The flows' extra nodes, into Node-RED's user directory (where it loads them
+                // from), at build time; the exec form needs no shell in the base image.
+                out.push_str(
+                    "RUN [\"npm\", \"install\", \"--prefix\", \"/data\", \"--omit=dev\", \
+                     \"--no-audit\", \"--no-fund\", \"--no-update-notifier\"]\n",
+                );
+            }
         }
     }
     for p in params {
@@ -240,6 +248,13 @@ mod tests {
         assert_eq!(
             dockerfile(BundleKind::Nodered, "nodered/node-red:4", &top, &[]).unwrap(),
             "FROM nodered/node-red:4\nCOPY flows.json /data/flows.json\nCOPY settings.js /data/settings.js\n"
+        );
+        let top = ["flows.json".to_owned(), "package.json".to_owned()];
+        assert_eq!(
+            dockerfile(BundleKind::Nodered, "nr", &top, &[]).unwrap(),
+            "FROM nr\nCOPY flows.json /data/flows.json\nCOPY package.json /data/package.json\n\
+             RUN [\"npm\", \"install\", \"--prefix\", \"/data\", \"--omit=dev\", \"--no-audit\", \
+             \"--no-fund\", \"--no-update-notifier\"]\n"
         );
         assert_eq!(dockerfile(BundleKind::Dockerfile, "x", &top, &[]), None);
     }
