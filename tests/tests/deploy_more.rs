@@ -184,8 +184,20 @@ async fn an_override_reaches_only_its_node_and_an_oom_kill_is_shown() {
         oom.then_some(i)
     })
     .await;
-    let reason = i["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("memory") || i["oomKilled"] == true, "{i}");
+    drop(i);
+    // And on the instance itself while it is down (between two of Docker's restarts it may be
+    // running again: the crash loop comes back round to it).
+    wait_for(
+        "the OOM kill in the instance's reason",
+        PATIENCE,
+        || async {
+            let d = deployment(&server, &hog_id).await;
+            let i = instance(&d, "leader")?.clone();
+            let reason = i["reason"].as_str().unwrap_or_default();
+            (reason.contains("memory") || i["oomKilled"] == true).then_some(())
+        },
+    )
+    .await;
     drop(forward);
 }
 

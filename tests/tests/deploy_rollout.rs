@@ -435,6 +435,26 @@ async fn viewers_read_operators_deploy_and_only_admins_get_privileges() {
         msg.contains("privileged") && msg.contains("devices"),
         "{msg}"
     );
+    // The engine's own socket (or any path of the node) as a volume: an admin's alone, also
+    // when only one node's override asks for it.
+    let mut socket = spec.clone();
+    socket["container"]["privileged"] = json!(false);
+    socket["container"]["devices"] = json!([]);
+    socket["container"]["volumes"] =
+        json!([{"source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}]);
+    let (_, r) = server
+        .graphql_as(&operator, create, json!({"n": "sock", "s": socket}))
+        .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "FORBIDDEN", "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("volumes from a node path"),
+        "{r}"
+    );
+    let r = server.graphql("{ deployments { name } }", json!({})).await;
+    assert_eq!(r["data"]["deployments"], json!([]), "nothing made: {r}");
     // Bad input is named.
     let mut bad = spec.clone();
     bad["container"]["image"] = json!("Not An Image");

@@ -634,3 +634,137 @@ async fn a_panic_in_a_resolver_or_a_loop_is_contained() {
     agent.proc.signal("-CONT");
     assert!(!server.proc.has_exited(), "the leader is up");
 }
+
+/// A slow consumer (G9). Two bursts of 150 000 readings from a node: the first with two
+/// websocket clients reading its live readings (it warms the leader's memory up to what such a
+/// burst takes), the second with one of them stalled (subscribed, never reading). The other
+/// keeps getting its frames to the last reading; the leader's memory grows no further than in
+/// the first burst (plus a margin); the stalled client, once it reads again, gets what waited
+/// for it (bounded by the feed's capacity, 128 000 readings, and the socket's buffers) to the
+/// last reading, or is told it fell behind (`resync`), or finds its socket closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_subscriber_does_not_hold_back_the_others() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use trellis_tests::bench::{Publisher, batches, node_logins};
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let login = node_logins(&server, "burst", 1)
+        .await
+        .pop()
+        .expect("a node");
+    let cookie = server.admin_cookie.clone();
+    let subscribe = |fps: u32| {
+        Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {"query": format!(
+                "subscription {{ liveReadings(nodeId: \"{}\", fps: {fps}, maxPerFrame: 10000) {{ readings {{ value }} skipped resync }} }}",
+                login.id
+            )}})
+            .to_string(),
+        )
+    };
+    let mut live = trellis_tests::ws_session(&server, cookie.as_deref(), json!({})).await;
+    live.send(subscribe(10)).await.expect("subscribe");
+    let rss = || trellis_tests::bench::status_kib(server.proc.id(), "VmRSS");
+    let half = 150_000u64;
+    // Sends readings first..first + half and reads the live client until the last of them;
+    // the highest RSS seen meanwhile.
+    let burst = async |live: &mut trellis_tests::Ws, first: u64| {
+        let publisher = Publisher::connect(
+            server.mqtt_port,
+            &login,
+            100,
+            // A run of its own per burst: a batch's number counts from 0 in each.
+            batches(
+                if first == 0 {
+                    "0123456789abcdef"
+                } else {
+                    "fedcba9876543210"
+                },
+                first,
+                half,
+                1,
+                false,
+            ),
+        )
+        .await;
+        let sent = tokio::spawn(publisher.run());
+        let last = (first + half - 1) as f64;
+        let mut frames = 0u32;
+        let mut peak = rss();
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            while let Some(Ok(m)) = live.next().await {
+                let Message::Text(t) = m else { continue };
+                let v: Value = serde_json::from_str(&t).expect("json");
+                frames += 1;
+                peak = peak.max(rss());
+                if v["payload"]["data"]["liveReadings"]["readings"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["value"].as_f64() == Some(last)))
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            seen,
+            Ok(true),
+            "the live client saw reading {last} ({frames} frames)"
+        );
+        sent.await.expect("every batch acknowledged");
+        assert!(frames > 3, "frames went on during the burst: {frames}");
+        peak
+    };
+    let mut second = trellis_tests::ws_session(&server, cookie.as_deref(), json!({})).await;
+    second.send(subscribe(30)).await.expect("subscribe");
+    let reader = tokio::spawn(async move {
+        // Reads the first burst, then stops reading (it is handed back, still open).
+        while let Some(Ok(m)) = second.next().await {
+            if let Message::Text(t) = m
+                && t.contains("149999")
+            {
+                break;
+            }
+        }
+        second
+    });
+    let warm = burst(&mut live, 0).await;
+    let mut stalled = reader.await.expect("the second client");
+    let before = rss();
+    let peak = burst(&mut live, half).await;
+    assert!(
+        peak < before.max(warm) + 32 * 1024,
+        "RSS {warm} KiB at most in the first burst, {before} KiB before the second, {peak} KiB at most in it"
+    );
+    // The stalled client reads again: what waited for it (at most the feed's capacity and the
+    // socket's buffers) comes through to the last reading, or it is told it fell behind, or
+    // its socket is closed.
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stalled.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("json");
+                    let frame = &v["payload"]["data"]["liveReadings"];
+                    if frame["resync"] == true {
+                        return "resync";
+                    }
+                    let last = frame["readings"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["value"].as_f64() == Some(299_999.0)));
+                    if last {
+                        return "caught up";
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return "closed",
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "the stalled client is stuck");
+}
