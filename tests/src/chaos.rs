@@ -1,7 +1,8 @@
-//! A TCP proxy the tests put in front of a service (a Docker engine's socket, a broker) to
-//! break the link on purpose: limit its rate, cut every live connection, or cut a connection
-//! once the client has sent a given number of bytes through it. Between faults it passes bytes
-//! untouched in both directions.
+//! A TCP proxy the tests put in front of a service (a Docker engine's socket, a broker,
+//! Postgres) to break the link on purpose: limit its rate, delay every piece both ways, stall
+//! (accept and never answer; live connections hold their bytes), refuse new connections, cut
+//! every live connection, or cut a connection once the client has sent a given number of bytes
+//! through it. Between faults it passes bytes untouched in both directions.
 
 use std::{
     path::PathBuf,
@@ -38,6 +39,24 @@ struct Ctl {
     cuts: watch::Sender<u64>,
     /// Client-to-service bytes through all connections so far.
     sent: AtomicU64,
+    /// Each piece, either way, waits this long, milliseconds.
+    delay_ms: AtomicU64,
+    /// While true, nothing moves and new connections wait unanswered.
+    stalled: watch::Sender<bool>,
+    /// New connections are closed at once.
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Ctl {
+    /// Waits while the proxy is stalled, then for the delay.
+    async fn hold(&self) {
+        let mut stalled = self.stalled.subscribe();
+        let _ = stalled.wait_for(|s| !*s).await;
+        let ms = self.delay_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
 }
 
 /// The proxy; dropping it stops it and cuts its connections.
@@ -63,19 +82,29 @@ impl Chaos {
             .expect("a port for the proxy");
         let port = listener.local_addr().expect("its address").port();
         let (cuts, _) = watch::channel(0);
+        let (stalled, _) = watch::channel(false);
         let ctl = Arc::new(Ctl {
             rate: AtomicU64::new(0),
             cut_after: AtomicU64::new(u64::MAX),
             cuts,
             sent: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
+            stalled,
+            refuse: std::sync::atomic::AtomicBool::new(false),
         });
         let c = ctl.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if c.refuse.load(Ordering::Relaxed) {
+                    drop(client);
+                    continue;
+                }
                 let ctl = c.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
                     let _ = client.set_nodelay(true);
+                    // Stalled: accepted, and never answered until the stall ends.
+                    ctl.hold().await;
                     match upstream {
                         Upstream::Tcp(a) => {
                             if let Ok(s) = TcpStream::connect(a).await {
@@ -106,6 +135,25 @@ impl Chaos {
             .store(n.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Delays every piece of data, either way, by `d` (zero: no delay).
+    pub fn delay(&self, d: Duration) {
+        self.ctl.delay_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Stalls (`true`): new connections are accepted and never answered, live ones hold their
+    /// bytes, both ways; `false` lets everything move again, nothing lost.
+    pub fn stall(&self, on: bool) {
+        self.ctl.stalled.send_replace(on);
+    }
+
+    /// Refuses (`true`) new connections: each is closed as soon as it is accepted.
+    pub fn refuse(&self, on: bool) {
+        self.ctl.refuse.store(on, Ordering::Relaxed);
+    }
+
     /// Cuts every live connection now; new ones pass.
     pub fn cut_all(&self) {
         self.ctl.cuts.send_modify(|n| *n += 1);
@@ -133,6 +181,7 @@ where
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            ctl.hold().await;
             let limit = ctl.cut_after.load(Ordering::Relaxed);
             let allowed = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX);
             let n_pass = n.min(allowed);
@@ -152,7 +201,17 @@ where
         }
     };
     let down = async {
-        let _ = tokio::io::copy(&mut service_rx, &mut client_tx).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match service_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            ctl.hold().await;
+            if client_tx.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
     };
     tokio::select! {
         () = up => {}
@@ -160,4 +219,75 @@ where
         _ = cut.changed() => {}
     }
     // Dropping both halves of both sockets closes them.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo service on a free port.
+    async fn echo() -> std::net::SocketAddr {
+        let l = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(port: u16, within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"ping").await.ok()?;
+        let mut got = [0u8; 4];
+        match tokio::time::timeout(within, s.read_exact(&mut got)).await {
+            Ok(Ok(_)) if &got == b"ping" => Some(started.elapsed()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn delay_stall_and_refuse_do_what_they_say() {
+        let proxy = Chaos::start(Upstream::Tcp(echo().await)).await;
+        let second = Duration::from_secs(1);
+        assert!(round_trip(proxy.port, second).await.is_some(), "passes");
+        proxy.delay(Duration::from_millis(150));
+        let took = round_trip(proxy.port, second)
+            .await
+            .expect("delayed, not lost");
+        assert!(took >= Duration::from_millis(300), "both ways: {took:?}");
+        proxy.delay(Duration::ZERO);
+        // Stalled: no answer; once it ends, the held bytes arrive.
+        proxy.stall(true);
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .expect("accepted");
+        s.write_all(b"ping").await.expect("send");
+        let mut got = [0u8; 4];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(400), s.read_exact(&mut got))
+                .await
+                .is_err(),
+            "no answer while stalled"
+        );
+        proxy.stall(false);
+        tokio::time::timeout(second, s.read_exact(&mut got))
+            .await
+            .expect("answered after the stall")
+            .expect("read");
+        assert_eq!(&got, b"ping");
+        // Refused: closed at once.
+        proxy.refuse(true);
+        assert!(round_trip(proxy.port, second).await.is_none(), "refused");
+        proxy.refuse(false);
+        assert!(
+            round_trip(proxy.port, second).await.is_some(),
+            "passes again"
+        );
+    }
 }
