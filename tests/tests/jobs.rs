@@ -634,3 +634,58 @@ async fn a_command_delivered_twice_is_applied_once() {
     let j = wait_job_state(&server, "dup", "fan", "READY").await;
     assert_eq!(j["settings"]["duty"], 30);
 }
+
+/// The agent survives a restart while offline (R5): its broker (the leader's embedded one) is
+/// gone, the agent is killed and started again meanwhile, and the job it kept on disk runs again
+/// at once, with no broker to tell it so (its output goes on); when the leader returns, the job
+/// is there, running.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_restarted_while_its_broker_is_down_runs_its_jobs() {
+    let mut server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let mut agent = server.join_agent("offline-1").await;
+    server.wait_state("offline-1", "ONLINE", PATIENCE).await;
+    wait_for("offline-1 to offer exec", PATIENCE, || async {
+        let r = server
+            .graphql("{ jobKinds(nodeId: \"offline-1\") { kind } }", json!({}))
+            .await;
+        r["data"]["jobKinds"]
+            .as_array()?
+            .iter()
+            .any(|k| k["kind"] == "exec")
+            .then_some(())
+    })
+    .await;
+    let program = "sh -c 'i=0; while :; do echo \"beat $i\"; i=$((i+1)); sleep 0.2; done'";
+    let r = start(
+        &server,
+        "offline-1",
+        "exec",
+        "beater",
+        json!({"command": program}),
+    )
+    .await;
+    assert_eq!(r["data"]["startJob"]["state"], "READY", "{r}");
+
+    // The broker goes (with the leader), then the agent is killed and started again.
+    server.proc.kill9();
+    agent.respawn();
+    let log = agent.proc.log.clone();
+    wait_for("the job's output with no broker", PATIENCE, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.lines().filter(|l| l.contains("beat ")).count() >= 3).then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("connected to broker"),
+        "it ran before any broker was there"
+    );
+    server.restart().await;
+    server.wait_state("offline-1", "ONLINE", PATIENCE).await;
+    let j = wait_job_state(&server, "offline-1", "beater", "READY").await;
+    assert_eq!(j["kind"], "exec", "{j}");
+}
