@@ -400,17 +400,21 @@ while True:
         .collect();
     let expected: Vec<i64> = (0..ns.len() as i64).collect();
     assert_eq!(ns, expected, "readings 0..{} each once", ns.len());
-    let lines = logs(&server, "counter", "count").await;
+    // The log lines come in their own batches, a moment after the readings.
+    let want = ns.len().saturating_sub(50);
+    let lines = wait_for("the buffered log lines", PATIENCE, || async {
+        let lines = logs(&server, "counter", "count").await;
+        let n = lines
+            .iter()
+            .filter(|l| l.starts_with("STDOUT: line "))
+            .count();
+        (n >= want).then_some(lines)
+    })
+    .await;
     let numbered: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("STDOUT: line "))
         .collect();
-    assert!(
-        numbered.len() >= ns.len() - 50,
-        "{} lines for {} readings",
-        numbered.len(),
-        ns.len()
-    );
     for (i, w) in numbered.windows(2).enumerate() {
         let n = |l: &str| {
             l.trim_start_matches("STDOUT: line ")
