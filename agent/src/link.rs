@@ -176,6 +176,7 @@ const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Why a broker session ended.
+#[derive(Debug)]
 pub(crate) enum Ended {
     /// Shut down on request.
     Shutdown,
@@ -503,5 +504,148 @@ fn on_connect(out: &mut Sender, announce: &Announce, jobs: &Runtime) {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not re-assert the node's retained state");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Log output kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A broker that closes each connection at once, except the `good`-th, which gets a CONNACK
+    /// and is closed once the agent has said something on it (its subscriptions and announce).
+    async fn scripted_broker(listener: tokio::net::TcpListener, good: usize, attempts: usize) {
+        for n in 1..=attempts {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            if n == good {
+                let mut buf = [0u8; 4096];
+                // CONNECT, then CONNACK (session not present, accepted).
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]).await;
+                let _ = s.read(&mut buf).await;
+            }
+            drop(s);
+        }
+    }
+
+    /// The waits the loop chose (from its log), in order, with a `None` where it connected.
+    fn waits_and_connects(log: &str) -> Vec<Option<u64>> {
+        log.lines()
+            .filter_map(|l| {
+                if l.contains("connected to broker") {
+                    return Some(None);
+                }
+                let at = l.find("retry_in_ms=")? + "retry_in_ms=".len();
+                let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok().map(Some)
+            })
+            .collect()
+    }
+
+    /// RELIABILITY.md R2 on the real session loop, in paused time (the waits pass at once): a
+    /// broker that keeps dropping the agent gets attempts whose waits double from 250 ms to the
+    /// cap (2 s here), each drawn between half and all of its step, not all alike; a CONNACK
+    /// resets them, so the next failure waits at most the first step again.
+    #[tokio::test(start_paused = true)]
+    async fn the_session_backs_off_to_its_cap_with_jitter_and_a_connack_resets_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("a port");
+        let port = listener.local_addr().expect("its address").port();
+        let config = AgentConfig {
+            broker: trellis_proto::BrokerAddr {
+                host: "127.0.0.1".into(),
+                port,
+                tls: false,
+            },
+            node_id: Some("herd-1".into()),
+            heartbeat_interval: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(2),
+            ..AgentConfig::default()
+        };
+        let announce = Announce {
+            node_id: "herd-1".into(),
+            hostname: "test".into(),
+            mac: None,
+            ip_addresses: Vec::new(),
+            arch: "x86_64".into(),
+            os: "linux".into(),
+            model: None,
+            agent_version: "test".into(),
+            hardware: "simulator".into(),
+            heartbeat_interval_secs: 3600,
+            docker_endpoint: None,
+        };
+        let mut work = Work {
+            jobs: Runtime::new(Arc::new(crate::hardware::simulator::Simulator::new()), None),
+            commands: Commands::new(),
+        };
+        let shutdown = CancellationToken::new();
+        // Ten failures, the good one, four failures more.
+        let (good, attempts) = (11, 15);
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            r = session(&config, &announce, None, &mut work, &shutdown) => panic!("the session ended: {r:?}"),
+            () = scripted_broker(listener, good, attempts) => {}
+        }
+        let log = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");
+        let seen = waits_and_connects(&log);
+        let connected = seen
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| panic!("never connected: {log}"));
+        let before: Vec<u64> = seen[..connected].iter().flatten().copied().collect();
+        assert!(before.len() >= good - 1, "{seen:?}");
+        let mut step = 250u64;
+        for w in &before {
+            assert!(
+                (step / 2..=step).contains(w),
+                "a wait of {w} ms for a step of {step} ms: {before:?}"
+            );
+            step = (step * 2).min(2000);
+        }
+        let capped = &before[4..];
+        assert!(
+            capped.iter().any(|w| *w != capped[0]),
+            "jittered, not all the same: {before:?}"
+        );
+        let after = seen[connected + 1].expect("a failure after the good connection");
+        assert!(after <= 250, "reset by the CONNACK: {after} ms; {seen:?}");
+        // Paused time: 10 waits of up to 2 s took no real time, and the virtual clock moved
+        // by about their sum.
+        let sum: u64 = before.iter().sum();
+        assert!(
+            started.elapsed() >= Duration::from_millis(sum),
+            "{:?} for {sum} ms of waits",
+            started.elapsed()
+        );
     }
 }

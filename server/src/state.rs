@@ -98,7 +98,13 @@ impl AppState {
             mqtt.enroll_requests,
             shutdown,
         );
-        tokio::spawn(ingester.run(bridge.clone()));
+        {
+            let (bridge, stop) = (bridge.clone(), shutdown_retention.clone());
+            crate::infra::supervise::supervise_owning("ingester", stop, ingester, move |mut i| {
+                let bridge = bridge.clone();
+                async move { i.run(bridge).await }
+            });
+        }
         let retention = telemetry::Retention::new(db.clone());
         {
             let (retention, stop) = (retention.clone(), shutdown_retention.clone());
@@ -116,7 +122,18 @@ impl AppState {
             bridge.clone(),
             audit.clone(),
         );
-        tokio::spawn(scheduler.run(shutdown_profiles));
+        {
+            let stop = shutdown_profiles.clone();
+            crate::infra::supervise::supervise_owning(
+                "profile scheduler",
+                shutdown_profiles,
+                scheduler,
+                move |mut s| {
+                    let stop = stop.clone();
+                    async move { s.run(stop).await }
+                },
+            );
+        }
         let docker = docker::DockerAccess::new(docker_tls, config.local_node_id());
         let images = images::Images::new(db.clone(), docker.clone(), config.image_settings());
         let (deployments, engines, reconciler) = deployments::new(
@@ -137,7 +154,18 @@ impl AppState {
                 images::prune::run_loop(images.clone(), deployments.clone(), every, stop.clone())
             });
         }
-        tokio::spawn(reconciler.run(shutdown_deployments));
+        {
+            let stop = shutdown_deployments.clone();
+            crate::infra::supervise::supervise_owning(
+                "reconciler",
+                shutdown_deployments,
+                reconciler,
+                move |mut r| {
+                    let stop = stop.clone();
+                    async move { r.run(stop).await }
+                },
+            );
+        }
         let apps = images::apps::Apps::new(
             db,
             images.clone(),

@@ -1,7 +1,7 @@
 //! A TCP proxy the tests put in front of a service (a Docker engine's socket, a broker,
 //! Postgres) to break the link on purpose: limit its rate, delay every piece both ways, stall
-//! (accept and never answer; live connections hold their bytes), refuse new connections, cut
-//! every live connection, or cut a connection once the client has sent a given number of bytes
+//! (accept and never answer; live connections hold their bytes), hold only the service's replies
+//! (what the client sends still arrives), refuse new connections, cut every live connection, or cut a connection once the client has sent a given number of bytes
 //! through it. Between faults it passes bytes untouched in both directions.
 
 use std::{
@@ -45,9 +45,20 @@ struct Ctl {
     stalled: watch::Sender<bool>,
     /// New connections are closed at once.
     refuse: std::sync::atomic::AtomicBool,
+    /// While true, what the service sends waits in the proxy (lost if the connection is cut).
+    replies_held: watch::Sender<bool>,
+    /// When each connection reached the service.
+    joined: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 impl Ctl {
+    fn joined_now(&self) {
+        self.joined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::time::Instant::now());
+    }
+
     /// Waits while the proxy is stalled, then for the delay.
     async fn hold(&self) {
         let mut stalled = self.stalled.subscribe();
@@ -83,6 +94,7 @@ impl Chaos {
         let port = listener.local_addr().expect("its address").port();
         let (cuts, _) = watch::channel(0);
         let (stalled, _) = watch::channel(false);
+        let (replies_held, _) = watch::channel(false);
         let ctl = Arc::new(Ctl {
             rate: AtomicU64::new(0),
             cut_after: AtomicU64::new(u64::MAX),
@@ -91,6 +103,8 @@ impl Chaos {
             delay_ms: AtomicU64::new(0),
             stalled,
             refuse: std::sync::atomic::AtomicBool::new(false),
+            replies_held,
+            joined: std::sync::Mutex::new(Vec::new()),
         });
         let c = ctl.clone();
         let task = tokio::spawn(async move {
@@ -108,11 +122,13 @@ impl Chaos {
                     match upstream {
                         Upstream::Tcp(a) => {
                             if let Ok(s) = TcpStream::connect(a).await {
+                                ctl.joined_now();
                                 pipe(client, s, ctl).await;
                             }
                         }
                         Upstream::Unix(p) => {
                             if let Ok(s) = UnixStream::connect(p).await {
+                                ctl.joined_now();
                                 pipe(client, s, ctl).await;
                             }
                         }
@@ -149,6 +165,13 @@ impl Chaos {
         self.ctl.stalled.send_replace(on);
     }
 
+    /// Holds (`true`) what the service sends on every connection, while what clients send still
+    /// passes: a request arrives and is acted on, its answer (an MQTT PUBACK, a result) does not
+    /// come back. `false` releases what is held; [`Chaos::cut_all`] loses it.
+    pub fn hold_replies(&self, on: bool) {
+        self.ctl.replies_held.send_replace(on);
+    }
+
     /// Refuses (`true`) new connections: each is closed as soon as it is accepted.
     pub fn refuse(&self, on: bool) {
         self.ctl.refuse.store(on, Ordering::Relaxed);
@@ -157,6 +180,16 @@ impl Chaos {
     /// Cuts every live connection now; new ones pass.
     pub fn cut_all(&self) {
         self.ctl.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// When each connection so far reached the service (connections the service refused, or
+    /// the proxy refused, are not counted).
+    pub fn joined(&self) -> Vec<std::time::Instant> {
+        self.ctl
+            .joined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Bytes clients have sent through the proxy so far.
@@ -171,6 +204,7 @@ where
 {
     let mut cut = ctl.cuts.subscribe();
     cut.mark_unchanged();
+    let generation = *cut.borrow();
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut service_rx, mut service_tx) = tokio::io::split(service);
     let up = async {
@@ -208,6 +242,12 @@ where
                 Ok(n) => n,
             };
             ctl.hold().await;
+            let mut held = ctl.replies_held.subscribe();
+            let _ = held.wait_for(|h| !*h).await;
+            // Released by a cut: what was held goes with the connection.
+            if *ctl.cuts.borrow() != generation {
+                return;
+            }
             if client_tx.write_all(&buf[..n]).await.is_err() {
                 return;
             }
@@ -281,6 +321,21 @@ mod tests {
             .expect("answered after the stall")
             .expect("read");
         assert_eq!(&got, b"ping");
+        // Replies held: the request arrives, its answer waits until released.
+        proxy.hold_replies(true);
+        s.write_all(b"pong").await.expect("send");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(400), s.read_exact(&mut got))
+                .await
+                .is_err(),
+            "no answer while replies are held"
+        );
+        proxy.hold_replies(false);
+        tokio::time::timeout(second, s.read_exact(&mut got))
+            .await
+            .expect("answered once released")
+            .expect("read");
+        assert_eq!(&got, b"pong");
         // Refused: closed at once.
         proxy.refuse(true);
         assert!(round_trip(proxy.port, second).await.is_none(), "refused");

@@ -1184,6 +1184,14 @@ impl MqttProbe {
             .expect("publish");
     }
 
+    /// The next message, if one comes within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<rumqttc::Publish> {
+        tokio::time::timeout(within, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Every message received within `window`.
     pub async fn collect(&mut self, window: Duration) -> Vec<rumqttc::Publish> {
         let mut out = Vec::new();

@@ -407,3 +407,63 @@ async fn the_engine_client_takes_304_404_and_409_as_states() {
     let gone = engine.start(id).await;
     assert!(matches!(gone, Err(EngineError::NotFound)), "{gone:?}");
 }
+
+/// Panic isolation of the loops that own a channel (G6). A debug build's `TRELLIS_TEST_PANIC`
+/// makes the reconciler panic on the first deployment that changes and the ingester on the first
+/// telemetry it stores. The leader stays up and says each loop was started again; the restarted
+/// reconciler, holding the same inbox and workers, rereads everything and the deployment runs,
+/// one container; the job's first log line, lost with the ingester's panic, comes again from its
+/// agent (no `stored` mark covered it) and is shown with the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reconciler_and_the_ingester_come_back_after_a_panic() {
+    let images = TestImages::make();
+    let _guard = DockerGuard::new(&images.label);
+    let mut server = Server::start(ServerOpts {
+        env: vec![("TRELLIS_TEST_PANIC".into(), "reconciler,ingester".into())],
+        ..ServerOpts::default()
+    })
+    .await;
+    server.wait_state("leader", "ONLINE", PATIENCE).await;
+    let id = create(&server, "after-panic", &spec(&images.bb, &images.label)).await;
+    rolled_out(&server, &id, 1).await;
+    assert_eq!(on_node(&id, "leader").len(), 1, "one container");
+
+    // The node has no job yet, so the job's first words are the first telemetry stored.
+    gql(
+        &server,
+        "mutation { startJob(nodeId: \"leader\", kind: \"pwm\", name: \"fan\", settings: {pin: 18, duty: 20}) { state } }",
+        json!({}),
+    )
+    .await;
+    let lines = wait_for("the job's first log line", PATIENCE * 2, || async {
+        let d = gql(
+            &server,
+            "{ job(nodeId: \"leader\", name: \"fan\") { logs { stream line } } }",
+            json!({}),
+        )
+        .await;
+        let lines: Vec<String> = d["job"]["logs"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["stream"] == "AGENT")
+            .filter_map(|l| l["line"].as_str().map(str::to_owned))
+            .collect();
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines, ["ready: duty=20, frequency=100.0, pin=18"]);
+    for (which, lost) in [
+        ("reconciler", "test hook: reconciler panics"),
+        ("ingester", "telemetry batches lost with a panic"),
+    ] {
+        assert!(server.proc.log_lines_with(&[lost]) > 0, "{which} panicked");
+        assert!(
+            server
+                .proc
+                .log_lines_with(&["background loop started again", which])
+                > 0,
+            "{which} started again"
+        );
+    }
+    assert!(!server.proc.has_exited(), "the leader is up");
+}

@@ -222,6 +222,12 @@ async fn scenario(opts: ServerOpts, name: &str) {
         (running(&id) == vec![second.clone()]).then_some(())
     })
     .await;
+    // Paused by hand: unpaused (the same container).
+    docker(&["pause", &second]);
+    wait_for("the paused container unpaused", PATIENCE, || async {
+        (docker(&["inspect", "-f", "{{.State.Status}}", &second]) == "running").then_some(())
+    })
+    .await;
     // Changed by hand: replaced, and the reason is shown meanwhile.
     docker(&["update", "--restart", "no", &second]);
     let third = wait_one_running_other_than(&server, &id, &second).await;

@@ -377,3 +377,240 @@ async fn acknowledged_writes_survive_kill_9_at_random_points() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `mutation` while the broker's replies to the leader are held (its command passes, the
+/// PUBACK and the node's answer do not), cuts the leader's link as soon as the node's answer
+/// has passed the broker, and lets the leader reconnect. Returns the caller's one response and
+/// every answer the node published for the command.
+async fn across_a_cut(
+    server: &Server,
+    proxy: &Chaos,
+    answers: &mut trellis_tests::MqttProbe,
+    mutation: &str,
+) -> (Value, Vec<Value>) {
+    proxy.hold_replies(true);
+    let cut = async {
+        let first = answers
+            .next(PATIENCE)
+            .await
+            .expect("the node answers the command");
+        // Applied and answered, and neither the PUBACK nor the answer reached the leader.
+        proxy.cut_all();
+        proxy.hold_replies(false);
+        first
+    };
+    let (response, first) = tokio::join!(server.graphql(mutation, json!({})), cut);
+    // Whatever the node answers to the command sent again.
+    let mut all = vec![first];
+    all.extend(answers.collect(Duration::from_secs(3)).await);
+    let all = all
+        .iter()
+        .map(|p| serde_json::from_slice(&p.payload).expect("a CommandResult"))
+        .collect();
+    (response, all)
+}
+
+/// The agent's own words in a job's log.
+async fn agent_lines(server: &Server, node: &str, job: &str) -> Vec<String> {
+    let r = server
+        .graphql(
+            "query($n: String!, $j: String!) { job(nodeId: $n, name: $j) { logs(last: 1000) { stream line } } }",
+            json!({"n": node, "j": job}),
+        )
+        .await;
+    r["data"]["job"]["logs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .filter(|l| l["stream"] == "AGENT")
+        .filter_map(|l| l["line"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// At-least-once commands across a cut connection (M3). The leader reaches its broker through
+/// the chaos proxy, the node directly. A command passes, the node applies and answers it, and
+/// the link is cut before the broker's PUBACK or the answer gets back to the leader (both lost
+/// with the connection: clean sessions). The leader reconnects and sends the command again with
+/// its id; the node answers from memory without running it again. The caller gets one answer,
+/// and the pump ran once: one dose of media, not two (a pulse that ended frees its name, so a
+/// second run would be accepted and dose again). The same for a setting change: one answer, one
+/// change in the job's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_cut_off_before_its_ack_is_applied_once_and_answered_once() {
+    let mosquitto = trellis_tests::Mosquitto::start().await;
+    let proxy = Chaos::start(Upstream::Tcp(([127, 0, 0, 1], mosquitto.port).into())).await;
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        broker: trellis_tests::Broker::External(proxy.port),
+        ..ServerOpts::default()
+    })
+    .await;
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let _agent = trellis_tests::Agent::start_with_args(
+        &format!("mqtt://127.0.0.1:{}", mosquitto.port),
+        "m3",
+        agent_dir.path(),
+        None,
+        &[],
+    );
+    server.wait_state("m3", "ONLINE", PATIENCE).await;
+    let mut answers =
+        trellis_tests::MqttProbe::connect(mosquitto.port, Some("trellis/v1/nodes/m3/result")).await;
+
+    // A dose: 1 ml of media through the pump's calibration.
+    let (response, all) = across_a_cut(
+        &server,
+        &proxy,
+        &mut answers,
+        "mutation { startJob(nodeId: \"m3\", preset: \"add_media\", settings: {volume: 1}) { name } }",
+    )
+    .await;
+    assert!(
+        response["errors"].is_null(),
+        "one answer, a good one: {response}"
+    );
+    assert_eq!(response["data"]["startJob"]["name"], "add_media");
+    assert!(
+        all.len() >= 2,
+        "the leader sent the command again after the cut: {all:?}"
+    );
+    assert!(
+        all.iter().all(|a| a == &all[0]) && all[0]["ok"] == true,
+        "every answer is the first: {all:?}"
+    );
+    wait_for("the dose to end", PATIENCE, || async {
+        let r = server
+            .graphql(
+                "{ job(nodeId: \"m3\", name: \"add_media\") { state } }",
+                json!({}),
+            )
+            .await;
+        (r["data"]["job"]["state"] == "STOPPED").then_some(())
+    })
+    .await;
+    wait_for("the dose's log line", PATIENCE, || async {
+        let lines = agent_lines(&server, "m3", "add_media").await;
+        lines.iter().any(|l| l.starts_with("done:")).then_some(())
+    })
+    .await;
+    // Time for a second dose, if there were one, to start and be told.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = agent_lines(&server, "m3", "add_media").await;
+    let doses = lines.iter().filter(|l| l.starts_with("done:")).count();
+    assert_eq!(doses, 1, "the pump ran once: {lines:?}");
+    let r = server
+        .graphql(
+            "{ readings(nodeId: \"m3\", job: \"add_media\", metric: \"media_ml\", limit: 100) { value } }",
+            json!({}),
+        )
+        .await;
+    let given: Vec<f64> = r["data"]["readings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .filter_map(|v| v["value"].as_f64())
+        .collect();
+    assert!(
+        given.len() == 1 && (0.9..1.2).contains(&given[0]),
+        "one dose of 1 ml: {given:?}"
+    );
+
+    // A setting change across the same cut.
+    let r = server
+        .graphql(
+            "mutation { startJob(nodeId: \"m3\", kind: \"pwm\", name: \"fan\", settings: {pin: 12, duty: 30}) { state } }",
+            json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let _ = answers.collect(Duration::from_millis(300)).await;
+    let (response, all) = across_a_cut(
+        &server,
+        &proxy,
+        &mut answers,
+        "mutation { setJobSettings(nodeId: \"m3\", name: \"fan\", settings: {duty: 50}) { settings } }",
+    )
+    .await;
+    assert!(response["errors"].is_null(), "{response}");
+    assert_eq!(response["data"]["setJobSettings"]["settings"]["duty"], 50);
+    assert!(
+        all.len() >= 2 && all.iter().all(|a| a == &all[0]),
+        "{all:?}"
+    );
+    wait_for("the change's log line", PATIENCE, || async {
+        let lines = agent_lines(&server, "m3", "fan").await;
+        lines
+            .iter()
+            .any(|l| l.starts_with("updated duty"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines = agent_lines(&server, "m3", "fan").await;
+    let changes: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("updated duty"))
+        .collect();
+    assert_eq!(changes, ["updated duty from 30 to 50"], "{lines:?}");
+}
+
+/// A fleet after a broker crash (R2): 200 agents (the real agent loop, in this process) on a
+/// Mosquitto they reach through the proxy, which notes when each connection reaches the broker.
+/// The broker is killed -9 and comes back 10 s later. Every agent comes back by itself, spread
+/// out by its jittered backoff: no second of their return holds most of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_agents_come_back_spread_out_after_a_broker_crash() {
+    const FLEET: usize = 200;
+    let mut mosquitto = trellis_tests::Mosquitto::start().await;
+    let proxy = Chaos::start(Upstream::Tcp(([127, 0, 0, 1], mosquitto.port).into())).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let max_backoff = Duration::from_secs(30);
+    for i in 0..FLEET {
+        let config = trellis_agent::AgentConfig {
+            broker: trellis_proto::BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: proxy.port,
+                tls: false,
+            },
+            node_id: Some(format!("herd-{i}")),
+            heartbeat_interval: Duration::from_secs(60),
+            max_backoff,
+            ..trellis_agent::AgentConfig::default()
+        };
+        tokio::spawn(trellis_agent::run(config, stop.clone()));
+    }
+    wait_for("the fleet connected", PATIENCE, || async {
+        (proxy.joined().len() >= FLEET).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let crash = std::time::Instant::now();
+    mosquitto.restart_after(Duration::from_secs(10)).await;
+    let up = std::time::Instant::now();
+    let back = wait_for("every agent back", max_backoff * 2, || async {
+        let back: Vec<Duration> = proxy
+            .joined()
+            .into_iter()
+            .filter(|t| *t > crash)
+            .map(|t| t.saturating_duration_since(up))
+            .collect();
+        (back.len() >= FLEET).then_some(back)
+    })
+    .await;
+    let mut per_second = std::collections::BTreeMap::<u64, usize>::new();
+    for t in &back[..FLEET] {
+        *per_second.entry(t.as_secs()).or_default() += 1;
+    }
+    let busiest = per_second.values().max().copied().unwrap_or_default();
+    assert!(
+        busiest < FLEET / 2,
+        "{busiest} of {FLEET} agents came back in one second: {per_second:?}"
+    );
+    let last = back[..FLEET].iter().max().copied().unwrap_or_default();
+    assert!(
+        last <= max_backoff + Duration::from_secs(5),
+        "the last agent came back {last:?} after the broker"
+    );
+    eprintln!("agents back per second after the broker returned: {per_second:?}");
+}

@@ -367,6 +367,21 @@ impl Engine {
         .await
     }
 
+    /// Unpauses a container (one that is not paused is Docker's 409, taken as done).
+    pub async fn unpause(&self, id: &str) -> Result<(), EngineError> {
+        match self
+            .call(
+                "unpause the container",
+                self.timeout,
+                self.docker.unpause_container(id),
+            )
+            .await
+        {
+            Err(EngineError::Conflict) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Stops a container within `grace` seconds, then kills it (already stopped is fine).
     pub async fn stop(&self, id: &str, grace: i32) -> Result<(), EngineError> {
         let opts = StopContainerOptionsBuilder::default().t(grace).build();

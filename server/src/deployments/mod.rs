@@ -9,7 +9,10 @@
 //! for it: a full inbox turns into a resync, which rereads the database, so nothing is lost.
 //! Every [`RESYNC`] it rereads everything anyway, and every [`ROLLOUT_TICK`] it moves rollouts
 //! on. Killed at any point and started again, it loads what is wanted from the database and its
-//! workers relist what the engines hold, so it converges to the same state.
+//! workers relist what the engines hold, so it converges to the same state. It is supervised
+//! ([`crate::infra::supervise::supervise_owning`]): after a panic the next loop gets the same
+//! inbox and the same workers (still at work: no second worker for an instance), and its first
+//! pass rereads everything, so the input in hand at the panic is not needed.
 
 pub mod engine;
 pub mod events;
@@ -136,6 +139,12 @@ impl Default for Settings {
 pub struct Reconciler {
     svc: Deployments,
     inbox: mpsc::Receiver<Input>,
+    /// One worker per instance, by (deployment, node).
+    workers: HashMap<(String, String), WorkerHandle>,
+    /// One engine-event watcher per node.
+    sessions: HashMap<String, JoinHandle<()>>,
+    /// Cancels the workers and watchers (at shutdown), made by the first run.
+    workers_cancel: Option<CancellationToken>,
     access: DockerAccess,
     images: crate::images::Images,
     audit: Audit,
@@ -170,6 +179,9 @@ pub fn new(
     let reconciler = Reconciler {
         svc: svc.clone(),
         inbox: rx,
+        workers: HashMap::new(),
+        sessions: HashMap::new(),
+        workers_cancel: None,
         access,
         images,
         audit,
@@ -187,7 +199,7 @@ struct WorkerHandle {
 
 impl Reconciler {
     /// Runs until `shutdown`: keeps a worker for every instance row and moves rollouts on.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(&mut self, shutdown: CancellationToken) {
         let cluster = loop {
             match self.svc.cluster_id().await {
                 Ok(c) => break c,
@@ -210,9 +222,10 @@ impl Reconciler {
             backoff_max: self.settings.backoff_max,
             engines: self.engines.clone(),
         };
-        let workers_cancel = shutdown.child_token();
-        let mut workers: HashMap<(String, String), WorkerHandle> = HashMap::new();
-        let mut sessions: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let workers_cancel = self
+            .workers_cancel
+            .get_or_insert_with(|| shutdown.child_token())
+            .clone();
         let mut node_events = self.nodes.subscribe();
         // An instance that changed may pass or fail its batch: judge at once, not at the tick.
         let mut own_events = self.svc.subscribe();
@@ -246,18 +259,15 @@ impl Reconciler {
                 },
             };
             let Some(input) = todo else { continue };
-            if let Err(e) = self
-                .handle(input, &shared, &mut workers, &mut sessions, &workers_cancel)
-                .await
-            {
+            if let Err(e) = self.handle(input, &shared, &workers_cancel).await {
                 tracing::warn!(error = e.log_message(), "reconciler");
             }
         }
         workers_cancel.cancel();
-        for (_, w) in workers.drain() {
+        for (_, w) in self.workers.drain() {
             let _ = w.task.await;
         }
-        for (_, t) in sessions.drain() {
+        for (_, t) in self.sessions.drain() {
             let _ = t.await;
         }
     }
@@ -266,10 +276,13 @@ impl Reconciler {
         &mut self,
         input: Input,
         shared: &Shared,
-        workers: &mut HashMap<(String, String), WorkerHandle>,
-        sessions: &mut HashMap<String, JoinHandle<()>>,
         cancel: &CancellationToken,
     ) -> crate::error::ApiResult<()> {
+        if matches!(input, Input::Deployment(_)) {
+            crate::infra::supervise::panic_point("reconciler");
+        }
+        let workers = &mut self.workers;
+        let sessions = &mut self.sessions;
         if let Input::Container {
             deployment_id,
             node_id,

@@ -88,6 +88,8 @@ pub enum Step {
     Stop(String),
     /// Restart this container.
     Restart(String),
+    /// Unpause this container (paused by hand).
+    Unpause(String),
     /// Remove this container (stopping it first if it runs).
     Remove(String),
 }
@@ -125,8 +127,12 @@ pub fn plan(desired: Option<&Desired>, observed: &[Observed], drift: Option<&str
     if drift.is_some() {
         return Step::Remove(d.id.clone());
     }
-    if matches!(d.status, Status::Removing | Status::Dead) {
-        return Step::Wait;
+    match d.status {
+        Status::Removing => return Step::Wait,
+        // A container Docker failed to remove can only be removed (again); waiting for it to
+        // change would wait for ever.
+        Status::Dead => return Step::Remove(d.id.clone()),
+        _ => {}
     }
     if want.run {
         // Never two containers of one instance running at once (ports, devices).
@@ -141,6 +147,7 @@ pub fn plan(desired: Option<&Desired>, observed: &[Observed], drift: Option<&str
             }
             Status::Created | Status::Exited | Status::Restarting => return Step::Wait,
             Status::Running if want.restart_due => return Step::Restart(d.id.clone()),
+            Status::Paused => return Step::Unpause(d.id.clone()),
             _ => {}
         }
     } else if d.status.is_up() {
@@ -160,6 +167,7 @@ pub fn plan(desired: Option<&Desired>, observed: &[Observed], drift: Option<&str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn o(id: &str, hash: &str, status: Status) -> Observed {
         Observed {
@@ -399,7 +407,7 @@ mod tests {
                             made += 1;
                             node.push(o(&format!("n{made}"), "new", Created));
                         }
-                        Step::Start(id) | Step::Restart(id) => {
+                        Step::Start(id) | Step::Restart(id) | Step::Unpause(id) => {
                             node.iter_mut().find(|c| c.id == id).unwrap().status = Running;
                         }
                         Step::Stop(id) => {
@@ -412,6 +420,202 @@ mod tests {
                 assert_eq!(node.len(), 1, "{start:?} {order:?} → {node:?}");
                 assert_eq!((node[0].hash.as_str(), node[0].status), ("new", Running));
             }
+        }
+    }
+
+    /// What a hand, a crash or a dropped notification can do between the reconciler's passes.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// The deployment changed: what the node should have now (`None`: nothing).
+        Want(Option<Desired>),
+        /// A pass of the reconciler that is cut short after `n` steps (a kill -9, or its next
+        /// notification dropped); 0 is a notification dropped whole.
+        Pass(usize),
+        /// Someone stops, starts or removes a container by hand (by its place in the list).
+        Hand(usize, Option<Status>),
+        /// A container of another revision appears (left by an earlier leader, or a crash
+        /// between create and the worker's relist).
+        Stale(u8, Status),
+    }
+
+    fn any_status() -> impl Strategy<Value = Status> {
+        prop_oneof![
+            Just(Created),
+            Just(Running),
+            Just(Restarting),
+            Just(Paused),
+            Just(Exited),
+            Just(Removing),
+            Just(Dead),
+        ]
+    }
+
+    fn any_desired() -> impl Strategy<Value = Option<Desired>> {
+        proptest::option::weighted(
+            0.8,
+            (
+                0u8..3,
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(h, run, restart_due, may_start, stop_first, keep_old)| {
+                    Desired {
+                        hash: format!("h{h}"),
+                        run,
+                        restart_due,
+                        may_start,
+                        order: if stop_first {
+                            UpdateOrder::StopFirst
+                        } else {
+                            UpdateOrder::PullFirst
+                        },
+                        keep_old,
+                    }
+                }),
+        )
+    }
+
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            3 => any_desired().prop_map(Event::Want),
+            3 => (0usize..6).prop_map(Event::Pass),
+            2 => (0usize..4, proptest::option::of(any_status())).prop_map(|(i, s)| Event::Hand(i, s)),
+            1 => (0u8..3, any_status()).prop_map(|(h, s)| Event::Stale(h, s)),
+        ]
+    }
+
+    /// A recording fake engine: the containers of one (deployment, node), and every call made.
+    #[derive(Debug, Default)]
+    struct Engine {
+        containers: Vec<Observed>,
+        made: usize,
+        calls: Vec<Step>,
+    }
+
+    impl Engine {
+        fn status(&mut self, id: &str, status: Status) {
+            // A container gone meanwhile is Docker's 404: a state, nothing to do.
+            if let Some(c) = self.containers.iter_mut().find(|c| c.id == id) {
+                c.status = status;
+            }
+        }
+
+        /// Does `step` as Docker would; time passing (a wait) ends what is transient.
+        fn apply(&mut self, step: &Step, want: Option<&Desired>) {
+            self.calls.push(step.clone());
+            match step {
+                Step::Converged => {}
+                Step::Wait => {
+                    self.containers.retain(|c| c.status != Removing);
+                    for c in &mut self.containers {
+                        if c.status == Restarting {
+                            c.status = Running;
+                        }
+                    }
+                }
+                Step::Create => {
+                    self.made += 1;
+                    let hash = want
+                        .map(|w| w.hash.clone())
+                        .expect("create only what is wanted");
+                    self.containers
+                        .push(o(&format!("c{}", self.made), &hash, Created));
+                }
+                Step::Start(id) | Step::Restart(id) | Step::Unpause(id) => self.status(id, Running),
+                Step::Stop(id) => self.status(id, Exited),
+                Step::Remove(id) => self.containers.retain(|c| &c.id != id),
+            }
+        }
+    }
+
+    /// Runs passes' steps: at most `limit`, or until converged (`None` for no limit).
+    fn pass(engine: &mut Engine, want: &mut Option<Desired>, limit: Option<usize>) -> bool {
+        for _ in 0..limit.unwrap_or(100) {
+            let step = plan(want.as_ref(), &engine.containers, None);
+            if step == Step::Converged {
+                return true;
+            }
+            engine.apply(&step, want.as_ref());
+            // A start or restart is the restart asked for.
+            if matches!(step, Step::Start(_) | Step::Restart(_))
+                && let Some(w) = want.as_mut()
+            {
+                w.restart_due = false;
+            }
+        }
+        false
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// RELIABILITY.md R1, level-triggered: whatever happened before (desired states changed
+        /// in any order, passes cut short or never run because their notification was dropped,
+        /// containers stopped, started, removed or left behind by hand or by crashes), one full
+        /// pass with the last desired state ends with the node holding exactly that, and a second
+        /// pass makes no call to the engine.
+        #[test]
+        fn whatever_came_before_one_pass_converges_and_a_second_does_nothing(
+            events in proptest::collection::vec(any_event(), 0..40),
+            last in any_desired(),
+        ) {
+            let mut engine = Engine::default();
+            let mut want: Option<Desired> = None;
+            for e in events {
+                match e {
+                    Event::Want(w) => want = w,
+                    Event::Pass(n) => {
+                        pass(&mut engine, &mut want, Some(n));
+                    }
+                    Event::Hand(i, status) => {
+                        if let Some(c) = engine.containers.get(i).map(|c| c.id.clone()) {
+                            match status {
+                                Some(s) => engine.status(&c, s),
+                                None => engine.containers.retain(|x| x.id != c),
+                            }
+                        }
+                    }
+                    Event::Stale(h, status) => {
+                        engine.made += 1;
+                        let id = format!("stale{}", engine.made);
+                        engine.containers.push(o(&id, &format!("h{h}"), status));
+                    }
+                }
+            }
+            // The resync: the last desired state, with its crash backoff passed and no rollout
+            // left open (what a worker sees once a rollout ends).
+            let mut want = last.map(|w| Desired { may_start: true, keep_old: false, ..w });
+            engine.calls.clear();
+            prop_assert!(
+                pass(&mut engine, &mut want, None),
+                "no convergence: {:?} with {want:?}, calls {:?}",
+                engine.containers,
+                engine.calls
+            );
+            match &want {
+                None => prop_assert!(engine.containers.is_empty(), "{:?}", engine.containers),
+                Some(w) => {
+                    prop_assert_eq!(engine.containers.len(), 1, "{:?}", engine.containers);
+                    let c = &engine.containers[0];
+                    prop_assert_eq!(&c.hash, &w.hash);
+                    prop_assert_eq!(
+                        c.status.is_up(),
+                        w.run,
+                        "{:?} for {:?}",
+                        c,
+                        w
+                    );
+                    if w.run {
+                        prop_assert_eq!(c.status, Running);
+                    }
+                }
+            }
+            engine.calls.clear();
+            prop_assert!(pass(&mut engine, &mut want, None));
+            prop_assert!(engine.calls.is_empty(), "a second pass called {:?}", engine.calls);
         }
     }
 }

@@ -587,6 +587,7 @@ impl Worker {
         let res = match step {
             Step::Converged | Step::Wait => return Ok(()),
             Step::Start(id) => engine.start(id).await,
+            Step::Unpause(id) => engine.unpause(id).await,
             Step::Stop(id) => self.stopping(id, engine.stop(id, grace)).await,
             Step::Restart(id) => self.stopping(id, engine.restart(id, grace)).await,
             Step::Remove(id) => {

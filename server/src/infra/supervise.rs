@@ -3,14 +3,18 @@
 //! [`supervise`] runs a loop built by a factory; when the loop panics (a bug), the panic is
 //! logged and a new loop is built and started after a pause (1 s, doubling to 60 s), so one bad
 //! moment does not silently stop the leader's liveness sweep, retention or prune. A loop that
-//! returns (at shutdown) is not restarted. Loops that own a channel's receiving end (the
-//! ingester, the reconciler) are not supervised this way: their input cannot be handed on.
+//! returns (at shutdown) is not restarted. [`supervise_owning`] does the same for a loop that owns
+//! state it must keep across a restart (a channel's receiving end: the ingester's queue, the
+//! reconciler's inbox and workers, the profile scheduler's wake-ups): the state lives behind a
+//! lock the loop holds while it runs, and the panic releases it for the next loop. Only what the
+//! loop had in hand when it panicked is lost, and each such loop says in its `//!` why that
+//! converges anyway.
 //!
 //! [`panic_point`] is compiled into debug builds only (the test command's binaries; the
 //! release build users run has none) and fires only when `TRELLIS_TEST_PANIC` names its point,
 //! once per point per process.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +48,31 @@ where
             }
             pause = (pause * 2).min(Duration::from_secs(60));
             tracing::info!(background_loop = name, "background loop started again");
+        }
+    })
+}
+
+/// Like [`supervise`], for a loop that owns `state`: each run gets the state (behind its lock),
+/// so what waits in a channel the state holds outlives a panic of the loop.
+pub fn supervise_owning<S, F, Fut>(
+    name: &'static str,
+    shutdown: CancellationToken,
+    state: S,
+    run: F,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Send + 'static,
+    F: Fn(tokio::sync::OwnedMutexGuard<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let state = Arc::new(tokio::sync::Mutex::new(state));
+    let run = Arc::new(run);
+    supervise(name, shutdown, move || {
+        let (state, run) = (state.clone(), run.clone());
+        async move {
+            // The previous run's guard went with its panic (tokio's lock is not poisoned).
+            let guard = state.lock_owned().await;
+            run(guard).await;
         }
     })
 }
@@ -97,5 +126,35 @@ mod tests {
             .await
             .expect("the supervisor ends when its loop returns");
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_owns_a_channel_gets_it_back_after_a_panic() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        for n in 1..=4 {
+            tx.send(n).await.expect("room");
+        }
+        drop(tx);
+        let handle = supervise_owning("owner", CancellationToken::new(), rx, move |mut rx| {
+            let seen = seen_tx.clone();
+            async move {
+                while let Some(n) = rx.recv().await {
+                    // Message 2 is a bug's moment: lost with the loop that held it.
+                    assert_ne!(n, 2, "test panic on message 2");
+                    let _ = seen.send(n);
+                }
+            }
+        });
+        handle.await.expect("ends when the channel closes");
+        let mut got = Vec::new();
+        while let Ok(n) = seen.try_recv() {
+            got.push(n);
+        }
+        assert_eq!(
+            got,
+            [1, 3, 4],
+            "the restarted loop read on from where the first stopped"
+        );
     }
 }

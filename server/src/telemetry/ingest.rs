@@ -56,6 +56,9 @@ pub struct Ingester {
     logs: broadcast::Sender<LogEvent>,
     live: broadcast::Sender<LiveReadings>,
     backlog: Backlog,
+    /// Batches taken from the queue and not yet done with: still counted in the backlog when a
+    /// panic ends the loop, and given back by the next one.
+    in_hand: usize,
 }
 
 impl Ingester {
@@ -72,13 +75,25 @@ impl Ingester {
             logs,
             live,
             backlog,
+            in_hand: 0,
         }
     }
 
     /// Stores batches until the queue closes (the leader is shutting down), and after each
     /// transaction tells each node whose batches it held how far it is stored (`Stored`), so its
     /// agent drops only what is in the database.
-    pub async fn run(mut self, bridge: crate::mqtt::bridge::Bridge) {
+    ///
+    /// Supervised ([`crate::infra::supervise::supervise_owning`]): a panic loses only the group
+    /// in hand, whose agents send it again since no `stored` mark covers it.
+    pub async fn run(&mut self, bridge: crate::mqtt::bridge::Bridge) {
+        if self.in_hand > 0 {
+            tracing::warn!(
+                batches = self.in_hand,
+                "telemetry batches lost with a panic; their agents send them again"
+            );
+            self.backlog.done(self.in_hand);
+            self.in_hand = 0;
+        }
         while let Some(first) = self.rx.recv().await {
             let mut group = vec![first];
             while group.len() < BATCHES_PER_TRANSACTION {
@@ -87,6 +102,8 @@ impl Ingester {
                     Err(_) => break,
                 }
             }
+            self.in_hand = group.len();
+            crate::infra::supervise::panic_point("ingester");
             let outcome = match self.store_retrying(&group).await {
                 Ok(o) => o,
                 Err(e) => {
@@ -112,6 +129,7 @@ impl Ingester {
                 }
             };
             self.backlog.done(group.len());
+            self.in_hand = 0;
             let mut told = BTreeSet::new();
             for batch in &group {
                 let (node, run) = match batch {
@@ -861,7 +879,10 @@ pub(crate) mod tests {
             None,
             tokio_util::sync::CancellationToken::new(),
         );
-        tokio::spawn(ingester.run(bridge));
+        tokio::spawn(async move {
+            let mut ingester = ingester;
+            ingester.run(bridge).await;
+        });
         let run = "0123456789abcdef";
         // 0-2; the same again (a QoS 1 redelivery); 2-4 (overlapping); 0-1 late; then after a
         // gap the agent made (it dropped 5-6 and holds from 7) 7-8; 11 past a gap lost on the way
@@ -948,7 +969,10 @@ pub(crate) mod tests {
             None,
             tokio_util::sync::CancellationToken::new(),
         );
-        tokio::spawn(ingester.run(bridge));
+        tokio::spawn(async move {
+            let mut ingester = ingester;
+            ingester.run(bridge).await;
+        });
         // A reading every second for 1000 s: value = the second.
         let run = "00000000000000aa";
         for chunk in 0..2u64 {
@@ -1127,7 +1151,10 @@ pub(crate) mod tests {
             None,
             tokio_util::sync::CancellationToken::new(),
         );
-        tokio::spawn(ingester.run(bridge));
+        tokio::spawn(async move {
+            let mut ingester = ingester;
+            ingester.run(bridge).await;
+        });
         // A small linear congruential generator: the same "random" data every run.
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {

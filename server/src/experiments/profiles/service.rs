@@ -139,6 +139,7 @@ impl Profiles {
             audit,
             rx,
             busy: Arc::new(Mutex::new(BTreeSet::new())),
+            swept: false,
         };
         (service, scheduler)
     }
@@ -485,6 +486,9 @@ pub struct Scheduler {
     audit: crate::access::audit::Audit,
     rx: mpsc::Receiver<()>,
     busy: Arc<Mutex<BTreeSet<String>>>,
+    /// Whether steps a stopped leader left running were marked (once per process: a loop
+    /// started again after a panic finds its runs' workers still at work).
+    swept: bool,
 }
 
 /// What an expression sees while a run's action runs.
@@ -576,23 +580,30 @@ fn settings(
 impl Scheduler {
     /// Runs until `shutdown`: every [`TICK`] (or at once when woken), each running profile's due
     /// actions, one run at a time each (a slow node holds back only its own run).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    ///
+    /// Supervised ([`crate::infra::supervise::supervise_owning`]): its wake-ups and busy set
+    /// outlive a panic, and a missed wake-up is the next tick's.
+    pub async fn run(&mut self, shutdown: CancellationToken) {
         // Steps that had begun when the leader stopped are not run again.
-        if let Err(e) = profile_step::Entity::update_many()
-            .col_expr(
-                profile_step::Column::State,
-                sea_orm::sea_query::Expr::value("failed"),
-            )
-            .col_expr(
-                profile_step::Column::Outcome,
-                sea_orm::sea_query::Expr::value("interrupted by a leader restart; not run again"),
-            )
-            .filter(profile_step::Column::State.eq("running"))
-            .exec(&self.service.db)
-            .await
+        if !self.swept
+            && let Err(e) = profile_step::Entity::update_many()
+                .col_expr(
+                    profile_step::Column::State,
+                    sea_orm::sea_query::Expr::value("failed"),
+                )
+                .col_expr(
+                    profile_step::Column::Outcome,
+                    sea_orm::sea_query::Expr::value(
+                        "interrupted by a leader restart; not run again",
+                    ),
+                )
+                .filter(profile_step::Column::State.eq("running"))
+                .exec(&self.service.db)
+                .await
         {
             tracing::warn!(error = %e, "cannot mark interrupted profile steps");
         }
+        self.swept = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

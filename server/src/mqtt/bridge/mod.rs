@@ -31,6 +31,9 @@ pub const BRIDGE_REQUESTS: usize = 256;
 pub const BRIDGE_INBOX: usize = 1024;
 /// Longest wait between reconnect attempts to the broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A command not answered this long after it was last sent is sent again (same id: the agent
+/// runs it once and answers a repeat with its first result, RELIABILITY.md M3).
+const RESEND_AFTER: Duration = Duration::from_secs(2);
 
 /// Callers waiting for the broker to acknowledge their QoS 1 publishes. rumqttc reports neither
 /// which request became which packet id nor acks per request, but it sends requests in order: the
@@ -95,7 +98,37 @@ pub struct Bridge {
 type FirstLogin = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 /// Commands sent and not yet answered, by command id.
-type PendingCommands = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<CommandResult>>>>;
+type PendingCommands = Arc<std::sync::Mutex<HashMap<String, Waiting>>>;
+
+/// A command waiting for its answer, kept whole so it can be sent again: QoS 1 covers one
+/// connection's redelivery, but a PUBLISH lost with a connection (the leader's or the node's, both
+/// clean sessions) and a result published while the leader was away are not delivered again by
+/// the broker. So the bridge resends every waiting command after it subscribes again, and any not
+/// answered within [`RESEND_AFTER`]; the caller still gets exactly one answer (the first).
+struct Waiting {
+    answer: oneshot::Sender<CommandResult>,
+    topic: String,
+    payload: Vec<u8>,
+    sent: std::time::Instant,
+}
+
+/// Sends again the waiting commands last sent at least `after` ago (all of them for zero).
+fn resend(pending: &PendingCommands, publisher: &Publisher, after: Duration) {
+    let now = std::time::Instant::now();
+    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+    for (id, w) in p.iter_mut() {
+        if now.duration_since(w.sent) < after {
+            continue;
+        }
+        match publisher.queue(w.topic.clone(), w.payload.clone(), false, None) {
+            Ok(()) => {
+                tracing::debug!(id, topic = w.topic, "command sent again");
+                w.sent = now;
+            }
+            Err(e) => tracing::debug!(id, error = %e, "could not queue a command again"),
+        }
+    }
+}
 
 /// The domains the bridge's router hands messages to.
 pub struct Domains {
@@ -145,6 +178,10 @@ impl Bridge {
         let flag = connected.clone();
         let acks = Arc::new(std::sync::Mutex::new(AckWaiters::default()));
         let loop_acks = acks.clone();
+        let pending = PendingCommands::default();
+        let publisher = Publisher { client, acks };
+        let loop_pending = pending.clone();
+        let loop_publisher = publisher.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut backoff =
@@ -189,8 +226,12 @@ impl Bridge {
                             w.sent.insert(pkid, waiter);
                         }
                     }
-                    // Subscribed afresh (a clean session): nothing relayed before is coming.
-                    Ok(Event::Incoming(Packet::SubAck(_))) => backlog.resync(),
+                    // Subscribed afresh (a clean session): nothing relayed before is coming,
+                    // so answers to the commands still waiting may have been lost: ask again.
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        backlog.resync();
+                        resend(&loop_pending, &loop_publisher, Duration::ZERO);
+                    }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
                         w.resending.remove(&ack.pkid);
@@ -221,9 +262,25 @@ impl Bridge {
             }
         });
 
-        let pending = PendingCommands::default();
         let first_login = FirstLogin::default();
-        let publisher = Publisher { client, acks };
+        {
+            let (pending, publisher, flag) =
+                (pending.clone(), publisher.clone(), connected.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RESEND_AFTER / 2);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    if flag.load(Ordering::SeqCst) {
+                        resend(&pending, &publisher, RESEND_AFTER);
+                    }
+                }
+            });
+        }
         tokio::spawn(
             router::Router {
                 nodes: nodes.clone(),
@@ -298,10 +355,6 @@ impl Bridge {
     ) -> Result<CommandResult, CommandError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), tx);
         let command = Command {
             id: id.clone(),
             action,
@@ -309,8 +362,22 @@ impl Bridge {
         let sent = encode(&command)
             .map_err(|e| e.to_string())
             .and_then(|payload| {
+                let topic = topic::command(node_id);
+                // Waiting before it is queued, so an answer cannot come first.
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        id.clone(),
+                        Waiting {
+                            answer: tx,
+                            topic: topic.clone(),
+                            payload: payload.clone(),
+                            sent: std::time::Instant::now(),
+                        },
+                    );
                 self.publisher
-                    .queue(topic::command(node_id), payload, false, None)
+                    .queue(topic, payload, false, None)
                     .map_err(|e| e.to_string())
             });
         let outcome = match sent {

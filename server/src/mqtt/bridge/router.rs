@@ -98,8 +98,8 @@ impl Router {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&r.id);
                 match waiter {
-                    Some(tx) => {
-                        let _ = tx.send(r);
+                    Some(w) => {
+                        let _ = w.answer.send(r);
                     }
                     // Late (after its caller gave up) or a duplicate of an answered command.
                     None => tracing::debug!(node_id, id = r.id, "result for no waiting command"),
