@@ -462,4 +462,46 @@ mod tests {
             .to_string();
         assert!(e.contains("unknown field `heartbeet_secs`"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// Hostile input (issue 13): an agent config file of any values for its keys, or any
+        /// text, resolves or is refused naming the file or the key; nothing panics.
+        #[test]
+        fn a_config_file_of_any_values_resolves_or_names_the_key(
+            lines in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "broker_url", "broker_ca", "node_id", "heartbeat_secs", "keepalive_secs",
+                        "max_backoff_secs", "hardware", "sim_speed", "join_token", "state_dir",
+                        "username", "password", "docker_endpoint", "docker_root",
+                    ]),
+                    proptest::prop_oneof![
+                        "\"[ -~]{0,30}\"",
+                        "-?[0-9]{1,25}",
+                        "-?[0-9]{1,5}\\.[0-9]{1,5}",
+                        proptest::strategy::Just("true".to_owned()),
+                        proptest::strategy::Just("[1, \"x\"]".to_owned()),
+                        "[ -~]{0,20}",
+                    ],
+                ),
+                0..6,
+            ),
+            junk in proptest::option::weighted(0.2, ".{0,200}"),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("agent.toml");
+            let text = junk.unwrap_or_else(|| lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect());
+            std::fs::write(&path, &text).expect("write");
+            let parsed = Args::try_parse_from(["trellis-agent", "--config", path.to_str().expect("path")]).expect("flags");
+            if let Err(e) = parsed.resolve() {
+                let said = e.to_string();
+                proptest::prop_assert!(
+                    said.contains("agent.toml") || lines.iter().any(|(k, _)| said.contains(k)),
+                    "{} for:\n{}", said, text
+                );
+            }
+        }
+    }
 }

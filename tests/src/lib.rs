@@ -1081,6 +1081,103 @@ impl Drop for Postgres {
     }
 }
 
+/// A Postgres server of the test's own: a cluster made by `initdb` in a temporary directory,
+/// run as the `postgres` user on a free port, so a test can freeze it (SIGSTOP, as a hung host
+/// would be) or kill it without touching the shared server other tests use.
+pub struct PrivatePostgres {
+    /// The postmaster.
+    pub proc: Proc,
+    /// A URL of its `postgres` database (trust authentication, loopback only).
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// Makes the cluster and starts it; returns once it accepts connections.
+    pub async fn start() -> PrivatePostgres {
+        use std::os::unix::process::CommandExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (scripts/setup.sh)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("postgres").exists())
+            .max()
+            .expect("a PostgreSQL version");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("the postgres user")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        let data = dir.path().join("data");
+        let out = Command::new(bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .uid(uid)
+            .gid(gid);
+        let log = dir.path().join("postgres.log");
+        std::fs::File::create(&log).expect("log");
+        std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("chown log");
+        let proc = Proc::spawn(cmd, log);
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        wait_for("the private Postgres to answer", PATIENCE, || async {
+            Command::new("psql")
+                .arg(&url)
+                .args(["-qAtc", "select 1"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| ())
+        })
+        .await;
+        PrivatePostgres {
+            proc,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`, `-9`) to every process of the server: the postmaster and
+    /// its backends.
+    pub fn signal_all(&self, sig: &str) {
+        let pid = self.proc.id().to_string();
+        let _ = Command::new("pkill").args([sig, "-P", &pid]).status();
+        self.proc.signal(sig);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // Thawed first: a stopped backend cannot see its postmaster go.
+        self.signal_all("-CONT");
+        let pid = self.proc.id().to_string();
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+    }
+}
+
 fn psql(url: &str, sql: &str) {
     let out = Command::new("psql")
         .arg(url)

@@ -205,6 +205,50 @@ async fn postgres_out_of_reach_makes_the_leader_unready_and_it_recovers_by_itsel
     );
 }
 
+/// A database that stops answering (S3, the hung host): the test's own Postgres frozen with
+/// SIGSTOP, every process of it. Nothing fails, everything waits: `/readyz` says 503 "the database
+/// did not answer in 2 s"; an API call gets `UNAVAILABLE` naming the database within the request
+/// timeout (4 s here) rather than hanging or a bare 408; readings wait under back-pressure.
+/// SIGCONT: everything resumes without a restart and every reading is stored once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_postgres_answers_unavailable_in_time_and_resumes_when_thawed() {
+    let pg = trellis_tests::PrivatePostgres::start().await;
+    let server = Server::start(ServerOpts {
+        db: Db::Postgres(pg.url.clone()),
+        local_agent: false,
+        extra_args: vec!["--request-timeout-secs".into(), "4".into()],
+        ..ServerOpts::default()
+    })
+    .await;
+    let login = node_logins(&server, "frozen", 1)
+        .await
+        .pop()
+        .expect("a node");
+    let publisher = publisher(&server, &login, 200_000).await;
+    assert_eq!(readyz(&server).await.0, 200);
+
+    pg.signal_all("-STOP");
+    let body = unready(&server).await;
+    assert_eq!(
+        body["databaseReason"], "the database did not answer in 2 s",
+        "{body}"
+    );
+    for ask in [
+        "{ nodes { id } }",
+        "mutation { renameNode(id: \"x\", name: \"y\") { id } }",
+    ] {
+        let r = server.graphql(ask, json!({})).await;
+        assert_eq!(error_code(&r), "UNAVAILABLE", "{ask}: {r}");
+        assert_eq!(
+            r["errors"][0]["message"], "the database did not answer within 3 s: try again shortly",
+            "{r}"
+        );
+    }
+    let sent = flood(publisher).await;
+    pg.signal_all("-CONT");
+    all_stored(&server, &login, sent, 200_000).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_on_a_full_disk_makes_the_leader_unready_and_it_recovers_by_itself() {
     // The database on a 64 MiB filesystem, which a file then fills.

@@ -15,26 +15,85 @@ use super::{
 };
 use crate::{access::Principal, error::ApiError, graphql::guard::RequestInfo};
 
+/// How long finding the caller and running the operation may take together: a second under
+/// the request timeout, so a leader whose database stopped answering (a frozen Postgres holds
+/// every query with no error) says so in a GraphQL error, `UNAVAILABLE`, before the timeout
+/// layer's bare 408.
+fn deadline(s: &HttpState) -> tokio::time::Instant {
+    let limit = s
+        .app
+        .config
+        .request_timeout
+        .saturating_sub(std::time::Duration::from_secs(1))
+        .max(std::time::Duration::from_secs(1));
+    tokio::time::Instant::now() + limit
+}
+
+/// The answer when the deadline passed: 503 `UNAVAILABLE`, naming the database when it does
+/// not answer a ping either.
+async fn too_slow(s: &HttpState) -> Response {
+    let waited = s
+        .app
+        .config
+        .request_timeout
+        .as_secs()
+        .saturating_sub(1)
+        .max(1);
+    // Half a second, inside the second left before the timeout layer answers.
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        s.app.nodes.db().ping(),
+    )
+    .await;
+    let message = match ping {
+        Ok(Ok(())) => format!("the leader could not answer within {waited} s: try again shortly"),
+        _ => format!("the database did not answer within {waited} s: try again shortly"),
+    };
+    tracing::warn!(message, "a GraphQL request ran out of time");
+    error_response_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &ApiError::Unavailable(message),
+    )
+}
+
+/// Finds the caller (sessions and tokens are in the database) before `deadline`.
+async fn caller_by(
+    s: &HttpState,
+    parts: (axum::http::HeaderMap, Option<std::net::IpAddr>),
+    deadline: tokio::time::Instant,
+) -> Result<(Option<Principal>, RequestInfo), Response> {
+    match tokio::time::timeout_at(deadline, caller(&s.app, parts)).await {
+        Ok(c) => c,
+        Err(_) => Err(too_slow(s).await),
+    }
+}
+
 async fn execute(
     s: &HttpState,
     mut gql: async_graphql::Request,
     principal: Option<Principal>,
     info: RequestInfo,
+    deadline: tokio::time::Instant,
 ) -> Response {
     if let Some(p) = principal {
         gql = gql.data(p);
     }
-    GraphQLResponse::from(s.schema.execute(gql.data(info)).await).into_response()
+    match tokio::time::timeout_at(deadline, s.schema.execute(gql.data(info))).await {
+        Ok(r) => GraphQLResponse::from(r).into_response(),
+        Err(_) => too_slow(s).await,
+    }
 }
 
 /// POST: one operation per request; a JSON array (batch) is refused with 400.
 pub(super) async fn graphql_post(State(s): State<HttpState>, req: Request) -> Response {
-    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+    let deadline = deadline(&s);
+    let (principal, info) = match caller_by(&s, caller_parts(&req), deadline).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
+    // The body is read outside the deadline: a client trickling it gets the timeout's 408.
     match GraphQLRequest::<GraphQLRejection>::from_request(req, &()).await {
-        Ok(gql) => execute(&s, gql.into_inner(), principal, info).await,
+        Ok(gql) => execute(&s, gql.into_inner(), principal, info, deadline).await,
         Err(rejection) => rejected(rejection),
     }
 }
@@ -78,7 +137,8 @@ pub(super) async fn graphql_get(State(s): State<HttpState>, req: Request) -> Res
     if is_websocket_upgrade(&req) {
         return websocket(s, req).await;
     }
-    let (principal, info) = match caller(&s.app, caller_parts(&req)).await {
+    let deadline = deadline(&s);
+    let (principal, info) = match caller_by(&s, caller_parts(&req), deadline).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -103,5 +163,5 @@ pub(super) async fn graphql_get(State(s): State<HttpState>, req: Request) -> Res
             return response;
         }
     }
-    execute(&s, gql, principal, info).await
+    execute(&s, gql, principal, info, deadline).await
 }
