@@ -448,21 +448,34 @@ impl SecondEngine {
         std::fs::write(&config, "{}").expect("its config");
         let socket = dir.path().join("docker.sock");
         let data_root = dir.path().join("data");
+        let mut engine = SecondEngine {
+            proc: None,
+            socket,
+            data_root,
+            dir,
+        };
+        engine.spawn();
+        engine
+    }
+
+    /// Starts the daemon and waits until it answers.
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
         // In a network namespace of its own: a dockerd started with --bridge=none deletes the
         // host's docker0 (the system engine's bridge) in the namespace it runs in. Its socket
         // is a file, reachable from here all the same.
         let mut cmd = Command::new("unshare");
         cmd.args(["--net", "dockerd"])
             .arg("--config-file")
-            .arg(&config)
+            .arg(dir.join("daemon.json"))
             .arg("--data-root")
-            .arg(&data_root)
+            .arg(&self.data_root)
             .arg("--exec-root")
-            .arg(dir.path().join("exec"))
+            .arg(dir.join("exec"))
             .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
+            .arg(dir.join("docker.pid"))
             .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
+            .arg(format!("unix://{}", self.socket.display()))
             .args([
                 "--bridge=none",
                 "--iptables=false",
@@ -470,14 +483,12 @@ impl SecondEngine {
                 "--storage-driver",
                 "fuse-overlayfs",
             ]);
-        let proc = crate::Proc::spawn(cmd, dir.path().join("dockerd.log"));
-        let engine = SecondEngine {
-            proc: Some(proc),
-            socket,
-            data_root,
-            dir,
-        };
-        let host = engine.host();
+        let n = std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0);
+        self.proc = Some(crate::Proc::spawn(
+            cmd,
+            dir.join(format!("dockerd-{n}.log")),
+        ));
+        let host = self.host();
         poll_for("the second dockerd", crate::PATIENCE, || {
             Command::new("docker")
                 .args(["-H", &host, "version", "--format", "{{.Server.Version}}"])
@@ -486,7 +497,36 @@ impl SecondEngine {
                 .filter(|o| o.status.success())
                 .map(|_| ())
         });
-        engine
+    }
+
+    /// Stops the daemon (its containers go with it), empties its data root and starts a new
+    /// one on the same socket: an engine that restarted and forgot every image and container,
+    /// as after a node's disk was replaced.
+    pub fn restart_forgetting(&mut self) {
+        self.stop();
+        std::fs::remove_dir_all(&self.data_root).expect("empty the data root");
+        let _ = std::fs::remove_dir_all(self.dir.path().join("exec"));
+        self.spawn();
+    }
+
+    /// Stops the daemon and undoes the mounts it leaves behind.
+    fn stop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal("-TERM");
+            if proc.wait_exit(Duration::from_secs(15)).is_none() {
+                proc.signal("-KILL");
+                let _ = proc.wait_exit(Duration::from_secs(5));
+            }
+        }
+        // fuse-overlayfs mounts a daemon killed hard leaves behind would block the removal.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+            let root = self.dir.path().display().to_string();
+            for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+                if m.starts_with(&root) {
+                    let _ = Command::new("umount").args(["-l", m]).output();
+                }
+            }
+        }
     }
 
     /// `unix://<socket>`, for `docker -H`.
@@ -531,22 +571,7 @@ impl SecondEngine {
 
 impl Drop for SecondEngine {
     fn drop(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
-            proc.signal("-TERM");
-            if proc.wait_exit(Duration::from_secs(15)).is_none() {
-                proc.signal("-KILL");
-                let _ = proc.wait_exit(Duration::from_secs(5));
-            }
-        }
-        // fuse-overlayfs mounts a daemon killed hard leaves behind would block the removal.
-        if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
-            let root = self.dir.path().display().to_string();
-            for m in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
-                if m.starts_with(&root) {
-                    let _ = Command::new("umount").args(["-l", m]).output();
-                }
-            }
-        }
+        self.stop();
     }
 }
 

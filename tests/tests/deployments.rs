@@ -354,6 +354,27 @@ async fn scenario(opts: ServerOpts, name: &str) {
         n.windows(2).all(|w| w[1] == w[0] + 1),
         "lines in order, none missed: {ticks:?}"
     );
+    // Followed across a replacement: a new revision's container takes over; the log says so and
+    // goes on from the new container's first line.
+    gql(
+        &server,
+        up,
+        json!({"id": id, "s": spec(&images.bb, &images.label, "five")}),
+    )
+    .await;
+    let mut said = None;
+    loop {
+        let m = next_json(&mut ws).await;
+        assert_eq!(m["type"], "next", "the log goes on: {m}");
+        let l = &m["payload"]["data"]["containerLogs"];
+        if l["stream"] == "TRELLIS" {
+            said = l["line"].as_str().map(str::to_owned);
+        } else if said.is_some() && l["line"] == "tick 0" {
+            break;
+        }
+    }
+    let said = said.unwrap_or_default();
+    assert!(said.contains("ended; following its replacement"), "{said}");
     let sub = json!({"id": "2", "type": "subscribe", "payload": {
         "query": "subscription($d: String!) { containerStats(deploymentId: $d, nodeId: \"leader\") { cpuPercent memoryBytes memoryLimit netRx } }",
         "variables": {"d": id}}});

@@ -99,7 +99,7 @@ async fn an_image_sideloads_with_progress_and_a_deployment_starts_from_it() {
     let images = TestImages::make();
     let _guard = DockerGuard::new(&images.label);
     let big = big_image(&images.label, 48);
-    let second = SecondEngine::start().await;
+    let mut second = SecondEngine::start().await;
     let proxy = Chaos::start(Upstream::Unix(second.socket.clone())).await;
     let server = start(&["--docker-timeout-secs", "5"]).await;
     let _edge = join_edge(&server, "edge", &proxy, &second.data_root).await;
@@ -203,6 +203,47 @@ async fn an_image_sideloads_with_progress_and_a_deployment_starts_from_it() {
         trellis_tests::audit_has(&audit, &[("action", "sideloadImage"), ("outcome", "ok")]),
         "{audit:?}"
     );
+
+    // The node's engine restarts and has forgotten everything (a new disk): the reconciler
+    // relists, sends the image again and runs the instance anew.
+    let before = second.docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=io.trellis.deployment={id}"),
+    ]);
+    second.restart_forgetting();
+    assert_eq!(second.image_id(&images.bb), None, "forgotten");
+    wait_for(
+        "the instance running again on the new engine",
+        PATIENCE * 2,
+        || async {
+            let running = second.docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=io.trellis.deployment={id}"),
+            ]);
+            (!running.trim().is_empty() && running != before).then_some(())
+        },
+    )
+    .await;
+    let transfers = gql(
+        &server,
+        "{ imageTransfers(nodeId: \"edge\") { image state cause } }",
+        json!({}),
+    )
+    .await["imageTransfers"]
+        .clone();
+    let sent = transfers
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|t| {
+            t["image"] == images.bb && t["state"] == "DONE" && t["cause"] == "deployment offline"
+        })
+        .count();
+    assert_eq!(sent, 2, "the image went twice: {transfers}");
     remove(&server, &id).await;
 }
 

@@ -18,6 +18,11 @@ use crate::{
     nodes::docker::DockerAccess,
 };
 
+/// How often a follower whose container's log ended looks at the instance again.
+const REFOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// Lines a follower sends from a replacement container's start at most.
+const REFOLLOW_TAIL: u32 = 10_000;
+
 /// Longest log line sent; the rest is cut.
 pub const MAX_LINE: usize = 16 * 1024;
 /// Most output an exec returns, per stream.
@@ -31,6 +36,8 @@ pub enum LogStream {
     Stdout,
     /// Standard error.
     Stderr,
+    /// Trellis's own words in a followed log: which container it follows now.
+    Trellis,
 }
 
 /// One line of a container's log.
@@ -173,6 +180,105 @@ pub fn logs(
             });
             futures::future::ready(line)
         })
+}
+
+/// What a follower of an instance's log keeps between lines.
+struct Follower {
+    svc: Deployments,
+    engine: Engine,
+    deployment_id: String,
+    node_id: String,
+    container: String,
+    /// The time of the last line sent, so a container that runs again is not repeated.
+    last: Option<chrono::DateTime<chrono::Utc>>,
+    inner: Option<futures::stream::BoxStream<'static, ContainerLogLine>>,
+}
+
+/// An instance's log as [`logs`] gives it; with `follow`, it outlives the container: when the
+/// log ends (the container stopped, crashed, or was replaced by a rollout, a rollback or a fix
+/// of a change by hand), the instance is looked at again every [`REFOLLOW_EVERY`]. A new
+/// container is followed from its first line, after a `TRELLIS` line naming it; the same one
+/// running again is followed from where its log stopped. It ends when the instance is gone
+/// (the deployment removed, or the node no longer a target), or when the subscriber goes.
+#[allow(clippy::too_many_arguments)]
+pub fn follow_instance(
+    svc: Deployments,
+    engine: Engine,
+    deployment_id: String,
+    node_id: String,
+    container: String,
+    tail: u32,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    follow: bool,
+) -> futures::stream::BoxStream<'static, ContainerLogLine> {
+    let first = logs(&engine, &container, tail, since, follow).boxed();
+    if !follow {
+        return first;
+    }
+    let start = Follower {
+        svc,
+        engine,
+        deployment_id,
+        node_id,
+        container,
+        last: None,
+        inner: Some(first),
+    };
+    futures::stream::unfold(start, |mut f| async move {
+        loop {
+            if let Some(inner) = f.inner.as_mut() {
+                if let Some(line) = inner.next().await {
+                    f.last = Some(line.at);
+                    return Some((line, f));
+                }
+                f.inner = None;
+            }
+            tokio::time::sleep(REFOLLOW_EVERY).await;
+            let i = match f.svc.instance(&f.deployment_id, &f.node_id).await {
+                Ok(i) => i,
+                Err(ApiError::NotFound(_)) => return None,
+                // The database or the engine is away for a moment: look again.
+                Err(_) => continue,
+            };
+            let Some(c) = i.container_id else { continue };
+            if c != f.container {
+                let note = ContainerLogLine {
+                    at: chrono::Utc::now(),
+                    stream: LogStream::Trellis,
+                    line: format!(
+                        "container {} ended; following its replacement {}{}",
+                        short(&f.container),
+                        short(&c),
+                        i.observed_revision
+                            .map(|r| format!(" (revision {r})"))
+                            .unwrap_or_default()
+                    ),
+                };
+                f.inner = Some(logs(&f.engine, &c, REFOLLOW_TAIL, None, true).boxed());
+                f.container = c;
+                f.last = None;
+                return Some((note, f));
+            }
+            let running = matches!(
+                f.engine.inspect(&c).await,
+                Ok(Some(info)) if info.state.as_ref().and_then(|s| s.running) == Some(true)
+            );
+            if running {
+                let last = f.last;
+                f.inner = Some(
+                    logs(&f.engine, &c, REFOLLOW_TAIL, last, true)
+                        .filter(move |l| futures::future::ready(last.is_none_or(|t| l.at > t)))
+                        .boxed(),
+                );
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A container id as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 #[allow(clippy::cast_precision_loss)]

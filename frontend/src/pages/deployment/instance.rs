@@ -219,10 +219,11 @@ fn append(log_box: NodeRef<html::Ol>, line: &Value) {
         return;
     };
     let at_end = b.scroll_top() + b.client_height() + 8 >= b.scroll_height();
-    let (word, class) = if s(line, "stream") == "STDERR" {
-        ("err", "stderr")
-    } else {
-        ("out", "out")
+    // TRELLIS lines say which container the log follows now (after a replacement).
+    let (word, class) = match s(line, "stream") {
+        "STDERR" => ("err", "stderr"),
+        "TRELLIS" => ("trellis", "agent"),
+        _ => ("out", "out"),
     };
     let at = s(line, "at");
     let row = format!(

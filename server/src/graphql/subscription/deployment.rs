@@ -55,7 +55,10 @@ impl DeploymentSubscription {
     }
 
     /// One node's container log: the last `tail` lines (or those from `since`), then, with
-    /// `follow`, each new line as it comes. Ends when the container goes.
+    /// `follow`, each new line as it comes, across the instance's containers: when one is
+    /// replaced (a rollout, a rollback, a change by hand undone), a `TRELLIS` line names the new
+    /// one and its log follows from its start; a container that stops and runs again goes on
+    /// where it stopped. Ends when the instance goes (or, without `follow`, at the last line).
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn container_logs(
         &self,
@@ -72,7 +75,16 @@ impl DeploymentSubscription {
             .deployments
             .instance_container(&state.docker, &d.id, &node_id)
             .await?;
-        Ok(live::logs(&engine, &container, tail.min(10_000), since, follow).boxed())
+        Ok(live::follow_instance(
+            state.deployments.clone(),
+            engine,
+            d.id,
+            node_id,
+            container,
+            tail.min(10_000),
+            since,
+            follow,
+        ))
     }
 
     /// One node's container resource use, about once a second.
