@@ -130,6 +130,16 @@ impl Ingester {
             };
             self.backlog.done(group.len());
             self.in_hand = 0;
+            // Live subscribers first (before the stored marks, which read the database again).
+            // In chunks of at most LIVE_CHUNK, so the feed's bound (in messages) bounds readings.
+            for chunk in outcome.readings.chunks(super::service::LIVE_CHUNK) {
+                // No subscriber is not an error.
+                let _ = self.live.send(Some(std::sync::Arc::new(chunk.to_vec())));
+            }
+            for line in outcome.lines {
+                // No subscriber is not an error.
+                let _ = self.logs.send(LogEvent { line: Some(line) });
+            }
             let mut told = BTreeSet::new();
             for batch in &group {
                 let (node, run) = match batch {
@@ -145,15 +155,6 @@ impl Ingester {
                         Err(e) => tracing::warn!(error = %e, node, "cannot read the stored marks"),
                     }
                 }
-            }
-            // In chunks of at most LIVE_CHUNK, so the feed's bound (in messages) bounds readings.
-            for chunk in outcome.readings.chunks(super::service::LIVE_CHUNK) {
-                // No subscriber is not an error.
-                let _ = self.live.send(Some(std::sync::Arc::new(chunk.to_vec())));
-            }
-            for line in outcome.lines {
-                // No subscriber is not an error.
-                let _ = self.logs.send(LogEvent { line: Some(line) });
             }
         }
     }
