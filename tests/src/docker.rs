@@ -429,6 +429,8 @@ pub fn instance<'a>(
 /// containers go with it) and removes its directories.
 pub struct SecondEngine {
     proc: Option<crate::Proc>,
+    /// How many daemons it has started (each logs to its own file).
+    started: usize,
     dir: tempfile::TempDir,
     /// Its socket.
     pub socket: std::path::PathBuf,
@@ -450,6 +452,7 @@ impl SecondEngine {
         let data_root = dir.path().join("data");
         let mut engine = SecondEngine {
             proc: None,
+            started: 0,
             socket,
             data_root,
             dir,
@@ -483,10 +486,10 @@ impl SecondEngine {
                 "--storage-driver",
                 "fuse-overlayfs",
             ]);
-        let n = std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0);
+        self.started += 1;
         self.proc = Some(crate::Proc::spawn(
             cmd,
-            dir.join(format!("dockerd-{n}.log")),
+            dir.join(format!("dockerd-{}.log", self.started)),
         ));
         let host = self.host();
         poll_for("the second dockerd", crate::PATIENCE, || {
@@ -563,9 +566,14 @@ impl SecondEngine {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     }
 
-    /// The daemon's log so far.
+    /// The (latest) daemon's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("dockerd-{}.log", self.started)),
+        )
+        .unwrap_or_default()
     }
 }
 

@@ -1161,20 +1161,36 @@ impl PrivatePostgres {
     }
 
     /// Sends `sig` (`-STOP`, `-CONT`, `-9`) to every process of the server: the postmaster and
-    /// its backends.
-    pub fn signal_all(&self, sig: &str) {
+    /// its backends (each backend is a session of its own, so a process group would not reach
+    /// them). The postmaster first, except for `-CONT`: stopped or killed, it forks no new
+    /// backend meanwhile. Whether the postmaster took it.
+    pub fn signal_all(&self, sig: &str) -> bool {
         let pid = self.proc.id().to_string();
-        let _ = Command::new("pkill").args([sig, "-P", &pid]).status();
-        self.proc.signal(sig);
+        let postmaster = || {
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let backends = || {
+            let _ = Command::new("pkill").args([sig, "-P", &pid]).status();
+        };
+        if sig == "-CONT" {
+            backends();
+            postmaster()
+        } else {
+            let ok = postmaster();
+            backends();
+            ok
+        }
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        // Thawed first: a stopped backend cannot see its postmaster go.
+        // Thawed first, then killed, the postmaster first (the Proc's own drop reaps it).
         self.signal_all("-CONT");
-        let pid = self.proc.id().to_string();
-        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        self.signal_all("-9");
     }
 }
 

@@ -227,7 +227,7 @@ async fn a_frozen_postgres_answers_unavailable_in_time_and_resumes_when_thawed()
     let publisher = publisher(&server, &login, 200_000).await;
     assert_eq!(readyz(&server).await.0, 200);
 
-    pg.signal_all("-STOP");
+    assert!(pg.signal_all("-STOP"), "Postgres frozen");
     let body = unready(&server).await;
     assert_eq!(
         body["databaseReason"], "the database did not answer in 2 s",
@@ -245,7 +245,7 @@ async fn a_frozen_postgres_answers_unavailable_in_time_and_resumes_when_thawed()
         );
     }
     let sent = flood(publisher).await;
-    pg.signal_all("-CONT");
+    assert!(pg.signal_all("-CONT"), "Postgres thawed");
     all_stored(&server, &login, sent, 200_000).await;
 }
 

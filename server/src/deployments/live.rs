@@ -20,6 +20,8 @@ use crate::{
 
 /// How often a follower whose container's log ended looks at the instance again.
 const REFOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two looks at a stopped instance.
+const REFOLLOW_MAX: Duration = Duration::from_secs(10);
 /// Lines a follower sends from a replacement container's start at most.
 const REFOLLOW_TAIL: u32 = 10_000;
 
@@ -192,11 +194,15 @@ struct Follower {
     /// The time of the last line sent, so a container that runs again is not repeated.
     last: Option<chrono::DateTime<chrono::Utc>>,
     inner: Option<futures::stream::BoxStream<'static, ContainerLogLine>>,
+    /// How long until the next look at the instance: doubles (to [`REFOLLOW_MAX`]) while
+    /// nothing changes, back to [`REFOLLOW_EVERY`] once a log flows again.
+    wait: Duration,
 }
 
 /// An instance's log as [`logs`] gives it; with `follow`, it outlives the container: when the
 /// log ends (the container stopped, crashed, or was replaced by a rollout, a rollback or a fix
-/// of a change by hand), the instance is looked at again every [`REFOLLOW_EVERY`]. A new
+/// of a change by hand), the instance is looked at again after [`REFOLLOW_EVERY`] (doubling to
+/// [`REFOLLOW_MAX`] while nothing changes). A new
 /// container is followed from its first line, after a `TRELLIS` line naming it; the same one
 /// running again is followed from where its log stopped. It ends when the instance is gone
 /// (the deployment removed, or the node no longer a target), or when the subscriber goes.
@@ -221,19 +227,23 @@ pub fn follow_instance(
         deployment_id,
         node_id,
         container,
-        last: None,
+        // Lines before the subscription (or its `since`) are never sent again on a restart.
+        last: Some(since.unwrap_or_else(chrono::Utc::now)),
         inner: Some(first),
+        wait: REFOLLOW_EVERY,
     };
     futures::stream::unfold(start, |mut f| async move {
         loop {
             if let Some(inner) = f.inner.as_mut() {
                 if let Some(line) = inner.next().await {
                     f.last = Some(line.at);
+                    f.wait = REFOLLOW_EVERY;
                     return Some((line, f));
                 }
                 f.inner = None;
             }
-            tokio::time::sleep(REFOLLOW_EVERY).await;
+            tokio::time::sleep(f.wait).await;
+            f.wait = (f.wait * 2).min(REFOLLOW_MAX);
             let i = match f.svc.instance(&f.deployment_id, &f.node_id).await {
                 Ok(i) => i,
                 Err(ApiError::NotFound(_)) => return None,
@@ -257,6 +267,7 @@ pub fn follow_instance(
                 f.inner = Some(logs(&f.engine, &c, REFOLLOW_TAIL, None, true).boxed());
                 f.container = c;
                 f.last = None;
+                f.wait = REFOLLOW_EVERY;
                 return Some((note, f));
             }
             let running = matches!(

@@ -98,6 +98,22 @@ pub enum Step {
 /// containers; `drift` says why the desired container, although its labels match, is not what
 /// was asked for (changed by hand).
 pub fn plan(desired: Option<&Desired>, observed: &[Observed], drift: Option<&str>) -> Step {
+    // A paused process cannot take the SIGTERM of a stop: Docker would wait out the grace and
+    // kill it. So whatever is to be stopped, removed or restarted is unpaused first.
+    match next(desired, observed, drift) {
+        Step::Stop(id) | Step::Remove(id) | Step::Restart(id)
+            if observed
+                .iter()
+                .any(|o| o.id == id && o.status == Status::Paused) =>
+        {
+            Step::Unpause(id)
+        }
+        step => step,
+    }
+}
+
+/// The next step, before [`plan`] puts an unpause in front of a paused container's stop.
+fn next(desired: Option<&Desired>, observed: &[Observed], drift: Option<&str>) -> Step {
     let Some(want) = desired else {
         // Stop gracefully, then remove; running ones first.
         return match observed.iter().find(|o| o.status.is_up()) {
@@ -354,6 +370,34 @@ mod tests {
                 vec![o("b", "new", Removing)],
                 None,
                 Step::Wait,
+            ),
+            (
+                "paused by hand: unpaused",
+                Some(&base),
+                vec![o("b", "new", Paused)],
+                None,
+                Step::Unpause(s("b")),
+            ),
+            (
+                "paused and to be stopped: unpaused first (a frozen process takes no SIGTERM)",
+                Some(&stopped),
+                vec![o("b", "new", Paused)],
+                None,
+                Step::Unpause(s("b")),
+            ),
+            (
+                "an old one paused: unpaused before it is stopped",
+                Some(&base),
+                vec![o("a", "old", Paused), o("b", "new", Created)],
+                None,
+                Step::Unpause(s("a")),
+            ),
+            (
+                "dead: removed",
+                Some(&base),
+                vec![o("b", "new", Dead)],
+                None,
+                Step::Remove(s("b")),
             ),
             (
                 "removed: stop first",

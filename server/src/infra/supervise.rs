@@ -1,7 +1,8 @@
 //! Background loops that come back after a panic, and the test-only hook that makes one panic.
 //!
 //! [`supervise`] runs a loop built by a factory; when the loop panics (a bug), the panic is
-//! logged and a new loop is built and started after a pause (1 s, doubling to 60 s), so one bad
+//! logged and a new loop is built and started after a pause (1 s, doubling to 60 s while it
+//! keeps panicking, back to 1 s after a run of a minute or more), so one bad
 //! moment does not silently stop the leader's liveness sweep, retention or prune. A loop that
 //! returns (at shutdown) is not restarted. [`supervise_owning`] does the same for a loop that owns
 //! state it must keep across a restart (a channel's receiving end: the ingester's queue, the
@@ -18,6 +19,9 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
+/// A run this long before its panic resets the pause before the next start to 1 s.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
 /// Runs `make()`'s loop until it returns or `shutdown`; after a panic, starts a new one.
 pub fn supervise<F, Fut>(
     name: &'static str,
@@ -31,9 +35,14 @@ where
     tokio::spawn(async move {
         let mut pause = Duration::from_secs(1);
         loop {
+            let started = tokio::time::Instant::now();
             match tokio::spawn(make()).await {
                 Ok(()) => return,
                 Err(e) if e.is_panic() => {
+                    // A loop that ran a good while before this panic starts again soon.
+                    if started.elapsed() >= HEALTHY_RUN {
+                        pause = Duration::from_secs(1);
+                    }
                     tracing::error!(
                         background_loop = name,
                         restart_in_s = pause.as_secs(),

@@ -39,13 +39,16 @@ const RESEND_AFTER: Duration = Duration::from_secs(2);
 /// which request became which packet id nor acks per request, but it sends requests in order: the
 /// n-th queued publish is the n-th new `Outgoing::Publish`, whose id its `PubAck` then carries.
 /// Every QoS 1 publish of the bridge's client goes through [`Publisher::queue`] (with or without a
-/// waiter), so the order holds. After a reconnect rumqttc resends unacknowledged publishes with
-/// their old ids first; those are recognised and do not take a new place.
+/// waiter), so the order holds. When a live connection breaks, rumqttc 0.25 takes every publish
+/// not yet acknowledged, and every request still in its channel, into its pending list, and drops
+/// that list when the broker answers the reconnect with no session (ours is a clean session,
+/// `eventloop.rs`): none of them is ever sent or acknowledged. So the waiters go too (their
+/// callers hear "connection lost"), and the order starts afresh; commands are sent again by
+/// [`resend`].
 #[derive(Default)]
 struct AckWaiters {
     queued: std::collections::VecDeque<Option<oneshot::Sender<()>>>,
     sent: HashMap<u16, Option<oneshot::Sender<()>>>,
-    resending: std::collections::HashSet<u16>,
 }
 
 /// The bridge client's QoS 1 publishing, keeping [`AckWaiters`] in step.
@@ -116,6 +119,8 @@ struct Waiting {
 fn resend(pending: &PendingCommands, publisher: &Publisher, after: Duration) {
     let now = std::time::Instant::now();
     let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+    // A caller that gave up (its request was cancelled) is not asked for again.
+    p.retain(|_, w| !w.answer.is_closed());
     for (id, w) in p.iter_mut() {
         if now.duration_since(w.sent) < after {
             continue;
@@ -220,9 +225,7 @@ impl Bridge {
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                        if !w.resending.remove(&pkid)
-                            && let Some(waiter) = w.queued.pop_front()
-                        {
+                        if let Some(waiter) = w.queued.pop_front() {
                             w.sent.insert(pkid, waiter);
                         }
                     }
@@ -234,21 +237,20 @@ impl Bridge {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                        w.resending.remove(&ack.pkid);
                         if let Some(Some(tx)) = w.sent.remove(&ack.pkid) {
                             let _ = tx.send(());
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        // Unacknowledged publishes are resent after the reconnect with their ids.
-                        {
-                            let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
-                            let ids: Vec<u16> = w.sent.keys().copied().collect();
-                            w.resending.extend(ids);
-                        }
                         loop_hearing.link_up.store(0, Ordering::SeqCst);
                         if flag.swap(false, Ordering::SeqCst) {
+                            // A live connection broke: what was sent or queued is dropped (see
+                            // AckWaiters). (A failed connect attempt drops nothing.)
+                            let mut w = loop_acks.lock().unwrap_or_else(|p| p.into_inner());
+                            w.queued.clear();
+                            w.sent.clear();
+                            drop(w);
                             tracing::warn!(error = %e, "bridge lost the broker");
                         } else {
                             tracing::debug!(error = %e, "broker not reachable yet");
@@ -363,22 +365,25 @@ impl Bridge {
             .map_err(|e| e.to_string())
             .and_then(|payload| {
                 let topic = topic::command(node_id);
-                // Waiting before it is queued, so an answer cannot come first.
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
+                // Waiting before it is queued, so an answer cannot come first; under the lock
+                // throughout, so a command that could not be queued is never resent.
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let queued = self
+                    .publisher
+                    .queue(topic.clone(), payload.clone(), false, None)
+                    .map_err(|e| e.to_string());
+                if queued.is_ok() {
+                    pending.insert(
                         id.clone(),
                         Waiting {
                             answer: tx,
-                            topic: topic.clone(),
-                            payload: payload.clone(),
+                            topic,
+                            payload,
                             sent: std::time::Instant::now(),
                         },
                     );
-                self.publisher
-                    .queue(topic, payload, false, None)
-                    .map_err(|e| e.to_string())
+                }
+                queued
             });
         let outcome = match sent {
             Err(e) => Err(CommandError::NotSent(e)),
