@@ -202,10 +202,10 @@ struct Follower {
 /// An instance's log as [`logs`] gives it; with `follow`, it outlives the container: when the
 /// log ends (the container stopped, crashed, or was replaced by a rollout, a rollback or a fix
 /// of a change by hand), the instance is looked at again after [`REFOLLOW_EVERY`] (doubling to
-/// [`REFOLLOW_MAX`] while nothing changes). A new
-/// container is followed from its first line, after a `TRELLIS` line naming it; the same one
-/// running again is followed from where its log stopped. It ends when the instance is gone
-/// (the deployment removed, or the node no longer a target), or when the subscriber goes.
+/// [`REFOLLOW_MAX`] while nothing changes). A new container is followed from its first line,
+/// after a `TRELLIS` line naming it; the same one running again is followed from where its log
+/// stopped. It ends when the instance is gone (the deployment removed, or the node no longer a
+/// target), or when the subscriber goes.
 #[allow(clippy::too_many_arguments)]
 pub fn follow_instance(
     svc: Deployments,

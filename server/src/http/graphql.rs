@@ -19,26 +19,23 @@ use crate::{access::Principal, error::ApiError, graphql::guard::RequestInfo};
 /// the request timeout, so a leader whose database stopped answering (a frozen Postgres holds
 /// every query with no error) says so in a GraphQL error, `UNAVAILABLE`, before the timeout
 /// layer's bare 408.
-fn deadline(s: &HttpState) -> tokio::time::Instant {
-    let limit = s
-        .app
+fn time_allowed(s: &HttpState) -> std::time::Duration {
+    s.app
         .config
         .request_timeout
         .saturating_sub(std::time::Duration::from_secs(1))
-        .max(std::time::Duration::from_secs(1));
-    tokio::time::Instant::now() + limit
+        .max(std::time::Duration::from_secs(1))
+}
+
+/// When a request that starts now must be answered by ([`time_allowed`]).
+fn deadline(s: &HttpState) -> tokio::time::Instant {
+    tokio::time::Instant::now() + time_allowed(s)
 }
 
 /// The answer when the deadline passed: 503 `UNAVAILABLE`, naming the database when it does
 /// not answer a ping either.
 async fn too_slow(s: &HttpState) -> Response {
-    let waited = s
-        .app
-        .config
-        .request_timeout
-        .as_secs()
-        .saturating_sub(1)
-        .max(1);
+    let waited = time_allowed(s).as_secs();
     // Half a second, inside the second left before the timeout layer answers.
     let ping = tokio::time::timeout(
         std::time::Duration::from_millis(500),

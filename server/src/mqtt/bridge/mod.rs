@@ -365,8 +365,9 @@ impl Bridge {
             .map_err(|e| e.to_string())
             .and_then(|payload| {
                 let topic = topic::command(node_id);
-                // Waiting before it is queued, so an answer cannot come first; under the lock
-                // throughout, so a command that could not be queued is never resent.
+                // Queued and recorded under the pending lock, which the router takes to hand an
+                // answer over: no answer can come before its record, and a command that could
+                // not be queued is never recorded, so never resent.
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                 let queued = self
                     .publisher
