@@ -8,8 +8,8 @@
 //! and `LIVE_CLIENTS` (100) websocket clients, each subscribed to the node's `liveReadings` at 30
 //! frames/s. Every reading's value is the wall time of its publish (ms since the epoch, to the
 //! µs); a client takes the newest value of each frame it receives from the time it receives it:
-//! MQTT publish → broker → gate → bridge → ingester (stored, committed) → live feed → throttle →
-//! GraphQL → websocket → client's JSON parse. Everything runs on this machine's 2 cores, the
+//! MQTT publish → broker → gate → bridge → ingester (rows made, deduplicated; stored after) → live
+//! feed → throttle → GraphQL → websocket → client's JSON parse. Everything runs on this machine's 2 cores, the
 //! clients' parsing included. The first `LIVE_WARMUP_S` (2) seconds are not counted.
 //!
 //! Output: `name value unit` lines on stdout, prefixed `live_`.

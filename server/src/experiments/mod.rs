@@ -4,4 +4,6 @@
 pub mod profiles;
 pub mod service;
 
-pub use service::{ExperimentEvent, ExperimentEventKind, Experiments, Membership};
+pub use service::{
+    ExperimentEvent, ExperimentEventKind, Experiments, Membership, membership_changes,
+};

@@ -23,6 +23,20 @@ use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ApiResult};
 
+/// Changes of experiments' nodes (a join, a leave, an end), counted after each commits: the
+/// ingester keeps nodes' spans in memory while this stays the same.
+static MEMBERSHIP_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times experiments' nodes have changed since the process started.
+pub fn membership_changes() -> u64 {
+    MEMBERSHIP_CHANGES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts a change of experiments' nodes; called once its transaction has committed.
+fn membership_changed() {
+    MEMBERSHIP_CHANGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Longest experiment name, characters.
 pub const MAX_NAME_LEN: usize = 100;
 /// Longest description or note, characters.
@@ -86,6 +100,21 @@ impl Membership {
                 .push((r.from_ms, r.until_ms, r.experiment_id));
         }
         Ok(m)
+    }
+
+    /// Takes `other`'s spans for `nodes` in place of this one's (a node `other` has none of has
+    /// none after).
+    pub fn update<'a>(&mut self, nodes: impl IntoIterator<Item = &'a str>, other: &Membership) {
+        for n in nodes {
+            match other.spans.get(n) {
+                Some(spans) => {
+                    self.spans.insert(n.to_owned(), spans.clone());
+                }
+                None => {
+                    self.spans.remove(n);
+                }
+            }
+        }
     }
 
     /// The experiment node `node_id` belonged to at `time_ms`.
@@ -268,6 +297,7 @@ impl Experiments {
         name_from(&txn, &created.id, &name, created.created_ms).await?;
         let moved = self.join(&txn, &created, nodes, move_nodes, actor).await?;
         txn.commit().await?;
+        membership_changed();
         self.after_join(&created.id, &moved).await?;
         Ok(created)
     }
@@ -385,6 +415,7 @@ impl Experiments {
         m.ended_by = Set(Some(actor.to_owned()));
         let e = m.update(&txn).await?;
         txn.commit().await?;
+        membership_changed();
         for n in &left {
             self.jobs.follow_experiment(n, None).await?;
         }
@@ -419,6 +450,7 @@ impl Experiments {
         }
         let moved = self.join(&txn, &e, nodes, move_nodes, actor).await?;
         txn.commit().await?;
+        membership_changed();
         self.after_join(&e.id, &moved).await?;
         Ok(e)
     }
@@ -445,6 +477,7 @@ impl Experiments {
             .collect();
         close_spans(&txn, leaving, now_ms()).await?;
         txn.commit().await?;
+        membership_changed();
         for n in wanted {
             self.jobs.follow_experiment(n, None).await?;
         }

@@ -11,6 +11,12 @@
 //! kept go in a few large multi-row inserts, and each stream's number is saved once. Log lines beyond [`MAX_LOG_LINES_PER_JOB`] per job are deleted oldest first, and counted on
 //! the job. Times are corrected by the node's measured clock offset (both are kept).
 //!
+//! Live subscribers get a group's readings before its transaction when the loop knows, from its
+//! earlier commits, what rows they make ([`Known`]: each stream's next number, each node's clock
+//! offset and experiment spans); the rows stored are then made from the same facts, so what was
+//! shown is what is stored. Readings it cannot make yet (a new run, a node first seen, a change of
+//! experiments' nodes) go live after the commit.
+//!
 //! When the database is unreachable or busy, the same batches are tried again (after a pause that
 //! doubles up to 5 s) until they are stored: the queue fills meanwhile and the MQTT gate holds the
 //! nodes' telemetry publishes (`Backlog`), which holds the agents back through MQTT flow
@@ -59,6 +65,8 @@ pub struct Ingester {
     /// Batches taken from the queue and not yet done with: still counted in the backlog when a
     /// panic ends the loop, and given back by the next one.
     in_hand: usize,
+    /// What the last commits left, to send readings live before they are stored.
+    known: Known,
 }
 
 impl Ingester {
@@ -76,6 +84,7 @@ impl Ingester {
             live,
             backlog,
             in_hand: 0,
+            known: Known::default(),
         }
     }
 
@@ -93,6 +102,8 @@ impl Ingester {
             );
             self.backlog.done(self.in_hand);
             self.in_hand = 0;
+            // Whether the group in hand committed is not known.
+            self.known = Known::default();
         }
         while let Some(first) = self.rx.recv().await {
             let mut group = vec![first];
@@ -104,13 +115,35 @@ impl Ingester {
             }
             self.in_hand = group.len();
             crate::infra::supervise::panic_point("ingester");
-            let outcome = match self.store_retrying(&group).await {
-                Ok(o) => o,
+            // Live subscribers first: the readings whose rows are known without the database
+            // go before the transaction (the rows it stores are these); the others after it.
+            let changes = crate::experiments::membership_changes();
+            let sent = match self.live.receiver_count() > 0 {
+                true => {
+                    let (rows, sent) = self.known.rows(&group, changes);
+                    if !rows.is_empty() {
+                        self.send_live(rows);
+                        // The subscribers' tasks the send woke wait in this worker's queue: let
+                        // them write their frames before the transaction takes a core.
+                        tokio::task::yield_now().await;
+                    }
+                    sent
+                }
+                false => vec![false; group.len()],
+            };
+            let outcome = match self.store_retrying(&group, &sent).await {
+                Ok(o) => {
+                    self.known.learn(&o, changes);
+                    o
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, batches = group.len(), "a group of telemetry batches failed; storing them one by one");
                     let mut all = Outcome::default();
-                    for batch in &group {
-                        match self.store_retrying(std::slice::from_ref(batch)).await {
+                    for (batch, sent) in group.iter().zip(&sent) {
+                        match self
+                            .store_retrying(std::slice::from_ref(batch), std::slice::from_ref(sent))
+                            .await
+                        {
                             Ok(o) => {
                                 all.readings.extend(o.readings);
                                 all.lines.extend(o.lines);
@@ -125,17 +158,15 @@ impl Ingester {
                             }
                         }
                     }
+                    // Whether the failed group's transaction committed is not known.
+                    self.known = Known::default();
                     all
                 }
             };
             self.backlog.done(group.len());
             self.in_hand = 0;
-            // Live subscribers first (before the stored marks, which read the database again).
-            // In chunks of at most LIVE_CHUNK, so the feed's bound (in messages) bounds readings.
-            for chunk in outcome.readings.chunks(super::service::LIVE_CHUNK) {
-                // No subscriber is not an error.
-                let _ = self.live.send(Some(std::sync::Arc::new(chunk.to_vec())));
-            }
+            // Before the stored marks, which read the database again.
+            self.send_live(outcome.readings);
             for line in outcome.lines {
                 // No subscriber is not an error.
                 let _ = self.logs.send(LogEvent { line: Some(line) });
@@ -159,12 +190,31 @@ impl Ingester {
         }
     }
 
+    /// Sends readings to live subscribers, in chunks of at most LIVE_CHUNK, so the feed's bound
+    /// (in messages) bounds readings.
+    fn send_live(&self, rows: Vec<reading::Model>) {
+        if rows.is_empty() {
+            return;
+        }
+        let chunks: Vec<Vec<reading::Model>> = match rows.len() <= super::service::LIVE_CHUNK {
+            true => vec![rows],
+            false => rows
+                .chunks(super::service::LIVE_CHUNK)
+                .map(<[_]>::to_vec)
+                .collect(),
+        };
+        for chunk in chunks {
+            // No subscriber is not an error.
+            let _ = self.live.send(Some(std::sync::Arc::new(chunk)));
+        }
+    }
+
     /// Stores a group, trying again while the database is unreachable or busy; any other error is
-    /// returned.
-    async fn store_retrying(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
+    /// returned. `sent[i]`: batch `i`'s readings went live already, made by [`Known::rows`].
+    async fn store_retrying(&self, group: &[Batch], sent: &[bool]) -> Result<Outcome, DbErr> {
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.store(group).await {
+            match self.store(group, sent).await {
                 Ok(outcome) => {
                     crate::infra::db::note_write_ok();
                     return Ok(outcome);
@@ -185,7 +235,9 @@ impl Ingester {
     /// Stores a group as a turn of the loop would (for tests elsewhere in the crate).
     #[cfg(test)]
     pub(crate) async fn store_for_test(&self, group: &[Batch]) {
-        self.store(group).await.expect("stored");
+        self.store(group, &vec![false; group.len()])
+            .await
+            .expect("stored");
     }
 
     /// Stores a group of batches in one transaction; returns the log lines stored, and the
@@ -195,7 +247,11 @@ impl Ingester {
     /// in memory while the group's batches move them; the readings of the whole group go in a
     /// few large multi-row inserts ([`insert_readings`]) and each stream's number is written
     /// once, at the end, in the same transaction.
-    async fn store(&self, group: &[Batch]) -> Result<Outcome, DbErr> {
+    ///
+    /// The readings of a batch sent live already (`sent[i]`, by [`Known::rows`]) are made with
+    /// the offset and spans those rows were made with, so what is stored is what was shown; the
+    /// others go live after the commit, in the outcome.
+    async fn store(&self, group: &[Batch], sent: &[bool]) -> Result<Outcome, DbErr> {
         let txn = self.db.begin().await?;
         let mut offsets: HashMap<&str, i64> = HashMap::new();
         let mut streams: HashMap<(&str, &str, &str), Stream> = HashMap::new();
@@ -203,19 +259,20 @@ impl Ingester {
         let mut stored_lines = Vec::new();
         let mut gaps = BTreeSet::new();
         let mut jobs_with_logs = BTreeSet::new();
+        let since = earliest(group);
         let membership = Membership::load(
             &txn,
             group.iter().map(|b| match b {
                 Batch::Readings(n, _) | Batch::Logs(n, _) => n.as_str(),
             }),
-            earliest(group),
+            since,
         )
         .await?;
         let mut catalog = Catalog::default();
         // Copies for live subscribers, only when there are some.
         let live = self.live.receiver_count() > 0;
-        let mut live_rows = Vec::new();
-        for batch in group {
+        let mut live_rows: Vec<reading::Model> = Vec::new();
+        for (i, batch) in group.iter().enumerate() {
             let (node_id, kind, run, seq, held, dropped, len) = match batch {
                 Batch::Readings(n, b) => (
                     n,
@@ -241,15 +298,10 @@ impl Ingester {
                 }
             };
             let next = stream.next;
-            // Below what the agent still holds, a gap is what it dropped (counted); above, it is
-            // lost on the way, and this batch waits until the agent sends again from the gap.
-            let expected =
-                std::cmp::Ord::max(next.unwrap_or(0), i64::try_from(held).unwrap_or(i64::MAX));
-            if (seq as i64) > expected {
+            let Some(skip) = admit(next, seq, held) else {
                 gaps.insert((node_id.clone(), run.clone()));
                 continue;
-            }
-            let skip = usize::try_from(expected - seq as i64).unwrap_or(0);
+            };
             if skip >= len && next.is_some() {
                 continue;
             }
@@ -267,7 +319,25 @@ impl Ingester {
             };
             match batch {
                 Batch::Readings(_, b) => {
-                    rows.extend(reading_rows(node_id, offset, b, skip, &membership));
+                    let from = rows.len();
+                    match sent.get(i).copied().unwrap_or(false) {
+                        true => {
+                            let offset = self.known.offsets.get(node_id).copied().unwrap_or(offset);
+                            rows.extend(reading_rows(
+                                node_id,
+                                offset,
+                                b,
+                                skip,
+                                &self.known.membership,
+                            ));
+                        }
+                        false => {
+                            rows.extend(reading_rows(node_id, offset, b, skip, &membership));
+                            if live {
+                                live_rows.extend(rows[from..].iter().map(ReadingRow::model));
+                            }
+                        }
+                    }
                 }
                 Batch::Logs(_, b) => {
                     for l in b.lines.iter().skip(skip) {
@@ -295,12 +365,13 @@ impl Ingester {
             stream.dropped = dropped;
             stream.moved = true;
         }
-        if live {
-            live_rows = rows.iter().map(ReadingRow::model).collect();
-        }
         insert_readings(&txn, &mut rows).await?;
         catalog.add_all(&rows);
+        let mut next_of = Vec::new();
         for ((node_id, run, kind), s) in streams {
+            if let (READINGS, Some(next)) = (kind, s.next) {
+                next_of.push(((node_id.to_owned(), run.to_owned()), next));
+            }
             if let (true, Some(next)) = (s.moved, s.next) {
                 save_seq(&txn, node_id, run, kind, next, s.dropped, s.in_db).await?;
             }
@@ -314,7 +385,116 @@ impl Ingester {
             readings: live_rows,
             lines: stored_lines,
             gaps,
+            next: next_of,
+            offsets: offsets
+                .into_iter()
+                .map(|(n, o)| (n.to_owned(), o))
+                .collect(),
+            membership,
+            since,
         })
+    }
+}
+
+/// Where a batch numbered from `seq` stands against its stream's next number (`None`: the
+/// stream's first batch) and the number below which its agent holds nothing (`held`): `None`
+/// when it comes past a gap, else how many of its first items are stored already. Below what the
+/// agent still holds, a gap is what it dropped (counted); above, it is lost on the way, and the
+/// batch waits until the agent sends again from the gap.
+fn admit(next: Option<i64>, seq: u64, held: u64) -> Option<usize> {
+    let expected = std::cmp::Ord::max(next.unwrap_or(0), i64::try_from(held).unwrap_or(i64::MAX));
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    (seq <= expected).then(|| usize::try_from(expected - seq).unwrap_or(usize::MAX))
+}
+
+/// What the ingester's last commits left, so a group's readings go to live subscribers before
+/// its transaction rather than after it (the transaction's statements and commit were most of
+/// a live reading's latency). A batch's rows need its stream's next number, its node's clock
+/// offset and experiment spans: the ingester is the only writer of the first, and keeps the
+/// other two as its last group read them (spans only while no experiment's nodes changed since:
+/// [`crate::experiments::membership_changes`]). A batch whose facts are not known (a new run,
+/// a node not seen since the leader started, spans older than those loaded) goes live after its
+/// commit, as every batch did before. Forgotten whenever a commit's outcome is not known.
+#[derive(Default)]
+struct Known {
+    /// Each readings stream's (node, run) next number as the last commit left it.
+    next: HashMap<(String, String), i64>,
+    /// Each node's clock offset, as the last group of its batches read it.
+    offsets: HashMap<String, i64>,
+    /// The nodes' experiment spans, and from which node time on each node's were loaded.
+    membership: Membership,
+    since: HashMap<String, i64>,
+    /// [`crate::experiments::membership_changes`] when the spans were loaded.
+    changes: u64,
+}
+
+impl Known {
+    /// The rows of `group`'s readings that can be made now, as [`Ingester::store`] will make
+    /// them; `sent[i]` says whether batch `i`'s are among them.
+    fn rows(&mut self, group: &[Batch], changes: u64) -> (Vec<reading::Model>, Vec<bool>) {
+        let mut out = Vec::new();
+        let mut sent = vec![false; group.len()];
+        if changes != self.changes {
+            self.membership = Membership::default();
+            self.since.clear();
+            return (out, sent);
+        }
+        // Each stream's number as this group's earlier batches move it.
+        let mut moved: HashMap<(&str, &str), i64> = HashMap::new();
+        for (i, batch) in group.iter().enumerate() {
+            let Batch::Readings(node_id, b) = batch else {
+                continue;
+            };
+            let key = (node_id.as_str(), b.run.as_str());
+            let next = match moved.get(&key) {
+                Some(n) => *n,
+                None => match self.next.get(&(node_id.clone(), b.run.clone())) {
+                    Some(n) => *n,
+                    None => continue,
+                },
+            };
+            let (Some(&offset), Some(&since)) =
+                (self.offsets.get(node_id), self.since.get(node_id))
+            else {
+                continue;
+            };
+            let earliest = b.points.iter().map(|p| p.1).min().unwrap_or(i64::MAX);
+            if earliest.saturating_sub(DAY_MS) < since {
+                continue;
+            }
+            let Some(skip) = admit(Some(next), b.seq, b.held) else {
+                continue;
+            };
+            sent[i] = true;
+            if skip >= b.points.len() {
+                continue;
+            }
+            out.extend(
+                reading_rows(node_id, offset, b, skip, &self.membership)
+                    .map(|r| ReadingRow::model(&r)),
+            );
+            moved.insert(key, (b.seq + b.points.len() as u64) as i64);
+        }
+        (out, sent)
+    }
+
+    /// Keeps what a commit left: made when [`crate::experiments::membership_changes`] was
+    /// `changes`.
+    fn learn(&mut self, o: &Outcome, changes: u64) {
+        if changes != self.changes {
+            self.membership = Membership::default();
+            self.since.clear();
+            self.changes = changes;
+        }
+        for (stream, next) in &o.next {
+            self.next.insert(stream.clone(), *next);
+        }
+        for (node, offset) in &o.offsets {
+            self.offsets.insert(node.clone(), *offset);
+            self.since.insert(node.clone(), o.since);
+        }
+        self.membership
+            .update(o.offsets.iter().map(|(n, _)| n.as_str()), &o.membership);
     }
 }
 
@@ -728,9 +908,17 @@ fn is_outage(e: &DbErr) -> bool {
 /// whose batches came past a gap.
 #[derive(Default)]
 struct Outcome {
+    /// Readings stored and not sent live yet (when there are live subscribers).
     readings: Vec<reading::Model>,
     lines: Vec<job_log::Model>,
     gaps: BTreeSet<(String, String)>,
+    /// Each readings stream's (node, run) next number after the commit.
+    next: Vec<((String, String), i64)>,
+    /// The clock offsets of the nodes whose batches were stored, as the database had them.
+    offsets: Vec<(String, i64)>,
+    /// The spans of the group's nodes, loaded for node times from `since` on.
+    membership: Membership,
+    since: i64,
 }
 
 /// How far `node`'s run `run` is stored, both streams.
@@ -944,6 +1132,135 @@ pub(crate) mod tests {
         assert_eq!(t.queue_depth(), 0);
     }
 
+    /// Live subscribers get each reading stored, once, with the row stored, whether it went
+    /// before its commit (its stream known from an earlier one) or after it (the first of a
+    /// run); redeliveries, overlaps, late repeats and batches past a gap included.
+    #[tokio::test]
+    async fn live_subscribers_get_the_rows_stored_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = crate::infra::db::connect(&url).await.unwrap();
+        let (t, ingester) = Telemetry::new(db.clone());
+        let bridge = crate::mqtt::bridge::Bridge::start(
+            &trellis_proto::BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1,
+                tls: false,
+            },
+            None,
+            None,
+            crate::mqtt::bridge::Domains {
+                nodes: crate::nodes::Nodes::new(db.clone()),
+                jobs: crate::jobs::Jobs::new(db),
+                telemetry: t.clone(),
+            },
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let mut live = t.subscribe_readings();
+        tokio::spawn(async move {
+            let mut ingester = ingester;
+            ingester.run(bridge).await;
+        });
+        let run = "0123456789abcdef";
+        let of = crate::telemetry::service::Selection {
+            node_id: Some("pi"),
+            ..Default::default()
+        };
+        let mut shown: Vec<reading::Model> = Vec::new();
+        // One batch at a time, each after the one before is stored: every one after the first
+        // of its run goes live before its commit.
+        for (b, stored_after) in [
+            (readings(run, 0, 0, &[0.0, 1.0, 2.0]), 3),
+            (readings(run, 0, 0, &[0.0, 1.0, 2.0]), 3),
+            (readings(run, 2, 0, &[2.0, 3.0, 4.0]), 5),
+            (readings(run, 0, 0, &[0.0, 1.0]), 5),
+            (readings(run, 7, 7, &[7.0, 8.0]), 7),
+            (readings(run, 11, 9, &[11.0]), 7),
+            (readings(run, 9, 9, &[9.0, 10.0]), 9),
+            (readings(run, 11, 9, &[11.0]), 10),
+            (readings(run, 12, 9, &[12.0, 13.0]), 12),
+            (readings("fedcba9876543210", 0, 0, &[100.0]), 13),
+            (readings("fedcba9876543210", 1, 0, &[101.0]), 14),
+        ] {
+            t.submit(b).await;
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while t.readings(&of, None, 100).await.unwrap().len() < stored_after {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("stored");
+        }
+        // Whatever went live after its commit is in the feed by the time the store is read back.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(Some(rows)) = live.try_recv() {
+            shown.extend(rows.iter().cloned());
+        }
+        let stored = t.readings(&of, None, 100).await.unwrap();
+        let key = |r: &reading::Model| {
+            (
+                r.value.to_bits(),
+                r.time_ms,
+                r.node_time_ms,
+                r.experiment_id.clone(),
+                r.job.clone(),
+                r.metric.clone(),
+            )
+        };
+        let mut shown: Vec<_> = shown.iter().map(key).collect();
+        let mut stored: Vec<_> = stored.iter().map(key).collect();
+        shown.sort();
+        stored.sort();
+        assert_eq!(stored.len(), 14);
+        assert_eq!(
+            shown, stored,
+            "live readings are the rows stored, once each"
+        );
+    }
+
+    /// What the ingester knows from a commit makes the next batches' rows at once, as the store
+    /// will; what it does not know (a new run, a change of experiments' nodes, node times older
+    /// than its spans) waits for the commit.
+    #[test]
+    fn known_streams_make_rows_before_their_commit() {
+        let run = "0123456789abcdef";
+        let mut known = Known::default();
+        let outcome = Outcome {
+            next: vec![(("pi".into(), run.into()), 3)],
+            offsets: vec![("pi".into(), 250)],
+            since: 1_000 - DAY_MS,
+            ..Default::default()
+        };
+        known.learn(&outcome, 7);
+        let group = [
+            readings(run, 2, 0, &[2.0, 3.0]),
+            readings(run, 2, 0, &[2.0, 3.0, 4.0]),
+            readings(run, 9, 0, &[9.0]),
+            readings("fedcba9876543210", 0, 0, &[1.0]),
+        ];
+        let (rows, sent) = known.rows(&group, 7);
+        assert_eq!(sent, [true, true, false, false]);
+        let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+        assert_eq!(
+            values,
+            [3.0, 4.0],
+            "each once, from the stream's next number"
+        );
+        assert_eq!((rows[0].node_time_ms, rows[0].time_ms), (1_000, 750));
+        // An experiment's nodes changed since: nothing until a commit has loaded them again.
+        let (rows, sent) = known.rows(&group, 8);
+        assert!(rows.is_empty() && sent.iter().all(|s| !s));
+        known.learn(&outcome, 8);
+        assert_eq!(known.rows(&group, 8).1, [true, true, false, false]);
+        // Node times from before the spans loaded.
+        let Batch::Readings(n, mut old) = readings(run, 3, 0, &[5.0]) else {
+            unreachable!()
+        };
+        old.points[0].1 = 1_000 - DAY_MS - 1;
+        assert_eq!(known.rows(&[Batch::Readings(n, old)], 8).1, [false]);
+    }
+
     const OD: crate::telemetry::service::SeriesKey<'static> =
         crate::telemetry::service::SeriesKey {
             node_id: "pi",
@@ -1089,10 +1406,13 @@ pub(crate) mod tests {
         };
         // Sent late (an outage buffer) or not, a reading goes by its own time.
         ingester
-            .store(&[batch(0, &[500, 1_500, 2_500])])
+            .store(&[batch(0, &[500, 1_500, 2_500])], &[false])
             .await
             .unwrap();
-        ingester.store(&[batch(3, &[1_999, 2_000])]).await.unwrap();
+        ingester
+            .store(&[batch(3, &[1_999, 2_000])], &[false])
+            .await
+            .unwrap();
         let rows = reading::Entity::find()
             .order_by_asc(reading::Column::TimeMs)
             .all(&db)

@@ -53,7 +53,9 @@ impl TelemetrySubscription {
         }))
     }
 
-    /// Readings as they are stored, of an experiment, a node, a job or a metric (any of these
+    /// Readings as they come in, each once and as it is stored (most before their transaction
+    /// commits: a batch that can never be stored, which the leader logs, may have been shown),
+    /// of an experiment, a node, a job or a metric (any of these
     /// together; at least one), throttled for this client: at most `fps` frames a second (1 to
     /// 30), each with at most `maxPerFrame` readings (1 to 10 000). When more arrive between two
     /// frames, every other one is left out until they fit, evenly over time, and `skipped` says

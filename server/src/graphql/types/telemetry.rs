@@ -92,14 +92,14 @@ impl ReadingFrame {
                         metric: r.metric.clone(),
                         unit: r.unit.clone(),
                         experiment_id: r.experiment_id.clone(),
-                        times_ms: Vec::new(),
-                        values: Vec::new(),
+                        times_ms: super::ScalarList(Vec::new()),
+                        values: super::ScalarList(Vec::new()),
                     });
                     out.len() - 1
                 }
             };
-            out[i].times_ms.push(r.time_ms);
-            out[i].values.push(r.value);
+            out[i].times_ms.0.push(r.time_ms);
+            out[i].values.0.push(r.value);
         }
         out
     }
@@ -132,9 +132,9 @@ pub struct LiveSeries {
     pub experiment_id: Option<String>,
     /// When each was taken: ms since the Unix epoch, the node's time corrected by its clock
     /// offset.
-    pub times_ms: Vec<i64>,
+    pub times_ms: super::ScalarList<i64>,
     /// The values, in the same order.
-    pub values: Vec<f64>,
+    pub values: super::ScalarList<f64>,
 }
 
 /// One time bucket of a series: what its readings average, range and count.
