@@ -322,7 +322,8 @@ impl Ingester {
                     let from = rows.len();
                     match sent.get(i).copied().unwrap_or(false) {
                         true => {
-                            let offset = self.known.offsets.get(node_id).copied().unwrap_or(offset);
+                            let offset =
+                                self.known.offsets.get(node_id).map_or(offset, |(o, _)| *o);
                             rows.extend(reading_rows(
                                 node_id,
                                 offset,
@@ -407,6 +408,11 @@ fn admit(next: Option<i64>, seq: u64, held: u64) -> Option<usize> {
     (seq <= expected).then(|| usize::try_from(expected - seq).unwrap_or(usize::MAX))
 }
 
+/// How long a node's clock offset read by a commit is used for readings sent before theirs
+/// (the nodes measure it at every heartbeat, 5 s by default): a node silent for longer, whose
+/// clock may have been set meanwhile, has its next batch made from the database's offset.
+const OFFSET_TRUSTED: Duration = Duration::from_secs(10);
+
 /// What the ingester's last commits left, so a group's readings go to live subscribers before
 /// its transaction rather than after it (the transaction's statements and commit were most of
 /// a live reading's latency). A batch's rows need its stream's next number, its node's clock
@@ -417,10 +423,11 @@ fn admit(next: Option<i64>, seq: u64, held: u64) -> Option<usize> {
 /// commit, as every batch did before. Forgotten whenever a commit's outcome is not known.
 #[derive(Default)]
 struct Known {
-    /// Each readings stream's (node, run) next number as the last commit left it.
-    next: HashMap<(String, String), i64>,
-    /// Each node's clock offset, as the last group of its batches read it.
-    offsets: HashMap<String, i64>,
+    /// Each node's readings stream (its agent's current run) and its next number, as the last
+    /// commit left them: one per node, so runs of agents that restarted are not kept.
+    next: HashMap<String, (String, i64)>,
+    /// Each node's clock offset, as the last group of its batches read it, and when.
+    offsets: HashMap<String, (i64, std::time::Instant)>,
     /// The nodes' experiment spans, and from which node time on each node's were loaded.
     membership: Membership,
     since: HashMap<String, i64>,
@@ -441,27 +448,39 @@ impl Known {
         }
         // Each stream's number as this group's earlier batches move it.
         let mut moved: HashMap<(&str, &str), i64> = HashMap::new();
+        // Streams one of whose batches waits for the commit: their later ones wait too (the
+        // commit moves the stream's number past what this cannot follow).
+        let mut waiting: BTreeSet<(&str, &str)> = BTreeSet::new();
         for (i, batch) in group.iter().enumerate() {
             let Batch::Readings(node_id, b) = batch else {
                 continue;
             };
             let key = (node_id.as_str(), b.run.as_str());
-            let next = match moved.get(&key) {
-                Some(n) => *n,
-                None => match self.next.get(&(node_id.clone(), b.run.clone())) {
-                    Some(n) => *n,
-                    None => continue,
-                },
-            };
-            let (Some(&offset), Some(&since)) =
-                (self.offsets.get(node_id), self.since.get(node_id))
-            else {
-                continue;
-            };
-            let earliest = b.points.iter().map(|p| p.1).min().unwrap_or(i64::MAX);
-            if earliest.saturating_sub(DAY_MS) < since {
+            if waiting.contains(&key) {
                 continue;
             }
+            let known = match moved.get(&key) {
+                Some(n) => Some(*n),
+                None => self
+                    .next
+                    .get(node_id)
+                    .filter(|(run, _)| *run == b.run)
+                    .map(|(_, n)| *n),
+            };
+            let earliest = b.points.iter().map(|p| p.1).min().unwrap_or(i64::MAX);
+            let facts = match (known, self.offsets.get(node_id), self.since.get(node_id)) {
+                (Some(next), Some(&(offset, read)), Some(&since))
+                    if read.elapsed() < OFFSET_TRUSTED
+                        && earliest.saturating_sub(DAY_MS) >= since =>
+                {
+                    Some((next, offset))
+                }
+                _ => None,
+            };
+            let Some((next, offset)) = facts else {
+                waiting.insert(key);
+                continue;
+            };
             let Some(skip) = admit(Some(next), b.seq, b.held) else {
                 continue;
             };
@@ -486,11 +505,12 @@ impl Known {
             self.since.clear();
             self.changes = changes;
         }
-        for (stream, next) in &o.next {
-            self.next.insert(stream.clone(), *next);
+        for ((node, run), next) in &o.next {
+            self.next.insert(node.clone(), (run.clone(), *next));
         }
+        let now = std::time::Instant::now();
         for (node, offset) in &o.offsets {
-            self.offsets.insert(node.clone(), *offset);
+            self.offsets.insert(node.clone(), (*offset, now));
             self.since.insert(node.clone(), o.since);
         }
         self.membership
@@ -1259,6 +1279,137 @@ pub(crate) mod tests {
         };
         old.points[0].1 = 1_000 - DAY_MS - 1;
         assert_eq!(known.rows(&[Batch::Readings(n, old)], 8).1, [false]);
+        // An offset read too long ago (the node's clock may have been set since).
+        let read = known.offsets["pi"].1;
+        known.offsets.get_mut("pi").unwrap().1 = read - OFFSET_TRUSTED;
+        assert!(known.rows(&group, 8).0.is_empty());
+        // A node's agent that started again: its new run replaces the old one.
+        known.learn(
+            &Outcome {
+                next: vec![(("pi".into(), "fedcba9876543210".into()), 1)],
+                offsets: vec![("pi".into(), 250)],
+                since: 1_000 - DAY_MS,
+                ..Default::default()
+            },
+            8,
+        );
+        assert_eq!(known.next.len(), 1);
+        assert_eq!(known.rows(&group, 8).1, [false, false, false, true]);
+    }
+
+    /// Readings sent before their commit are stored as they were sent: with the offset and the
+    /// spans they were made with, each once, whatever the group's order; a stream one of whose
+    /// batches waits for the commit has its later batches wait too.
+    #[tokio::test]
+    async fn readings_sent_before_their_commit_are_stored_as_sent() {
+        use entity::{experiment, experiment_node};
+        use sea_orm::ActiveModelTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = crate::infra::db::connect(&url).await.unwrap();
+        experiment::ActiveModel {
+            id: Set("E".into()),
+            name: Set("e".into()),
+            description: Set(String::new()),
+            created_by: Set("t".into()),
+            created_ms: Set(0),
+            ended_ms: Set(None),
+            ended_by: Set(None),
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        // pi is in E from node time 1250 on (1000 once corrected by the offset below).
+        experiment_node::ActiveModel {
+            experiment_id: Set("E".into()),
+            node_id: Set("pi".into()),
+            from_ms: Set(1_000),
+            until_ms: Set(None),
+            added_by: Set("t".into()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        let (t, mut ingester) = Telemetry::new(db.clone());
+        let _subscriber = t.subscribe_readings();
+        let run = "r";
+        let batch = |seq: u64, times: &[i64]| {
+            let Batch::Readings(n, mut b) = readings(run, seq, 0, &[]) else {
+                unreachable!()
+            };
+            b.points = times.iter().map(|&t| (0, t, t as f64)).collect();
+            Batch::Readings(n, b)
+        };
+        ingester
+            .store(&[batch(0, &[1_100, 1_200, 1_300])], &[false])
+            .await
+            .unwrap();
+        // What a commit left: the stream at 3, an offset of 250 (the database has none: 0), spans.
+        let since = 1_100 - DAY_MS;
+        let outcome = Outcome {
+            next: vec![(("pi".into(), run.into()), 3)],
+            offsets: vec![("pi".into(), 250)],
+            membership: Membership::load(&db, ["pi"], since).await.unwrap(),
+            since,
+            ..Default::default()
+        };
+        ingester
+            .known
+            .learn(&outcome, crate::experiments::membership_changes());
+        let group = [
+            batch(3, &[1_400, 1_500]),
+            batch(3, &[1_400, 1_500, 1_600]),
+            // From before the spans loaded: it waits, and so does the next of its stream.
+            batch(6, &[-DAY_MS, 1_700]),
+            batch(6, &[1_650, 1_700, 1_800]),
+        ];
+        let (shown, sent) = ingester
+            .known
+            .rows(&group, crate::experiments::membership_changes());
+        assert_eq!(sent, [true, true, false, false]);
+        let outcome = ingester.store(&group, &sent).await.unwrap();
+        let key = |r: &reading::Model| {
+            (
+                r.node_time_ms,
+                r.time_ms,
+                r.value.to_bits(),
+                r.experiment_id.clone(),
+            )
+        };
+        let mut shown: Vec<_> = shown
+            .iter()
+            .chain(&outcome.readings)
+            .filter(|r| r.node_time_ms >= 1_400)
+            .map(key)
+            .collect();
+        shown.sort();
+        let stored: Vec<_> = reading::Entity::find()
+            .filter(reading::Column::NodeTimeMs.gte(1_400))
+            .all(&db)
+            .await
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        let mut stored = stored;
+        stored.sort();
+        assert_eq!(shown, stored);
+        let expected = |t: i64, corrected: i64, e: Option<&str>| {
+            (t, corrected, (t as f64).to_bits(), e.map(str::to_owned))
+        };
+        assert_eq!(
+            &stored[..3],
+            [
+                expected(1_400, 1_150, Some("E")),
+                expected(1_500, 1_250, Some("E")),
+                expected(1_600, 1_350, Some("E")),
+            ],
+            "made with the offset they were sent with"
+        );
+        // The waiting ones went after the commit, made from the database (offset 0).
+        assert!(outcome.readings.iter().all(|r| r.time_ms == r.node_time_ms));
+        assert_eq!(outcome.readings.len(), 3);
     }
 
     const OD: crate::telemetry::service::SeriesKey<'static> =
