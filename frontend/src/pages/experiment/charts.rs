@@ -9,7 +9,9 @@
 //!   says it left readings out (`skipped`) or fell behind (`resync`), when a reading belongs to
 //!   a series the page does not have yet, and when a line has grown past [`MAX_POINTS`] (so it
 //!   is downsampled again); at most once every [`RELOAD_GAP_MS`] for the feed's reasons.
-//!   Readings that arrive while a load is under way are kept and appended after it.
+//!   Readings that arrive while a load is under way are kept and appended after it, and so are
+//!   those of a series the page did not have (the leader sends most readings before it commits
+//!   them, so the load they start may not hold them yet).
 
 use futures::StreamExt;
 use leptos::prelude::*;
@@ -135,24 +137,28 @@ impl State {
         self.append(held);
     }
 
-    /// Asks for a load for the feed's sake, unless one was asked for just now.
-    fn reload_soon(self) {
+    /// Asks for a load for the feed's sake, unless one was asked for just now; whether it did.
+    fn reload_soon(self) -> bool {
         let now = js_sys::Date::now();
         if now - self.last_reload.get_value() >= RELOAD_GAP_MS {
             self.last_reload.set_value(now);
             leptos::task::spawn_local(self.load());
+            return true;
         }
+        false
     }
 
     /// Appends readings to their lines (one after its line's last point only, so a reading
     /// the buckets hold already is not drawn twice).
     fn append(self, readings: Vec<LiveReading>) {
         let mut reload = false;
+        let mut unknown = Vec::new();
         self.series.with_untracked(|list| {
             for r in readings {
                 let Some(s) = list.iter().find(|s| s.is(&r.metric, &r.node_id, &r.job)) else {
                     // A series the page does not have yet.
                     reload = true;
+                    unknown.push(r);
                     continue;
                 };
                 let t = r.time;
@@ -164,8 +170,11 @@ impl State {
                 });
             }
         });
-        if reload {
-            self.reload_soon();
+        // The leader sends most readings before it commits them, so the load may not have
+        // these yet: held, they are drawn after it (once: only after their line's last point).
+        if reload && self.reload_soon() && !unknown.is_empty() {
+            self.held
+                .update_value(|h| h.get_or_insert_with(Vec::new).extend(unknown));
         }
     }
 }
