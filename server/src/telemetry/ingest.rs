@@ -1065,13 +1065,10 @@ pub(crate) mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn each_reading_is_stored_once_whatever_order_and_repeats_bring() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-        let db = crate::infra::db::connect(&url).await.unwrap();
-        let (t, ingester) = Telemetry::new(db.clone());
-        // A bridge to a broker that is not there: the stored marks are queued and go nowhere.
+    /// The telemetry service of `db` with its ingester running, its bridge to a broker that is
+    /// not there (the stored marks are queued and go nowhere).
+    fn running_ingester(db: DatabaseConnection) -> Telemetry {
+        let (t, mut ingester) = Telemetry::new(db.clone());
         let bridge = crate::mqtt::bridge::Bridge::start(
             &trellis_proto::BrokerAddr {
                 host: "127.0.0.1".into(),
@@ -1088,10 +1085,16 @@ pub(crate) mod tests {
             None,
             tokio_util::sync::CancellationToken::new(),
         );
-        tokio::spawn(async move {
-            let mut ingester = ingester;
-            ingester.run(bridge).await;
-        });
+        tokio::spawn(async move { ingester.run(bridge).await });
+        t
+    }
+
+    #[tokio::test]
+    async fn each_reading_is_stored_once_whatever_order_and_repeats_bring() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = crate::infra::db::connect(&url).await.unwrap();
+        let t = running_ingester(db);
         let run = "0123456789abcdef";
         // 0-2; the same again (a QoS 1 redelivery); 2-4 (overlapping); 0-1 late; then after a
         // gap the agent made (it dropped 5-6 and holds from 7) 7-8; 11 past a gap lost on the way
@@ -1160,28 +1163,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let db = crate::infra::db::connect(&url).await.unwrap();
-        let (t, ingester) = Telemetry::new(db.clone());
-        let bridge = crate::mqtt::bridge::Bridge::start(
-            &trellis_proto::BrokerAddr {
-                host: "127.0.0.1".into(),
-                port: 1,
-                tls: false,
-            },
-            None,
-            None,
-            crate::mqtt::bridge::Domains {
-                nodes: crate::nodes::Nodes::new(db.clone()),
-                jobs: crate::jobs::Jobs::new(db),
-                telemetry: t.clone(),
-            },
-            None,
-            tokio_util::sync::CancellationToken::new(),
-        );
+        let t = running_ingester(db);
         let mut live = t.subscribe_readings();
-        tokio::spawn(async move {
-            let mut ingester = ingester;
-            ingester.run(bridge).await;
-        });
         let run = "0123456789abcdef";
         let of = crate::telemetry::service::Selection {
             node_id: Some("pi"),
