@@ -16,6 +16,13 @@
 //! Anonymous clients and bad credentials get CONNACK "not authorised". A denied PUBLISH is dropped
 //! and, at QoS 1, still acknowledged (as Mosquitto does), so the client is not wedged; a denied
 //! SUBSCRIBE gets SUBACK failure (0x80). A node's connections are closed when the node is removed.
+//!
+//! A node's readings and log lines mostly do not go through rumqttd: the gate decodes them and
+//! puts them in the ingester's queue itself, acknowledging at QoS 1 once they are queued
+//! ([`crate::telemetry::Backlog::hand`]); only the leader's bridge subscribes to them (nodes may
+//! not), so no client sees a difference. A heartbeat it relays holds that back until the router has it: a
+//! node's first readings after a connect must not overtake the clock offset it brings. Those acknowledgements can overtake the broker's for the node's
+//! other topics (rumqttc matches them by packet id).
 
 use std::{
     collections::HashMap,
@@ -473,10 +480,24 @@ impl Gate {
                         if crate::telemetry::service::is_telemetry_topic(&p.topic) =>
                     {
                         // Back-pressure: while the ingester is full this connection is not read,
-                        // its publishes stay unacknowledged (the broker acknowledges what it
-                        // has), and the node's in-flight window holds it back.
+                        // its publishes stay unacknowledged, and the node's in-flight window
+                        // holds it back.
                         self.backlog.admit().await;
-                        broker_wr.write_all(&frame).await?;
+                        match self.hand_to_ingester(&p) {
+                            true if p.qos == QoS::AtLeastOnce => {
+                                to_client
+                                    .send(encode(&Packet::PubAck(PubAck::new(p.pkid)))?)
+                                    .await?;
+                            }
+                            true => {}
+                            false => self.relay_counted(&mut broker_wr, &frame).await?,
+                        }
+                    }
+                    Packet::Publish(p)
+                        if crate::telemetry::service::counted_in_backlog(&p.topic) =>
+                    {
+                        // A heartbeat: the readings behind it wait for its clock offset.
+                        self.relay_counted(&mut broker_wr, &frame).await?;
                     }
                     _ => broker_wr.write_all(&frame).await?,
                 }
@@ -492,6 +513,39 @@ impl Gate {
             () = cancel.cancelled() => tracing::info!(%peer, "node removed: connection closed"),
         }
         Ok(())
+    }
+}
+
+impl Gate {
+    /// Hands a node's telemetry publish straight to the ingester's queue, when it may
+    /// ([`crate::telemetry::Backlog::hand`]): not retained, QoS 0 or 1, a payload that decodes.
+    /// `false`: relay it to the broker as any other publish (where the bridge reads it, or logs
+    /// why it cannot).
+    fn hand_to_ingester(&self, p: &mqttbytes::v4::Publish) -> bool {
+        use crate::telemetry::service::Batch;
+        if p.retain || p.qos == QoS::ExactlyOnce {
+            return false;
+        }
+        let batch = match trellis_proto::decode(&p.topic, &p.payload) {
+            Ok((node, NodeMessage::Readings(b))) => Batch::Readings(node, b),
+            Ok((node, NodeMessage::Logs(b))) => Batch::Logs(node, b),
+            _ => return false,
+        };
+        self.backlog.hand(batch).is_ok()
+    }
+
+    /// Relays a publish the backlog counts as on its way to the router.
+    async fn relay_counted(
+        &self,
+        broker: &mut (impl AsyncWrite + Unpin),
+        frame: &[u8],
+    ) -> anyhow::Result<()> {
+        self.backlog.relaying();
+        let written = broker.write_all(frame).await;
+        if written.is_err() {
+            self.backlog.not_relayed();
+        }
+        Ok(written?)
     }
 }
 

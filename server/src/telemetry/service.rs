@@ -33,7 +33,8 @@ enum Table {
     Minutes,
 }
 
-/// Batches waiting for the ingester; past this the bridge waits (back-pressure).
+/// Batches waiting for the ingester; past this the gate holds a node's next batch and relays
+/// it, and the bridge waits (back-pressure).
 pub const INGEST_QUEUE: usize = 256;
 /// Capacity of the log-line feed; a subscriber further behind gets a resync.
 pub const LOG_EVENTS: usize = 4096;
@@ -52,6 +53,13 @@ pub const MAX_LOG_LINES_PER_QUERY: u64 = 1_000;
 /// publishes it relays, the router those it receives, the queue those it holds (queued, or in
 /// the transaction being stored), and the gate holds a node's next telemetry publish while they
 /// add up to [`INGEST_QUEUE`] or more ([`Backlog::admit`]).
+///
+/// Through the embedded broker the gate hands a node's batches to the ingester's queue itself
+/// ([`Backlog::hand`]) whenever nothing it relayed is still on its way: the broker and the
+/// bridge are two loopback hops and a decode that a live chart waited for. It relays the rest
+/// (a full queue, something still in transit, a payload it cannot read), and the bridge takes
+/// everything behind an external broker. Heartbeats count as relayed too, so a node's readings
+/// never overtake the heartbeat that brings its clock offset (sent first on each connect).
 #[derive(Clone, Default)]
 pub struct Backlog {
     /// In the queue or being stored.
@@ -59,10 +67,21 @@ pub struct Backlog {
     high_water: Arc<AtomicUsize>,
     /// Relayed to the broker by the gate, in total.
     relayed: Arc<AtomicUsize>,
-    /// Received by the router, in total.
+    /// Received by the router and queued (or dropped as unreadable), in total; never more than
+    /// `relayed` (a resync may have counted some already).
     arrived: Arc<AtomicUsize>,
     drained: Arc<tokio::sync::Notify>,
+    /// The ingester's queue, once the telemetry service has started (weak: the queue closes, and
+    /// the ingester stops, when the service is gone).
+    queue: Arc<std::sync::OnceLock<mpsc::WeakSender<Batch>>>,
+    /// When the gate last relayed one, ms since the Unix epoch.
+    last_relay_ms: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// A relayed message not queued this long after the gate's last relay is taken as lost (the
+/// broker dropped it: a connection taken over, no subscriber; its agent sends it again), so the
+/// gate hands batches over again.
+const IN_TRANSIT_FOR_AT_MOST_MS: i64 = 2_000;
 
 /// Longest the gate holds one publish. Past it the publish goes on: a count that went wrong
 /// (messages the broker dropped for want of a subscriber) can slow the nodes down, never stop
@@ -84,13 +103,14 @@ impl Backlog {
     fn pending(&self) -> usize {
         let in_transit = self
             .relayed
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.arrived.load(Ordering::Relaxed));
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.arrived.load(Ordering::SeqCst));
         self.depth() + in_transit
     }
 
     /// For the gate: returns once fewer than [`INGEST_QUEUE`] batches are pending (or after
-    /// [`MAX_HOLD`]), counting the one about to be relayed.
+    /// [`MAX_HOLD`]). The gate then hands the publish to the ingester ([`Backlog::hand`]) or
+    /// relays it ([`Backlog::relaying`]).
     pub async fn admit(&self) {
         let until = tokio::time::Instant::now() + MAX_HOLD;
         loop {
@@ -102,19 +122,69 @@ impl Backlog {
             // A bounded wait too: a missed wake-up costs 50 ms, never a stuck connection.
             let _ = tokio::time::timeout(std::time::Duration::from_millis(50), drained).await;
         }
-        self.relayed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// For the router: a telemetry message came from the broker.
+    /// For the gate: a telemetry publish or a heartbeat goes to the broker.
+    pub fn relaying(&self) {
+        self.last_relay_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::SeqCst);
+        self.relayed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// For the gate: a publish it counted with [`Backlog::relaying`] did not reach the broker.
+    pub fn not_relayed(&self) {
+        let _ = self
+            .relayed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1));
+    }
+
+    /// For the gate: puts `batch` in the ingester's queue, if the queue has room and nothing the
+    /// gate relayed is still on its way to it (a node's batches reach the queue in the order it
+    /// sent them). `Err` gives the batch back: relay it.
+    pub fn hand(&self, batch: Batch) -> Result<(), Batch> {
+        let Some(queue) = self.queue.get().and_then(mpsc::WeakSender::upgrade) else {
+            return Err(batch);
+        };
+        let relayed = self.relayed.load(Ordering::SeqCst);
+        if relayed > self.arrived.load(Ordering::SeqCst) {
+            let since =
+                chrono::Utc::now().timestamp_millis() - self.last_relay_ms.load(Ordering::SeqCst);
+            if since < IN_TRANSIT_FOR_AT_MOST_MS {
+                return Err(batch);
+            }
+            tracing::debug!("telemetry relayed to the broker never arrived: taken as lost");
+            self.arrived.fetch_max(relayed, Ordering::SeqCst);
+        }
+        // Counted before it is in the queue, as `submit` does: the ingester may take it at once.
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        match queue.try_send(batch) {
+            Ok(()) => {
+                self.high_water.fetch_max(depth, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(e.into_inner())
+            }
+        }
+    }
+
+    /// For the router: a telemetry message from the broker is in the ingester's queue (or was
+    /// dropped as unreadable).
     pub fn arrived(&self) {
-        self.arrived.fetch_add(1, Ordering::Relaxed);
+        let relayed = self.relayed.load(Ordering::SeqCst);
+        let _ = self
+            .arrived
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| {
+                (a < relayed).then_some(a + 1)
+            });
     }
 
     /// For the bridge, on (re)subscribing: whatever was on its way before is gone (a clean
     /// session), so nothing is in transit.
     pub fn resync(&self) {
         self.arrived
-            .store(self.relayed.load(Ordering::Relaxed), Ordering::Relaxed);
+            .store(self.relayed.load(Ordering::SeqCst), Ordering::SeqCst);
         self.drained.notify_waiters();
     }
 
@@ -136,6 +206,19 @@ pub fn is_telemetry_topic(topic: &str) -> bool {
         matches!(
             p.kind,
             trellis_proto::TopicKind::Readings | trellis_proto::TopicKind::Logs
+        )
+    })
+}
+
+/// Whether the gate counts a publish on `topic` in the [`Backlog`] when it relays it: readings
+/// and log lines, and heartbeats (readings must not overtake the clock offset one brings).
+pub fn counted_in_backlog(topic: &str) -> bool {
+    trellis_proto::parse_topic(topic).is_some_and(|p| {
+        matches!(
+            p.kind,
+            trellis_proto::TopicKind::Readings
+                | trellis_proto::TopicKind::Logs
+                | trellis_proto::TopicKind::Heartbeat
         )
     })
 }
@@ -229,6 +312,12 @@ impl Telemetry {
     /// also holds).
     pub fn with_backlog(db: DatabaseConnection, backlog: Backlog) -> (Self, super::Ingester) {
         let (queue, rx) = mpsc::channel(INGEST_QUEUE);
+        // One telemetry service per backlog: a second one's ingester would never get the gate's.
+        if backlog.queue.set(queue.downgrade()).is_err() {
+            tracing::error!(
+                "a second telemetry service on one backlog: the gate relays to the first"
+            );
+        }
         let (logs, _) = broadcast::channel(LOG_EVENTS);
         let (live, _) = broadcast::channel(LIVE_READINGS);
         let ingester =
@@ -722,5 +811,85 @@ impl Telemetry {
                 ))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(seq: u64) -> Batch {
+        Batch::Readings(
+            "n1".into(),
+            ReadingBatch {
+                run: "r1".into(),
+                seq,
+                held: seq,
+                dropped: 0,
+                series: Vec::new(),
+                points: Vec::new(),
+            },
+        )
+    }
+
+    fn seq(b: &Batch) -> u64 {
+        match b {
+            Batch::Readings(_, r) => r.seq,
+            Batch::Logs(_, l) => l.seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_hands_batches_over_only_behind_nothing_it_relayed_and_into_room() {
+        let backlog = Backlog::default();
+        // No telemetry service yet: everything is relayed.
+        assert_eq!(backlog.hand(batch(0)).map_err(|b| seq(&b)), Err(0));
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("db");
+        let (t, _ingester) = Telemetry::with_backlog(db, backlog.clone());
+        assert!(backlog.hand(batch(1)).is_ok());
+        assert_eq!(backlog.depth(), 1);
+        // One relayed to the broker and not yet queued by the router: the node's next batch
+        // must not overtake it.
+        backlog.relaying();
+        assert_eq!(backlog.hand(batch(2)).map_err(|b| seq(&b)), Err(2));
+        assert_eq!(backlog.depth(), 1, "a batch given back is not counted");
+        backlog.arrived();
+        assert!(backlog.hand(batch(3)).is_ok());
+        // A resync after a broker restart forgets what was in transit (it is gone), and the
+        // router's arrivals of messages from before it cannot hide the next relayed one.
+        backlog.relaying();
+        assert!(backlog.hand(batch(4)).is_err());
+        backlog.resync();
+        backlog.arrived();
+        backlog.relaying();
+        assert!(
+            backlog.hand(batch(4)).is_err(),
+            "the relayed one is in transit"
+        );
+        // One that never arrives is taken as lost 2 s after the gate's last relay.
+        let now = chrono::Utc::now().timestamp_millis();
+        backlog
+            .last_relay_ms
+            .store(now - IN_TRANSIT_FOR_AT_MOST_MS - 1, Ordering::SeqCst);
+        assert!(backlog.hand(batch(4)).is_ok());
+        // A relay whose write failed is not waited for.
+        backlog.relaying();
+        backlog.not_relayed();
+        assert!(backlog.hand(batch(5)).is_ok());
+        // A full queue gives the batch back, uncounted.
+        for s in 6..INGEST_QUEUE as u64 + 2 {
+            assert!(backlog.hand(batch(s)).is_ok(), "batch {s}");
+        }
+        assert_eq!(backlog.depth(), INGEST_QUEUE);
+        let next = INGEST_QUEUE as u64 + 2;
+        assert_eq!(backlog.hand(batch(next)).map_err(|b| seq(&b)), Err(next));
+        assert_eq!(backlog.depth(), INGEST_QUEUE);
+        assert_eq!(backlog.high_water(), INGEST_QUEUE);
+        // The service gone, the gate relays: the queue closes for the ingester.
+        drop(t);
+        backlog.done(INGEST_QUEUE);
+        assert!(backlog.hand(batch(next)).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! The bridge's router: every message the leader receives goes from here to the domain that owns
-//! it (liveness and inventory to `nodes`, job kinds and statuses to `jobs`, readings, job logs and
+//! The bridge's router: every message the leader receives from the broker goes from here to the
+//! domain that owns it (through the embedded broker the gate hands most readings and log lines to
+//! the ingester itself: `telemetry::Backlog::hand`) (liveness and inventory to `nodes`, job kinds and statuses to `jobs`, readings, job logs and
 //! calibrations to `telemetry`, command results to
 //! their waiting callers, join requests to `enroll`). It owns only small bounded maps (statuses that came before their node's announce,
 //! the heartbeat throttle); the database holds everything else, so a restart loses nothing that
@@ -48,6 +49,11 @@ impl Router {
                 .routing
                 .store(arrived.timestamp_millis(), Ordering::SeqCst);
             self.route(&topic, &payload, arrived).await;
+            // After it is queued (a heartbeat: its clock offset stored): until then the gate
+            // relays nodes' next batches rather than handing them to the ingester ahead of it.
+            if crate::telemetry::service::counted_in_backlog(&topic) {
+                self.telemetry.backlog().arrived();
+            }
             // Caught up when nothing else waits.
             if rx.is_empty() {
                 self.hearing.routing.store(0, Ordering::SeqCst);
@@ -56,9 +62,6 @@ impl Router {
     }
 
     async fn route(&mut self, topic: &str, payload: &[u8], now: chrono::DateTime<Utc>) {
-        if crate::telemetry::service::is_telemetry_topic(topic) {
-            self.telemetry.backlog().arrived();
-        }
         let (node_id, msg) = match decode(topic, payload) {
             Ok(m) => m,
             Err(e) => {
