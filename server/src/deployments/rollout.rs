@@ -68,6 +68,37 @@ pub(super) async fn succeeded(
     Ok(())
 }
 
+/// A node's exits of the new revision's container since the batch opened.
+#[derive(Debug, Default)]
+struct Exits {
+    count: usize,
+    /// The newest one: its code and last lines.
+    last: String,
+    last_ms: i64,
+}
+
+impl Exits {
+    fn add(&mut self, row: &entity::deployment_restart::Model) {
+        self.count += 1;
+        if self.count == 1 || row.at_ms >= self.last_ms {
+            self.last_ms = row.at_ms;
+            let code = row
+                .exit_code
+                .map_or_else(|| "exited".to_owned(), |c| format!("exited with code {c}"));
+            let oom = if row.oom_killed {
+                ", killed for want of memory"
+            } else {
+                ""
+            };
+            let tail = row.log_tail.trim();
+            self.last = match tail.is_empty() {
+                true => format!("{code}{oom}"),
+                false => format!("{code}{oom}; last lines: {tail}"),
+            };
+        }
+    }
+}
+
 /// How a batch stands.
 #[derive(Debug, PartialEq)]
 enum Verdict {
@@ -80,7 +111,7 @@ enum Verdict {
 fn judge(
     batch: &[String],
     instances: &[instance::Model],
-    exits: &std::collections::HashMap<&str, usize>,
+    exits: &std::collections::HashMap<&str, Exits>,
     to: i32,
     opened_ms: i64,
     now: i64,
@@ -112,11 +143,16 @@ fn judge(
             }
             _ => {}
         }
-        let exits_now = exits.get(node.as_str()).copied().unwrap_or(0);
-        if on_new && (exits_now > 0 || i.state == "RESTARTING") {
+        let exits_now = exits.get(node.as_str());
+        if on_new && (exits_now.is_some() || i.state == "RESTARTING") {
+            // The exit can be counted before the node's worker has seen it: its row says why.
+            let why = match (&i.reason, exits_now) {
+                (None, Some(e)) => e.last.as_str(),
+                _ => why,
+            };
             return Verdict::Failed(format!(
                 "node {node}: the container exited {} time(s) since the batch began ({why})",
-                exits_now.max(1)
+                exits_now.map_or(1, |e| e.count)
             ));
         }
         let ready = on_new
@@ -182,9 +218,10 @@ async fn step(svc: &Deployments, audit: &Audit, r: rollout::Model) -> ApiResult<
                 .filter(entity::deployment_restart::Column::AtMs.gte(opened))
                 .all(&svc.db)
                 .await?;
-            let mut exits = std::collections::HashMap::new();
+            let mut exits: std::collections::HashMap<&str, Exits> =
+                std::collections::HashMap::new();
             for row in &rows {
-                *exits.entry(row.node_id.as_str()).or_insert(0) += 1;
+                exits.entry(row.node_id.as_str()).or_default().add(row);
             }
             judge(
                 batch,
@@ -427,11 +464,24 @@ mod tests {
         assert!(
             matches!(j(&crashed, 1_000), Verdict::Failed(r) if r.contains("node b: crash_loop") && r.contains("boom"))
         );
-        let exited = std::collections::HashMap::from([("b", 1)]);
+        // An exit counted before b's worker saw it: the restart row says why.
+        let mut exit = Exits::default();
+        exit.add(&entity::deployment_restart::Model {
+            id: 1,
+            deployment_id: "d".into(),
+            node_id: "b".into(),
+            revision: 2,
+            container_id: "c".into(),
+            at_ms: 5_500,
+            exit_code: Some(3),
+            oom_killed: false,
+            log_tail: "boom\n".into(),
+        });
+        let exited = std::collections::HashMap::from([("b", exit)]);
         let v = judge(&batch, &ok, &exited, 2, 0, 6_000, 5, 60);
         assert!(
-            matches!(v, Verdict::Failed(r) if r.contains("exited 1 time")),
-            "an exit in the gate"
+            matches!(&v, Verdict::Failed(r) if r == "node b: the container exited 1 time(s) since the batch began (exited with code 3; last lines: boom)"),
+            "an exit in the gate: {v:?}"
         );
         let mut old_restarts = inst("b", "RUNNING", 2);
         old_restarts.restart_count = 7;
