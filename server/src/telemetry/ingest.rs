@@ -1280,16 +1280,10 @@ pub(crate) mod tests {
         assert_eq!(known.rows(&group, 8).1, [false, false, false, true]);
     }
 
-    /// Readings sent before their commit are stored as they were sent: with the offset and the
-    /// spans they were made with, each once, whatever the group's order; a stream one of whose
-    /// batches waits for the commit has its later batches wait too.
-    #[tokio::test]
-    async fn readings_sent_before_their_commit_are_stored_as_sent() {
+    /// Experiment E, with node pi in it from `from_ms` (until `until_ms`).
+    async fn pi_in_experiment_e(db: &DatabaseConnection, from_ms: i64, until_ms: Option<i64>) {
         use entity::{experiment, experiment_node};
         use sea_orm::ActiveModelTrait;
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-        let db = crate::infra::db::connect(&url).await.unwrap();
         experiment::ActiveModel {
             id: Set("E".into()),
             name: Set("e".into()),
@@ -1299,21 +1293,32 @@ pub(crate) mod tests {
             ended_ms: Set(None),
             ended_by: Set(None),
         }
-        .insert(&db)
+        .insert(db)
         .await
         .unwrap();
-        // pi is in E from node time 1250 on (1000 once corrected by the offset below).
         experiment_node::ActiveModel {
             experiment_id: Set("E".into()),
             node_id: Set("pi".into()),
-            from_ms: Set(1_000),
-            until_ms: Set(None),
+            from_ms: Set(from_ms),
+            until_ms: Set(until_ms),
             added_by: Set("t".into()),
             ..Default::default()
         }
-        .insert(&db)
+        .insert(db)
         .await
         .unwrap();
+    }
+
+    /// Readings sent before their commit are stored as they were sent: with the offset and the
+    /// spans they were made with, each once, whatever the group's order; a stream one of whose
+    /// batches waits for the commit has its later batches wait too.
+    #[tokio::test]
+    async fn readings_sent_before_their_commit_are_stored_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let db = crate::infra::db::connect(&url).await.unwrap();
+        // pi is in E from node time 1250 on (1000 once corrected by the offset below).
+        pi_in_experiment_e(&db, 1_000, None).await;
         let (t, mut ingester) = Telemetry::new(db.clone());
         let _subscriber = t.subscribe_readings();
         let run = "r";
@@ -1504,32 +1509,9 @@ pub(crate) mod tests {
     }
 
     async fn tagging_on(db: DatabaseConnection) {
-        use entity::{experiment, experiment_node, reading_series};
-        use sea_orm::ActiveModelTrait;
-        experiment::ActiveModel {
-            id: Set("E".into()),
-            name: Set("e".into()),
-            description: Set(String::new()),
-            created_by: Set("t".into()),
-            created_ms: Set(0),
-            ended_ms: Set(None),
-            ended_by: Set(None),
-        }
-        .insert(&db)
-        .await
-        .unwrap();
+        use entity::reading_series;
         // pi was in E from 1000 to 2000.
-        experiment_node::ActiveModel {
-            experiment_id: Set("E".into()),
-            node_id: Set("pi".into()),
-            from_ms: Set(1_000),
-            until_ms: Set(Some(2_000)),
-            added_by: Set("t".into()),
-            ..Default::default()
-        }
-        .insert(&db)
-        .await
-        .unwrap();
+        pi_in_experiment_e(&db, 1_000, Some(2_000)).await;
         let (_t, ingester) = Telemetry::new(db.clone());
         let batch = |seq: u64, times: &[i64]| {
             let Batch::Readings(n, mut b) = readings("r", seq, 0, &[]) else {
