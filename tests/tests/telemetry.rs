@@ -167,7 +167,10 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
     assert!((0.4..0.75).contains(&latest), "growth rate {latest}/h");
     assert_eq!(rate.last().map(|r| r["unit"].clone()), Some(json!("1/h")));
 
-    // A pulse by volume goes through the pump's calibration, then ends by itself.
+    // A pulse by volume goes through the pump's calibration, then ends by itself. At 1200x a
+    // millisecond the agent's thread waits for a core is 0.6 ml of media, so the pulse is long
+    // (100 simulated seconds, 83 ms real) beside a loaded machine's scheduling delays; a pump
+    // can only be switched off late, never early, and the reading says what it really moved.
     server
         .graphql(
             "mutation { stopJob(nodeId: \"bio\", name: \"dosing_automation\") { state } }",
@@ -179,7 +182,7 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
     let pulse_started = chrono::Utc::now().timestamp_millis() - 50;
     let r = server
         .graphql(
-            "mutation { startJob(nodeId: \"bio\", preset: \"add_media\", settings: {volume: 2}) { state } }",
+            "mutation { startJob(nodeId: \"bio\", preset: \"add_media\", settings: {volume: 50}) { state } }",
             json!({}),
         )
         .await;
@@ -202,7 +205,7 @@ async fn a_culture_is_read_held_at_its_target_and_its_growth_followed() {
     })
     .await;
     let ml = given["value"].as_f64().unwrap_or_default();
-    assert!((1.9..2.2).contains(&ml), "{ml} ml");
+    assert!((49.99..55.0).contains(&ml), "{ml} ml");
 
     // Calibrations: the simulator's pumps, changed by an operator, refused in words.
     let n = pumps(&server, "bio").await;
