@@ -776,3 +776,244 @@ async fn a_locked_database_holds_the_node_back_and_loses_nothing() {
         .await;
     assert_eq!(r["data"]["node"]["readingsDropped"], 0, "{r}");
 }
+
+/// Live charts that follow the same readings with the same selection share one rendering of a
+/// frame; each still gets exactly its own frames: the same selection twice, another field order
+/// with aliases, a filter that takes half of each chunk of the feed, and the older protocol
+/// (`graphql-ws`, `data` messages). Every reading once, in order, nothing skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_frames_rendered_once_reach_each_subscriber_as_its_own() {
+    use futures::StreamExt;
+    use trellis_proto::{ReadingBatch, Series, TopicKind};
+    use trellis_tests::bench::{batches, connect_as, node_logins};
+    let server = Server::start(ServerOpts {
+        local_agent: false,
+        ..ServerOpts::default()
+    })
+    .await;
+    let login = node_logins(&server, "shared", 1)
+        .await
+        .pop()
+        .expect("a node");
+    let node = &login.id;
+    let cookie = server.admin_cookie.clone();
+    let same = format!(
+        "subscription {{ liveReadings(nodeId: \"{node}\", fps: 30, maxPerFrame: 10000) {{ series {{ metric values }} skipped resync }} }}"
+    );
+    // (query, the frame's key, its series' key, protocol, what each frame's text holds)
+    let clients = [
+        (
+            same.clone(),
+            "liveReadings",
+            "series",
+            "graphql-transport-ws",
+            r#"{"series":[{"metric":"#,
+        ),
+        (
+            same.clone(),
+            "liveReadings",
+            "series",
+            "graphql-transport-ws",
+            r#"{"series":[{"metric":"#,
+        ),
+        (
+            format!(
+                "subscription {{ frame: liveReadings(nodeId: \"{node}\", fps: 30, maxPerFrame: 10000) {{ s: series {{ metric values }} skipped resync }} }}"
+            ),
+            "frame",
+            "s",
+            "graphql-transport-ws",
+            r#""frame":{"s":[{"metric":"#,
+        ),
+        (
+            format!(
+                "subscription {{ liveReadings(nodeId: \"{node}\", metric: \"m1\", fps: 30, maxPerFrame: 10000) {{ series {{ metric values }} skipped resync }} }}"
+            ),
+            "liveReadings",
+            "series",
+            "graphql-transport-ws",
+            r#"{"series":[{"metric":"m1","values":["#,
+        ),
+        (
+            same.clone(),
+            "liveReadings",
+            "series",
+            "graphql-ws",
+            r#"{"series":[{"metric":"#,
+        ),
+        (
+            format!(
+                "subscription {{ liveReadings(nodeId: \"{node}\", fps: 30, maxPerFrame: 10000) {{ resync skipped series {{ values metric }} }} }}"
+            ),
+            "liveReadings",
+            "series",
+            "graphql-transport-ws",
+            r#"{"resync":false,"skipped":0,"series":[{"values":["#,
+        ),
+    ];
+    let mut sockets = Vec::new();
+    for (query, _, _, protocol, _) in &clients {
+        let mut ws = trellis_tests::ws_connect(&server, protocol, cookie.as_deref()).await;
+        ws.send(Message::text(
+            json!({"type": "connection_init", "payload": {}}).to_string(),
+        ))
+        .await
+        .expect("init");
+        assert_eq!(
+            trellis_tests::next_json(&mut ws).await["type"],
+            "connection_ack"
+        );
+        let start = if *protocol == "graphql-ws" {
+            "start"
+        } else {
+            "subscribe"
+        };
+        ws.send(Message::text(
+            json!({"id": "1", "type": start, "payload": {"query": query}}).to_string(),
+        ))
+        .await
+        .expect("subscribe");
+        sockets.push(ws);
+    }
+
+    // Each client's readings by metric, warm-up readings (from 1e9 on) aside; reads until a
+    // frame holds `until` (any frame: NaN).
+    type Seen = std::collections::BTreeMap<String, Vec<f64>>;
+    let read = async |ws: &mut trellis_tests::Ws,
+                      frame_key: &str,
+                      series_key: &str,
+                      protocol: &str,
+                      looks: &str,
+                      seen: &mut Seen,
+                      until: f64| {
+        let kind = if protocol == "graphql-ws" {
+            "data"
+        } else {
+            "next"
+        };
+        loop {
+            let text = match tokio::time::timeout(PATIENCE, ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => t,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("{frame_key}: no frame: {other:?}"),
+            };
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(v["type"], kind, "{text}");
+            let frame = &v["payload"]["data"][frame_key];
+            assert_eq!(
+                (&frame["skipped"], &frame["resync"]),
+                (&json!(0), &json!(false)),
+                "{text}"
+            );
+            let mut last = f64::NAN;
+            for s in frame[series_key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{text}"))
+            {
+                let metric = s["metric"].as_str().unwrap_or_else(|| panic!("{text}"));
+                for value in s["values"].as_array().unwrap_or_else(|| panic!("{text}")) {
+                    let value = value.as_f64().unwrap_or_else(|| panic!("{text}"));
+                    if value < 1e9 {
+                        last = value;
+                        seen.entry(metric.to_owned()).or_default().push(value);
+                    }
+                }
+            }
+            // The client's own names and order of fields, in every frame.
+            assert!(text.contains(looks), "{looks}: {text}");
+            if until.is_nan() || last >= until {
+                return;
+            }
+        }
+    };
+
+    // Warm-up: a reading of each metric at a time, each a run of its own, until every client
+    // has a frame (a subscription is live once its socket carried one).
+    let (mqtt, mut eventloop) = connect_as(server.mqtt_port, &login, 100).await;
+    let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = TopicKind::Readings.topic(node, None);
+    let now = chrono::Utc::now().timestamp_millis();
+    let warm = |k: u64| ReadingBatch {
+        run: format!("{:016x}", 0xabcd_0000 + k),
+        seq: 0,
+        held: 0,
+        dropped: 0,
+        series: ["m0", "m1"]
+            .map(|m| Series {
+                job: "bench".into(),
+                metric: m.into(),
+                unit: Some("u".into()),
+            })
+            .to_vec(),
+        points: vec![(0, now, 1e9 + k as f64), (1, now, 1e9 + k as f64)],
+    };
+    for (ws, (_, frame_key, series_key, protocol, looks)) in sockets.iter_mut().zip(&clients) {
+        let mut seen = Seen::new();
+        let mut k = 0;
+        loop {
+            mqtt.publish(
+                &topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                trellis_proto::encode(&warm(k)).expect("encode"),
+            )
+            .await
+            .expect("publish");
+            k += 1;
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                read(
+                    ws,
+                    frame_key,
+                    series_key,
+                    protocol,
+                    looks,
+                    &mut seen,
+                    f64::NAN,
+                ),
+            )
+            .await
+            {
+                Ok(()) => break,
+                Err(_) if k < 100 => {}
+                Err(_) => panic!("{frame_key}: no frame after {k} readings"),
+            }
+        }
+    }
+    // Let the warm-up's last frames go by before the readings counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The readings: 0..4000, m0 the even ones, m1 the odd ones, a batch every 100 ms (a chunk
+    // of the feed each, most often a frame each).
+    for b in batches("0123456789abcdef", 0, 4000, 2, false) {
+        mqtt.publish(&topic, rumqttc::QoS::AtLeastOnce, false, b.to_vec())
+            .await
+            .expect("publish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let evens: Vec<f64> = (0..2000).map(|i| (2 * i) as f64).collect();
+    let odds: Vec<f64> = (0..2000).map(|i| (2 * i + 1) as f64).collect();
+    for (i, (ws, (_, frame_key, series_key, protocol, looks))) in
+        sockets.iter_mut().zip(&clients).enumerate()
+    {
+        let mut seen = Seen::new();
+        read(
+            ws, frame_key, series_key, protocol, looks, &mut seen, 3999.0,
+        )
+        .await;
+        let expected: Seen = if i == 3 {
+            [("m1".to_owned(), odds.clone())].into()
+        } else {
+            [
+                ("m0".to_owned(), evens.clone()),
+                ("m1".to_owned(), odds.clone()),
+            ]
+            .into()
+        };
+        assert!(
+            seen == expected,
+            "client {i} ({frame_key}, {protocol}): {seen:?}"
+        );
+    }
+    pump.abort();
+}

@@ -31,7 +31,8 @@ pub fn build_schema(state: Option<AppState>) -> TrellisSchema {
         subscription::Subscription::default(),
     )
     .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY);
+    .limit_complexity(MAX_COMPLEXITY)
+    .data(types::RenderedFrames::default());
     if !introspection {
         builder = builder.disable_introspection();
     }

@@ -12,6 +12,7 @@ mod router;
 mod spa;
 mod upload;
 mod ws;
+mod ws_protocol;
 
 use crate::{AppState, graphql::TrellisSchema};
 

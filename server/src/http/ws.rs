@@ -10,10 +10,9 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols};
 use axum::{
-    extract::{FromRequestParts, Request, WebSocketUpgrade},
+    extract::{FromRequestParts, Request, WebSocketUpgrade, ws::Message},
     http::header,
     response::{IntoResponse, Response},
 };
@@ -120,9 +119,18 @@ fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
 /// anything is sent; a missing `connection_init` closes it when the time is up.
 pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
     let (mut parts, _body) = req.into_parts();
-    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
+    // The first of the client's protocols that is one of the two (as async-graphql picks).
+    let Some(protocol) = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        })
+    else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(u) => u,
@@ -176,13 +184,23 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                     }
                 }
             };
-            let stream = stream.take_until(ends);
+            // What the client sends, up to its first error or the end above: text and binary
+            // messages (the websocket's own pings, pongs and close are answered beneath).
+            let input = stream
+                .take_until(ends)
+                .take_while(|m| futures::future::ready(m.is_ok()))
+                .filter_map(|m| {
+                    futures::future::ready(match m {
+                        Ok(m @ (Message::Text(_) | Message::Binary(_))) => Some(m.into_data()),
+                        _ => None,
+                    })
+                });
             let schema = Capped {
                 schema,
                 running: Arc::default(),
             };
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
+            let input = std::pin::pin!(input);
+            super::ws_protocol::serve(sink, input, schema, protocol, move |payload| async move {
                     initialised.store(true, Ordering::SeqCst);
                     let token = payload
                         .get("token")
@@ -221,7 +239,6 @@ pub(super) async fn websocket(s: HttpState, req: Request) -> Response {
                         )),
                     }
                 })
-                .serve()
                 .await;
         })
 }

@@ -7,7 +7,7 @@ use crate::{
     AppState,
     access::Role,
     error::ApiError,
-    graphql::types::{LiveRow, ReadingFrame},
+    graphql::types::{Chunk, LiveFrame, LiveRow, ReadingFrame},
     graphql::{
         guard::RoleGuard,
         stream::resyncing,
@@ -58,7 +58,7 @@ impl TelemetrySubscription {
     /// of an experiment, a node, a job or a metric (any of these
     /// together; at least one), throttled for this client: at most `fps` frames a second (1 to
     /// 30), each with at most `maxPerFrame` readings (1 to 10 000). When more arrive between two
-    /// frames, every other one is left out until they fit, evenly over time, and `skipped` says
+    /// frames, every other one is left out until they fit, evenly over time (the newest stays), and `skipped` says
     /// how many (reload the series' buckets for the full picture); `resync` says this client fell
     /// behind the feed itself and missed readings.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
@@ -73,7 +73,7 @@ impl TelemetrySubscription {
         metric: Option<String>,
         #[graphql(default = 4)] fps: i32,
         #[graphql(default = 1000)] max_per_frame: i32,
-    ) -> Result<impl Stream<Item = ReadingFrame>> {
+    ) -> Result<impl Stream<Item = LiveFrame>> {
         let state = ctx.data::<AppState>()?;
         if experiment_id.is_none() && node_id.is_none() && job.is_none() && metric.is_none() {
             return Err(ApiError::BadRequest(
@@ -104,14 +104,25 @@ impl TelemetrySubscription {
             next_allowed: tokio::time::Instant::now(),
             max: max_per_frame as usize,
             held: Vec::new(),
+            whole: None,
             skipped: 0,
             resync: false,
         };
+        // The selection's key, made at the first frame that could share its rendering.
+        let selection = std::sync::Arc::default();
         Ok(futures::stream::unfold(
             (throttle, wanted),
-            |(mut t, wanted)| async move {
-                let frame = t.next_frame(&wanted).await?;
-                Some((frame, (t, wanted)))
+            move |(mut t, wanted)| {
+                let selection = std::sync::Arc::clone(&selection);
+                async move {
+                    let (frame, whole) = t.next_frame(&wanted).await?;
+                    let frame = LiveFrame {
+                        frame,
+                        whole,
+                        selection,
+                    };
+                    Some((frame, (t, wanted)))
+                }
             },
         ))
     }
@@ -127,20 +138,27 @@ struct Throttle {
     next_allowed: tokio::time::Instant,
     max: usize,
     held: Vec<LiveRow>,
+    /// The chunk `held` is the whole of, when it is (see `LiveFrame`).
+    whole: Option<Chunk>,
     skipped: i64,
     resync: bool,
 }
 
 impl Throttle {
-    /// Gathers until a frame may go and has something to send; `None` when the feed closed.
+    /// Gathers until a frame may go and has something to send, with the chunk it is the whole
+    /// of, if it is; `None` when the feed closed.
     async fn next_frame(
         &mut self,
         wanted: &(impl Fn(&entity::reading::Model) -> bool + Send),
-    ) -> Option<ReadingFrame> {
+    ) -> Option<(ReadingFrame, Option<Chunk>)> {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             let pending = !self.held.is_empty() || self.resync;
             if pending && tokio::time::Instant::now() >= self.next_allowed {
+                let whole = self
+                    .whole
+                    .take()
+                    .filter(|_| self.skipped == 0 && !self.resync);
                 let frame = ReadingFrame {
                     rows: std::mem::take(&mut self.held),
                     skipped: self.skipped,
@@ -149,23 +167,30 @@ impl Throttle {
                 self.skipped = 0;
                 self.resync = false;
                 self.next_allowed = tokio::time::Instant::now() + self.period;
-                return Some(frame);
+                return Some((frame, whole));
             }
             tokio::select! {
                 got = self.rx.recv() => match got {
                     Ok(Some(rows)) => {
+                        let before = self.held.len();
                         self.held.extend(
                             (0..rows.len())
                                 .filter(|&i| wanted(&rows[i]))
                                 .map(|i| LiveRow(rows.clone(), i)),
                         );
+                        let added = self.held.len() - before;
+                        if added > 0 {
+                            self.whole = (before == 0 && added == rows.len()).then(|| rows.clone());
+                        }
                         while self.held.len() > self.max {
-                            // Thin evenly: every other reading goes.
+                            self.whole = None;
+                            // Thin evenly: every other reading goes, counted from the
+                            // newest, which stays (a chart shows it as the current value).
                             let before = self.held.len();
                             let mut i = 0;
                             self.held.retain(|_| {
                                 i += 1;
-                                i % 2 == 1
+                                (before - i).is_multiple_of(2)
                             });
                             self.skipped += (before - self.held.len()) as i64;
                         }
