@@ -495,7 +495,7 @@ bench_live() {
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 | $(fig live_clients) | $(fig live_rate) | $(fig live_batch_every) ms | $(fig live_frames) | $(fig live_p50) ms | $(fig live_p90) ms | **$(fig live_p99) ms** | $(fig live_max) ms | $(fig live_received_per_client) ($(fig live_published)) | $(fig live_skipped) | $(fig live_leader_cpu) % | $(fig live_leader_rss) MiB |
 
-MQTT publish (a node's ReadingBatch, QoS 1) -> the MQTT gate, which hands it to the ingester's queue (the embedded broker is not on the way) -> the ingester (rows made and deduplicated from what its earlier commits left; stored, SQLite, right after) -> live feed -> per-client throttle (30 frames/s, leading edge) -> GraphQL over a websocket -> the client parsed the frame; the newest reading of each frame, for every client. Goal (issue 10): p99 under 5 ms: $goal. The 100 clients run in the benchmark's process on the same 2 cores as the leader, and their JSON parsing is in the figure."
+MQTT publish (a node's ReadingBatch, QoS 1) -> the MQTT gate, which hands it to the ingester's queue (the embedded broker is not on the way) -> the ingester (rows made and deduplicated from what its earlier commits left; stored, SQLite, right after) -> live feed -> per-client throttle (30 frames/s, leading edge) -> GraphQL (a frame that is a whole chunk of the feed resolved and serialized once per selection, shared by every client) over a websocket -> the client parsed the frame; the newest reading of each frame, for every client. Goal (issue 10): p99 under 5 ms: $goal. The 100 clients run in the benchmark's process on the same 2 cores as the leader, and their JSON parsing is in the figure."
   printf '%s\n' "$body"
   record "Live delivery" "$body" "live"
 }
