@@ -148,6 +148,18 @@ pub fn outage(e: &sea_orm::DbErr) -> Option<&'static str> {
     }
 }
 
+/// The row a primary or unique key finds, if any: [`sea_orm::Select::one`] without its `LIMIT`.
+/// `one` binds `LIMIT ?`, and SQLite plans a LIMIT with its bound value, so each later binding
+/// expires the prepared statement, which is parsed and planned again at every use
+/// (`sqlite3Reprepare`: a twentieth of the leader's CPU with a hundred live charts open, from
+/// the ingester's lookups and each socket's credential check). For lookups that run often.
+pub async fn by_key<E: sea_orm::EntityTrait>(
+    select: sea_orm::Select<E>,
+    db: &impl sea_orm::ConnectionTrait,
+) -> Result<Option<E::Model>, sea_orm::DbErr> {
+    Ok(select.all(db).await?.pop())
+}
+
 /// What a lock held too long by another writer is called.
 const LOCKED: &str = "the database is locked";
 

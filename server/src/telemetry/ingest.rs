@@ -308,11 +308,11 @@ impl Ingester {
             let offset = match offsets.get(node_id.as_str()) {
                 Some(o) => *o,
                 None => {
-                    let o = node::Entity::find_by_id(node_id.as_str())
-                        .one(&txn)
-                        .await?
-                        .and_then(|n| n.clock_offset_ms)
-                        .unwrap_or(0);
+                    let o =
+                        crate::infra::db::by_key(node::Entity::find_by_id(node_id.as_str()), &txn)
+                            .await?
+                            .and_then(|n| n.clock_offset_ms)
+                            .unwrap_or(0);
                     offsets.insert(node_id.as_str(), o);
                     o
                 }
@@ -967,12 +967,12 @@ async fn next_seq(
     run: &str,
     kind: &str,
 ) -> Result<Option<i64>, DbErr> {
-    Ok(
-        telemetry_stream::Entity::find_by_id((node_id.to_owned(), run.to_owned(), kind.to_owned()))
-            .one(txn)
-            .await?
-            .map(|s| s.next_seq),
+    Ok(crate::infra::db::by_key(
+        telemetry_stream::Entity::find_by_id((node_id.to_owned(), run.to_owned(), kind.to_owned())),
+        txn,
     )
+    .await?
+    .map(|s| s.next_seq))
 }
 
 async fn save_seq(
