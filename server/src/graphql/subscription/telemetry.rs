@@ -58,9 +58,9 @@ impl TelemetrySubscription {
     /// of an experiment, a node, a job or a metric (any of these
     /// together; at least one), throttled for this client: at most `fps` frames a second (1 to
     /// 30), each with at most `maxPerFrame` readings (1 to 10 000). When more arrive between two
-    /// frames, every other one is left out until they fit, evenly over time (the newest stays), and `skipped` says
-    /// how many (reload the series' buckets for the full picture); `resync` says this client fell
-    /// behind the feed itself and missed readings.
+    /// frames, every other one is left out until they fit, evenly over time (the newest stays),
+    /// and `skipped` says how many (reload the series' buckets for the full picture); `resync`
+    /// says this client fell behind the feed itself and missed readings.
     #[graphql(guard = "RoleGuard(Role::Viewer)")]
     // Each argument is one of the subscription's GraphQL arguments, as a client names them.
     #[allow(clippy::too_many_arguments)]
